@@ -1,0 +1,157 @@
+"""Reading the ``rfs-deploy`` config namespace into :class:`StackConfig`, with one-line errors.
+
+Pulumi hands structured config values to a program as JSON strings, and a value written by the
+driver through the Automation API is a JSON string too; so every top-level value may arrive as a
+mapping (parsed YAML) or as a JSON string, and both mean the same.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rfs_deploy.config.model import ReleaseState, StackConfig
+from rfs_deploy.errors import ConfigError
+
+NAMESPACE = "rfs-deploy"
+#: The only key the driver ever writes.
+RELEASE_KEY = f"{NAMESPACE}:release"
+TOP_LEVEL_KEYS = tuple(StackConfig.model_fields)
+
+
+def _decode(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{NAMESPACE}:{key}", f"not valid JSON ({exc.msg})") from None
+    return value
+
+
+def load_stack_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Validate the namespace's values (``{"network": ..., "services": ...}``, no prefix)."""
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{NAMESPACE}:{unknown[0]}", _unknown_key_reason(unknown[0], TOP_LEVEL_KEYS))
+    data = {key: _decode(key, value) for key, value in raw.items()}
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as exc:
+        raise format_error(exc, StackConfig) from None
+
+
+def load_stack_file(path: str | Path) -> StackConfig:
+    """Read ``stacks/Pulumi.<stack>.yaml`` and validate its ``rfs-deploy:*`` keys."""
+    raw = read_namespace(path)
+    return load_stack_config(raw)
+
+
+def read_namespace(path: str | Path) -> dict[str, Any]:
+    """The ``rfs-deploy:*`` values of a stack file, prefix stripped."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError("", f"{path}: 'config' must be a mapping")
+    prefix = f"{NAMESPACE}:"
+    return {key[len(prefix) :]: value for key, value in config.items() if key.startswith(prefix)}
+
+
+def load_from_pulumi() -> StackConfig:
+    """Inside a Pulumi program: read the namespace from the stack's config."""
+    import pulumi
+
+    cfg = pulumi.Config(NAMESPACE)
+    raw = {key: value for key in TOP_LEVEL_KEYS if (value := cfg.get(key)) is not None}
+    return load_stack_config(raw)
+
+
+def parse_release(service: str, value: Any) -> ReleaseState:
+    """Validate one service's release state (as the driver reads it back)."""
+    try:
+        return ReleaseState.model_validate(value)
+    except ValidationError as exc:
+        raise format_error(exc, ReleaseState, prefix=f"{NAMESPACE}:release.{service}") from None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def format_error(exc: ValidationError, model: type[BaseModel], prefix: str = NAMESPACE) -> ConfigError:
+    """One line naming the first bad key and why; ``(+N more)`` when there are more."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    ctx = first.get("ctx") or {}
+    raw_loc = [str(part) for part in first["loc"]]
+    if first["type"] == "keyed":
+        key = ctx["key"]
+        reason = str(ctx["reason"])
+    else:
+        loc = _strip_union_tags(raw_loc)
+        key = ".".join(loc)
+        reason = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            reason = _unknown_key_reason(loc[-1], _siblings(model, raw_loc[:-1]))
+        elif first["type"] == "union_tag_invalid":
+            reason = f"unknown strategy {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"
+    sep = ":" if prefix == NAMESPACE else "."
+    full = f"{prefix}{sep}{key}" if key else prefix
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(full, reason + more)
+
+
+def _strip_union_tags(loc: list[str]) -> list[str]:
+    # pydantic puts the discriminator tag in the location (strategy.canary.canaryIncrement).
+    from rfs_deploy.config.model import STRATEGY_NAMES
+
+    return [p for i, p in enumerate(loc) if not (p in STRATEGY_NAMES and i > 0 and loc[i - 1] == "strategy")]
+
+
+def _siblings(model: type[BaseModel], path: list[str]) -> tuple[str, ...]:
+    """Known keys at ``path`` (aliases), found by walking the model's fields."""
+    current: Any = model
+    for part in path:
+        if isinstance(current, tuple):  # a discriminated union: the location names the tag
+            current = next((m for m in current if m.model_fields["type"].default == part), None)
+        elif typing.get_origin(current) is dict:  # keyed by user names (services.<name>)
+            current = _unwrap(typing.get_args(current)[1])
+        elif hasattr(current, "model_fields"):
+            match = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+            current = _unwrap(match.annotation) if match else None
+        else:
+            return ()
+    fields = getattr(current, "model_fields", {})
+    return tuple(f.alias or n for n, f in fields.items())
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Reach the model inside Optional/Annotated (a tuple of models for a union)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        models = tuple(a for a in args if hasattr(a, "model_fields"))
+        if len(models) > 1:
+            return models
+        return models[0] if models else (_unwrap(args[0]) if len(args) == 1 else annotation)
+    return annotation
+
+
+def _unknown_key_reason(key: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+    return f"unknown key{hint}"

@@ -1,0 +1,381 @@
+"""The stack config model: the single source of truth for every key.
+
+A stack's config lives under the Pulumi namespace ``rfs-deploy`` with four top-level keys,
+``network``, ``services``, ``release`` and ``tags`` (the field names of :class:`StackConfig`).
+Inside them keys are camelCase (``healthCheck.healthyThreshold``); Python uses the snake_case
+field names. The Pulumi program reads the whole model; the driver writes only ``release``.
+
+Units: durations are seconds, rates are fractions (0.05 = 5 %), weights and percentages are
+whole percent, latency is seconds, CPU is percent.
+"""
+
+from __future__ import annotations
+
+import re
+from string import Template
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+SlotName = Literal["blue", "green"]
+SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
+
+#: Service names become parts of AWS resource names (target groups allow 32 characters,
+#: Pulumi adds an 8-character suffix), hence the short limit.
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+
+
+def other_slot(slot: SlotName) -> SlotName:
+    return "green" if slot == "blue" else "blue"
+
+
+class Model(BaseModel):
+    """Base: camelCase keys in YAML, unknown keys rejected, values re-validated on assignment."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------- network & service
+
+
+class Network(Model):
+    """An existing VPC and the subnets the load balancers and fleets use."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]+$")
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]+$")]] = Field(min_length=2)
+    #: Subnets for instances; defaults to ``subnetIds``.
+    instance_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]+$")]] | None = None
+    internal: bool = False
+    ingress_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+
+
+class HealthCheck(Model):
+    """Target group health check (ALB pings every instance)."""
+
+    path: str = Field(default="/health", pattern=r"^/")
+    interval: int = Field(default=30, ge=5, le=300)
+    timeout: int = Field(default=10, ge=2, le=120)
+    healthy_threshold: int = Field(default=3, ge=2, le=10)
+    unhealthy_threshold: int = Field(default=2, ge=2, le=10)
+    matcher: str = "200"
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> HealthCheck:
+        if self.timeout >= self.interval:
+            raise ValueError("timeout must be shorter than interval")
+        return self
+
+
+class Artifact(Model):
+    """How a release version becomes a launch template.
+
+    - ``amis``: one AMI per version (an immutable image baked per release), and/or
+    - ``userData``: a template in which ``${version}`` is replaced by the release version,
+      booting ``defaultAmi`` (or the version's AMI when both are given).
+    A version is deployable when it has an AMI in ``amis`` or ``defaultAmi`` is set.
+    """
+
+    amis: dict[str, Annotated[str, Field(pattern=r"^ami-[0-9a-f]+$")]] = Field(default_factory=dict)
+    default_ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
+    user_data: str | None = None
+
+    @model_validator(mode="after")
+    def _some_image(self) -> Artifact:
+        if not self.amis and self.default_ami is None:
+            raise ValueError("give amis (one per version) or defaultAmi")
+        if self.user_data is not None:
+            try:
+                Template(self.user_data).substitute(version="x")
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"userData may only use ${{version}} ({exc})") from None
+        return self
+
+    def has_image(self, version: str) -> bool:
+        return version in self.amis or self.default_ami is not None
+
+    def image_for(self, version: str) -> str:
+        ami = self.amis.get(version, self.default_ami)
+        if ami is None:
+            raise KeyError(version)
+        return ami
+
+    def user_data_for(self, version: str) -> str | None:
+        if self.user_data is None:
+            return None
+        return Template(self.user_data).substitute(version=version)
+
+
+class Analysis(Model):
+    """How the driver judges a step. Thresholds are absolute; the baseline test is relative."""
+
+    max_error_rate: float = Field(default=0.05, gt=0, le=1)
+    max_p99_latency: float = Field(default=2.0, gt=0)
+    max_cpu: float = Field(default=90.0, gt=0, le=100)
+    #: Fewer requests than this in a window make the verdict inconclusive, never a pass.
+    min_requests: int = Field(default=100, ge=1)
+    #: Inconclusive windows allowed in one step before the step fails for lack of data.
+    max_inconclusive: int = Field(default=5, ge=0)
+    #: Failed windows that end a step (1 = the first failure rolls back).
+    failure_limit: int = Field(default=1, ge=1)
+    #: Metric fetches that may fail in a row before the step fails.
+    consecutive_error_limit: int = Field(default=3, ge=1)
+    #: Compare the new slot with the live slot (canary, A/B), not only with thresholds.
+    baseline_comparison: bool = True
+    #: False-alarm probability of the baseline comparison.
+    significance: float = Field(default=0.01, gt=0, lt=0.5)
+    #: The new version's p99 may be this many times the baseline's before it fails.
+    latency_tolerance: float = Field(default=1.5, ge=1.0)
+    #: Metric period in seconds (ALB metrics are per minute).
+    period: int = Field(default=60, ge=10)
+
+
+class DeploySettings(Model):
+    """Settings common to every strategy (the seed's defaults)."""
+
+    health_check_interval: int = Field(default=30, ge=1)
+    health_check_timeout: int = Field(default=10, ge=1)
+    max_deployment_time: int = Field(default=600, ge=1)
+    auto_rollback: bool = True
+    max_rollback_attempts: int = Field(default=3, ge=1, le=10)
+    deployment_timeout: int = Field(default=1800, ge=1)
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class BlueGreen(Model):
+    """New version on the idle slot, validated through the test listener, one switch."""
+
+    type: Literal["blue-green"] = "blue-green"
+    switch_delay: int = Field(default=60, ge=0)
+    validation_duration: int = Field(default=300, ge=0)
+    #: How long the old slot stays up (at zero traffic) after the switch before scale-down.
+    scale_down_delay: int = Field(default=300, ge=0)
+
+
+class Canary(Model):
+    """New version on the idle slot; traffic moves in steps, judged at every step."""
+
+    type: Literal["canary"] = "canary"
+    canary_percentage: int = Field(default=10, ge=1, le=100)
+    canary_increment: int = Field(default=10, ge=1, le=100)
+    canary_interval: int = Field(default=60, ge=1)
+    #: Explicit weights for the new slot, ascending, e.g. [5, 25, 50]; 100 is added at the end.
+    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = None
+    #: Keep a client on one slot for this many seconds (ALB target group stickiness).
+    stickiness_duration: int | None = Field(default=None, ge=1, le=604800)
+    scale_down_delay: int = Field(default=0, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _ascending(cls, steps: list[int] | None) -> list[int] | None:
+        if steps is not None and any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError("steps must be strictly ascending")
+        return steps
+
+    def weights(self) -> list[int]:
+        """The new slot's weight at each step, ending at 100."""
+        if self.steps is not None:
+            ws = list(self.steps)
+        else:
+            ws = list(range(self.canary_percentage, 100, self.canary_increment))
+        if not ws or ws[-1] != 100:
+            ws.append(100)
+        return ws
+
+
+class Rolling(Model):
+    """Refresh the live slot in place with an Auto Scaling instance refresh."""
+
+    type: Literal["rolling"] = "rolling"
+    batch_size: int = Field(default=2, ge=1)
+    batch_interval: int = Field(default=30, ge=0)
+    #: Seconds a new instance gets before it counts; defaults to the health check grace.
+    instance_warmup: int | None = Field(default=None, ge=0)
+
+
+class ABTest(Model):
+    """Both slots live; users split by weight with stickiness; forced variants by header."""
+
+    type: Literal["ab-test"] = "ab-test"
+    #: Share of users sent to variant B (the new version).
+    split: int = Field(default=50, ge=1, le=99)
+    duration: int = Field(default=3600, ge=60)
+    header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$")
+    cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$")
+    stickiness_duration: int = Field(default=86400, ge=1, le=604800)
+    #: Listener rule priorities used: this and the next three.
+    rule_priority: int = Field(default=100, ge=1, le=49996)
+
+
+Strategy = Annotated[BlueGreen | Canary | Rolling | ABTest, Field(discriminator="type")]
+STRATEGY_NAMES = ("blue-green", "canary", "rolling", "ab-test")
+
+
+class ServiceConfig(Model):
+    """One service: an ALB, two slots (blue and green), listeners, alarms."""
+
+    artifact: Artifact
+    strategy: Strategy = Field(default_factory=BlueGreen)
+    instance_type: str = Field(default="t3.micro", pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    #: Port the application listens on in each instance.
+    app_port: int = Field(default=8080, ge=1, le=65535)
+    listener_port: int = Field(default=80, ge=1, le=65535)
+    test_listener_port: int = Field(default=8443, ge=1, le=65535)
+    #: Instances the live slot runs.
+    instance_count: int = Field(default=4, ge=1, le=1000)
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+    #: Seconds Auto Scaling waits before checking a new instance's ELB health.
+    health_check_grace_period: int = Field(default=120, ge=0)
+    analysis: Analysis = Field(default_factory=Analysis)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServiceConfig:
+        if self.listener_port == self.test_listener_port:
+            raise ValueError("listenerPort and testListenerPort must differ")
+        return self
+
+
+# --------------------------------------------------------------------------- release state
+
+
+class SlotState(Model):
+    """What one slot runs: a version (or nothing) and how many instances."""
+
+    version: str | None = None
+    capacity: int = Field(default=0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _version_when_running(self) -> SlotState:
+        if self.capacity > 0 and self.version is None:
+            raise ValueError("a slot with capacity needs a version")
+        return self
+
+
+class Variants(Model):
+    """A/B routing: forced-variant rules by header and cookie, on the production listener."""
+
+    header: str = "X-Variant"
+    cookie: str = "variant"
+    rule_priority: int = Field(default=100, ge=1, le=49996)
+
+
+class ReleaseState(Model):
+    """The part of the config the driver writes: which version runs where, and the traffic split.
+
+    ``live`` is the slot serving production before a release begins (the baseline); the other
+    slot is idle and receives the new version. After a promotion ``live`` names the new slot.
+    """
+
+    live: SlotName = "blue"
+    blue: SlotState = Field(default_factory=SlotState)
+    green: SlotState = Field(default_factory=SlotState)
+    #: Percent of production traffic per slot; the two sum to 100.
+    weights: dict[SlotName, Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=lambda: {"blue": 100, "green": 0}
+    )
+    #: Seconds of target group stickiness on the production listener (None = off).
+    stickiness: int | None = Field(default=None, ge=1, le=604800)
+    #: A/B forced-variant rules, present only during an A/B test.
+    variants: Variants | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReleaseState:
+        if set(self.weights) != set(SLOTS):
+            raise ValueError("weights must name both blue and green")
+        total = sum(self.weights.values())
+        if total != 100:
+            raise ValueError(f"weights must sum to 100, not {total}")
+        for slot in SLOTS:
+            if self.weights[slot] > 0 and self.slot(slot).capacity == 0:
+                raise ValueError(f"slot {slot} has weight {self.weights[slot]} but no capacity")
+        if self.slot(self.live).capacity == 0:
+            raise ValueError(f"live slot {self.live} has no capacity")
+        return self
+
+    @property
+    def idle(self) -> SlotName:
+        return other_slot(self.live)
+
+    def slot(self, name: SlotName) -> SlotState:
+        return self.blue if name == "blue" else self.green
+
+    def with_slot(self, name: SlotName, **changes: Any) -> ReleaseState:
+        """A copy with one slot changed (validated)."""
+        slot = self.slot(name).model_copy(update=changes)
+        return self.evolve(**{name: slot})
+
+    def evolve(self, **changes: Any) -> ReleaseState:
+        """A validated copy with ``changes`` applied (keys are field names)."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            data[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        return ReleaseState.model_validate(data)
+
+    def to_config(self) -> dict[str, Any]:
+        """The camelCase mapping stored in stack config."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class StackConfig(Model):
+    """Everything under the ``rfs-deploy`` config namespace of one stack."""
+
+    network: Network
+    services: dict[str, ServiceConfig] = Field(min_length=1)
+    release: dict[str, ReleaseState]
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, services: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
+        for name in services:
+            if not SERVICE_NAME.match(name):
+                raise ValueError(
+                    f"service name {name!r} must be 1-16 characters of a-z, 0-9 and '-', starting with a letter"
+                )
+        return services
+
+    @model_validator(mode="after")
+    def _release_matches_services(self) -> StackConfig:
+        missing = sorted(set(self.services) - set(self.release))
+        if missing:
+            raise _KeyedError(f"release.{missing[0]}", "missing: every service needs a release state")
+        unknown = sorted(set(self.release) - set(self.services))
+        if unknown:
+            raise _KeyedError(f"release.{unknown[0]}", "names no service in services")
+        for name, state in self.release.items():
+            artifact = self.services[name].artifact
+            for slot in SLOTS:
+                version = state.slot(slot).version
+                if version is not None and not artifact.has_image(version):
+                    raise _KeyedError(
+                        f"release.{name}.{slot}.version",
+                        f"version {version!r} has no image: add it to services.{name}.artifact.amis "
+                        "or set defaultAmi",
+                    )
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        from rfs_deploy.errors import UnknownService
+
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.services))
+            raise UnknownService(f"unknown service {name!r} (this stack has: {known})") from None
+
+
+def _KeyedError(key: str, reason: str) -> PydanticCustomError:
+    """A cross-field error that names the key it is about (read back by loading.format_error)."""
+    return PydanticCustomError("keyed", "{reason}", {"key": key, "reason": reason})

@@ -1,0 +1,245 @@
+"""The driver's seams: everything it knows of the world comes through these Protocols.
+
+Production implementations: :mod:`rfs_deploy.drive.pulumi_backend` (StackBackend),
+:mod:`rfs_deploy.aws` (MetricsSource, TrafficReader, FleetControl, AlarmReader) and
+:class:`SystemClock`. The sandbox (:mod:`rfs_deploy.sim`) implements the same Protocols;
+:mod:`rfs_deploy.testing` ships small in-memory fakes for tests and for users' own tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from rfs_deploy.config.model import ReleaseState, StackConfig
+
+# --------------------------------------------------------------------------- stack backend
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """One finished stack update."""
+
+    version: int
+    message: str
+    #: Resource operations by kind, e.g. {"update": 2, "same": 14}.
+    changes: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One stack history version, newest first in :meth:`StackBackend.history`."""
+
+    version: int
+    message: str
+    result: Literal["succeeded", "failed", "in-progress"]
+    start_time: float
+    end_time: float | None
+    #: The release state (``rfs-deploy:release``) the update ran with, per service; None when
+    #: the update's config did not carry one (e.g. a stack created by hand).
+    release: Mapping[str, ReleaseState] | None
+
+
+@runtime_checkable
+class StackBackend(Protocol):
+    """A stack: its config, updates, history and outputs (the Pulumi Automation API)."""
+
+    stack_name: str
+
+    def read_config(self) -> StackConfig:
+        """The stack's whole ``rfs-deploy`` config as it stands now (validated)."""
+        ...
+
+    def write_release(self, release: Mapping[str, ReleaseState]) -> None:
+        """Replace ``rfs-deploy:release`` and nothing else; no cloud resource changes yet."""
+        ...
+
+    def up(self, message: str, on_event: Callable[[str], None] | None = None) -> UpdateResult:
+        """Run an update with the current config; ``message`` is stored in stack history.
+
+        Raises StackBusy when another update holds the stack, BackendError when it fails.
+        """
+        ...
+
+    def history(self, limit: int | None = None) -> list[HistoryEntry]:
+        """Stack history, newest first, with the release state each update ran with."""
+        ...
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack's outputs as plain values."""
+        ...
+
+    def export(self) -> dict[str, Any]:
+        """The stack's deployment (state) as exported by ``pulumi stack export``; for forensics."""
+        ...
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+Stat = Literal["Sum", "Average", "Maximum", "SampleCount", "p99"]
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One CloudWatch metric stat; ``id`` must be unique in a batch (lowercase start)."""
+
+    id: str
+    namespace: str
+    metric_name: str
+    dimensions: tuple[tuple[str, str], ...]
+    stat: Stat
+    period: int = 60
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """The datapoints of one query, oldest first. Empty lists mean CloudWatch had no data."""
+
+    id: str
+    timestamps: tuple[float, ...]
+    values: tuple[float, ...]
+    #: False when CloudWatch said the result was partial (PartialData) even after paging.
+    complete: bool = True
+
+
+class MetricsSource(Protocol):
+    """CloudWatch GetMetricData."""
+
+    def get_metric_data(
+        self, queries: Sequence[MetricQuery], start: float, end: float
+    ) -> dict[str, MetricSeries]:
+        """All ``queries`` over [start, end) in one logical call (paged internally), by query id.
+
+        Raises AwsError when CloudWatch cannot be reached after retries.
+        """
+        ...
+
+
+class AlarmReader(Protocol):
+    """CloudWatch alarms."""
+
+    def firing(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` whose state is ALARM now."""
+        ...
+
+
+# --------------------------------------------------------------------------- traffic & fleet
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    """Target counts of one target group by state."""
+
+    healthy: int = 0
+    unhealthy: int = 0
+    initial: int = 0
+    draining: int = 0
+    unused: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.healthy + self.unhealthy + self.initial + self.unused
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A listener rule as ELBv2 reports it: priority, header conditions, forward target groups."""
+
+    priority: int
+    #: (header name, values) pairs of http-header conditions.
+    headers: tuple[tuple[str, tuple[str, ...]], ...]
+    forward: Mapping[str, int]
+
+
+class TrafficReader(Protocol):
+    """ELBv2 read-back: what the load balancer really does now."""
+
+    def forward_weights(self, listener_arn: str) -> dict[str, int]:
+        """Target group ARN -> weight of the listener's default forward action."""
+        ...
+
+    def stickiness(self, listener_arn: str) -> int | None:
+        """Seconds of target group stickiness on the default action, None when off."""
+        ...
+
+    def rules(self, listener_arn: str) -> list[RuleView]:
+        """Non-default listener rules, by ascending priority."""
+        ...
+
+    def target_health(self, target_group_arn: str) -> TargetHealth:
+        """Counts of the target group's targets by health state."""
+        ...
+
+
+@dataclass(frozen=True)
+class RefreshStatus:
+    """One Auto Scaling instance refresh."""
+
+    refresh_id: str
+    #: Pending | InProgress | Successful | Failed | Cancelling | Cancelled |
+    #: RollbackInProgress | RollbackFailed | RollbackSuccessful | Baking
+    status: str
+    percentage_complete: int
+    instances_to_update: int
+    status_reason: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in {"Successful", "Failed", "Cancelled", "RollbackFailed", "RollbackSuccessful"}
+
+    @property
+    def rolled_back_by_aws(self) -> bool:
+        return self.status.startswith("Rollback")
+
+
+class FleetControl(Protocol):
+    """Auto Scaling: instance refresh and capacity."""
+
+    def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
+        """The most recent instance refresh of the group, None when it never had one."""
+        ...
+
+    def start_refresh(self, asg_name: str, preferences: Mapping[str, Any]) -> str:
+        """Start an instance refresh; returns its id."""
+        ...
+
+    def cancel_refresh(self, asg_name: str) -> None:
+        """Cancel the group's active refresh (instances already replaced stay)."""
+        ...
+
+    def rollback_refresh(self, asg_name: str) -> None:
+        """Roll the active refresh back to the previous launch template."""
+        ...
+
+    def in_service(self, asg_name: str) -> int:
+        """Instances InService in the group."""
+        ...
+
+
+# --------------------------------------------------------------------------- time
+
+
+class Clock(Protocol):
+    """Time for the driver. The sandbox and tests use a virtual clock."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (virtual clocks advance instead)."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))

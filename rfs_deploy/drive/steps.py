@@ -1,0 +1,226 @@
+"""Steps are data: a plan is a tuple of these, and progress is an index into it.
+
+Two families:
+
+* **changes** (``changes_stack = True``) are pure functions of the release state:
+  ``apply(release) -> release``. The runner checkpoints, writes the new release state to the
+  stack config, runs one stack update, then verifies in AWS that the change took effect.
+* **observations** change nothing; the runner watches the world for them (health, validation,
+  analysis, waiting) and turns what it sees into a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rfs_deploy.config.model import ReleaseState, Variants
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: ClassVar[str] = "step"
+    changes_stack: ClassVar[bool] = False
+
+    def describe(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Change(Step):
+    changes_stack: ClassVar[bool] = True
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- changes
+
+
+@dataclass(frozen=True)
+class DeployIdle(Change):
+    """Put ``version`` on the idle slot with ``capacity`` instances, no production traffic."""
+
+    kind: ClassVar[str] = "deploy-idle"
+    version: str
+    capacity: int
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        return release.with_slot(release.idle, version=self.version, capacity=self.capacity)
+
+    def describe(self) -> str:
+        return f"deploy {self.version} to the idle slot ({self.capacity} instances)"
+
+
+@dataclass(frozen=True)
+class SetWeight(Change):
+    """Send ``weight`` percent of production traffic to the idle (new) slot."""
+
+    kind: ClassVar[str] = "set-weight"
+    weight: int
+    stickiness: int | None = None
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        weights = {release.idle: self.weight, release.live: 100 - self.weight}
+        return release.evolve(weights=weights, stickiness=self.stickiness)
+
+    def describe(self) -> str:
+        return "switch all traffic to the new slot" if self.weight == 100 else f"set weight {self.weight}%"
+
+
+@dataclass(frozen=True)
+class StartVariants(Change):
+    """A/B: split users ``split`` percent to B (idle slot) with stickiness; forced-variant rules."""
+
+    kind: ClassVar[str] = "start-variants"
+    split: int
+    stickiness: int
+    header: str
+    cookie: str
+    rule_priority: int
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        variants = Variants(header=self.header, cookie=self.cookie, rule_priority=self.rule_priority)
+        weights = {release.idle: self.split, release.live: 100 - self.split}
+        return release.evolve(weights=weights, stickiness=self.stickiness, variants=variants)
+
+    def describe(self) -> str:
+        return f"A/B split {100 - self.split}/{self.split} with header {self.header} and cookie {self.cookie}"
+
+
+@dataclass(frozen=True)
+class Promote(Change):
+    """The new slot becomes live with all traffic; A/B rules and stickiness are removed."""
+
+    kind: ClassVar[str] = "promote"
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        new = release.idle
+        return release.evolve(live=new, weights={new: 100, release.live: 0}, variants=None, stickiness=None)
+
+    def describe(self) -> str:
+        return "promote the new slot to live"
+
+
+@dataclass(frozen=True)
+class ScaleDown(Change):
+    """Scale the idle (old) slot to zero instances; its version stays on record."""
+
+    kind: ClassVar[str] = "scale-down"
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        return release.with_slot(release.idle, capacity=0)
+
+    def describe(self) -> str:
+        return "scale the old slot to zero"
+
+
+@dataclass(frozen=True)
+class RollRefresh(Change):
+    """Rolling: the live slot's launch template moves to ``version``; instance refresh follows."""
+
+    kind: ClassVar[str] = "roll-refresh"
+    version: str
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        return release.with_slot(release.live, version=self.version)
+
+    def describe(self) -> str:
+        return f"refresh the live slot to {self.version}"
+
+
+# --------------------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True)
+class WaitHealthy(Step):
+    """Wait until every target of the idle (new) slot is healthy, at most ``timeout`` seconds."""
+
+    kind: ClassVar[str] = "wait-healthy"
+    timeout: int
+
+    def describe(self) -> str:
+        return f"wait until the new slot is healthy (at most {self.timeout}s)"
+
+
+@dataclass(frozen=True)
+class Validate(Step):
+    """Validation hooks and HTTP checks through the test listener, before traffic moves."""
+
+    kind: ClassVar[str] = "validate"
+    version: str
+
+    def describe(self) -> str:
+        return f"validate {self.version} through the test listener"
+
+
+@dataclass(frozen=True)
+class Pause(Step):
+    """Wait ``seconds`` (switch delay, scale-down delay)."""
+
+    kind: ClassVar[str] = "pause"
+    seconds: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"wait {self.seconds}s ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Analyze(Step):
+    """Watch metrics for ``duration`` seconds and judge every ``interval``.
+
+    ``baseline`` compares the new slot with the live slot (needs traffic on both).
+    """
+
+    kind: ClassVar[str] = "analyze"
+    duration: int
+    interval: int
+    baseline: bool
+
+    def describe(self) -> str:
+        vs = " against the live slot" if self.baseline else ""
+        return f"analyze for {self.duration}s{vs}"
+
+
+@dataclass(frozen=True)
+class WatchRefresh(Step):
+    """Rolling: follow the instance refresh to the end, judging metrics as it goes."""
+
+    kind: ClassVar[str] = "watch-refresh"
+    timeout: int
+    interval: int
+
+    def describe(self) -> str:
+        return f"watch the instance refresh (at most {self.timeout}s)"
+
+
+@dataclass(frozen=True)
+class Decide(Step):
+    """A/B: observe both variants for ``duration`` seconds, then decide between them."""
+
+    kind: ClassVar[str] = "decide"
+    duration: int
+    interval: int
+
+    def describe(self) -> str:
+        return f"run the A/B test for {self.duration}s, then decide"
+
+
+STEP_KINDS: dict[str, type[Step]] = {
+    cls.kind: cls
+    for cls in (
+        DeployIdle,
+        SetWeight,
+        StartVariants,
+        Promote,
+        ScaleDown,
+        RollRefresh,
+        WaitHealthy,
+        Validate,
+        Pause,
+        Analyze,
+        WatchRefresh,
+        Decide,
+    )
+}

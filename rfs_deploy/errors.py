@@ -1,0 +1,98 @@
+"""One exception tree for the whole project.
+
+    RfsDeployError                  base: the CLI catches only this and maps it to an exit code
+    ├── InvalidInput                exit 2: nothing was changed
+    │   ├── ConfigError             a stack config key or value is wrong (message names the key)
+    │   ├── ScenarioError           a sandbox scenario file is wrong
+    │   ├── UnknownService          no such service in the stack
+    │   ├── UnknownStack            no such stack
+    │   └── UnknownVersion          no such version in stack history
+    ├── PreconditionFailed          exit 2: the world is not in a state to start (alarm firing, ...)
+    ├── StackBusy                   exit 2: another update holds the stack lock
+    ├── MissingCredentials          exit 2: no AWS credentials for a command that needs them
+    ├── BackendError                a stack update or read failed (wraps Automation API errors)
+    ├── AwsError                    an AWS API call failed after retries (wraps botocore errors)
+    └── RollbackFailed              exit 4: the stack could not be brought back; says how to finish
+
+Lower-level errors are translated at the adapter edge with ``raise ... from exc`` so the cause
+stays visible in ``--debug`` output while users see one line.
+"""
+
+from __future__ import annotations
+
+
+class RfsDeployError(Exception):
+    """Base of every error rfs-deploy raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidInput(RfsDeployError):
+    """The user's input is wrong; nothing has been changed."""
+
+    exit_code = 2
+
+
+class ConfigError(InvalidInput):
+    """A stack config key is missing, misspelt or has a bad value."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"config {key}: {reason}" if key else f"config: {reason}")
+
+
+class ScenarioError(InvalidInput):
+    """A sandbox scenario file is wrong."""
+
+
+class UnknownService(InvalidInput):
+    """The named service is not in the stack."""
+
+
+class UnknownStack(InvalidInput):
+    """The named stack does not exist."""
+
+
+class UnknownVersion(InvalidInput):
+    """The requested stack history version does not exist or has no checkpoint."""
+
+
+class PreconditionFailed(RfsDeployError):
+    """The deployment refuses to start, e.g. an alarm is already firing."""
+
+    exit_code = 2
+
+
+class StackBusy(RfsDeployError):
+    """Another update or deployment holds the stack."""
+
+    exit_code = 2
+
+
+class MissingCredentials(RfsDeployError):
+    """No AWS credentials were found for a command that talks to AWS."""
+
+    exit_code = 2
+
+
+class BackendError(RfsDeployError):
+    """A stack operation (update, history, outputs) failed."""
+
+    exit_code = 4
+
+
+class AwsError(RfsDeployError):
+    """An AWS API call failed after botocore's retries."""
+
+    exit_code = 4
+
+
+class RollbackFailed(RfsDeployError):
+    """Rollback did not complete; ``recovery`` is the one command that finishes the job."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, recovery: str) -> None:
+        self.recovery = recovery
+        super().__init__(f"{message}; to finish: {recovery}")

@@ -1,0 +1,106 @@
+"""The stack outputs the program exports and the driver reads (SPEC P7): one definition for both.
+
+The program exports one output, ``services``: a mapping from service name to the camelCase
+mapping built by :meth:`ServiceOutputs.to_output`. The driver parses it back with
+:func:`parse_outputs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rfs_deploy.config.model import SLOTS, SlotName
+from rfs_deploy.errors import BackendError, UnknownService
+
+OUTPUT_NAME = "services"
+
+
+@dataclass(frozen=True)
+class SlotOutputs:
+    target_group_arn: str
+    #: CloudWatch ``TargetGroup`` dimension value (``targetgroup/<name>/<id>``).
+    target_group_dimension: str
+    asg_name: str
+    #: Alarm names watching this slot (5xx rate, p99 latency, CPU).
+    alarm_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServiceOutputs:
+    load_balancer_arn: str
+    #: CloudWatch ``LoadBalancer`` dimension value (``app/<name>/<id>``).
+    load_balancer_dimension: str
+    dns_name: str
+    listener_arn: str
+    test_listener_arn: str
+    listener_port: int
+    test_listener_port: int
+    slots: Mapping[SlotName, SlotOutputs]
+
+    def slot(self, name: SlotName) -> SlotOutputs:
+        return self.slots[name]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.dns_name}:{self.listener_port}"
+
+    @property
+    def test_url(self) -> str:
+        return f"http://{self.dns_name}:{self.test_listener_port}"
+
+    def to_output(self) -> dict[str, Any]:
+        return {
+            "loadBalancerArn": self.load_balancer_arn,
+            "loadBalancerDimension": self.load_balancer_dimension,
+            "dnsName": self.dns_name,
+            "listenerArn": self.listener_arn,
+            "testListenerArn": self.test_listener_arn,
+            "listenerPort": self.listener_port,
+            "testListenerPort": self.test_listener_port,
+            "slots": {
+                name: {
+                    "targetGroupArn": s.target_group_arn,
+                    "targetGroupDimension": s.target_group_dimension,
+                    "asgName": s.asg_name,
+                    "alarmNames": list(s.alarm_names),
+                }
+                for name, s in self.slots.items()
+            },
+        }
+
+
+def parse_service_outputs(value: Mapping[str, Any]) -> ServiceOutputs:
+    try:
+        return ServiceOutputs(
+            load_balancer_arn=value["loadBalancerArn"],
+            load_balancer_dimension=value["loadBalancerDimension"],
+            dns_name=value["dnsName"],
+            listener_arn=value["listenerArn"],
+            test_listener_arn=value["testListenerArn"],
+            listener_port=int(value["listenerPort"]),
+            test_listener_port=int(value["testListenerPort"]),
+            slots={
+                name: SlotOutputs(
+                    target_group_arn=value["slots"][name]["targetGroupArn"],
+                    target_group_dimension=value["slots"][name]["targetGroupDimension"],
+                    asg_name=value["slots"][name]["asgName"],
+                    alarm_names=tuple(value["slots"][name]["alarmNames"]),
+                )
+                for name in SLOTS
+            },
+        )
+    except (KeyError, TypeError) as exc:
+        raise BackendError(f"stack output '{OUTPUT_NAME}' is missing {exc}; run the update again") from None
+
+
+def parse_outputs(outputs: Mapping[str, Any], service: str) -> ServiceOutputs:
+    """The outputs of one service from a stack's outputs (plain values, not OutputValue)."""
+    services = outputs.get(OUTPUT_NAME)
+    if not isinstance(services, Mapping):
+        raise BackendError(f"the stack has no '{OUTPUT_NAME}' output yet; run an update first")
+    if service not in services:
+        known = ", ".join(sorted(services)) or "none"
+        raise UnknownService(f"unknown service {service!r} in stack outputs (has: {known})")
+    return parse_service_outputs(services[service])
