@@ -1,0 +1,249 @@
+"""Sandbox scenarios: how much traffic, how each version behaves, how flaky the metrics are.
+
+A scenario is a small YAML file (camelCase keys, unknown keys rejected)::
+
+    description: the new version returns 5xx for one request in eight
+    seed: 7
+    traffic: {requestsPerMinute: 6000, noise: 0.05}
+    baseline: {errorRate: 0.002, latency: {median: 0.08, p99: 0.35}, cpu: 35}
+    new: {errorRate: 0.12}
+    versions: {v3.0.0: {cpu: 80}}
+    metrics: {missing: 0.0, delayed: 0.0, throttled: 0.0}
+
+``baseline`` is the behaviour of the version the fleet ran when the sandbox started (or of
+``baselineVersion`` when given); ``new`` is every other version; ``versions`` overrides by exact
+version name. ``new`` inherits what it does not say from ``baseline``, and each ``versions``
+entry inherits from ``new``, so a scenario only spells out what differs.
+
+Built-in scenarios live in ``rfs_deploy/sim/scenarios/``; :func:`load_scenario` takes their
+name or the path of a user's file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from rfs_deploy.errors import ScenarioError
+
+#: The seed document's critical endpoints, checked by the validation step.
+DEFAULT_ENDPOINTS = ("/api/users", "/api/products", "/api/orders")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Latency(_Model):
+    """Response time of one request, log-normal: a median and a 99th percentile (seconds)."""
+
+    median: float = Field(default=0.08, gt=0)
+    p99: float = Field(default=0.35, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Latency:
+        if self.p99 < self.median:
+            raise ValueError("p99 must not be below median")
+        return self
+
+
+class SlowStart(_Model):
+    """How a freshly launched instance misbehaves before it settles (seconds after launch)."""
+
+    #: Health checks fail this long: the target is not in service and gets no traffic.
+    unhealthy_for: int = Field(default=0, ge=0)
+    #: It serves traffic but badly this long (counted from launch, so include ``unhealthyFor``).
+    degraded_for: int = Field(default=0, ge=0)
+    #: While degraded: latency is multiplied by this ...
+    latency_factor: float = Field(default=1.0, ge=1.0)
+    #: ... and this fraction of requests fails with a 5xx (None: the version's own rate).
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    #: ... and CPU runs at this percent (None: the version's own).
+    cpu: float | None = Field(default=None, ge=0, le=100)
+
+
+class Behaviour(_Model):
+    """How the instances of one version behave."""
+
+    #: Fraction of requests answered with a 5xx by the target.
+    error_rate: float = Field(default=0.002, ge=0, le=1)
+    latency: Latency = Field(default_factory=Latency)
+    #: Average CPU utilisation (percent) at the scenario's traffic, and its minute-to-minute spread.
+    cpu: float = Field(default=35.0, ge=0, le=100)
+    cpu_noise: float = Field(default=2.0, ge=0)
+    #: Seconds from launch until the target passes its health checks (boot + healthy threshold).
+    boot_time: int = Field(default=60, ge=0)
+    slow_start: SlowStart = Field(default_factory=SlowStart)
+    #: Targets of this version never pass a health check.
+    never_healthy: bool = False
+    #: Critical endpoints that answer 500 on this version (validation step).
+    failing_endpoints: list[str] = Field(default_factory=list)
+
+
+class Traffic(_Model):
+    """Production requests reaching the load balancer."""
+
+    requests_per_minute: int = Field(default=6000, ge=0)
+    #: Relative standard deviation of the per-minute request count.
+    noise: float = Field(default=0.05, ge=0, le=1)
+
+
+class MetricFlakiness(_Model):
+    """How unreliable CloudWatch is in this scenario (probabilities per datapoint or call)."""
+
+    #: A (target group, minute) datapoint is never published.
+    missing: float = Field(default=0.0, ge=0, le=1)
+    #: A datapoint is published ``delay`` seconds late.
+    delayed: float = Field(default=0.0, ge=0, le=1)
+    delay: int = Field(default=180, ge=0)
+    #: A GetMetricData call is throttled (the adapter's retries exhausted).
+    throttled: float = Field(default=0.0, ge=0, le=1)
+
+
+class Scenario(_Model):
+    """One sandbox scenario (see the module docstring)."""
+
+    name: str = "custom"
+    description: str = ""
+    seed: int = 0
+    traffic: Traffic = Field(default_factory=Traffic)
+    #: The version that gets ``baseline`` behaviour; None: whatever ran when the sandbox started.
+    baseline_version: str | None = None
+    baseline: Behaviour = Field(default_factory=Behaviour)
+    new: Behaviour = Field(default_factory=Behaviour)
+    versions: dict[str, Behaviour] = Field(default_factory=dict)
+    metrics: MetricFlakiness = Field(default_factory=MetricFlakiness)
+    #: Critical endpoints the sandbox's HTTP transport answers.
+    endpoints: list[str] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """``new`` inherits from ``baseline``, each ``versions`` entry from ``new``."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        baseline = data.get("baseline") or {}
+        if isinstance(baseline, Mapping) and isinstance(data.get("new") or {}, Mapping):
+            data["new"] = _merge(baseline, data.get("new") or {})
+        versions = data.get("versions")
+        if isinstance(versions, Mapping) and isinstance(data.get("new"), Mapping):
+            data["versions"] = {
+                name: _merge(data["new"], entry) if isinstance(entry, Mapping) else entry
+                for name, entry in versions.items()
+            }
+        return data
+
+    def behaviour(self, version: str | None, baseline_version: str | None) -> Behaviour:
+        """The behaviour of ``version`` when ``baseline_version`` is the old one."""
+        if version is not None and version in self.versions:
+            return self.versions[version]
+        old = self.baseline_version or baseline_version
+        if version is None or old is None or version == old:
+            return self.baseline
+        return self.new
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge of two raw mappings; ``over`` wins (keys compared as written)."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def builtin_scenarios() -> tuple[str, ...]:
+    """Names of the scenarios shipped with the package."""
+    folder = resources.files("rfs_deploy.sim") / "scenarios"
+    return tuple(sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A built-in scenario by name (``healthy``) or a user's YAML file by path, validated.
+
+    Raises ScenarioError with one line naming the bad key.
+    """
+    text, label, default_name = _read(name_or_path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"scenario {label} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ScenarioError(f"scenario {label} must be a mapping of keys, not {type(doc).__name__}")
+    return parse_scenario({"name": default_name, **doc}, label)
+
+
+def parse_scenario(data: Mapping[str, Any], label: str = "<inline>") -> Scenario:
+    """Validate a scenario from a mapping; ``label`` names it in error messages."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _one_line(exc, label) from None
+
+
+def _read(name_or_path: str | Path) -> tuple[str, str, str]:
+    path = Path(name_or_path)
+    is_path = isinstance(name_or_path, Path) or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1
+    if is_path or path.is_file():
+        try:
+            return path.read_text(), str(path), path.stem
+        except OSError as exc:
+            raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
+    name = str(name_or_path)
+    known = builtin_scenarios()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ScenarioError(f"unknown scenario {name!r}; {hint}built-in: {', '.join(known)}, or a file path")
+    resource = resources.files("rfs_deploy.sim") / "scenarios" / f"{name}.yaml"
+    return resource.read_text(), name, name
+
+
+def _one_line(exc: ValidationError, label: str) -> ScenarioError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc)
+    reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        reason = f"unknown key; {hint}"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    where = f"{key}: " if key else ""
+    return ScenarioError(f"scenario {label}: {where}{reason}{more}")
+
+
+def _known_keys(path: list[str]) -> list[str]:
+    """Aliases of the model reached by ``path`` from :class:`Scenario` (for did-you-mean)."""
+    model: Any = Scenario
+    for part in path:
+        if model is Scenario and part == "versions":
+            model = dict
+            continue
+        if model is dict:  # a version name
+            model = Behaviour
+            continue
+        fields = getattr(model, "model_fields", {})
+        match = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+        annotation = match.annotation if match else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if model is None:
+            return []
+    return [f.alias or n for n, f in getattr(model, "model_fields", {}).items()]
