@@ -1,0 +1,68 @@
+"""Production implementations of the driver's AWS seams, over boto3.
+
+    AwsSession          clients with one region, credentials and botocore standard retries
+    CloudWatchMetrics   MetricsSource   (GetMetricData, one batched request per tick)
+    CloudWatchAlarms    AlarmReader     (DescribeAlarms)
+    Elbv2Traffic        TrafficReader   (DescribeListeners / DescribeRules / DescribeTargetHealth)
+    AutoScalingFleet    FleetControl    (instance refresh, InService count)
+
+:func:`connect` builds all four over one session. botocore errors never leave this package:
+:func:`~rfs_deploy.aws.session.aws_errors` turns them into AwsError / MissingCredentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rfs_deploy.aws.autoscaling import AutoScalingFleet
+from rfs_deploy.aws.cloudwatch import CloudWatchAlarms, CloudWatchMetrics, service_queries
+from rfs_deploy.aws.elbv2 import Elbv2Traffic
+from rfs_deploy.aws.session import DEFAULT_MAX_ATTEMPTS, AwsSession, aws_errors
+
+
+@dataclass(frozen=True)
+class AwsAdapters:
+    """The four AWS seams the runner needs, sharing one session."""
+
+    session: AwsSession
+    metrics: CloudWatchMetrics
+    alarms: CloudWatchAlarms
+    traffic: Elbv2Traffic
+    fleet: AutoScalingFleet
+
+    @classmethod
+    def from_session(cls, session: AwsSession) -> AwsAdapters:
+        """Adapters over ``session``'s clients (raises MissingCredentials when there are none)."""
+        return cls(
+            session=session,
+            metrics=CloudWatchMetrics.from_session(session),
+            alarms=CloudWatchAlarms.from_session(session),
+            traffic=Elbv2Traffic.from_session(session),
+            fleet=AutoScalingFleet.from_session(session),
+        )
+
+
+def connect(
+    region: str | None = None,
+    *,
+    profile: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    endpoint_url: str | None = None,
+) -> AwsAdapters:
+    """A new :class:`AwsSession` and the adapters over it (see AwsSession for the arguments)."""
+    session = AwsSession(region, profile=profile, max_attempts=max_attempts, endpoint_url=endpoint_url)
+    return AwsAdapters.from_session(session)
+
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "AutoScalingFleet",
+    "AwsAdapters",
+    "AwsSession",
+    "CloudWatchAlarms",
+    "CloudWatchMetrics",
+    "Elbv2Traffic",
+    "aws_errors",
+    "connect",
+    "service_queries",
+]
