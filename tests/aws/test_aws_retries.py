@@ -75,7 +75,7 @@ def test_the_request_carries_the_queries_and_window(fake_cloudwatch: FakeCloudWa
     fake_cloudwatch.replies = [OK]
     _metrics(fake_cloudwatch, max_attempts=1).get_metric_data([QUERY], 1_699_999_940.0, 1_700_000_120.0)
 
-    (_, body), = fake_cloudwatch.received
+    ((_, body),) = fake_cloudwatch.received
     assert body["StartTime"] == 1_699_999_940
     assert body["EndTime"] == 1_700_000_120
     assert body["MetricDataQueries"] == [
