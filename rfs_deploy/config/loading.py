@@ -153,5 +153,6 @@ def _unwrap(annotation: Any) -> Any:
 
 def _unknown_key_reason(key: str, known: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
-    return f"unknown key{hint}"
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key; known keys: {', '.join(known)}" if known else "unknown key"

@@ -11,11 +11,12 @@ whole percent, latency is seconds, CPU is percent.
 
 from __future__ import annotations
 
+import itertools
 import re
 from string import Template
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -112,6 +113,54 @@ class Artifact(Model):
         return Template(self.user_data).substitute(version=version)
 
 
+class SmokeTest(Model):
+    """One request with an exact expected status and, optionally, a body fragment."""
+
+    path: str = Field(pattern=r"^/")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = None
+    #: Request body sent as-is (POST/PUT/PATCH smoke tests).
+    body: str | None = None
+    #: Shown in the check name; defaults to ``METHOD path``.
+    name: str | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.method} {self.path}"
+
+
+class ValidationSettings(Model):
+    """What to check and how patiently. Defaults follow the seed (10 s health check timeout)."""
+
+    health_path: str = Field(default="/health", pattern=r"^/")
+    #: None skips the version check.
+    version_path: str | None = Field(default="/version", pattern=r"^/")
+    critical_endpoints: list[str] = Field(default_factory=list)
+    smoke_tests: list[SmokeTest] = Field(default_factory=list)
+    #: Seconds one attempt of one check may take in total (connect, send, read the body).
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Extra attempts after a connection error; timeouts and HTTP answers are never retried.
+    retries: int = Field(default=2, ge=0, le=10)
+    #: Seconds before the first retry; doubles on every further retry.
+    backoff: float = Field(default=0.5, ge=0, le=30)
+    #: Sent with every request; values are secrets (redacted in reprs and details).
+    headers: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+
+    @field_validator("critical_endpoints")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/"):
+                raise ValueError(f"critical endpoint {path!r} must start with '/'")
+        return paths
+
+
 class Analysis(Model):
     """How the driver judges a step. Thresholds are absolute; the baseline test is relative."""
 
@@ -176,7 +225,7 @@ class Canary(Model):
     @field_validator("steps")
     @classmethod
     def _ascending(cls, steps: list[int] | None) -> list[int] | None:
-        if steps is not None and any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if steps is not None and any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError("steps must be strictly ascending")
         return steps
 
@@ -236,6 +285,8 @@ class ServiceConfig(Model):
     health_check_grace_period: int = Field(default=120, ge=0)
     analysis: Analysis = Field(default_factory=Analysis)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    #: HTTP checks through the test listener before traffic moves.
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServiceConfig:
@@ -286,6 +337,9 @@ class ReleaseState(Model):
     stickiness: int | None = Field(default=None, ge=1, le=604800)
     #: A/B forced-variant rules, present only during an A/B test.
     variants: Variants | None = None
+    #: Instance refresh settings of the release in progress (a rolling release chosen per
+    #: deployment); None uses the service's strategy when it is rolling, else Rolling's defaults.
+    rolling: Rolling | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ReleaseState:
@@ -342,7 +396,8 @@ class StackConfig(Model):
         for name in services:
             if not SERVICE_NAME.match(name):
                 raise ValueError(
-                    f"service name {name!r} must be 1-16 characters of a-z, 0-9 and '-', starting with a letter"
+                    f"service name {name!r} must be 1-16 characters of a-z, 0-9 and '-', "
+                    "starting with a letter"
                 )
         return services
 

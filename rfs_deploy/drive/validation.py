@@ -29,12 +29,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
 
-from rfs_deploy.config.model import Model
+from rfs_deploy.config.model import SmokeTest, ValidationSettings
 from rfs_deploy.drive.protocols import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -43,54 +42,6 @@ REDACTED = "***"
 
 #: Errors that mean the request never reached the server, so another attempt is safe (even a POST).
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout)
-
-
-class SmokeTest(Model):
-    """One request with an exact expected status and, optionally, a body fragment."""
-
-    path: str = Field(pattern=r"^/")
-    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    expect_status: int = Field(default=200, ge=100, le=599)
-    body_contains: str | None = None
-    #: Request body sent as-is (POST/PUT/PATCH smoke tests).
-    body: str | None = None
-    #: Shown in the check name; defaults to ``METHOD path``.
-    name: str | None = None
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.method} {self.path}"
-
-
-class ValidationSettings(Model):
-    """What to check and how patiently. Defaults follow the seed (10 s health check timeout)."""
-
-    health_path: str = Field(default="/health", pattern=r"^/")
-    #: None skips the version check.
-    version_path: str | None = Field(default="/version", pattern=r"^/")
-    critical_endpoints: list[str] = Field(default_factory=list)
-    smoke_tests: list[SmokeTest] = Field(default_factory=list)
-    #: Seconds one attempt of one check may take in total (connect, send, read the body).
-    timeout: float = Field(default=10.0, gt=0, le=300)
-    #: Extra attempts after a connection error; timeouts and HTTP answers are never retried.
-    retries: int = Field(default=2, ge=0, le=10)
-    #: Seconds before the first retry; doubles on every further retry.
-    backoff: float = Field(default=0.5, ge=0, le=30)
-    #: Sent with every request; values are secrets (redacted in reprs and details).
-    headers: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
-
-    @field_validator("critical_endpoints")
-    @classmethod
-    def _paths(cls, paths: list[str]) -> list[str]:
-        for path in paths:
-            if not path.startswith("/"):
-                raise ValueError(f"critical endpoint {path!r} must start with '/'")
-        return paths
 
 
 @dataclass(frozen=True)
