@@ -1,0 +1,29 @@
+"""A/B test: both slots live, users split by weight with stickiness; decide, then promote."""
+
+from __future__ import annotations
+
+from rfs_deploy.config.model import ABTest, ReleaseState, ServiceConfig
+from rfs_deploy.drive.plans.common import analysis_interval, check_start, prepare_idle, retire_old
+from rfs_deploy.drive.steps import Decide, StartVariants, Step
+
+
+def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, version: str) -> tuple[Step, ...]:
+    """Deploy idle → healthy → validate → start variants → decide → promote → scale down.
+
+    B (the new version, on the idle slot) gets ``split`` percent of users. The plan is written
+    for B winning; when :func:`rfs_deploy.drive.judge.decide_ab` keeps A, the runner rolls back
+    to the checkpoint before the variants started instead of promoting.
+    """
+    check_start(service, release, version)
+    return (
+        *prepare_idle(service, version),
+        StartVariants(
+            split=strategy.split,
+            stickiness=strategy.stickiness_duration,
+            header=strategy.header,
+            cookie=strategy.cookie,
+            rule_priority=strategy.rule_priority,
+        ),
+        Decide(duration=strategy.duration, interval=analysis_interval(service, strategy.duration)),
+        *retire_old(0),
+    )

@@ -1,0 +1,60 @@
+"""What every plan shares: the starting-point checks and the timings derived from the config."""
+
+from __future__ import annotations
+
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
+from rfs_deploy.drive.steps import DeployIdle, Pause, Promote, ScaleDown, Step, Validate, WaitHealthy
+from rfs_deploy.errors import InvalidInput
+
+
+def check_start(service: ServiceConfig, release: ReleaseState, version: str) -> None:
+    """Refuse a release that cannot start from ``release`` (InvalidInput, one line, nothing changed)."""
+    if not version.strip():
+        raise InvalidInput("the version to deploy must not be empty")
+    live = release.slot(release.live)
+    if live.version == version:
+        raise InvalidInput(f"version {version!r} is already live (slot {release.live})")
+    idle_weight = release.weights[release.idle]
+    if idle_weight > 0 or release.variants is not None:
+        raise InvalidInput(
+            f"slot {release.idle} still carries {idle_weight}% of traffic: a deployment is in progress; "
+            "resume or abort it first"
+        )
+    if not service.artifact.has_image(version):
+        raise InvalidInput(
+            f"version {version!r} has no image: add it to artifact.amis or set artifact.defaultAmi"
+        )
+
+
+def wait_healthy_timeout(service: ServiceConfig) -> int:
+    """How long a new slot may take to become healthy.
+
+    The deployment's time budget (``deploy.maxDeploymentTime``), but never less than the health
+    check itself needs to call an instance healthy: the grace period plus ``healthyThreshold``
+    checks ``interval`` seconds apart.
+    """
+    check = service.health_check
+    needed = service.health_check_grace_period + check.interval * check.healthy_threshold
+    return max(service.deploy.max_deployment_time, needed)
+
+
+def analysis_interval(service: ServiceConfig, duration: int) -> int:
+    """Seconds between judgements: the seed's health check interval, but at least one metric
+    period (a shorter window has no new CloudWatch data) and at most the step itself."""
+    interval = max(service.deploy.health_check_interval, service.analysis.period)
+    return max(1, min(interval, duration))
+
+
+def prepare_idle(service: ServiceConfig, version: str) -> tuple[Step, ...]:
+    """The new version on the idle slot, healthy and validated, before any traffic moves."""
+    return (
+        DeployIdle(version=version, capacity=service.instance_count),
+        WaitHealthy(timeout=wait_healthy_timeout(service)),
+        Validate(version=version),
+    )
+
+
+def retire_old(scale_down_delay: int) -> tuple[Step, ...]:
+    """Promote the new slot, keep the old one up for ``scale_down_delay`` seconds, scale it down."""
+    pause: tuple[Step, ...] = (Pause(seconds=scale_down_delay, reason="scale-down delay"),)
+    return (Promote(), *(pause if scale_down_delay > 0 else ()), ScaleDown())

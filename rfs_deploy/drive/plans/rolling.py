@@ -1,0 +1,27 @@
+"""Rolling: the live slot's launch template moves to the new version; instance refresh does the rest."""
+
+from __future__ import annotations
+
+from rfs_deploy.config.model import ReleaseState, Rolling, ServiceConfig
+from rfs_deploy.drive.plans.common import analysis_interval, check_start
+from rfs_deploy.drive.steps import Analyze, RollRefresh, Step, WatchRefresh
+
+
+def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, version: str) -> tuple[Step, ...]:
+    """Refresh → watch the refresh → one more analysis window on the fully refreshed slot.
+
+    Batch size, interval and warm-up are instance refresh preferences the program derives from
+    ``strategy``; the plan changes the version and records ``strategy`` in the release state, so
+    a rolling release chosen per deployment refreshes with its own settings.
+
+    The refresh mixes old and new instances behind one target group, so there is no separate
+    baseline to compare with. The final window gives the last batch a full period of traffic
+    before the release counts as done.
+    """
+    check_start(service, release, version)
+    interval = analysis_interval(service, service.analysis.period)
+    return (
+        RollRefresh(version=version, rolling=strategy),
+        WatchRefresh(timeout=service.deploy.max_deployment_time, interval=interval),
+        Analyze(duration=interval, interval=interval, baseline=False),
+    )

@@ -1,0 +1,281 @@
+"""Plans per strategy: exact step tables, replay through ReleaseState validation, refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rfs_deploy.config.model import (
+    ABTest,
+    Analysis,
+    Artifact,
+    BlueGreen,
+    Canary,
+    DeploySettings,
+    HealthCheck,
+    ReleaseState,
+    Rolling,
+    ServiceConfig,
+    SlotName,
+    SlotState,
+    Strategy,
+    Variants,
+    other_slot,
+)
+from rfs_deploy.drive.plans import analyzed_slot, describe, plan, replay
+from rfs_deploy.drive.steps import (
+    Analyze,
+    Change,
+    Decide,
+    DeployIdle,
+    Pause,
+    Promote,
+    RollRefresh,
+    ScaleDown,
+    SetWeight,
+    StartVariants,
+    Step,
+    Validate,
+    WaitHealthy,
+    WatchRefresh,
+)
+from rfs_deploy.errors import InvalidInput
+
+OLD, NEW = "v1.0.0", "v2.0.0"
+
+
+def service(**changes: object) -> ServiceConfig:
+    data: dict[str, object] = {
+        "artifact": Artifact(amis={OLD: "ami-0aa1100000000a100", NEW: "ami-0aa1100000000a200"}),
+        "instance_count": 10,
+    }
+    data.update(changes)
+    return ServiceConfig.model_validate(data)
+
+
+def start(live: SlotName = "blue") -> ReleaseState:
+    """A steady state: OLD live with 10 instances, the other slot empty."""
+    return ReleaseState(
+        live=live,
+        weights={live: 100, other_slot(live): 0},
+        **{live: SlotState(version=OLD, capacity=10), other_slot(live): SlotState()},
+    )
+
+
+PREPARE = (DeployIdle(NEW, 10), WaitHealthy(600), Validate(NEW))
+
+PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
+    (
+        "blue-green defaults",
+        BlueGreen(),
+        (
+            *PREPARE,
+            Pause(60, "switch delay"),
+            SetWeight(100),
+            Analyze(300, 60, baseline=False),
+            Promote(),
+            Pause(300, "scale-down delay"),
+            ScaleDown(),
+        ),
+    ),
+    (
+        "blue-green without delays or bake",
+        BlueGreen(switch_delay=0, validation_duration=0, scale_down_delay=0),
+        (*PREPARE, SetWeight(100), Promote(), ScaleDown()),
+    ),
+    (
+        "canary explicit steps with stickiness",
+        Canary(steps=[5, 25, 50], canary_interval=120, stickiness_duration=3600, scale_down_delay=30),
+        (
+            *PREPARE,
+            SetWeight(5, 3600),
+            Analyze(120, 60, baseline=True),
+            SetWeight(25, 3600),
+            Analyze(120, 60, baseline=True),
+            SetWeight(50, 3600),
+            Analyze(120, 60, baseline=True),
+            SetWeight(100),
+            Analyze(120, 60, baseline=False),
+            Promote(),
+            Pause(30, "scale-down delay"),
+            ScaleDown(),
+        ),
+    ),
+    (
+        "canary 40 % then 30 % increments",
+        Canary(canary_percentage=40, canary_increment=30, canary_interval=60),
+        (
+            *PREPARE,
+            SetWeight(40),
+            Analyze(60, 60, baseline=True),
+            SetWeight(70),
+            Analyze(60, 60, baseline=True),
+            SetWeight(100),
+            Analyze(60, 60, baseline=False),
+            Promote(),
+            ScaleDown(),
+        ),
+    ),
+    (
+        "canary straight to 100",
+        Canary(steps=[100], canary_interval=30),
+        (*PREPARE, SetWeight(100), Analyze(30, 30, baseline=False), Promote(), ScaleDown()),
+    ),
+    (
+        "rolling",
+        Rolling(batch_size=3, batch_interval=45),
+        (
+            RollRefresh(NEW, rolling=Rolling(batch_size=3, batch_interval=45)),
+            WatchRefresh(timeout=600, interval=60),
+            Analyze(60, 60, baseline=False),
+        ),
+    ),
+    (
+        "a/b test",
+        ABTest(
+            split=20, duration=1800, header="X-Try", cookie="try", stickiness_duration=600, rule_priority=7
+        ),
+        (
+            *PREPARE,
+            StartVariants(split=20, stickiness=600, header="X-Try", cookie="try", rule_priority=7),
+            Decide(duration=1800, interval=60),
+            Promote(),
+            ScaleDown(),
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [p[1:] for p in PLANS], ids=[p[0] for p in PLANS])
+def test_plan_steps(strategy: Strategy, expected: tuple[Step, ...]) -> None:
+    assert plan(service(), strategy, start(), NEW) == expected
+
+
+def test_default_canary_walks_ten_percent_steps() -> None:
+    steps = plan(service(), Canary(), start(), NEW)
+    weights = [s.weight for s in steps if isinstance(s, SetWeight)]
+    assert weights == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert [s.baseline for s in steps if isinstance(s, Analyze)] == [True] * 9 + [False]
+
+
+@pytest.mark.parametrize(
+    ("changes", "timeout", "interval"),
+    [
+        ({}, 600, 60),
+        # A slow health check needs longer than the deployment budget: the check wins.
+        ({"health_check_grace_period": 600, "health_check": HealthCheck(interval=60, timeout=5)}, 780, 60),
+        ({"deploy": DeploySettings(max_deployment_time=900, health_check_interval=120)}, 900, 120),
+        ({"analysis": Analysis(period=10), "deploy": DeploySettings(health_check_interval=15)}, 600, 15),
+    ],
+)
+def test_timings_come_from_the_service(changes: dict[str, object], timeout: int, interval: int) -> None:
+    steps = plan(service(**changes), BlueGreen(validation_duration=600), start(), NEW)
+    assert WaitHealthy(timeout) in steps
+    assert Analyze(600, interval, baseline=False) in steps
+
+
+def test_analysis_interval_never_exceeds_the_step() -> None:
+    steps = plan(service(), Canary(steps=[50], canary_interval=20), start(), NEW)
+    assert {s.interval for s in steps if isinstance(s, Analyze)} == {20}
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _final_expectation(strategy: Strategy, live: SlotName) -> ReleaseState:
+    new = other_slot(live)
+    if isinstance(strategy, Rolling):
+        return start(live).with_slot(live, version=NEW).evolve(rolling=strategy)
+    return ReleaseState(
+        live=new,
+        weights={new: 100, live: 0},
+        **{new: SlotState(version=NEW, capacity=10), live: SlotState(version=OLD, capacity=0)},
+    )
+
+
+@pytest.mark.parametrize("live", ["blue", "green"])
+@pytest.mark.parametrize("strategy", [p[1] for p in PLANS], ids=[p[0] for p in PLANS])
+def test_replay_ends_promoted_and_consistent(strategy: Strategy, live: SlotName) -> None:
+    steps = plan(service(), strategy, start(live), NEW)
+    assert replay(start(live), steps) == _final_expectation(strategy, live)
+
+
+@pytest.mark.parametrize("strategy", [p[1] for p in PLANS], ids=[p[0] for p in PLANS])
+def test_every_observation_sees_traffic_where_it_looks(strategy: Strategy) -> None:
+    """A baseline analysis runs with traffic on both slots; others with all traffic on the new version."""
+    release = start()
+    for step in plan(service(), strategy, release, NEW):
+        if isinstance(step, Change):
+            release = step.apply(release)
+        elif isinstance(step, Analyze | Decide):
+            slot = analyzed_slot(release)
+            assert release.slot(slot).version == NEW
+            if isinstance(step, Decide) or step.baseline:
+                assert slot != release.live and release.weights[release.live] > 0
+            else:
+                assert release.weights[slot] == 100
+        elif isinstance(step, WaitHealthy | Validate):
+            assert release.slot(release.idle).version == NEW and release.weights[release.idle] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(st.integers(1, 100), min_size=1, max_size=8, unique=True).map(sorted),
+    count=st.integers(1, 50),
+    live=st.sampled_from(["blue", "green"]),
+)
+def test_any_canary_replays_to_promoted(steps: list[int], count: int, live: SlotName) -> None:
+    svc = service(instance_count=count)
+    steps_plan = plan(svc, Canary(steps=steps), start(live), NEW)
+    final = replay(start(live), steps_plan)
+    assert final.live == other_slot(live)
+    assert final.weights[final.live] == 100
+    assert final.slot(final.live) == SlotState(version=NEW, capacity=count)
+    assert final.slot(live).capacity == 0
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def _in_progress() -> ReleaseState:
+    return start().with_slot("green", version=NEW, capacity=10).evolve(weights={"blue": 80, "green": 20})
+
+
+def _ab_rules_left() -> ReleaseState:
+    return start().evolve(variants=Variants())
+
+
+REFUSALS = [
+    ("already live", service(), start(), OLD, "'v1.0.0' is already live (slot blue)"),
+    ("idle carries traffic", service(), _in_progress(), "v3.0.0", "slot green still carries 20% of traffic"),
+    ("a/b rules still on", service(), _ab_rules_left(), NEW, "a deployment is in progress"),
+    ("no image", service(), start(), "v9.9.9", "'v9.9.9' has no image"),
+    ("empty version", service(), start(), " ", "must not be empty"),
+]
+
+
+@pytest.mark.parametrize("strategy", [p[1] for p in PLANS], ids=[p[0] for p in PLANS])
+@pytest.mark.parametrize(
+    ("svc", "release", "version", "message"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
+def test_bad_starting_points_are_refused(
+    strategy: Strategy, svc: ServiceConfig, release: ReleaseState, version: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)) as caught:
+        plan(svc, strategy, release, version)
+    assert "\n" not in str(caught.value)
+
+
+def test_default_ami_makes_any_version_deployable() -> None:
+    svc = service(artifact=Artifact(default_ami="ami-0aa1100000000a999"))
+    assert plan(svc, BlueGreen(), start(), "v7")[0] == DeployIdle("v7", 10)
+
+
+def test_described_plan_is_numbered_text() -> None:
+    lines = describe(plan(service(), Canary(steps=[50]), start(), NEW))
+    assert lines[0] == " 1. deploy v2.0.0 to the idle slot (10 instances)"
+    assert " 4. set weight 50%" in lines
+    assert lines[-1].endswith("scale the old slot to zero")
