@@ -1,0 +1,377 @@
+"""Stack history is the deployment journal (SPEC D4, D5).
+
+Every stack update the driver runs starts its message with a compact tag, so a new process on a
+fresh CI runner can read ``pulumi stack history`` and find where a killed deployment stood::
+
+ rfs-deploy[dep=ab12cd34 svc=api ver=v2 strat=canary step=3/9 kind=set-weight phase=step cp=41] set weight 30%
+
+=========  =====================================================================================
+``dep``    deployment id (:func:`new_deployment_id`: 8 hex characters)
+``svc``    the service being released
+``ver``    the version being released (the deployment's target)
+``strat``  the strategy of this deployment (``blue-green``, ``canary``, ``rolling``, ``ab-test``)
+``step``   ``k/n``: the plan step, **1-based** in the text, of ``n`` steps. :attr:`JournalTag.step`
+           is the 0-based index into the plan (``step=3/9`` is ``JournalTag(step=2, total=9)``).
+           For ``rollback`` and ``abort`` updates ``k/n`` counts the attempts instead.
+``kind``   the step kind (:data:`rfs_deploy.drive.steps.STEP_KINDS`), or the phase name
+``phase``  ``step``: the update applying plan step ``k``; ``resume``: a new process re-applying the
+           release state of the last completed step after a crash; ``rollback`` / ``abort``: an
+           update restoring the pre-deployment checkpoint (automatic / asked for); ``done``: the
+           update that finishes the deployment
+``cp``     optional: the pre-deployment checkpoint (history version) that rollback restores
+=========  =====================================================================================
+
+Every tag carries every field, so any single history entry says what the deployment was; a
+missing first entry (history read with a limit) loses nothing but the inferred checkpoint.
+Values are percent-encoded when they hold a space, ``=``, ``[``, ``]`` or ``%``. The human text
+after the tag is one line. Tags hold names, versions and numbers only, never config values, so no
+secret can reach stack history through them.
+
+A deployment has *finished* when its newest update succeeded and was a ``done``, ``rollback`` or
+``abort`` update, or a ``step`` update of the plan's last step (nothing follows it). Anything else
+is *open*: ``resume`` continues it from :attr:`JournalDeployment.next_step`, ``abort`` restores
+:attr:`JournalDeployment.checkpoint`.
+
+Backends differ in what a killed update leaves behind: the Pulumi Cloud backend records it as
+``in-progress`` (until ``pulumi cancel``), the self-managed (DIY) backend writes history only when
+an update ends, so a killed update leaves no entry at all, only the stack lock. Either way the
+newest *succeeded* entry is where the stack last stood for sure.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, unquote
+
+from rfs_deploy.config.model import ReleaseState
+from rfs_deploy.drive.protocols import HistoryEntry
+from rfs_deploy.errors import UnknownService, UnknownVersion
+
+PREFIX = "rfs-deploy"
+Phase = Literal["step", "resume", "rollback", "abort", "done"]
+PHASES: tuple[Phase, ...] = ("step", "resume", "rollback", "abort", "done")
+#: Phases whose successful update ends a deployment.
+FINISHING_PHASES = frozenset({"done", "rollback", "abort"})
+#: Phases whose successful update completes plan step ``step``.
+PROGRESS_PHASES = frozenset({"step", "resume", "done"})
+
+_TAG = re.compile(r"\A\s*rfs-deploy\[(?P<fields>[^\]\n]*)\](?: (?P<text>.*))?\Z", re.DOTALL)
+_STEP = re.compile(r"\A(\d{1,6})/(\d{1,6})\Z")
+_SAFE = "!$&'()*+,;:@/~"  # kept as is; everything else outside [A-Za-z0-9_.-] is percent-encoded
+
+
+@dataclass(frozen=True)
+class JournalTag:
+    """The machine-readable part of one update message (see the module docstring)."""
+
+    deployment_id: str
+    service: str
+    #: 0-based index into the plan (for rollback/abort: the 0-based attempt).
+    step: int
+    #: Number of plan steps (for rollback/abort: the number of attempts allowed).
+    total: int
+    kind: str
+    phase: Phase
+    #: The version being released.
+    version: str
+    strategy: str
+    #: History version of the pre-deployment checkpoint, when the runner knows it.
+    checkpoint: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("deployment_id", "service", "kind", "version", "strategy"):
+            if not getattr(self, name):
+                raise ValueError(f"journal tag: {name} must not be empty")
+        if self.phase not in PHASES:
+            raise ValueError(f"journal tag: unknown phase {self.phase!r}; use one of {PHASES}")
+        if not 0 <= self.step < self.total:
+            raise ValueError(f"journal tag: step {self.step} outside a plan of {self.total} steps")
+        if self.checkpoint is not None and self.checkpoint < 0:
+            raise ValueError("journal tag: checkpoint must be a history version (>= 0)")
+
+
+def new_deployment_id() -> str:
+    """A fresh deployment id: 8 random hex characters."""
+    return secrets.token_hex(4)
+
+
+def encode(tag: JournalTag, text: str) -> str:
+    """The update message for ``tag``: the tag, a space and ``text`` squeezed onto one line."""
+    fields = [
+        ("dep", tag.deployment_id),
+        ("svc", tag.service),
+        ("ver", tag.version),
+        ("strat", tag.strategy),
+        ("step", f"{tag.step + 1}/{tag.total}"),
+        ("kind", tag.kind),
+        ("phase", tag.phase),
+    ]
+    if tag.checkpoint is not None:
+        fields.append(("cp", str(tag.checkpoint)))
+    head = " ".join(f"{key}={quote(value, safe=_SAFE)}" for key, value in fields)
+    line = " ".join(text.split())
+    return f"{PREFIX}[{head}] {line}" if line else f"{PREFIX}[{head}]"
+
+
+def parse(message: str) -> tuple[JournalTag, str] | None:
+    """The tag and the human text of ``message``; None for any message rfs-deploy did not write."""
+    match = _TAG.match(message)
+    if match is None:
+        return None
+    fields: dict[str, str] = {}
+    for part in match["fields"].split(" "):
+        key, sep, value = part.partition("=")
+        if not sep or not key or key in fields:
+            return None
+        fields[key] = unquote(value)
+    try:
+        tag = _tag_from_fields(fields)
+    except (KeyError, ValueError):
+        return None
+    return tag, match["text"] or ""
+
+
+def decode(message: str) -> JournalTag | None:
+    """The tag of ``message``; None when the message is foreign or malformed."""
+    parsed = parse(message)
+    return None if parsed is None else parsed[0]
+
+
+def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
+    step = _STEP.match(fields["step"])
+    if step is None:
+        raise ValueError("bad step")
+    number, total = int(step[1]), int(step[2])
+    cp = fields.get("cp")
+    if cp is not None and not cp.isdigit():
+        raise ValueError("bad checkpoint")
+    phase = fields["phase"]
+    if phase not in PHASES:
+        raise ValueError("unknown phase")
+    return JournalTag(
+        deployment_id=fields["dep"],
+        service=fields["svc"],
+        step=number - 1,
+        total=total,
+        kind=fields["kind"],
+        phase=phase,  # checked against PHASES above
+        version=fields["ver"],
+        strategy=fields["strat"],
+        checkpoint=None if cp is None else int(cp),
+    )
+
+
+# --------------------------------------------------------------------------- reading history
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A stack history version and the release state (of every service) the stack ran with at it."""
+
+    version: int
+    release: Mapping[str, ReleaseState]
+
+    def release_for(self, service: str) -> ReleaseState:
+        """The release state of one service at this checkpoint."""
+        try:
+            return self.release[service]
+        except KeyError:
+            raise UnknownService(
+                f"stack version {self.version} has no release state for service {service!r}"
+            ) from None
+
+
+DeploymentStatus = Literal["completed", "rolled-back", "aborted", "rolling-back", "aborting", "in-progress"]
+
+
+@dataclass(frozen=True)
+class JournalDeployment:
+    """One rfs-deploy deployment as stack history shows it (open or finished)."""
+
+    deployment_id: str
+    service: str
+    #: The version being released, the strategy and the plan length (from the newest tag).
+    version: str
+    strategy: str
+    total_steps: int
+    status: DeploymentStatus
+    #: 0-based index of the newest plan step whose update succeeded; None before the first.
+    last_completed_step: int | None
+    #: The pre-deployment checkpoint: the restore target of abort and rollback. None when history
+    #: (as read) holds no good entry before the deployment, or lacks the tagged ``cp`` version.
+    checkpoint: Checkpoint | None
+    #: The newest succeeded update of this deployment: where the stack last stood for sure.
+    progress: Checkpoint | None
+    #: The deployment's updates, newest first.
+    entries: tuple[HistoryEntry, ...]
+    #: Versions of updates newer than this deployment's newest that are not part of it
+    #: (a hand-run ``pulumi up``, another service's deployment); resuming may undo them.
+    foreign_after: tuple[int, ...] = ()
+
+    @property
+    def newest(self) -> HistoryEntry:
+        return self.entries[0]
+
+    @property
+    def last_tag(self) -> JournalTag:
+        tag = decode(self.newest.message)
+        assert tag is not None  # entries are grouped by their tags
+        return tag
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "rolled-back", "aborted")
+
+    @property
+    def open(self) -> bool:
+        return not self.finished
+
+    @property
+    def interrupted(self) -> bool:
+        """The newest update of the deployment did not succeed (failed, killed or still running)."""
+        return self.newest.result != "succeeded"
+
+    @property
+    def next_step(self) -> int:
+        """The plan index ``resume`` continues from."""
+        return 0 if self.last_completed_step is None else self.last_completed_step + 1
+
+    @property
+    def started_at(self) -> float:
+        """Start time of the deployment's oldest update in history (seconds since the epoch)."""
+        return self.entries[-1].start_time
+
+
+def latest_deployment(
+    history: Sequence[HistoryEntry], service: str | None = None
+) -> JournalDeployment | None:
+    """The most recent rfs-deploy deployment in ``history`` (of ``service`` if given), open or not.
+
+    Pass the whole history (``StackBackend.history()`` without a limit): the checkpoint is found
+    before the deployment's first update.
+    """
+    ordered = sorted(history, key=lambda e: e.version, reverse=True)
+    tagged = [(entry, decode(entry.message)) for entry in ordered]
+    newest = next((t for _, t in tagged if t is not None and service in (None, t.service)), None)
+    if newest is None:
+        return None
+    key = (newest.deployment_id, newest.service)
+    mine = [e for e, t in tagged if t is not None and (t.deployment_id, t.service) == key]
+    last_tag = decode(mine[0].message)
+    assert last_tag is not None
+    return JournalDeployment(
+        deployment_id=last_tag.deployment_id,
+        service=last_tag.service,
+        version=last_tag.version,
+        strategy=last_tag.strategy,
+        total_steps=_plan_length(mine),
+        status=_status(mine[0], last_tag),
+        last_completed_step=_last_completed(mine),
+        checkpoint=_pre_deployment_checkpoint(ordered, mine),
+        progress=_first_checkpoint(e for e in mine if e.result == "succeeded"),
+        entries=tuple(mine),
+        foreign_after=tuple(e.version for e in ordered if e.version > mine[0].version),
+    )
+
+
+def find_open_deployment(
+    history: Sequence[HistoryEntry], service: str | None = None
+) -> JournalDeployment | None:
+    """The most recent deployment when it has not finished; None when it has or there is none."""
+    found = latest_deployment(history, service)
+    return found if found is not None and found.open else None
+
+
+def last_good_checkpoint(
+    history: Sequence[HistoryEntry], before_version: int | None = None
+) -> Checkpoint | None:
+    """The newest resting state: a succeeded update with release state that is not mid-deployment.
+
+    Resting means the update was not tagged by rfs-deploy (a hand-run or initial ``pulumi up``), or
+    ended a deployment (``done``, ``rollback``, ``abort``, or the plan's last step). With
+    ``before_version`` only older updates count.
+    """
+    ordered = sorted(history, key=lambda e: e.version, reverse=True)
+    return _first_checkpoint(
+        e
+        for e in ordered
+        if (before_version is None or e.version < before_version) and e.result == "succeeded" and _resting(e)
+    )
+
+
+def checkpoint_at(history: Sequence[HistoryEntry], version: int) -> Checkpoint:
+    """The checkpoint at history ``version`` (for a rollback asked for by version).
+
+    Raises UnknownVersion when the version is not in history, did not succeed, or ran without a
+    release state.
+    """
+    entry = next((e for e in history if e.version == version), None)
+    if entry is None:
+        newest = max((e.version for e in history), default=None)
+        known = f"versions run up to {newest}" if newest is not None else "the stack has no history"
+        raise UnknownVersion(f"stack history has no version {version} ({known})")
+    if entry.result != "succeeded":
+        raise UnknownVersion(f"stack version {version} did not succeed ({entry.result}); pick one that did")
+    if entry.release is None:
+        raise UnknownVersion(f"stack version {version} ran without an rfs-deploy release state")
+    return Checkpoint(entry.version, entry.release)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _status(newest: HistoryEntry, tag: JournalTag) -> DeploymentStatus:
+    ok = newest.result == "succeeded"
+    if tag.phase == "rollback":
+        return "rolled-back" if ok else "rolling-back"
+    if tag.phase == "abort":
+        return "aborted" if ok else "aborting"
+    if ok and (tag.phase == "done" or tag.step == tag.total - 1):
+        return "completed"
+    return "in-progress"
+
+
+def _last_completed(entries: Sequence[HistoryEntry]) -> int | None:
+    for entry in entries:
+        tag = decode(entry.message)
+        if tag is not None and entry.result == "succeeded" and tag.phase in PROGRESS_PHASES:
+            return tag.step
+    return None
+
+
+def _plan_length(entries: Sequence[HistoryEntry]) -> int:
+    """The plan length from the newest tag that counts plan steps (rollback tags count attempts)."""
+    tags = [t for t in (decode(e.message) for e in entries) if t is not None]
+    return next((t.total for t in tags if t.phase in PROGRESS_PHASES), tags[0].total)
+
+
+def _pre_deployment_checkpoint(
+    ordered: Sequence[HistoryEntry], mine: Sequence[HistoryEntry]
+) -> Checkpoint | None:
+    cp = next(
+        (t.checkpoint for t in (decode(e.message) for e in mine) if t and t.checkpoint is not None), None
+    )
+    if cp is not None:
+        entry = next((e for e in ordered if e.version == cp), None)
+        if entry is None or entry.release is None:
+            return None
+        return Checkpoint(entry.version, entry.release)
+    return last_good_checkpoint(ordered, before_version=mine[-1].version)
+
+
+def _resting(entry: HistoryEntry) -> bool:
+    tag = decode(entry.message)
+    if tag is None:
+        return True
+    return tag.phase in FINISHING_PHASES or (tag.phase in PROGRESS_PHASES and tag.step == tag.total - 1)
+
+
+def _first_checkpoint(entries: Iterable[HistoryEntry]) -> Checkpoint | None:
+    for entry in entries:
+        if entry.release is not None:
+            return Checkpoint(entry.version, entry.release)
+    return None
