@@ -58,10 +58,9 @@ def service(**changes: object) -> ServiceConfig:
 
 def start(live: SlotName = "blue") -> ReleaseState:
     """A steady state: OLD live with 10 instances, the other slot empty."""
-    return ReleaseState(
-        live=live,
-        weights={live: 100, other_slot(live): 0},
-        **{live: SlotState(version=OLD, capacity=10), other_slot(live): SlotState()},
+    idle = other_slot(live)
+    return ReleaseState.model_validate(
+        {"live": live, "weights": {live: 100, idle: 0}, live: {"version": OLD, "capacity": 10}, idle: {}}
     )
 
 
@@ -189,10 +188,13 @@ def _final_expectation(strategy: Strategy, live: SlotName) -> ReleaseState:
     new = other_slot(live)
     if isinstance(strategy, Rolling):
         return start(live).with_slot(live, version=NEW).evolve(rolling=strategy)
-    return ReleaseState(
-        live=new,
-        weights={new: 100, live: 0},
-        **{new: SlotState(version=NEW, capacity=10), live: SlotState(version=OLD, capacity=0)},
+    return ReleaseState.model_validate(
+        {
+            "live": new,
+            "weights": {new: 100, live: 0},
+            new: {"version": NEW, "capacity": 10},
+            live: {"version": OLD, "capacity": 0},
+        }
     )
 
 

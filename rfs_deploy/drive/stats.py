@@ -1,0 +1,255 @@
+"""The statistics behind the judge, in plain Python (no numpy or scipy at run time).
+
+* :class:`Evidence` — a sequential test of "the new slot's 5xx rate is higher than the baseline's",
+  over cumulative counts, safe to look at after every window (see its docstring).
+* :func:`rate_comparison` — the fixed-horizon version of the same comparison (A/B decisions).
+* :func:`sample_ratio` — the sample-ratio-mismatch check of an A/B split.
+* :func:`sign_test` — a one-sided sign test for per-window latency comparisons.
+
+Why compare 5xx *counts* conditionally: with ``n`` requests on the new slot and ``m`` on the
+baseline in a window, and error rates ``q_new = r * q_base``, the new slot's share of that window's
+errors is binomial with probability ``r n / (r n + m)`` given the total number of errors
+(the classic comparison of two Poisson rates). The unknown baseline rate drops out, so the test
+needs no assumption about it and works whatever the canary weight is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Rate ratios (new / baseline) the sequential test looks for, mixed with equal weight.
+#: 2 and 4 are a 1 % and a 2 % error rate over a 0.5 % baseline; 1.5 and 3 fill the gaps.
+ALTERNATIVES: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
+
+#: P-value below which an A/B split counts as a sample ratio mismatch (the usual SRM bar).
+SRM_ALPHA = 0.001
+
+
+# --------------------------------------------------------------------------- distributions
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed exactly from the tail inwards."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    mean = n * p
+    if k > mean:
+        return min(1.0, _tail_sum(k, n, p, step=1))
+    return max(0.0, 1.0 - _tail_sum(k - 1, n, p, step=-1))
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    if k < n * p:
+        return min(1.0, _tail_sum(k, n, p, step=-1))
+    return max(0.0, 1.0 - _tail_sum(k + 1, n, p, step=1))
+
+
+def _tail_sum(start: int, n: int, p: float, step: int) -> float:
+    """Sum of binomial probabilities from ``start`` outwards (``step`` +1 up, -1 down)."""
+    log_pmf = (
+        math.lgamma(n + 1)
+        - math.lgamma(start + 1)
+        - math.lgamma(n - start + 1)
+        + start * math.log(p)
+        + (n - start) * math.log1p(-p)
+    )
+    term = math.exp(log_pmf)
+    total = 0.0
+    odds = p / (1.0 - p)
+    i = start
+    while 0 <= i <= n and term > 0.0:
+        total += term
+        if term < total * 1e-17:
+            break
+        if step > 0:
+            term *= (n - i) / (i + 1) * odds
+        else:
+            term *= i / (n - i + 1) / odds
+        i += step
+    return total
+
+
+def chi2_sf_1df(x: float) -> float:
+    """Upper tail of the chi-square distribution with one degree of freedom."""
+    return math.erfc(math.sqrt(max(0.0, x) / 2.0))
+
+
+# --------------------------------------------------------------------------- sequential test
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Cumulative state of the sequential baseline test; ``update`` returns a new value.
+
+    The test: for each ratio ``r`` in ``alternatives`` the likelihood ratio of "new rate = r x
+    baseline rate" against "equal rates" is multiplied up window by window (each window with its
+    own traffic shares, so steps of different canary weights can share one test). The statistic
+    is the equal-weight mixture of those ratios. Under equal rates it is a non-negative
+    martingale with mean 1, so by Ville's inequality it ever reaches ``1/alpha`` with probability
+    at most ``alpha`` — however often it is looked at, and whenever the step stops. That is a
+    mixture SPRT (Wald's SPRT for a single ratio, made robust to not knowing the ratio); it costs
+    about ``log(len(alternatives))`` nats of extra evidence over Wald's SPRT at the true ratio.
+
+    ``max_log_lr`` only grows, so a rejection is final and :attr:`p_value` (always valid) only
+    falls. Counts and ratios are cumulative since :meth:`start`.
+    """
+
+    alternatives: tuple[float, ...] = ALTERNATIVES
+    log_lr: tuple[float, ...] = field(default_factory=lambda: (0.0,) * len(ALTERNATIVES))
+    new_requests: int = 0
+    new_errors: int = 0
+    base_requests: int = 0
+    base_errors: int = 0
+    windows: int = 0
+    max_log_lr: float = 0.0
+
+    @classmethod
+    def start(cls, alternatives: Sequence[float] = ALTERNATIVES) -> Evidence:
+        """Fresh evidence looking for the given rate ratios (each > 1)."""
+        alts = tuple(float(r) for r in alternatives)
+        if not alts or any(r <= 1.0 for r in alts):
+            raise ValueError("alternatives must be rate ratios above 1")
+        return cls(alternatives=alts, log_lr=(0.0,) * len(alts))
+
+    def update(self, new_requests: int, new_errors: int, base_requests: int, base_errors: int) -> Evidence:
+        """Add one window's counts (windows with no traffic on either slot add no evidence)."""
+        log_lr = self.log_lr
+        if new_requests > 0 and base_requests > 0:
+            share = new_requests / (new_requests + base_requests)
+            errors = new_errors + base_errors
+            log_lr = tuple(
+                lr + new_errors * math.log(r) - errors * math.log1p((r - 1.0) * share)
+                for lr, r in zip(self.log_lr, self.alternatives, strict=True)
+            )
+        mixed = _log_mean_exp(log_lr)
+        return Evidence(
+            alternatives=self.alternatives,
+            log_lr=log_lr,
+            new_requests=self.new_requests + new_requests,
+            new_errors=self.new_errors + new_errors,
+            base_requests=self.base_requests + base_requests,
+            base_errors=self.base_errors + base_errors,
+            windows=self.windows + 1,
+            max_log_lr=max(self.max_log_lr, mixed),
+        )
+
+    @property
+    def log_mixture(self) -> float:
+        """Log of the mixture likelihood ratio now."""
+        return _log_mean_exp(self.log_lr)
+
+    @property
+    def p_value(self) -> float:
+        """Always-valid p-value of "equal rates": 1 / the largest mixture ratio seen so far."""
+        return min(1.0, math.exp(-self.max_log_lr))
+
+    def rejects(self, alpha: float) -> bool:
+        """True once the evidence that the new slot errs more has reached ``1/alpha``."""
+        return self.max_log_lr >= threshold(alpha)
+
+
+def threshold(alpha: float) -> float:
+    """The log-likelihood-ratio bound of the sequential test at false-alarm rate ``alpha``."""
+    return math.log(1.0 / alpha)
+
+
+def _log_mean_exp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
+
+
+# --------------------------------------------------------------------------- fixed-horizon tests
+
+
+@dataclass(frozen=True)
+class RateComparison:
+    """Conditional binomial comparison of two error counts (B against A)."""
+
+    errors: int
+    b_errors: int
+    b_share: float
+    #: P(B gets at least this many of the errors | equal rates): small means B errs more.
+    p_worse: float
+    #: P(B gets at most this many of the errors | equal rates): small means B errs less.
+    p_better: float
+
+
+def rate_comparison(a_requests: int, a_errors: int, b_requests: int, b_errors: int) -> RateComparison:
+    """Exact conditional test of equal error rates for B against A (two Poisson rates)."""
+    total = a_errors + b_errors
+    share = b_requests / (a_requests + b_requests)
+    return RateComparison(
+        errors=total,
+        b_errors=b_errors,
+        b_share=share,
+        p_worse=binom_sf(b_errors, total, share),
+        p_better=binom_cdf(b_errors, total, share),
+    )
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    """Observed against configured share of requests for B."""
+
+    expected_share: float
+    observed_share: float
+    chi2: float
+    #: Variance inflation estimated from the windows (1 = plain binomial); chi2 is divided by it.
+    dispersion: float
+    p_value: float
+
+    @property
+    def mismatch(self) -> bool:
+        return self.p_value < SRM_ALPHA
+
+
+def sample_ratio(a_counts: Sequence[int], b_counts: Sequence[int], expected_share: float) -> SampleRatio:
+    """Chi-square test of the observed split against ``expected_share`` (B's share, 0-1).
+
+    Requests are not independent draws — sticky users send many — so with three or more
+    windows the Pearson dispersion of the per-window shares around the pooled share inflates
+    the variance (a quasi-binomial correction); otherwise the plain chi-square is used.
+    """
+    a_total, b_total = sum(a_counts), sum(b_counts)
+    total = a_total + b_total
+    if total == 0:
+        return SampleRatio(expected_share, float("nan"), 0.0, 1.0, 1.0)
+    expected_b = total * expected_share
+    expected_a = total - expected_b
+    chi2 = (b_total - expected_b) ** 2 / expected_b + (a_total - expected_a) ** 2 / expected_a
+    dispersion = _dispersion(a_counts, b_counts, b_total / total)
+    return SampleRatio(
+        expected_share=expected_share,
+        observed_share=b_total / total,
+        chi2=chi2,
+        dispersion=dispersion,
+        p_value=chi2_sf_1df(chi2 / dispersion),
+    )
+
+
+def _dispersion(a_counts: Sequence[int], b_counts: Sequence[int], pooled: float) -> float:
+    pairs = [(a, b) for a, b in zip(a_counts, b_counts, strict=True) if a + b > 0]
+    if len(pairs) < 3 or pooled in (0.0, 1.0):
+        return 1.0
+    pearson = sum((b - (a + b) * pooled) ** 2 / ((a + b) * pooled * (1 - pooled)) for a, b in pairs)
+    return max(1.0, pearson / (len(pairs) - 1))
+
+
+def sign_test(successes: int, trials: int) -> float:
+    """One-sided sign test: P(at least ``successes`` of ``trials`` fair coin flips)."""
+    return binom_sf(successes, trials, 0.5)

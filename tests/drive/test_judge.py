@@ -1,0 +1,391 @@
+"""The judge: one window, a step of windows, the A/B decision, and the statistics under them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rfs_deploy.config.model import Analysis
+from rfs_deploy.drive.judge import (
+    Outcome,
+    SlotMetrics,
+    StepJudge,
+    Verdict,
+    Window,
+    decide_ab,
+    judge,
+    planned_windows,
+    worst,
+)
+from rfs_deploy.drive.stats import Evidence, binom_cdf, binom_sf, chi2_sf_1df, sample_ratio, threshold
+
+POLICY = Analysis()  # 5 % errors, p99 2 s, CPU 90 %, 100 requests, significance 0.01, tolerance 1.5
+
+
+def slot(requests: int, errors: int = 0, p99: float | None = 0.2, cpu: float | None = 40.0) -> SlotMetrics:
+    return SlotMetrics(requests=requests, errors=errors, p99=p99, cpu=cpu)
+
+
+HEALTHY_BASE = slot(18_000, 90)  # 0.5 %
+
+WINDOWS = [
+    # (id, window, baseline?, outcome, words in the reason)
+    ("pass", Window(slot(2000, 10)), False, Outcome.PASS, "0.50% over 2000 requests"),
+    (
+        "pass against baseline",
+        Window(slot(2000, 10), HEALTHY_BASE),
+        True,
+        Outcome.PASS,
+        "no worse than baseline",
+    ),
+    ("error rate threshold", Window(slot(2000, 120)), False, Outcome.FAIL, "error rate 6.00% > 5.00%"),
+    ("p99 threshold", Window(slot(2000, 10, p99=2.5)), False, Outcome.FAIL, "p99 2.5s > 2s"),
+    ("cpu threshold", Window(slot(2000, 10, cpu=95.0)), False, Outcome.FAIL, "CPU 95.0% > 90.0%"),
+    (
+        "two thresholds at once",
+        Window(slot(2000, 120, p99=3.0)),
+        False,
+        Outcome.FAIL,
+        "error rate 6.00% > 5.00%; p99 3s > 2s",
+    ),
+    (
+        "outage on both slots is named",
+        Window(slot(2000, 200), slot(18_000, 1800)),
+        True,
+        Outcome.FAIL,
+        "(baseline also 10.00%)",
+    ),
+    (
+        "2 % vs 0.5 % baseline",
+        Window(slot(2000, 40), HEALTHY_BASE),
+        True,
+        Outcome.FAIL,
+        "2.00% vs baseline 0.50%",
+    ),
+    ("2 % without baseline passes thresholds", Window(slot(2000, 40)), False, Outcome.PASS, "2.00%"),
+    (
+        "p99 beyond tolerance of baseline",
+        Window(slot(2000, 10, p99=0.8), slot(18_000, 90, p99=0.4)),
+        True,
+        Outcome.FAIL,
+        "2.00x the baseline's",
+    ),
+    (
+        "p99 within tolerance",
+        Window(slot(2000, 10, p99=0.5), slot(18_000, 90, p99=0.4)),
+        True,
+        Outcome.PASS,
+        "p99 0.5s",
+    ),
+    ("low traffic", Window(slot(40, 0)), False, Outcome.INCONCLUSIVE, "only 40 requests (need 100)"),
+    ("low traffic even if all fail", Window(slot(40, 40)), False, Outcome.INCONCLUSIVE, "only 40 requests"),
+    ("no data", Window(None), False, Outcome.INCONCLUSIVE, "no data for the new slot"),
+    ("no requests", Window(slot(0)), False, Outcome.INCONCLUSIVE, "no requests reached"),
+    ("partial data", Window(slot(2000, 10), partial=True), False, Outcome.INCONCLUSIVE, "partial data"),
+    ("errors above requests", Window(slot(10, 20)), False, Outcome.INCONCLUSIVE, "more errors than requests"),
+    ("baseline missing", Window(slot(2000, 10)), True, Outcome.INCONCLUSIVE, "no data for the baseline slot"),
+    ("unknown p99 and cpu", Window(slot(2000, 10, p99=None, cpu=None)), False, Outcome.PASS, "0.50%"),
+]
+
+
+@pytest.mark.parametrize(
+    ("window", "baseline", "outcome", "words"), [w[1:] for w in WINDOWS], ids=[w[0] for w in WINDOWS]
+)
+def test_one_window(window: Window, baseline: bool, outcome: Outcome, words: str) -> None:
+    verdict = judge(window, POLICY, baseline)
+    assert (verdict.outcome, "\n" in verdict.reason) == (outcome, False)
+    assert words in verdict.reason
+
+
+def test_numbers_behind_a_baseline_failure() -> None:
+    verdict = judge(Window(slot(2000, 40), HEALTHY_BASE), POLICY, baseline=True)
+    n = verdict.numbers
+    assert (n["requests"], n["errors"], n["error_rate"]) == (2000, 40, 0.02)
+    assert (n["baseline_requests"], n["baseline_errors"], n["baseline_error_rate"]) == (18_000, 90, 0.005)
+    assert n["max_error_rate"] == 0.05 and n["significance"] == 0.01
+    assert n["log_lr_threshold"] == pytest.approx(math.log(100))
+    assert float(n["max_log_lr"]) > float(n["log_lr_threshold"])  # type: ignore[arg-type]
+    assert float(n["p_value"]) < 0.01  # type: ignore[arg-type]
+    assert "SPRT" in str(n["test"])
+
+
+def test_baseline_comparison_can_be_switched_off() -> None:
+    policy = Analysis(baseline_comparison=False)
+    verdict = judge(Window(slot(2000, 40), HEALTHY_BASE), policy, baseline=True)
+    assert verdict.outcome is Outcome.PASS and verdict.evidence is None
+
+
+def test_cumulative_evidence_fails_small_windows() -> None:
+    """The sequential test's guarantee needs no min_requests per window: 1 % vs 0.5 % adds up."""
+    policy = Analysis(min_requests=1000)
+    evidence = Evidence.start()
+    outcomes = []
+    for _ in range(9):
+        verdict = judge(Window(slot(400, 4), slot(3600, 18)), policy, True, evidence)
+        evidence = verdict.evidence  # type: ignore[assignment]
+        outcomes.append(verdict.outcome)
+    assert outcomes == [Outcome.INCONCLUSIVE] * 8 + [Outcome.FAIL]
+    assert "1.00% vs baseline 0.50% over 3600 requests" in verdict.reason
+
+
+def test_worst_first() -> None:
+    p = Verdict(Outcome.PASS, "ok")
+    i = Verdict(Outcome.INCONCLUSIVE, "thin")
+    f = Verdict(Outcome.FAIL, "bad")
+    assert worst([p, i, f, p]) is f
+    assert worst([p, i]) is i
+    with pytest.raises(ValueError):
+        worst([])
+
+
+# --------------------------------------------------------------------------- step
+
+
+GOOD = Window(slot(2000, 10))
+BAD = Window(slot(2000, 200))
+THIN = Window(slot(20))
+NONE = Window(None)
+PARTIAL = Window(slot(2000, 10), partial=True)
+ERR = "error"
+
+STEPS = [
+    # (id, policy, planned windows, events, outcome or None while running, words)
+    ("passes after planned windows", Analysis(), 3, [GOOD, GOOD, GOOD], Outcome.PASS, "3 window(s) passed"),
+    ("still running", Analysis(), 3, [GOOD, GOOD], None, ""),
+    (
+        "first failure ends it",
+        Analysis(),
+        3,
+        [GOOD, BAD],
+        Outcome.FAIL,
+        "1 failed window(s): error rate 10.00%",
+    ),
+    ("failure limit 2 tolerates one", Analysis(failure_limit=2), 2, [BAD, GOOD, GOOD], Outcome.PASS, ""),
+    ("failure limit 2 reached", Analysis(failure_limit=2), 3, [BAD, GOOD, BAD], Outcome.FAIL, "2 failed"),
+    ("inconclusive extends the step", Analysis(), 2, [THIN, GOOD, NONE, GOOD], Outcome.PASS, ""),
+    ("extension still running", Analysis(), 2, [THIN, GOOD, NONE], None, ""),
+    (
+        "too many inconclusive",
+        Analysis(max_inconclusive=2),
+        2,
+        [THIN, GOOD, NONE, PARTIAL],
+        Outcome.FAIL,
+        "not enough data: 3 inconclusive windows (limit 2): CloudWatch returned partial data",
+    ),
+    ("no inconclusive allowed", Analysis(max_inconclusive=0), 1, [THIN], Outcome.FAIL, "not enough data"),
+    (
+        "fetch errors in a row",
+        Analysis(consecutive_error_limit=3),
+        3,
+        [GOOD, ERR, ERR, ERR],
+        Outcome.FAIL,
+        "3 metric fetch errors in a row: metrics unavailable: throttled",
+    ),
+    (
+        "scattered fetch errors",
+        Analysis(consecutive_error_limit=2),
+        3,
+        [ERR, GOOD, ERR, GOOD, ERR, GOOD],
+        Outcome.PASS,
+        "",
+    ),
+    ("errors do not count as inconclusive", Analysis(max_inconclusive=0), 1, [ERR, GOOD], Outcome.PASS, ""),
+    ("flaky mix", Analysis(), 3, [NONE, GOOD, ERR, PARTIAL, GOOD, THIN, ERR, GOOD], Outcome.PASS, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "windows", "events", "outcome", "words"), [s[1:] for s in STEPS], ids=[s[0] for s in STEPS]
+)
+def test_step(
+    policy: Analysis, windows: int, events: list[Window | str], outcome: Outcome | None, words: str
+) -> None:
+    step = StepJudge(policy, baseline=False, windows=windows)
+    for event in events:
+        if isinstance(event, str):
+            step.fetch_failed("throttled")
+        else:
+            step.observe(event)
+    if outcome is None:
+        assert step.result is None
+        return
+    assert step.result is not None
+    assert step.result.outcome is outcome
+    assert words in step.result.reason
+    assert step.result.numbers["windows_planned"] == windows
+    with pytest.raises(RuntimeError):
+        step.observe(GOOD)
+
+
+def test_step_records_every_verdict_and_counts() -> None:
+    step = StepJudge(POLICY, baseline=False, windows=2)
+    step.observe(THIN)
+    step.fetch_failed("timeout")
+    step.observe(GOOD)
+    step.observe(GOOD)
+    assert [v.outcome for v in step.verdicts] == [
+        Outcome.INCONCLUSIVE,
+        Outcome.INCONCLUSIVE,
+        Outcome.PASS,
+        Outcome.PASS,
+    ]
+    assert step.result is not None
+    n = step.result.numbers
+    assert (n["windows_passed"], n["windows_inconclusive"], n["fetch_errors"]) == (2, 1, 1)
+
+
+def test_evidence_carries_across_steps() -> None:
+    """A 1 % canary over a 0.5 % baseline: each step alone stays below the bound, the release does not."""
+    window = Window(slot(1000, 10), slot(9000, 45))
+    fresh = [StepJudge(POLICY, baseline=True, windows=1) for _ in range(6)]
+    assert all(s.observe(window).outcome is Outcome.PASS for s in fresh)
+    evidence = None
+    outcomes = []
+    for _ in range(6):
+        step = StepJudge(POLICY, baseline=True, windows=1, evidence=evidence)
+        step.observe(window)
+        assert step.result is not None
+        outcomes.append(step.result.outcome)
+        evidence = step.evidence
+    assert Outcome.FAIL in outcomes
+    assert evidence is not None and evidence.rejects(0.01)
+
+
+def test_planned_windows() -> None:
+    assert [planned_windows(d, i) for d, i in [(300, 60), (60, 60), (90, 60), (10, 60), (0, 60)]] == [
+        5,
+        1,
+        2,
+        1,
+        1,
+    ]
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def _release(rng: np.random.Generator, q_new: float, policy: Analysis, per_window: int = 5000) -> bool:
+    """One canary release 10 % ... 90 % (a window per step), evidence carried; True if promoted."""
+    evidence = None
+    for weight in range(10, 100, 10):
+        step = StepJudge(policy, baseline=True, windows=1, evidence=evidence)
+        while step.result is None:
+            n = int(rng.binomial(per_window, weight / 100))
+            m = per_window - n
+            new = slot(n, int(rng.binomial(n, q_new)))
+            step.observe(Window(new, slot(m, int(rng.binomial(m, 0.005)))))
+        if step.result.outcome is Outcome.FAIL:
+            return False
+        evidence = step.evidence
+    return True
+
+
+def test_simulated_false_rollbacks_stay_below_significance() -> None:
+    rng = np.random.default_rng(20240601)
+    runs = 500
+    rollbacks = sum(not _release(rng, 0.005, POLICY) for _ in range(runs))
+    # At most alpha by construction; allow binomial noise of three standard deviations.
+    assert rollbacks / runs <= POLICY.significance + 3 * math.sqrt(0.01 * 0.99 / runs)
+
+
+@pytest.mark.parametrize("q_new", [0.01, 0.02])
+def test_simulated_regressions_are_caught_where_a_fixed_threshold_is_not(q_new: float) -> None:
+    rng = np.random.default_rng(7)
+    caught = sum(not _release(rng, q_new, POLICY) for _ in range(100))
+    thresholds_only = sum(not _release(rng, q_new, Analysis(baseline_comparison=False)) for _ in range(100))
+    assert caught >= 90
+    assert thresholds_only == 0
+
+
+# --------------------------------------------------------------------------- A/B
+
+
+def ab(a: SlotMetrics, b: SlotMetrics, count: int = 10) -> list[Window]:
+    return [Window(new=b, baseline=a) for _ in range(count)]
+
+
+AB_CASES = [
+    ("b no worse", ab(slot(5000, 25), slot(5000, 24)), 50, "B", "B is no worse", False),
+    ("b better", ab(slot(5000, 100), slot(5000, 25)), 50, "B", "better on error rate", False),
+    ("b errs more", ab(slot(5000, 25), slot(5000, 50)), 50, "A", "higher than A's", False),
+    ("b above threshold", ab(slot(5000, 25), slot(5000, 300)), 50, "A", "B error rate 6.00% > 5.00%", False),
+    ("b slower", ab(slot(5000, 25, p99=0.3), slot(5000, 25, p99=0.6)), 50, "A", "in 10 of 10 windows", False),
+    ("srm", ab(slot(5000, 25), slot(4000, 20)), 50, "A", "sample ratio mismatch: B got 44.4%", True),
+    ("split honoured", ab(slot(8000, 40), slot(2000, 10)), 20, "B", "no worse", False),
+    ("not enough data", ab(slot(5, 0), slot(5, 0)), 50, "A", "not enough data", False),
+    (
+        "no usable windows",
+        [Window(None, slot(5000)), Window(slot(5000), slot(5000), partial=True)],
+        50,
+        "A",
+        "not enough",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("windows", "split", "winner", "words", "srm"), [c[1:] for c in AB_CASES], ids=[c[0] for c in AB_CASES]
+)
+def test_ab_decision(windows: list[Window], split: int, winner: str, words: str, srm: bool) -> None:
+    decision = decide_ab(windows, split, POLICY)
+    assert (decision.winner, decision.srm) == (winner, srm)
+    assert words in decision.reason
+    if winner == "A" and decision.numbers.get("srm_p_value") is not None:
+        assert "keep A" in decision.reason
+
+
+def test_ab_can_require_an_improvement() -> None:
+    same = ab(slot(5000, 25), slot(5000, 24))
+    assert decide_ab(same, 50, POLICY, require_improvement=True).winner == "A"
+    better = ab(slot(5000, 100), slot(5000, 25))
+    assert decide_ab(better, 50, POLICY, require_improvement=True).winner == "B"
+
+
+def test_ab_srm_allows_for_sticky_users() -> None:
+    """Per-window shares that wander (users send bursts) are not a mismatch; a steady skew is."""
+    rng = np.random.default_rng(3)
+    shares = np.clip(rng.normal(0.5, 0.03, 30), 0.3, 0.7)
+    wobbly = [Window(new=slot(int(10_000 * s)), baseline=slot(10_000 - int(10_000 * s))) for s in shares]
+    decision = decide_ab(wobbly, 50, POLICY)
+    assert decision.srm is False and float(decision.numbers["srm_dispersion"]) > 1  # type: ignore[arg-type]
+    skewed = [Window(new=slot(4600), baseline=slot(5400)) for _ in range(30)]
+    assert decide_ab(skewed, 50, POLICY).srm is True
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p"), [(0, 5, 0.3), (3, 10, 0.1), (5, 5, 0.3), (20, 110, 0.1), (2, 130, 0.1)]
+)
+def test_binomial_tails_match_the_definition(k: int, n: int, p: float) -> None:
+    exact = sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+    assert binom_sf(k, n, p) == pytest.approx(exact, rel=1e-9, abs=1e-15)
+    assert binom_cdf(k - 1, n, p) == pytest.approx(1 - exact, rel=1e-9, abs=1e-12)
+
+
+def test_statistics_edges() -> None:
+    assert (binom_sf(6, 5, 0.5), binom_sf(0, 5, 0.5), binom_sf(3, 5, 0.0), binom_sf(3, 5, 1.0)) == (
+        0,
+        1,
+        0,
+        1,
+    )
+    assert chi2_sf_1df(3.841458820694124) == pytest.approx(0.05)
+    assert threshold(0.01) == pytest.approx(math.log(100))
+    assert sample_ratio([0], [0], 0.5).p_value == 1.0
+    with pytest.raises(ValueError):
+        Evidence.start([1.0])
+
+
+def test_evidence_only_grows_towards_rejection() -> None:
+    evidence = Evidence.start((2.0,))
+    evidence = evidence.update(1000, 30, 1000, 5)
+    high = evidence.max_log_lr
+    evidence = evidence.update(1000, 0, 1000, 40)
+    assert evidence.log_mixture < high == evidence.max_log_lr
+    assert evidence.update(0, 0, 1000, 5).log_lr == evidence.log_lr  # no traffic, no evidence
+    assert (evidence.new_requests, evidence.base_errors, evidence.windows) == (2000, 45, 2)
