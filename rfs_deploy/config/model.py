@@ -256,7 +256,8 @@ class ABTest(Model):
     type: Literal["ab-test"] = "ab-test"
     #: Share of users sent to variant B (the new version).
     split: int = Field(default=50, ge=1, le=99)
-    duration: int = Field(default=3600, ge=60)
+    #: Seconds the test runs before the decision (fits the default deploymentTimeout).
+    duration: int = Field(default=1200, ge=60)
     header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$")
     cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$")
     stickiness_duration: int = Field(default=86400, ge=1, le=604800)

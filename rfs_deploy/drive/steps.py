@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rfs_deploy.config.model import ReleaseState, Variants
+from rfs_deploy.config.model import ReleaseState, Rolling, Variants
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,12 @@ class RollRefresh(Change):
 
     kind: ClassVar[str] = "roll-refresh"
     version: str
+    #: The refresh settings for this release (batch size, interval, warm-up).
+    rolling: Rolling | None = None
 
     def apply(self, release: ReleaseState) -> ReleaseState:
-        return release.with_slot(release.live, version=self.version)
+        moved = release.with_slot(release.live, version=self.version)
+        return moved if self.rolling is None else moved.evolve(rolling=self.rolling)
 
     def describe(self) -> str:
         return f"refresh the live slot to {self.version}"

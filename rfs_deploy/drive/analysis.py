@@ -1,0 +1,253 @@
+"""The observing steps: analysis ticks, watching an instance refresh, running an A/B test.
+
+Every tick makes one batched GetMetricData call for all metrics of the slots in play, turns the
+series into per-slot aggregates, and hands them to the pure judge (:mod:`rfs_deploy.drive.judge`).
+The sequential baseline test's evidence is carried from step to step, so a canary's
+false-rollback probability is bounded per release, not per step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rfs_deploy.aws.cloudwatch import query_id, service_queries
+from rfs_deploy.config.model import ReleaseState, ServiceConfig, SlotName
+from rfs_deploy.drive import events
+from rfs_deploy.drive.judge import (
+    Outcome,
+    SlotMetrics,
+    StepJudge,
+    Verdict,
+    Window,
+    decide_ab,
+    judge,
+    planned_windows,
+)
+from rfs_deploy.drive.protocols import MetricSeries
+from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
+from rfs_deploy.drive.stats import Evidence
+from rfs_deploy.drive.steps import Analyze, Decide, WatchRefresh
+from rfs_deploy.errors import AwsError
+from rfs_deploy.outputs import ServiceOutputs
+
+if TYPE_CHECKING:
+    from rfs_deploy.drive.context import Seams
+    from rfs_deploy.drive.runner import StepOutcome
+
+
+class Analyst:
+    """Observes the world for the runner's Analyze, WatchRefresh and Decide steps."""
+
+    def __init__(self, seams: Seams, record: DeploymentRecord, service: ServiceConfig) -> None:
+        self.seams = seams
+        self.record = record
+        self.service = service
+        self.policy = service.analysis
+        self.evidence: Evidence | None = None
+        self.deadline: float | None = None
+
+    # ------------------------------------------------------------------ steps
+
+    async def analyze(
+        self, index: int, step: Analyze, release: ReleaseState, out: ServiceOutputs
+    ) -> StepOutcome:
+        from rfs_deploy.drive.runner import StepOutcome
+
+        new = self._new_slot(release)
+        base = release.live if new != release.live else None
+        compare = step.baseline and base is not None and release.weights[base] > 0
+        interval = max(step.interval, self.policy.period)
+        sj = StepJudge(
+            self.policy,
+            baseline=compare,
+            windows=planned_windows(step.duration, interval),
+            evidence=self.evidence if compare else None,
+        )
+        while sj.result is None:
+            await self._tick_wait(interval)
+            firing = self._firing(out, new)
+            if firing:
+                return StepOutcome(False, f"alarm {firing[0]} is firing")
+            try:
+                window, slots = self._window(out, new, base if compare else None, interval)
+                verdict = sj.observe(window)
+            except AwsError as exc:
+                verdict, slots = sj.fetch_failed(str(exc)), {}
+            self._record(index, release, new, slots, verdict)
+        if compare:
+            self.evidence = sj.evidence
+        return StepOutcome(sj.result.passed, sj.result.reason)
+
+    async def watch_refresh(
+        self, index: int, step: WatchRefresh, release: ReleaseState, out: ServiceOutputs
+    ) -> StepOutcome:
+        from rfs_deploy.drive.runner import StepOutcome
+
+        slot = release.live
+        asg = out.slot(slot).asg_name
+        interval = max(step.interval, 1)
+        waited = 0
+        failures = 0
+        while True:
+            await self._tick_wait(interval)
+            waited += interval
+            status = self.seams.fleet.latest_refresh(asg)
+            firing = self._firing(out, slot)
+            if firing:
+                return StepOutcome(False, f"alarm {firing[0]} is firing during the instance refresh")
+            verdict = self._threshold_tick(index, release, slot, out, interval)
+            if verdict is not None and verdict.outcome is Outcome.FAIL:
+                failures += 1
+                if failures >= self.policy.failure_limit:
+                    return StepOutcome(False, verdict.reason)
+            if status is None:
+                return StepOutcome(False, f"no instance refresh found on {asg}")
+            if status.status == "Successful":
+                return StepOutcome(True, f"instance refresh {status.refresh_id} replaced every instance")
+            if status.rolled_back_by_aws:
+                return StepOutcome(
+                    False, f"AWS rolled the instance refresh back ({status.status}): {status.status_reason}"
+                )
+            if status.done:
+                return StepOutcome(False, f"instance refresh ended {status.status}: {status.status_reason}")
+            if waited >= step.timeout:
+                return StepOutcome(
+                    False, f"instance refresh at {status.percentage_complete}% after {waited}s"
+                )
+
+    async def decide(
+        self, index: int, step: Decide, release: ReleaseState, out: ServiceOutputs
+    ) -> StepOutcome:
+        from rfs_deploy.drive.runner import StepOutcome
+
+        b, a = release.idle, release.live
+        interval = max(step.interval, self.policy.period)
+        windows: list[Window] = []
+        elapsed = 0
+        while elapsed < step.duration:
+            await self._tick_wait(interval)
+            elapsed += interval
+            firing = self._firing(out, b)
+            if firing:
+                return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
+            try:
+                window, slots = self._window(out, b, a, interval)
+            except AwsError as exc:
+                self.record.errors.append(f"A/B tick skipped: {exc}")
+                continue
+            windows.append(window)
+            guard = judge(window, self.policy, baseline=False)
+            self._record(index, release, b, slots, guard)
+            if guard.outcome is Outcome.FAIL:
+                return StepOutcome(False, f"variant B: {guard.reason}")
+        decision = decide_ab(windows, release.weights[b], self.policy)
+        self.record.decision = f"{decision.winner}: {decision.reason}"
+        self.record.verdicts.append(
+            VerdictRecord(
+                self.seams.clock.now(),
+                index,
+                f"WINNER {decision.winner}",
+                decision.reason,
+                dict(decision.numbers),
+            )
+        )
+        if decision.winner == "B":
+            return StepOutcome(True, decision.reason)
+        return StepOutcome(True, decision.reason, keep_baseline=True)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _new_slot(self, release: ReleaseState) -> SlotName:
+        """The slot running the version being released (the idle one until promotion)."""
+        if release.slot(release.idle).version == self.record.version and release.slot(release.idle).capacity:
+            return release.idle
+        return release.live
+
+    async def _tick_wait(self, seconds: int) -> None:
+        await self.seams.clock.sleep(seconds)
+
+    def _firing(self, out: ServiceOutputs, slot: SlotName) -> list[str]:
+        names = out.slot(slot).alarm_names
+        return self.seams.alarms.firing(list(names)) if names else []
+
+    def _window(
+        self, out: ServiceOutputs, new: SlotName, base: SlotName | None, seconds: int
+    ) -> tuple[Window, dict[str, dict[str, Any]]]:
+        slots: list[SlotName] = [new] if base is None else [new, base]
+        end = self.seams.clock.now()
+        queries = service_queries(out, slots, self.policy.period)
+        series = self.seams.metrics.get_metric_data(queries, end - seconds, end)
+        partial = any(not s.complete for s in series.values())
+        aggregates = {slot: _aggregate(series, slot) for slot in slots}
+        numbers = {slot: _as_numbers(m) for slot, m in aggregates.items()}
+        window = Window(new=aggregates[new], baseline=aggregates[base] if base else None, partial=partial)
+        return window, numbers
+
+    def _threshold_tick(
+        self, index: int, release: ReleaseState, slot: SlotName, out: ServiceOutputs, seconds: int
+    ) -> Verdict | None:
+        try:
+            window, slots = self._window(out, slot, None, max(seconds, self.policy.period))
+        except AwsError as exc:
+            self.record.errors.append(f"metrics unavailable during refresh: {exc}")
+            return None
+        verdict = judge(window, self.policy, baseline=False)
+        self._record(index, release, slot, slots, verdict)
+        return verdict
+
+    def _record(
+        self,
+        index: int,
+        release: ReleaseState,
+        new: SlotName,
+        slots: dict[str, dict[str, Any]],
+        verdict: Verdict,
+    ) -> None:
+        now = self.seams.clock.now()
+        weights = dict(release.weights)
+        numbers = dict(verdict.numbers)
+        self.record.verdicts.append(VerdictRecord(now, index, verdict.outcome.value, verdict.reason, numbers))
+        self.record.samples.append(Sample(now, weights, slots, new_slot=new, step=index))
+        event = events.Tick(
+            at=now,
+            deployment_id=self.record.deployment_id,
+            step=index,
+            weights=weights,
+            outcome=verdict.outcome.value,
+            reason=verdict.reason,
+            numbers=numbers,
+        )
+        for listener in self.seams.listeners:
+            listener(event)
+
+
+def _aggregate(series: dict[str, MetricSeries], slot: SlotName) -> SlotMetrics | None:
+    """Sum counts, take the worst p99 and the mean CPU; None when there were no requests data.
+
+    ALBs publish HTTPCode_Target_5XX_Count only for periods that had 5xx responses, so a missing
+    error series next to request data means zero errors, not missing data.
+    """
+    requests = series.get(query_id("req", slot))
+    if requests is None or not requests.values:
+        return None
+    errors = series.get(query_id("err", slot))
+    p99 = series.get(query_id("p99", slot))
+    cpu = series.get(query_id("cpu", slot))
+    return SlotMetrics(
+        requests=int(sum(requests.values)),
+        errors=int(sum(errors.values)) if errors and errors.values else 0,
+        p99=max(p99.values) if p99 and p99.values else None,
+        cpu=sum(cpu.values) / len(cpu.values) if cpu and cpu.values else None,
+    )
+
+
+def _as_numbers(m: SlotMetrics | None) -> dict[str, Any]:
+    if m is None:
+        return {"requests": None, "errors": None, "error_rate": None, "p99": None, "cpu": None}
+    return {
+        "requests": m.requests,
+        "errors": m.errors,
+        "error_rate": m.error_rate,
+        "p99": m.p99,
+        "cpu": m.cpu,
+    }

@@ -1,0 +1,47 @@
+"""What a deployment runs against: the seams, the hooks, the record store, the event listeners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rfs_deploy.drive.protocols import (
+    AlarmReader,
+    Clock,
+    FleetControl,
+    MetricsSource,
+    StackBackend,
+    TrafficReader,
+)
+from rfs_deploy.drive.records import RecordStore
+
+
+@dataclass
+class Hooks:
+    """User hooks (sync or async callables taking a context mapping); see :mod:`rfs_deploy.drive.hooks`."""
+
+    pre_deployment: list[Callable[..., Any]] = field(default_factory=list)
+    validation: list[Callable[..., Any]] = field(default_factory=list)
+    post_deployment: list[Callable[..., Any]] = field(default_factory=list)
+
+
+@dataclass
+class Seams:
+    """The world as the driver sees it (production: Pulumi + boto3; sandbox: moto; tests: fakes)."""
+
+    backend: StackBackend
+    metrics: MetricsSource
+    traffic: TrafficReader
+    fleet: FleetControl
+    alarms: AlarmReader
+    clock: Clock
+    #: An httpx transport for validation checks (the sandbox answers as the simulated slot would);
+    #: None uses the network.
+    http_transport: Any = None
+    records: RecordStore | None = None
+    hooks: Hooks = field(default_factory=Hooks)
+    #: Called with every :class:`rfs_deploy.drive.events.Event` (progress display, logs).
+    listeners: list[Callable[[Any], None]] = field(default_factory=list)
+    #: How the recovery command names the stack (``--stack production``).
+    command_prefix: str = "rfs-deploy"

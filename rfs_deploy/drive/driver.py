@@ -1,0 +1,302 @@
+"""The driver's front door: deploy, resume, abort, roll back, plan — for one stack.
+
+Stack history is the journal (:mod:`rfs_deploy.drive.journal`), so every entry point starts from
+``backend.history()``: a deployment refuses to start while another is open, ``resume`` continues
+an open one from its last completed step, ``abort`` restores its pre-deployment checkpoint, and
+``rollback`` restores any earlier history version on demand. Each works from a new process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rfs_deploy.config.model import STRATEGY_NAMES, ReleaseState, ServiceConfig, Strategy
+from rfs_deploy.drive import journal
+from rfs_deploy.drive.context import Seams
+from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
+from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
+from rfs_deploy.drive.plans import plan, replay
+from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
+from rfs_deploy.drive.runner import Runner
+from rfs_deploy.drive.steps import Step
+from rfs_deploy.errors import InvalidInput, PreconditionFailed, StackBusy
+from rfs_deploy.outputs import parse_outputs
+
+
+def planned_seconds(steps: tuple[Step, ...]) -> float:
+    """The time a plan schedules for itself (bakes, intervals, delays, A/B duration)."""
+    total = 0.0
+    for step in steps:
+        total += float(getattr(step, "duration", 0) or getattr(step, "seconds", 0) or 0)
+    return total
+
+
+def resolve(
+    service: ServiceConfig, strategy: str | Strategy | None, overrides: dict[str, Any] | None = None
+) -> tuple[ServiceConfig, Strategy]:
+    """The service settings and strategy of one deployment (config plus per-deployment overrides).
+
+    ``strategy`` may be a strategy name (the service's own settings are used when it is that
+    strategy, the defaults otherwise), a strategy object, or None for the service's default.
+    ``overrides`` holds ``strategy`` / ``analysis`` / ``deploy`` sections (snake_case or camelCase).
+    """
+    overrides = dict(overrides or {})
+    data = service.model_dump()
+    strategy_data = overrides.pop("strategy", None)
+    if isinstance(strategy, str):
+        if strategy not in STRATEGY_NAMES:
+            raise InvalidInput(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGY_NAMES)}")
+        if service.strategy.type != strategy:
+            data["strategy"] = {"type": strategy}
+    elif strategy is not None:
+        data["strategy"] = strategy.model_dump()
+    if strategy_data:
+        data["strategy"] = {**data["strategy"], **strategy_data}
+    for section, values in overrides.items():
+        data[section] = {**data.get(section, {}), **values}
+    try:
+        merged = ServiceConfig.model_validate(data)
+    except ValueError as exc:
+        from pydantic import ValidationError
+
+        from rfs_deploy.config.loading import format_error
+
+        if isinstance(exc, ValidationError):
+            raise format_error(exc, ServiceConfig, prefix="deployment settings") from None
+        raise
+    return merged, merged.strategy
+
+
+class Driver:
+    """Runs deployments of one stack through the given seams."""
+
+    def __init__(self, seams: Seams) -> None:
+        self.seams = seams
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(
+        self,
+        service: str,
+        version: str,
+        strategy: str | Strategy | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> tuple[ServiceConfig, Strategy, ReleaseState, tuple[Step, ...]]:
+        """The plan a deployment would run, without changing anything."""
+        config = self.seams.backend.read_config()
+        svc, strat = resolve(config.service(service), strategy, overrides)
+        release = config.release[service]
+        steps = plan(svc, strat, release, version)
+        scheduled = planned_seconds(steps)
+        if scheduled > svc.deploy.deployment_timeout:
+            raise InvalidInput(
+                f"the {strat.type} plan schedules {scheduled:.0f}s but deploy.deploymentTimeout is "
+                f"{svc.deploy.deployment_timeout}s; raise the timeout or shorten the plan"
+            )
+        return svc, strat, release, steps
+
+    # ------------------------------------------------------------------ deploy
+
+    async def deploy(
+        self,
+        service: str,
+        version: str,
+        strategy: str | Strategy | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> DeploymentRecord:
+        """Release ``version`` of ``service``; ends COMPLETED, ROLLED_BACK or FAILED (with recovery)."""
+        svc, strat, release, steps = self.plan(service, version, strategy, overrides)
+        history = self.seams.backend.history()
+        self._refuse_if_open(history)
+        checkpoint = self._current_checkpoint(history, service, release)
+        outputs = parse_outputs(self.seams.backend.outputs(), service)
+        firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
+        if firing:
+            raise PreconditionFailed(
+                f"alarm {firing[0]} of the live slot is already firing; fix production before deploying"
+            )
+        record = self._new_record(service, version, strat.type, release, journal.new_deployment_id())
+        record.total_steps = len(steps)
+        pre = await run_hooks(
+            self.seams.hooks.pre_deployment, self._hook_context(record), HookPhase.PRE_DEPLOYMENT
+        )
+        if not pre.ok:
+            return self._finish_untouched(record, f"{pre.summary}; nothing was changed")
+        runner = Runner(self.seams, record, svc, steps, checkpoint, planned_seconds(steps))
+        await runner.run()
+        await self._after(runner)
+        return record
+
+    # ------------------------------------------------------------------ crash recovery
+
+    async def resume(self, service: str | None = None) -> DeploymentRecord:
+        """Continue the open deployment from its last completed step (a new process may call this)."""
+        found = self._open(service)
+        if found.status in ("rolling-back", "aborting"):
+            return await self._restore_open(found, "abort", "finishing an interrupted rollback")
+        config = self.seams.backend.read_config()
+        svc, strat = resolve(config.service(found.service), found.strategy)
+        checkpoint = self._checkpoint_of(found)
+        start_release = checkpoint.release_for(found.service)
+        steps = plan(svc, strat, start_release, found.version)
+        if len(steps) != found.total_steps:
+            raise InvalidInput(
+                f"cannot resume deployment {found.deployment_id}: its plan had {found.total_steps} steps, "
+                f"the stack's settings now give {len(steps)}; run `{self._cmd('abort')}` instead"
+            )
+        record = self._load_or_new(found, start_release)
+        record.status = DeploymentStatus.IN_PROGRESS
+        record.errors.append(f"resumed at step {found.next_step + 1} of {len(steps)}")
+        runner = Runner(self.seams, record, svc, steps, checkpoint, planned_seconds(steps))
+        expected = replay(start_release, steps[: found.next_step])
+        if found.next_step > 0 and (found.interrupted or runner.release() != expected):
+            # the killed update may have half-applied: re-apply the last completed step's state
+            last = found.next_step - 1
+            await runner.update(expected, runner._message(last, steps[last], "resume"))
+            await runner.verify(expected)
+        await runner.run(start=found.next_step)
+        await self._after(runner)
+        return record
+
+    async def abort(self, service: str | None = None) -> DeploymentRecord:
+        """Restore the open deployment's pre-deployment checkpoint."""
+        found = self._open(service)
+        return await self._restore_open(found, "abort", "aborted on request")
+
+    async def rollback(self, service: str, to_version: int | None = None) -> DeploymentRecord:
+        """Restore ``service`` to history version ``to_version`` (default: the last resting state
+        before the newest deployment). Refuses while a deployment is open: abort it instead."""
+        history = self.seams.backend.history()
+        self._refuse_if_open(history, hint="abort")
+        config = self.seams.backend.read_config()
+        svc = config.service(service)
+        if to_version is not None:
+            checkpoint = journal.checkpoint_at(history, to_version)
+        else:
+            latest = journal.latest_deployment(history, service)
+            before = latest.entries[-1].version if latest is not None else None
+            found = journal.last_good_checkpoint(history, before_version=before)
+            if found is None:
+                raise InvalidInput(f"no earlier checkpoint of {service} in stack history; pass --to VERSION")
+            checkpoint = found
+        target = checkpoint.release_for(service)
+        current = config.release[service]
+        record = self._new_record(
+            service, target.slot(target.live).version or "?", "rollback", current, journal.new_deployment_id()
+        )
+        runner = Runner(self.seams, record, svc, (), checkpoint, 0)
+        record.status = DeploymentStatus.IN_PROGRESS
+        await runner.roll_back(f"rollback to stack version {checkpoint.version} on request")
+        return record
+
+    # ------------------------------------------------------------------ helpers
+
+    def _refuse_if_open(self, history: list[Any], hint: str = "resume") -> None:
+        found = journal.find_open_deployment(history)
+        if found is not None:
+            step = found.next_step
+            raise StackBusy(
+                f"deployment {found.deployment_id} of {found.service} ({found.version}) is still open "
+                f"at step {step + 1}/{found.total_steps}; "
+                f"run `{self._cmd(hint)}` or `{self._cmd('abort')}` first"
+            )
+
+    def _open(self, service: str | None) -> JournalDeployment:
+        found = journal.find_open_deployment(self.seams.backend.history(), service)
+        if found is None:
+            raise InvalidInput(f"no open deployment on stack {self.seams.backend.stack_name}; nothing to do")
+        return found
+
+    def _checkpoint_of(self, found: JournalDeployment) -> Checkpoint:
+        if found.checkpoint is None:
+            raise InvalidInput(
+                f"deployment {found.deployment_id} has no pre-deployment checkpoint in history; "
+                f"pick one with `{self._cmd('rollback')} --service {found.service} --to VERSION`"
+            )
+        return found.checkpoint
+
+    def _current_checkpoint(self, history: list[Any], service: str, release: ReleaseState) -> Checkpoint:
+        latest = next((e for e in history if e.result == "succeeded"), None)
+        if latest is None or latest.release is None:
+            raise InvalidInput(
+                f"stack {self.seams.backend.stack_name} has no successful update with a release state; "
+                "run `pulumi up` (or `rfs-deploy up`) first"
+            )
+        if latest.release.get(service) != release:
+            raise InvalidInput(
+                f"the release state of {service} in the stack config differs from the last update "
+                f"(version {latest.version}); run `pulumi up` first so the checkpoint is real"
+            )
+        return Checkpoint(latest.version, dict(latest.release))
+
+    async def _restore_open(self, found: JournalDeployment, phase: str, reason: str) -> DeploymentRecord:
+        config = self.seams.backend.read_config()
+        svc = config.service(found.service)
+        checkpoint = self._checkpoint_of(found)
+        record = self._load_or_new(found, checkpoint.release_for(found.service))
+        runner = Runner(self.seams, record, svc, (), checkpoint, 0)
+        await runner.roll_back(reason, status_reason="aborted" if phase == "abort" else "rolled back")
+        return record
+
+    def _new_record(
+        self, service: str, version: str, strategy: str, release: ReleaseState, deployment_id: str
+    ) -> DeploymentRecord:
+        return DeploymentRecord(
+            deployment_id=deployment_id,
+            stack=self.seams.backend.stack_name,
+            service=service,
+            version=version,
+            previous_version=release.slot(release.live).version,
+            strategy=strategy,
+            started_at=self.seams.clock.now(),
+        )
+
+    def _load_or_new(self, found: JournalDeployment, start: ReleaseState) -> DeploymentRecord:
+        if self.seams.records is not None:
+            try:
+                return self.seams.records.load(found.deployment_id)
+            except InvalidInput:
+                pass
+        record = self._new_record(found.service, found.version, found.strategy, start, found.deployment_id)
+        record.started_at = found.started_at
+        return record
+
+    def _finish_untouched(self, record: DeploymentRecord, reason: str) -> DeploymentRecord:
+        record.status = DeploymentStatus.ROLLED_BACK
+        record.errors.append(reason)
+        record.ended_at = self.seams.clock.now()
+        if self.seams.records is not None:
+            self.seams.records.save(record)
+        return record
+
+    async def _after(self, runner: Runner) -> None:
+        record = runner.record
+        try:
+            release = runner.release()
+            health = runner.seams.traffic.target_health(runner.outputs().slot(release.live).target_group_arn)
+            record.instance_count = release.slot(release.live).capacity
+            record.healthy_instances = health.healthy
+        except Exception as exc:  # figures for the summary only; never fail a finished deployment
+            record.errors.append(f"could not read final target health: {exc}")
+        if record.status is DeploymentStatus.COMPLETED:
+            post = await run_hooks(
+                self.seams.hooks.post_deployment, self._hook_context(record), HookPhase.POST_DEPLOYMENT
+            )
+            if not post.ok:
+                record.errors.append(post.summary)
+        runner._save()
+
+    def _hook_context(self, record: DeploymentRecord) -> HookContext:
+        return HookContext(
+            deployment_id=record.deployment_id,
+            service=record.service,
+            version=record.version,
+            environment=record.stack,
+            phase=HookPhase.PRE_DEPLOYMENT,
+            strategy=record.strategy,
+            previous_version=record.previous_version,
+            result=record,
+        )
+
+    def _cmd(self, verb: str) -> str:
+        return f"{self.seams.command_prefix} {verb} --stack {self.seams.backend.stack_name}"

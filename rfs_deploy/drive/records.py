@@ -1,0 +1,167 @@
+"""Deployment records (SPEC D7): what happened, step by step, with the numbers behind each verdict.
+
+A record is kept in memory while the driver runs and saved as JSON by :class:`RecordStore` after
+every step, so ``status`` works from another process. Stack history stays the authority on where a
+deployment stood (see :mod:`rfs_deploy.drive.journal`); records add the detail history cannot hold.
+Records hold numbers and messages only, never config values, so no secret can reach them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rfs_deploy.errors import InvalidInput
+
+
+class DeploymentStatus(enum.StrEnum):
+    """The seed's statuses."""
+
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    VALIDATING = "VALIDATING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ROLLED_BACK = "ROLLED_BACK"
+
+    @property
+    def finished(self) -> bool:
+        return self in (DeploymentStatus.COMPLETED, DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK)
+
+
+@dataclass
+class StepRecord:
+    index: int
+    kind: str
+    description: str
+    started_at: float
+    ended_at: float | None = None
+    outcome: str = "running"  # running | passed | failed | skipped
+    reason: str = ""
+    #: Stack history version of the update this step made (changes only).
+    stack_version: int | None = None
+
+
+@dataclass
+class VerdictRecord:
+    at: float
+    step: int
+    outcome: str
+    reason: str
+    numbers: dict[str, Any]
+
+
+@dataclass
+class Sample:
+    """One analysis tick: the traffic split and per-slot numbers at virtual or real time ``at``."""
+
+    at: float
+    weights: dict[str, int]
+    #: slot (blue/green) -> {"requests", "errors", "error_rate", "p99", "cpu"} (values may be None)
+    slots: dict[str, dict[str, float | None]]
+    #: The slot running the version being released.
+    new_slot: str = ""
+    step: int = -1
+
+
+@dataclass
+class DeploymentRecord:
+    deployment_id: str
+    stack: str
+    service: str
+    version: str
+    previous_version: str | None
+    strategy: str
+    status: DeploymentStatus = DeploymentStatus.PENDING
+    started_at: float = 0.0
+    ended_at: float | None = None
+    total_steps: int = 0
+    current_step: int = -1
+    steps: list[StepRecord] = field(default_factory=list)
+    verdicts: list[VerdictRecord] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    #: Stack history version restored by a rollback or abort.
+    rolled_back_to: int | None = None
+    rollback_attempts: int = 0
+    #: A/B outcome: "A" or "B" with its reason.
+    decision: str | None = None
+    #: The one command that finishes the job when the deployment ended FAILED.
+    recovery: str | None = None
+    #: Live slot's instances and healthy targets when the deployment ended.
+    instance_count: int = 0
+    healthy_instances: int = 0
+
+    @property
+    def progress(self) -> int:
+        """Percent of plan steps finished; 100 once the deployment has ended."""
+        if self.status.finished:
+            return 100
+        if self.total_steps == 0:
+            return 0
+        done = sum(1 for s in self.steps if s.outcome in ("passed", "skipped"))
+        return min(99, round(100 * done / self.total_steps))
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended_at is None else self.ended_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["progress"] = self.progress
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeploymentRecord:
+        data = dict(data)
+        data.pop("progress", None)
+        data["status"] = DeploymentStatus(data["status"])
+        data["steps"] = [StepRecord(**s) for s in data.get("steps", [])]
+        data["verdicts"] = [VerdictRecord(**v) for v in data.get("verdicts", [])]
+        data["samples"] = [Sample(**s) for s in data.get("samples", [])]
+        return cls(**data)
+
+
+class RecordStore:
+    """Deployment records as JSON files in a directory (default ``.rfs-deploy/deployments``)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def save(self, record: DeploymentRecord) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / f"{record.deployment_id}.json"
+        # write-then-rename so a killed driver never leaves half a record
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record.to_json(), fh, indent=1, default=str)
+        os.replace(tmp, target)
+
+    def load(self, deployment_id: str) -> DeploymentRecord:
+        path = self.directory / f"{deployment_id}.json"
+        if not path.exists():
+            matches = sorted(self.directory.glob(f"{deployment_id}*.json")) if deployment_id else []
+            if len(matches) != 1:
+                raise InvalidInput(f"unknown deployment {deployment_id!r}")
+            path = matches[0]
+        return DeploymentRecord.from_json(json.loads(path.read_text()))
+
+    def all(self, stack: str | None = None) -> list[DeploymentRecord]:
+        """Every record, newest first (optionally of one stack)."""
+        if not self.directory.exists():
+            return []
+        records = []
+        for path in self.directory.glob("*.json"):
+            try:
+                record = DeploymentRecord.from_json(json.loads(path.read_text()))
+            except (ValueError, TypeError, KeyError):
+                continue  # a foreign or damaged file is not ours to report on
+            if stack is None or record.stack == stack:
+                records.append(record)
+        return sorted(records, key=lambda r: r.started_at, reverse=True)

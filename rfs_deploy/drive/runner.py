@@ -1,0 +1,325 @@
+"""The runner: executes a plan step by step and rolls back when a step fails.
+
+For every step: checkpoint (stack history already holds it), apply (one stack update carrying a
+journal tag), verify the change is visible in AWS, observe, judge, then advance or roll back.
+Each step kind has one small handler; the loop itself only sequences them.
+
+Rollback target: the *pre-deployment checkpoint* — the stack history version and release state
+in force before this deployment's first update. That is the last state known good for users:
+rolling back a canary to its previous step would keep the bad version in production.
+
+Time budget: ``deploy.deploymentTimeout`` is a hard cap; within it, a deployment may overrun its
+plan's own schedule (bakes, intervals, delays) by at most ``deploy.maxDeploymentTime`` seconds —
+the time spent waiting on the world (health, listener propagation, refresh progress,
+inconclusive analysis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rfs_deploy.config.model import SLOTS, ReleaseState, ServiceConfig, SlotName
+from rfs_deploy.drive import events, journal
+from rfs_deploy.drive.analysis import Analyst
+from rfs_deploy.drive.context import Seams
+from rfs_deploy.drive.journal import Checkpoint
+from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, StepRecord
+from rfs_deploy.drive.steps import (
+    Analyze,
+    Change,
+    Decide,
+    Pause,
+    Step,
+    Validate,
+    WaitHealthy,
+    WatchRefresh,
+)
+from rfs_deploy.errors import RfsDeployError, StackBusy
+from rfs_deploy.outputs import ServiceOutputs, parse_outputs
+
+T = TypeVar("T")
+
+#: Seconds between polls of the load balancer while a change propagates.
+VERIFY_POLL = 5
+#: How long a listener change may take to become visible before the step fails.
+VERIFY_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    passed: bool
+    reason: str = ""
+    #: A/B only: the test decided for A, so the deployment ends by restoring A (not a failure).
+    keep_baseline: bool = False
+
+
+class StepFailed(Exception):
+    """Raised inside a handler to fail the current step with a one-line reason."""
+
+
+class Runner:
+    """Runs one deployment's plan from ``start`` to the end (or to a rollback)."""
+
+    def __init__(
+        self,
+        seams: Seams,
+        record: DeploymentRecord,
+        service: ServiceConfig,
+        steps: tuple[Step, ...],
+        checkpoint: Checkpoint,
+        planned_seconds: float,
+    ) -> None:
+        self.seams = seams
+        self.record = record
+        self.service = service
+        self.steps = steps
+        self.checkpoint = checkpoint
+        self.analyst = Analyst(seams, record, service)
+        self._outputs: ServiceOutputs | None = None
+        budget = min(planned_seconds + service.deploy.max_deployment_time, service.deploy.deployment_timeout)
+        self.deadline = record.started_at + budget
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, start: int = 0) -> DeploymentRecord:
+        rec = self.record
+        rec.status = DeploymentStatus.IN_PROGRESS
+        rec.total_steps = len(self.steps)
+        self._save()
+        for index in range(start, len(self.steps)):
+            step = self.steps[index]
+            if self.seams.clock.now() > self.deadline:
+                reason = f"deployment exceeded its time budget before step {index + 1}"
+                rec.errors.append(reason)
+                await self.roll_back(reason)
+                return rec
+            outcome = await self._run_step(index, step)
+            if outcome.keep_baseline:
+                await self.roll_back(outcome.reason, status_reason="kept A")
+                return rec
+            if not outcome.passed:
+                await self.roll_back(f"step {index + 1} ({step.kind}) failed: {outcome.reason}")
+                return rec
+        if self.steps and not self.steps[-1].changes_stack:
+            # the journal needs an update that says the deployment ended (see journal.py)
+            last = len(self.steps) - 1
+            await self.update(self.release(), self._message(last, self.steps[last], "done"))
+        rec.status = DeploymentStatus.COMPLETED
+        rec.ended_at = self.seams.clock.now()
+        self._emit(events.DeploymentFinished, status=rec.status.value, reason="all steps passed")
+        self._save()
+        return rec
+
+    async def _run_step(self, index: int, step: Step) -> StepOutcome:
+        rec = self.record
+        rec.current_step = index
+        srec = StepRecord(index, step.kind, step.describe(), self.seams.clock.now())
+        rec.steps = [s for s in rec.steps if s.index != index] + [srec]
+        if isinstance(step, Validate):
+            rec.status = DeploymentStatus.VALIDATING
+        self._emit(
+            events.StepStarted,
+            index=index,
+            total=len(self.steps),
+            kind=step.kind,
+            description=step.describe(),
+        )
+        self._save()
+        try:
+            outcome = await self._handle(index, step, srec)
+        except StepFailed as exc:
+            outcome = StepOutcome(False, str(exc))
+        except StackBusy:
+            raise
+        except RfsDeployError as exc:
+            outcome = StepOutcome(False, str(exc))
+        rec.status = DeploymentStatus.IN_PROGRESS
+        srec.ended_at = self.seams.clock.now()
+        srec.outcome = "passed" if outcome.passed else "failed"
+        srec.reason = outcome.reason
+        if not outcome.passed:
+            rec.errors.append(f"step {index + 1} ({step.kind}): {outcome.reason}")
+        self._emit(
+            events.StepFinished, index=index, kind=step.kind, outcome=srec.outcome, reason=outcome.reason
+        )
+        self._save()
+        return outcome
+
+    async def _handle(self, index: int, step: Step, srec: StepRecord) -> StepOutcome:
+        if isinstance(step, Change):
+            target = step.apply(self.release())
+            message = self._message(index, step, "step")
+            srec.stack_version = await self.update(target, message)
+            await self.verify(target)
+            return StepOutcome(True, "change applied and visible")
+        if isinstance(step, WaitHealthy):
+            return await self._wait_healthy(step)
+        if isinstance(step, Validate):
+            return await self._validate(step)
+        if isinstance(step, Pause):
+            await self._sleep(step.seconds)
+            return StepOutcome(True, f"waited {step.seconds}s")
+        if isinstance(step, Analyze):
+            return await self.analyst.analyze(index, step, self.release(), self.outputs())
+        if isinstance(step, WatchRefresh):
+            return await self.analyst.watch_refresh(index, step, self.release(), self.outputs())
+        if isinstance(step, Decide):
+            return await self.analyst.decide(index, step, self.release(), self.outputs())
+        raise StepFailed(f"no handler for step kind {step.kind}")
+
+    # ------------------------------------------------------------------ stack
+
+    def release(self) -> ReleaseState:
+        return self.seams.backend.read_config().release[self.record.service]
+
+    def outputs(self) -> ServiceOutputs:
+        if self._outputs is None:
+            self._outputs = parse_outputs(self.seams.backend.outputs(), self.record.service)
+        return self._outputs
+
+    async def update(self, target: ReleaseState, message: str) -> int:
+        """Write ``target`` as this service's release state and run one stack update."""
+        backend = self.seams.backend
+        releases = dict(backend.read_config().release)
+        releases[self.record.service] = target
+        backend.write_release(releases)
+        result = await asyncio.to_thread(backend.up, message)
+        self._outputs = None  # outputs may change with an update
+        return result.version
+
+    async def verify(self, target: ReleaseState) -> None:
+        """Poll ELBv2 until the listeners show ``target``; fail the step after VERIFY_TIMEOUT."""
+        waited = 0
+        while True:
+            problem = await self._io(self._listener_mismatch, target)
+            if problem is None:
+                return
+            if waited >= VERIFY_TIMEOUT:
+                raise StepFailed(f"load balancer does not show the change after {waited}s: {problem}")
+            await self._sleep(VERIFY_POLL)
+            waited += VERIFY_POLL
+
+    def _listener_mismatch(self, target: ReleaseState) -> str | None:
+        out = self.outputs()
+        traffic = self.seams.traffic
+        expected = {out.slot(s).target_group_arn: target.weights[s] for s in SLOTS if target.weights[s] > 0}
+        actual = {arn: w for arn, w in traffic.forward_weights(out.listener_arn).items() if w > 0}
+        if _normalise(actual) != _normalise(expected):
+            return f"production listener weights {self._by_slot(actual)} instead of {self._by_slot(expected)}"
+        idle_tg = out.slot(target.idle).target_group_arn
+        test = {arn for arn, w in traffic.forward_weights(out.test_listener_arn).items() if w > 0}
+        if test != {idle_tg}:
+            shown = sorted(self._by_slot(dict.fromkeys(test, 1)))
+            return f"test listener forwards to {shown}, not {target.idle}"
+        sticky = traffic.stickiness(out.listener_arn)
+        if (sticky or None) != target.stickiness:
+            return f"stickiness {sticky} instead of {target.stickiness}"
+        rules = traffic.rules(out.listener_arn)
+        if (target.variants is None) != (not rules):
+            return (
+                f"{len(rules)} listener rules; expected {'none' if target.variants is None else 'A/B rules'}"
+            )
+        return None
+
+    def _by_slot(self, weights: dict[str, int]) -> dict[str, int]:
+        out = self.outputs()
+        names = {out.slot(s).target_group_arn: s for s in SLOTS}
+        return {names.get(arn, arn): w for arn, w in weights.items()}
+
+    # ------------------------------------------------------------------ observations
+
+    async def _wait_healthy(self, step: WaitHealthy) -> StepOutcome:
+        release = self.release()
+        slot: SlotName = release.idle
+        want = release.slot(slot).capacity
+        tg = self.outputs().slot(slot).target_group_arn
+        poll = max(1, self.service.health_check.interval)
+        waited = 0
+        while True:
+            health = await self._io(self.seams.traffic.target_health, tg)
+            if want > 0 and health.healthy >= want and health.unhealthy == 0 and health.initial == 0:
+                return StepOutcome(True, f"{health.healthy}/{want} targets healthy after {waited}s")
+            if waited >= step.timeout:
+                raise StepFailed(
+                    f"new slot not healthy after {waited}s: {health.healthy}/{want} healthy, "
+                    f"{health.unhealthy} unhealthy, {health.initial} starting"
+                )
+            await self._sleep(poll)
+            waited += poll
+
+    async def _validate(self, step: Validate) -> StepOutcome:
+        from rfs_deploy.drive.validators import run_validation
+
+        return await run_validation(self.seams, self.record, self.service, self.outputs(), step.version)
+
+    # ------------------------------------------------------------------ rollback
+
+    async def roll_back(self, reason: str, status_reason: str = "rolled back") -> None:
+        """Restore the pre-deployment checkpoint, retrying up to ``maxRollbackAttempts`` times."""
+        from rfs_deploy.drive.rollback import restore
+
+        rec = self.record
+        if not self.service.deploy.auto_rollback:
+            rec.status = DeploymentStatus.FAILED
+            rec.ended_at = self.seams.clock.now()
+            rec.recovery = self._recovery_command()
+            rec.errors.append(f"{reason}; auto rollback is off")
+            self._emit(events.DeploymentFinished, status=rec.status.value, reason=reason)
+            self._save()
+            return
+        self._emit(events.RollbackStarted, reason=reason, target_version=self.checkpoint.version)
+        ok = await restore(self, self.checkpoint, reason)
+        rec.ended_at = self.seams.clock.now()
+        if ok:
+            rec.status = DeploymentStatus.ROLLED_BACK
+            rec.rolled_back_to = self.checkpoint.version
+        else:
+            rec.status = DeploymentStatus.FAILED
+            rec.recovery = self._recovery_command()
+        self._emit(events.DeploymentFinished, status=rec.status.value, reason=f"{status_reason}: {reason}")
+        self._save()
+
+    def _recovery_command(self) -> str:
+        return (
+            f"{self.seams.command_prefix} rollback --stack {self.record.stack} "
+            f"--service {self.record.service} --to {self.checkpoint.version}"
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _message(self, index: int, step: Step, phase: journal.Phase) -> str:
+        tag = journal.JournalTag(
+            deployment_id=self.record.deployment_id,
+            service=self.record.service,
+            step=index,
+            total=len(self.steps),
+            kind=step.kind,
+            phase=phase,
+            version=self.record.version,
+            strategy=self.record.strategy,
+            checkpoint=self.checkpoint.version,
+        )
+        return journal.encode(tag, step.describe())
+
+    async def _sleep(self, seconds: float) -> None:
+        await self.seams.clock.sleep(seconds)
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    def _emit(self, event_type: type[events.Event], /, **fields: Any) -> None:
+        event = event_type(at=self.seams.clock.now(), deployment_id=self.record.deployment_id, **fields)
+        for listener in self.seams.listeners:
+            listener(event)
+
+    def _save(self) -> None:
+        if self.seams.records is not None:
+            self.seams.records.save(self.record)
+
+
+def _normalise(weights: dict[str, int]) -> dict[str, float]:
+    total = sum(weights.values()) or 1
+    return {arn: round(100 * w / total, 1) for arn, w in weights.items()}

@@ -1,0 +1,44 @@
+"""The validate step: users' validation hooks, then the HTTP checks through the test listener."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rfs_deploy.config.model import ServiceConfig
+from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
+from rfs_deploy.drive.records import DeploymentRecord
+from rfs_deploy.drive.validation import validate
+from rfs_deploy.outputs import ServiceOutputs
+
+if TYPE_CHECKING:
+    from rfs_deploy.drive.context import Seams
+    from rfs_deploy.drive.runner import StepOutcome
+
+
+async def run_validation(
+    seams: Seams, record: DeploymentRecord, service: ServiceConfig, outputs: ServiceOutputs, version: str
+) -> StepOutcome:
+    """Pass only when every validation hook and every HTTP check passes."""
+    from rfs_deploy.drive.runner import StepOutcome
+
+    context = HookContext(
+        deployment_id=record.deployment_id,
+        service=record.service,
+        version=version,
+        environment=record.stack,
+        phase=HookPhase.VALIDATION,
+        strategy=record.strategy,
+        previous_version=record.previous_version,
+        base_url=outputs.test_url,
+    )
+    hooks = await run_hooks(seams.hooks.validation, context, HookPhase.VALIDATION)
+    if not hooks.ok:
+        return StepOutcome(False, hooks.summary)
+    report = await validate(
+        outputs.test_url, version, service.validation, transport=seams.http_transport, clock=seams.clock
+    )
+    if not report.ok:
+        return StepOutcome(False, report.summary)
+    ran = len(hooks.results)
+    extra = f" and {ran} validation hook{'s' if ran != 1 else ''}" if ran else ""
+    return StepOutcome(True, f"{report.summary}{extra}")

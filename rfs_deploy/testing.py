@@ -1,0 +1,336 @@
+"""In-memory fakes of the driver's seams, shipped so users' tests and ours share them.
+
+:class:`FakeCloud` is a tiny world: a stack update applies a release state to it, and the
+readers (:class:`FakeTraffic`, :class:`FakeFleet`, :class:`FakeMetrics`, :class:`FakeAlarms`)
+report what it holds. Behaviour per version is a plain function, so a test says "v2 fails 3 % of
+requests" in one line. :class:`FakeStack` keeps history like Pulumi does and can be told to fail
+updates or to be locked. :class:`ManualClock` is virtual time.
+
+The sandbox (:mod:`rfs_deploy.sim`) is the realistic version of all this, over moto.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rfs_deploy.config.model import SLOTS, ReleaseState, SlotName, StackConfig
+from rfs_deploy.drive.protocols import (
+    HistoryEntry,
+    MetricQuery,
+    MetricSeries,
+    RefreshStatus,
+    RuleView,
+    TargetHealth,
+    UpdateResult,
+)
+from rfs_deploy.errors import BackendError, StackBusy
+from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, SlotOutputs
+
+
+class ManualClock:
+    """Virtual time: ``sleep`` advances ``now`` at once and calls the tick listeners."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self.listeners: list[Callable[[float], None]] = []
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self._now += max(0.0, seconds)
+        self.slept += max(0.0, seconds)
+        for listener in list(self.listeners):
+            listener(self._now)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How one version behaves: a 5xx fraction, p99 seconds, CPU percent, healthy or not."""
+
+    error_rate: float = 0.005
+    p99: float = 0.25
+    cpu: float = 35.0
+    healthy: bool = True
+
+
+def fake_outputs(service: str, listener_port: int = 80, test_port: int = 8443) -> ServiceOutputs:
+    """Deterministic ARNs and names for a service, shaped like the program's outputs."""
+    base = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
+    slots = {
+        slot: SlotOutputs(
+            target_group_arn=f"{base}:targetgroup/{service}-{slot}/0123456789abcdef",
+            target_group_dimension=f"targetgroup/{service}-{slot}/0123456789abcdef",
+            asg_name=f"{service}-asg-{slot}",
+            alarm_names=(f"{service}-{slot}-5xx", f"{service}-{slot}-p99", f"{service}-{slot}-cpu"),
+        )
+        for slot in SLOTS
+    }
+    return ServiceOutputs(
+        load_balancer_arn=f"{base}:loadbalancer/app/{service}/fedcba9876543210",
+        load_balancer_dimension=f"app/{service}/fedcba9876543210",
+        dns_name=f"{service}-123.us-east-1.elb.amazonaws.com",
+        listener_arn=f"{base}:listener/app/{service}/fedcba9876543210/aaaa",
+        test_listener_arn=f"{base}:listener/app/{service}/fedcba9876543210/bbbb",
+        listener_port=listener_port,
+        test_listener_port=test_port,
+        slots=slots,
+    )
+
+
+@dataclass
+class FakeCloud:
+    """What AWS holds for each service, as the last successful update left it."""
+
+    config: StackConfig
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    default: Behaviour = field(default_factory=Behaviour)
+    requests_per_minute: int = 1000
+    #: Reads of the listener that still show the old weights after an update (propagation lag).
+    weight_lag_reads: int = 0
+    applied: dict[str, ReleaseState] = field(default_factory=dict)
+    outputs: dict[str, ServiceOutputs] = field(default_factory=dict)
+    refresh: dict[str, RefreshStatus] = field(default_factory=dict)
+    _stale: dict[str, tuple[ReleaseState, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, svc in self.config.services.items():
+            self.outputs[name] = fake_outputs(name, svc.listener_port, svc.test_listener_port)
+        self.applied = dict(self.config.release)
+
+    def behaviour(self, version: str | None) -> Behaviour:
+        return self.behaviours.get(version or "", self.default)
+
+    def apply(self, release: Mapping[str, ReleaseState]) -> None:
+        for service, state in release.items():
+            before = self.applied.get(service)
+            if before is not None and self.weight_lag_reads and before.weights != state.weights:
+                self._stale[service] = (before, self.weight_lag_reads)
+            if before is not None and before.slot(before.live).version != state.slot(state.live).version:
+                asg = self.outputs[service].slot(state.live).asg_name
+                self.refresh[asg] = RefreshStatus(f"ir-{len(self.refresh) + 1}", "Successful", 100, 0)
+            self.applied[service] = state
+
+    def visible(self, service: str) -> ReleaseState:
+        """The release state a reader sees now (old weights while propagation lags)."""
+        stale = self._stale.get(service)
+        if stale is not None:
+            state, reads = stale
+            if reads > 0:
+                self._stale[service] = (state, reads - 1)
+                return state
+            del self._stale[service]
+        return self.applied[service]
+
+    def locate(self, arn_or_name: str) -> tuple[str, SlotName | None]:
+        for service, out in self.outputs.items():
+            if arn_or_name in (out.listener_arn, out.test_listener_arn):
+                return service, None
+            for slot in SLOTS:
+                s = out.slot(slot)
+                if arn_or_name in (s.target_group_arn, s.target_group_dimension, s.asg_name):
+                    return service, slot
+        raise KeyError(arn_or_name)
+
+
+class FakeStack:
+    """A stack in memory with Pulumi-like history; updates apply the release state to a FakeCloud."""
+
+    def __init__(self, config: StackConfig, cloud: FakeCloud | None = None, stack_name: str = "test") -> None:
+        self.stack_name = stack_name
+        self._config = config
+        self.cloud = cloud or FakeCloud(config)
+        self._history: list[HistoryEntry] = []
+        self.fail_updates = 0
+        self.fail_when: Callable[[str], bool] | None = None
+        self.locked_by: str | None = None
+        self.updates = 0
+        self.clock: Callable[[], float] = time.time
+        self._record("initial update", "succeeded")
+
+    def _record(self, message: str, result: str) -> HistoryEntry:
+        now = self.clock()
+        entry = HistoryEntry(
+            version=len(self._history) + 1,
+            message=message,
+            result=result,  # type: ignore[arg-type]
+            start_time=now,
+            end_time=now,
+            release=dict(self._config.release),
+        )
+        self._history.append(entry)
+        return entry
+
+    def read_config(self) -> StackConfig:
+        return self._config
+
+    def write_release(self, release: Mapping[str, ReleaseState]) -> None:
+        self._config = self._config.model_copy(update={"release": dict(release)})
+
+    def up(self, message: str, on_event: Callable[[str], None] | None = None) -> UpdateResult:
+        if self.locked_by is not None:
+            raise StackBusy(f"stack {self.stack_name} is locked by another update ({self.locked_by})")
+        self.updates += 1
+        if self.fail_updates > 0 or (self.fail_when is not None and self.fail_when(message)):
+            self.fail_updates = max(0, self.fail_updates - 1)
+            self._record(message, "failed")
+            raise BackendError(f"update failed: injected failure ({message[:60]})")
+        self.cloud.apply(self._config.release)
+        entry = self._record(message, "succeeded")
+        return UpdateResult(entry.version, message, {"update": 1})
+
+    def history(self, limit: int | None = None) -> list[HistoryEntry]:
+        newest = list(reversed(self._history))
+        return newest if limit is None else newest[:limit]
+
+    def outputs(self) -> dict[str, Any]:
+        return {OUTPUT_NAME: {name: out.to_output() for name, out in self.cloud.outputs.items()}}
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "version": 3,
+            "deployment": {"release": {k: v.to_config() for k, v in self.cloud.applied.items()}},
+        }
+
+
+class FakeTraffic:
+    """ELBv2 read-back from a FakeCloud."""
+
+    def __init__(self, cloud: FakeCloud) -> None:
+        self.cloud = cloud
+        self.reads = 0
+
+    def forward_weights(self, listener_arn: str) -> dict[str, int]:
+        self.reads += 1
+        service, _ = self.cloud.locate(listener_arn)
+        out = self.cloud.outputs[service]
+        state = self.cloud.visible(service)
+        if listener_arn == out.test_listener_arn:
+            return {out.slot(state.idle).target_group_arn: 100}
+        return {out.slot(s).target_group_arn: state.weights[s] for s in SLOTS}
+
+    def stickiness(self, listener_arn: str) -> int | None:
+        service, _ = self.cloud.locate(listener_arn)
+        return self.cloud.visible(service).stickiness
+
+    def rules(self, listener_arn: str) -> list[RuleView]:
+        service, _ = self.cloud.locate(listener_arn)
+        state = self.cloud.applied[service]
+        if state.variants is None or listener_arn != self.cloud.outputs[service].listener_arn:
+            return []
+        out = self.cloud.outputs[service]
+        v = state.variants
+        a, b = out.slot(state.live).target_group_arn, out.slot(state.idle).target_group_arn
+        return [
+            RuleView(v.rule_priority, ((v.header, ("a",)),), {a: 100}),
+            RuleView(v.rule_priority + 1, ((v.header, ("b",)),), {b: 100}),
+            RuleView(v.rule_priority + 2, (("Cookie", (f"*{v.cookie}=a*",)),), {a: 100}),
+            RuleView(v.rule_priority + 3, (("Cookie", (f"*{v.cookie}=b*",)),), {b: 100}),
+        ]
+
+    def target_health(self, target_group_arn: str) -> TargetHealth:
+        service, slot = self.cloud.locate(target_group_arn)
+        assert slot is not None
+        state = self.cloud.applied[service].slot(slot)
+        if self.cloud.behaviour(state.version).healthy:
+            return TargetHealth(healthy=state.capacity)
+        return TargetHealth(unhealthy=state.capacity)
+
+
+class FakeFleet:
+    """Auto Scaling from a FakeCloud: refreshes finish at once unless a test scripts them."""
+
+    def __init__(self, cloud: FakeCloud) -> None:
+        self.cloud = cloud
+        self.calls: list[tuple[str, str]] = []
+
+    def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
+        return self.cloud.refresh.get(asg_name)
+
+    def start_refresh(self, asg_name: str, preferences: Mapping[str, Any]) -> str:
+        self.calls.append(("start", asg_name))
+        status = RefreshStatus(f"ir-{len(self.cloud.refresh) + 1}", "InProgress", 0, 0)
+        self.cloud.refresh[asg_name] = status
+        return status.refresh_id
+
+    def cancel_refresh(self, asg_name: str) -> None:
+        self.calls.append(("cancel", asg_name))
+        current = self.cloud.refresh.get(asg_name)
+        if current is not None:
+            self.cloud.refresh[asg_name] = RefreshStatus(current.refresh_id, "Cancelled", 0, 0)
+
+    def rollback_refresh(self, asg_name: str) -> None:
+        self.calls.append(("rollback", asg_name))
+        current = self.cloud.refresh.get(asg_name)
+        if current is not None:
+            self.cloud.refresh[asg_name] = RefreshStatus(current.refresh_id, "RollbackSuccessful", 0, 0)
+
+    def in_service(self, asg_name: str) -> int:
+        service, slot = self.cloud.locate(asg_name)
+        assert slot is not None
+        return self.cloud.applied[service].slot(slot).capacity
+
+
+class FakeMetrics:
+    """CloudWatch from a FakeCloud: expected values, no noise, one datapoint per period.
+
+    ``missing`` ticks return no data; ``errors`` raises AwsError on the next N calls.
+    """
+
+    def __init__(self, cloud: FakeCloud) -> None:
+        self.cloud = cloud
+        self.calls = 0
+        self.queries = 0
+        self.missing = 0
+        self.errors = 0
+
+    def get_metric_data(
+        self, queries: Sequence[MetricQuery], start: float, end: float
+    ) -> dict[str, MetricSeries]:
+        from rfs_deploy.errors import AwsError
+
+        self.calls += 1
+        self.queries += len(queries)
+        if self.errors > 0:
+            self.errors -= 1
+            raise AwsError("GetMetricData: Rate exceeded (injected)")
+        if self.missing > 0:
+            self.missing -= 1
+            return {q.id: MetricSeries(q.id, (), ()) for q in queries}
+        return {q.id: self._series(q, start, end) for q in queries}
+
+    def _series(self, query: MetricQuery, start: float, end: float) -> MetricSeries:
+        dims = dict(query.dimensions)
+        key = dims.get("TargetGroup") or dims.get("AutoScalingGroupName") or ""
+        service, slot = self.cloud.locate(key)
+        assert slot is not None
+        state = self.cloud.applied[service]
+        b = self.cloud.behaviour(state.slot(slot).version)
+        minutes = max(1, round((end - start) / 60))
+        rpm = self.cloud.requests_per_minute * state.weights[slot] / 100
+        value = {
+            "RequestCount": rpm * minutes,
+            "HTTPCode_Target_5XX_Count": round(rpm * minutes * b.error_rate),
+            "TargetResponseTime": b.p99,
+            "CPUUtilization": b.cpu,
+        }[query.metric_name]
+        if query.metric_name != "CPUUtilization" and rpm == 0:
+            return MetricSeries(query.id, (), ())
+        return MetricSeries(query.id, (end - 60,), (float(value),))
+
+
+class FakeAlarms:
+    """Alarms by name; tests set ``firing_names``."""
+
+    def __init__(self, firing_names: Sequence[str] = ()) -> None:
+        self.firing_names = set(firing_names)
+
+    def firing(self, names: Sequence[str]) -> list[str]:
+        return [n for n in names if n in self.firing_names]
