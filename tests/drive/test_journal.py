@@ -60,7 +60,7 @@ def test_round_trip(t: JournalTag) -> None:
     assert parse(message) == (t, "human text")
 
 
-_token = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+_token = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20)
 
 
 @given(
@@ -95,7 +95,10 @@ def test_round_trip_any_values(
 
 
 def test_text_is_squeezed_onto_one_line_and_may_be_empty() -> None:
-    assert parse(encode(tag(), "  restore version 7:\n  error rate 9%  ")) == (tag(), "restore version 7: error rate 9%")
+    assert parse(encode(tag(), "  restore version 7:\n  error rate 9%  ")) == (
+        tag(),
+        "restore version 7: error rate 9%",
+    )
     assert encode(tag(), "").endswith("cp=41]")
     assert parse(encode(tag(), "")) == (tag(), "")
 
@@ -135,7 +138,14 @@ def test_foreign_or_malformed_messages_decode_to_none(message: str) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"step": 9}, {"step": -1}, {"total": 0, "step": 0}, {"phase": "launch"}, {"deployment_id": ""}, {"checkpoint": -2}],
+    [
+        {"step": 9},
+        {"step": -1},
+        {"total": 0, "step": 0},
+        {"phase": "launch"},
+        {"deployment_id": ""},
+        {"checkpoint": -2},
+    ],
 )
 def test_invalid_tags_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="journal tag"):
@@ -182,9 +192,13 @@ class History:
     def step(self, dep: str, index: int, total: int = 5, result: str = "succeeded", **kw: object) -> int:
         kw.setdefault("checkpoint", None)
         t = tag(deployment_id=dep, step=index, total=total, **kw)
-        return self.add(encode(t, f"step {index + 1}"), result, release(weight=10 * (index + 1), new="v2.0.0"))
+        return self.add(
+            encode(t, f"step {index + 1}"), result, release(weight=10 * (index + 1), new="v2.0.0")
+        )
 
-    def rollback(self, dep: str, attempt: int, result: str = "succeeded", phase: str = "rollback", **kw: object) -> int:
+    def rollback(
+        self, dep: str, attempt: int, result: str = "succeeded", phase: str = "rollback", **kw: object
+    ) -> int:
         kw.setdefault("checkpoint", None)
         t = tag(deployment_id=dep, step=attempt, total=3, kind=phase, phase=phase, **kw)
         return self.add(encode(t, "restore"), result, BASE)
@@ -235,7 +249,12 @@ def test_open_mid_plan_says_where_to_resume() -> None:
     last = h.step("dep1", 2, total=9)
     dep = journal.find_open_deployment(h.entries)
     assert dep is not None
-    assert (dep.deployment_id, dep.service, dep.version, dep.strategy) == ("dep1", "api-service", "v2.0.0", "canary")
+    assert (dep.deployment_id, dep.service, dep.version, dep.strategy) == (
+        "dep1",
+        "api-service",
+        "v2.0.0",
+        "canary",
+    )
     assert (dep.status, dep.interrupted, dep.total_steps) == ("in-progress", False, 9)
     assert (dep.last_completed_step, dep.next_step) == (2, 3)
     assert dep.checkpoint is not None and dep.checkpoint.version == initial
@@ -389,9 +408,9 @@ def test_checkpoint_at_a_version() -> None:
     h.add("failed", result="failed")
     h.add("no release", rel=None)
     assert journal.checkpoint_at(h.entries, 1) == journal.Checkpoint(1, BASE)
-    with pytest.raises(UnknownVersion, match="no version 9 .versions run up to 3"):
+    with pytest.raises(UnknownVersion, match=r"no version 9 \(versions run up to 3\)"):
         journal.checkpoint_at(h.entries, 9)
-    with pytest.raises(UnknownVersion, match="did not succeed .failed"):
+    with pytest.raises(UnknownVersion, match=r"did not succeed \(failed\)"):
         journal.checkpoint_at(h.entries, 2)
     with pytest.raises(UnknownVersion, match="without an rfs-deploy release state"):
         journal.checkpoint_at(h.entries, 3)
