@@ -52,8 +52,8 @@ def resolve(
         data["strategy"] = strategy.model_dump()
     if strategy_data:
         data["strategy"] = {**data["strategy"], **strategy_data}
-    for section, values in overrides.items():
-        data[section] = {**data.get(section, {}), **values}
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     try:
         merged = ServiceConfig.model_validate(data)
     except ValueError as exc:

@@ -1,0 +1,113 @@
+"""Choosing the world a command runs against: the local sandbox or Pulumi + AWS.
+
+``RFS_DEPLOY_BACKEND=sim`` (or ``--backend sim``) selects the sandbox — moto plus simulated
+traffic, with the real program under Pulumi's mock runtime — and ``RFS_DEPLOY_SCENARIO`` its
+scenario. Anything that can reach a real AWS account needs ``--backend pulumi`` or
+``RFS_DEPLOY_BACKEND=pulumi`` said explicitly; the sandbox forces fake credentials, so it never
+can, even on a machine with credentials configured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rfs_deploy.drive.context import Hooks, Seams
+from rfs_deploy.drive.protocols import SystemClock
+from rfs_deploy.drive.records import RecordStore
+from rfs_deploy.errors import InvalidInput
+
+BACKENDS = ("sim", "pulumi")
+DEFAULT_SCENARIO = "healthy"
+
+
+def project_dir() -> Path:
+    """The project directory: ``RFS_DEPLOY_PROJECT`` or the nearest parent with Pulumi.yaml."""
+    env = os.environ.get("RFS_DEPLOY_PROJECT")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    # the installed package sits beside its project in a development checkout
+    packaged = Path(__file__).resolve().parent.parent
+    if (packaged / "Pulumi.yaml").is_file():
+        return packaged
+    raise InvalidInput("no Pulumi.yaml here or above; run inside the project or set RFS_DEPLOY_PROJECT")
+
+
+def backend_kind(explicit: str | None = None) -> str:
+    kind = explicit or os.environ.get("RFS_DEPLOY_BACKEND") or "pulumi"
+    if kind not in BACKENDS:
+        raise InvalidInput(f"unknown backend {kind!r}; use one of {', '.join(BACKENDS)} (RFS_DEPLOY_BACKEND)")
+    return kind
+
+
+def state_dir(base: Path | None = None) -> Path:
+    """Where the driver keeps deployment records and the sandbox its state."""
+    env = os.environ.get("RFS_DEPLOY_STATE")
+    if env:
+        return Path(env).resolve()
+    return (base or project_dir()) / ".rfs-deploy"
+
+
+def open_seams(
+    stack: str,
+    *,
+    backend: str | None = None,
+    scenario: str | None = None,
+    hooks: Hooks | None = None,
+    listeners: list[Callable[[Any], None]] | None = None,
+    seed: int | None = None,
+    fresh: bool = False,
+) -> Seams:
+    """Seams for ``stack`` on the chosen backend (see the module docstring)."""
+    kind = backend_kind(backend)
+    root = project_dir()
+    records = RecordStore(state_dir(root) / "deployments" / kind)
+    if kind == "sim":
+        from rfs_deploy.sim.sandbox import open_sandbox
+
+        chosen = scenario or os.environ.get("RFS_DEPLOY_SCENARIO") or DEFAULT_SCENARIO
+        seams = open_sandbox(
+            stack,
+            project=root,
+            scenario=chosen,
+            state=state_dir(root) / "sandbox",
+            seed=seed,
+            fresh=fresh,
+        )
+    else:
+        seams = _pulumi_seams(stack, root)
+    seams.records = records
+    seams.hooks = hooks or Hooks()
+    seams.listeners = list(listeners or [])
+    return seams
+
+
+def _pulumi_seams(stack: str, root: Path) -> Seams:
+    from rfs_deploy.aws import connect
+    from rfs_deploy.config import read_namespace
+    from rfs_deploy.drive.pulumi_backend import PulumiBackend
+
+    stack_file = root / "stacks" / f"Pulumi.{stack}.yaml"
+    region = None
+    if stack_file.is_file():
+        import yaml
+
+        region = (yaml.safe_load(stack_file.read_text()) or {}).get("config", {}).get("aws:region")
+        read_namespace(stack_file)  # a broken stack file fails here, before any AWS call
+    backend = PulumiBackend(stack, root)
+    aws = connect(region=region)
+    aws.session.require_credentials()
+    return Seams(
+        backend=backend,
+        metrics=aws.metrics,
+        traffic=aws.traffic,
+        fleet=aws.fleet,
+        alarms=aws.alarms,
+        clock=SystemClock(),
+    )
