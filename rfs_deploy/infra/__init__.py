@@ -1,0 +1,7 @@
+"""The Pulumi components of rfs-deploy (they run inside ``pulumi up``).
+
+``program.run`` is the program; ``service.Service`` one service with its two slots
+(``slot.Slot``), listener set (``listeners.Listeners``) and alarms (``alarms``);
+``refresh`` maps rolling settings to instance refresh preferences; ``mockrun`` evaluates the
+program under Pulumi's mock runtime for tests, benchmarks and the sandbox.
+"""

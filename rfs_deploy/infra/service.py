@@ -1,0 +1,213 @@
+"""One service: its load balancer, security groups, two slots, listeners and outputs.
+
+The shape is the same for every strategy (DESIGN.md, "Two slots"): blue-green, canary and A/B
+are different weights and rules over the same two slots, rolling refreshes the live slot in
+place. So a release never adds or removes resources; it changes versions, capacities, weights
+and, during an A/B test, four listener rules.
+
+Children (``name`` is the service name)::
+
+    rfs-deploy:aws:Service  name
+    ├── aws:ec2/securityGroup   name-alb-sg        listener ports from network.ingressCidrs
+    ├── aws:ec2/securityGroup   name-instance-sg   app port from the ALB security group only
+    ├── aws:lb/loadBalancer     name-alb
+    ├── rfs-deploy:aws:Slot     name-blue          (slot.py)  tg, 5xx, p99, lt, asg, cpu
+    ├── rfs-deploy:aws:Slot     name-green
+    └── rfs-deploy:aws:Listeners name-listeners    (listeners.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from rfs_deploy.config.model import SLOTS, Network, ReleaseState, ServiceConfig, SlotName
+from rfs_deploy.infra.listeners import Listeners, ListenersArgs
+from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
+from rfs_deploy.infra.slot import Slot, SlotArgs
+from rfs_deploy.outputs import ServiceOutputs, SlotOutputs
+
+SERVICE_TAG = "rfs-deploy:service"
+STACK_TAG = "rfs-deploy:stack"
+
+
+def _egress_anywhere() -> aws.ec2.SecurityGroupEgressArgs:
+    return aws.ec2.SecurityGroupEgressArgs(
+        protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"], description="all outbound"
+    )
+
+
+@dataclass(frozen=True)
+class ServiceArgs:
+    """A validated service config, its release state, the network and the stack's tags."""
+
+    config: ServiceConfig
+    release: ReleaseState
+    network: Network
+    tags: Mapping[str, str]
+
+
+def cidr_rule(port: int, cidrs: list[str], description: str) -> aws.ec2.SecurityGroupIngressArgs:
+    """An ingress rule for ``port`` from ``cidrs``; IPv6 ranges go to their own field."""
+    v4 = [c for c in cidrs if ":" not in c]
+    v6 = [c for c in cidrs if ":" in c]
+    return aws.ec2.SecurityGroupIngressArgs(
+        protocol="tcp",
+        from_port=port,
+        to_port=port,
+        cidr_blocks=v4 or None,
+        ipv6_cidr_blocks=v6 or None,
+        description=description,
+    )
+
+
+class Service(pulumi.ComponentResource):
+    """The AWS resources of one service; ``outputs`` is its :class:`ServiceOutputs` mapping."""
+
+    TYPE = "rfs-deploy:aws:Service"
+
+    alb_security_group: aws.ec2.SecurityGroup
+    instance_security_group: aws.ec2.SecurityGroup
+    load_balancer: aws.lb.LoadBalancer
+    slots: dict[SlotName, Slot]
+    listeners: Listeners
+    outputs: pulumi.Output[dict[str, Any]]
+
+    def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(self.TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self._tags = {**args.tags, SERVICE_TAG: name, STACK_TAG: pulumi.get_stack()}
+        self.alb_security_group, self.instance_security_group = self._create_security_groups()
+        self.load_balancer = self._create_load_balancer()
+        self.slots = {slot: self._create_slot(slot) for slot in SLOTS}
+        self.listeners = self._create_listeners()
+        self.outputs = self._collect_outputs()
+        self.register_outputs({"outputs": self.outputs})
+
+    def _opts(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
+    def _create_security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+        cfg, network = self._args.config, self._args.network
+        cidrs = list(network.ingress_cidrs)
+        alb = aws.ec2.SecurityGroup(
+            f"{self._name}-alb-sg",
+            description=f"{self._name} load balancer",
+            vpc_id=network.vpc_id,
+            ingress=[
+                cidr_rule(cfg.listener_port, cidrs, "production listener"),
+                cidr_rule(cfg.test_listener_port, cidrs, "test listener"),
+            ],
+            egress=[_egress_anywhere()],
+            tags=self._tags,
+            opts=self._opts(),
+        )
+        instances = aws.ec2.SecurityGroup(
+            f"{self._name}-instance-sg",
+            description=f"{self._name} instances",
+            vpc_id=network.vpc_id,
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=cfg.app_port,
+                    to_port=cfg.app_port,
+                    security_groups=[alb.id],
+                    description="app port from the load balancer",
+                )
+            ],
+            egress=[_egress_anywhere()],
+            tags=self._tags,
+            opts=self._opts(),
+        )
+        return alb, instances
+
+    def _create_load_balancer(self) -> aws.lb.LoadBalancer:
+        network = self._args.network
+        return aws.lb.LoadBalancer(
+            f"{self._name}-alb",
+            load_balancer_type="application",
+            internal=network.internal,
+            security_groups=[self.alb_security_group.id],
+            subnets=list(network.subnet_ids),
+            tags=self._tags,
+            opts=self._opts(),
+        )
+
+    def _create_slot(self, slot: SlotName) -> Slot:
+        cfg, release, network = self._args.config, self._args.release, self._args.network
+        live_version = release.slot(release.live).version
+        boot_version = release.slot(slot).version or live_version
+        assert boot_version is not None, "the live slot always has a version (ReleaseState checks it)"
+        refresh = refresh_preferences(
+            rolling_settings(cfg.strategy, release),
+            instance_count=cfg.instance_count,
+            grace_period=cfg.health_check_grace_period,
+            auto_rollback=cfg.deploy.auto_rollback,
+        )
+        args = SlotArgs(
+            service=self._name,
+            slot=slot,
+            config=cfg,
+            boot_version=boot_version,
+            capacity=release.slot(slot).capacity,
+            refresh=refresh,
+            vpc_id=network.vpc_id,
+            subnet_ids=list(network.instance_subnet_ids or network.subnet_ids),
+            instance_security_group_id=self.instance_security_group.id,
+            load_balancer_suffix=self.load_balancer.arn_suffix,
+            tags=self._tags,
+        )
+        return Slot(f"{self._name}-{slot}", args, self._opts())
+
+    def _create_listeners(self) -> Listeners:
+        cfg = self._args.config
+        args = ListenersArgs(
+            service=self._name,
+            listener_port=cfg.listener_port,
+            test_listener_port=cfg.test_listener_port,
+            release=self._args.release,
+            load_balancer_arn=self.load_balancer.arn,
+            target_group_arns={slot: s.target_group.arn for slot, s in self.slots.items()},
+            tags=self._tags,
+        )
+        return Listeners(f"{self._name}-listeners", args, self._opts())
+
+    def _collect_outputs(self) -> pulumi.Output[dict[str, Any]]:
+        cfg = self._args.config
+        slots = {slot: self._slot_outputs(s) for slot, s in self.slots.items()}
+        lb = self.load_balancer
+
+        def build(v: dict[str, Any]) -> dict[str, Any]:
+            return ServiceOutputs(
+                load_balancer_arn=v["lb_arn"],
+                load_balancer_dimension=v["lb_dim"],
+                dns_name=v["dns"],
+                listener_arn=v["listener"],
+                test_listener_arn=v["test_listener"],
+                listener_port=cfg.listener_port,
+                test_listener_port=cfg.test_listener_port,
+                slots={slot: v[slot] for slot in SLOTS},
+            ).to_output()
+
+        return pulumi.Output.all(
+            lb_arn=lb.arn,
+            lb_dim=lb.arn_suffix,
+            dns=lb.dns_name,
+            listener=self.listeners.production.arn,
+            test_listener=self.listeners.test.arn,
+            **slots,
+        ).apply(build)
+
+    @staticmethod
+    def _slot_outputs(slot: Slot) -> pulumi.Output[SlotOutputs]:
+        return pulumi.Output.all(
+            arn=slot.target_group.arn,
+            dim=slot.target_group.arn_suffix,
+            asg=slot.group.name,
+            alarms=pulumi.Output.all(*slot.alarm_names),
+        ).apply(lambda v: SlotOutputs(v["arn"], v["dim"], v["asg"], tuple(v["alarms"])))
