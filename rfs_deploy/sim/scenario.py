@@ -93,6 +93,9 @@ class Traffic(_Model):
     requests_per_minute: int = Field(default=6000, ge=0)
     #: Relative standard deviation of the per-minute request count.
     noise: float = Field(default=0.05, ge=0, le=1)
+    #: Fraction of requests carrying a forced-variant header (A/B); split evenly over the
+    #: listener's http-header rules, the rest follows the default action's weights.
+    forced_share: float = Field(default=0.02, ge=0, le=1)
 
 
 class MetricFlakiness(_Model):

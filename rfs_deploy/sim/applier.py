@@ -1,0 +1,474 @@
+"""Apply the program's registered resources to moto: create, update or delete, per resource type.
+
+:class:`MotoApplier` plays the part of the AWS provider. Within one update, :meth:`begin` opens
+it, every custom resource the program registers goes through :meth:`apply` (keyed by type and
+logical name, which is what a Pulumi URN is made of), and :meth:`finish` deletes whatever the
+previous update had and this one did not register. Each resource type has a ``create_*``,
+``update_*`` and ``delete_*`` method, so the same class could serve a test
+``pulumi-resource-aws`` plugin for the real engine.
+
+:class:`SandboxMocks` is the hook for :func:`rfs_deploy.infra.mockrun.run_program`: it sends
+the types the sandbox models to the applier and leaves the rest to the harness's AwsMocks.
+
+Provider behaviour reproduced on purpose: a launch template change creates a new template
+version; an Auto Scaling group whose launch template changes while it has an
+``instanceRefresh`` block starts an instance refresh (the sandbox's engine, as AWS's).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pulumi
+
+from rfs_deploy.infra.mockrun import AwsMocks
+from rfs_deploy.sim import convert
+from rfs_deploy.sim.aws import SimulatedAws, seed_ids, unseed_ids
+from rfs_deploy.sim.network import NetworkMap
+from rfs_deploy.sim.world import World
+
+VERSION_TAG = "rfs-deploy:version"
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class Applied:
+    """One resource as applied to moto."""
+
+    type: str
+    name: str
+    id: str
+    physical: str
+    #: Inputs as sent to moto (network ids translated).
+    inputs: dict[str, Any]
+    #: Computed state returned to the program (merged over its own inputs).
+    computed: dict[str, Any]
+    generation: int = 0
+    urn: str = ""
+
+    @property
+    def key(self) -> str:
+        return resource_key(self.type, self.name)
+
+
+def resource_key(type_: str, name: str) -> str:
+    """What identifies a resource across updates (a URN without the parent chain)."""
+    return f"{type_}::{name}"
+
+
+@dataclass
+class _Kind:
+    create: Callable[[Applied], None]
+    update: Callable[[Applied, dict[str, Any]], None]
+    delete: Callable[[Applied], None]
+
+
+@dataclass
+class MotoApplier:
+    """The sandbox's AWS provider over moto (see the module docstring)."""
+
+    aws: SimulatedAws
+    world: World
+    network: NetworkMap
+    #: Instances launched during this update count as long running (the stack's first update).
+    warm: bool = False
+    resources: dict[str, Applied] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+    _changes: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.kinds: dict[str, _Kind] = {
+            "aws:ec2/securityGroup:SecurityGroup": _Kind(
+                self.create_security_group, self.update_security_group, self.delete_security_group
+            ),
+            "aws:lb/loadBalancer:LoadBalancer": _Kind(
+                self.create_load_balancer, self.update_load_balancer, self.delete_load_balancer
+            ),
+            "aws:lb/targetGroup:TargetGroup": _Kind(
+                self.create_target_group, self.update_target_group, self.delete_target_group
+            ),
+            "aws:lb/listener:Listener": _Kind(
+                self.create_listener, self.update_listener, self.delete_listener
+            ),
+            "aws:lb/listenerRule:ListenerRule": _Kind(
+                self.create_listener_rule, self.update_listener_rule, self.delete_listener_rule
+            ),
+            "aws:ec2/launchTemplate:LaunchTemplate": _Kind(
+                self.create_launch_template, self.update_launch_template, self.delete_launch_template
+            ),
+            "aws:autoscaling/group:Group": _Kind(self.create_group, self.update_group, self.delete_group),
+            "aws:cloudwatch/metricAlarm:MetricAlarm": _Kind(
+                self.create_alarm, self.update_alarm, self.delete_alarm
+            ),
+        }
+
+    # ----------------------------------------------------------------- one update
+
+    def handles(self, type_: str) -> bool:
+        return type_ in self.kinds
+
+    def begin(self) -> None:
+        self._seen = set()
+        self._changes = Counter()
+
+    def apply(
+        self, type_: str, name: str, physical: str, inputs: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Create or update one resource; returns (id, state) for the program."""
+        key = resource_key(type_, name)
+        self._seen.add(key)
+        sent = self.network.translate(dict(inputs))
+        kind = self.kinds[type_]
+        current = self.resources.get(key)
+        if current is None:
+            generation = 0
+            current = Applied(type_, name, "", physical, sent, {}, generation)
+            seed_ids(key, generation)
+            try:
+                kind.create(current)
+            finally:
+                unseed_ids()
+            self.resources[key] = current
+            self._changes["create"] += 1
+        elif current.inputs != sent:
+            old = current.inputs
+            current.inputs = sent
+            kind.update(current, old)
+            self._changes["update"] += 1
+        else:
+            self._changes["same"] += 1
+        return current.id, {**dict(inputs), **current.computed}
+
+    def finish(self) -> dict[str, int]:
+        """Delete what this update did not register (newest first); returns the change counts."""
+        for key in reversed([k for k in self.resources if k not in self._seen]):
+            res = self.resources.pop(key)
+            self.kinds[res.type].delete(res)
+            self._changes["delete"] += 1
+        return dict(self._changes)
+
+    # ----------------------------------------------------------------- security groups
+
+    def create_security_group(self, res: Applied) -> None:
+        ec2 = self.aws.raw("ec2")
+        inputs = res.inputs
+        group_id = ec2.create_security_group(
+            GroupName=inputs.get("name") or res.physical,
+            Description=inputs.get("description") or "Managed by Pulumi",
+            VpcId=inputs["vpcId"],
+            TagSpecifications=[
+                {"ResourceType": "security-group", "Tags": convert.tag_list(inputs.get("tags"))}
+            ],
+        )["GroupId"]
+        if inputs.get("ingress"):
+            ec2.authorize_security_group_ingress(
+                GroupId=group_id, IpPermissions=convert.permissions(inputs["ingress"])
+            )
+        res.id = group_id
+        res.computed = {
+            "name": inputs.get("name") or res.physical,
+            "ownerId": ACCOUNT,
+            "arn": f"arn:aws:ec2:{self.aws.region}:{ACCOUNT}:security-group/{group_id}",
+        }
+
+    def update_security_group(self, res: Applied, old: dict[str, Any]) -> None:
+        ec2 = self.aws.raw("ec2")
+        if old.get("ingress") != res.inputs.get("ingress"):
+            if old.get("ingress"):
+                ec2.revoke_security_group_ingress(
+                    GroupId=res.id, IpPermissions=convert.permissions(old["ingress"])
+                )
+            if res.inputs.get("ingress"):
+                ec2.authorize_security_group_ingress(
+                    GroupId=res.id, IpPermissions=convert.permissions(res.inputs["ingress"])
+                )
+
+    def delete_security_group(self, res: Applied) -> None:
+        self.aws.raw("ec2").delete_security_group(GroupId=res.id)
+
+    # ----------------------------------------------------------------- load balancer
+
+    def create_load_balancer(self, res: Applied) -> None:
+        inputs = res.inputs
+        lb = self.aws.raw("elbv2").create_load_balancer(
+            Name=inputs.get("name") or res.physical,
+            Subnets=list(inputs.get("subnets") or []),
+            SecurityGroups=list(inputs.get("securityGroups") or []),
+            Scheme="internal" if inputs.get("internal") else "internet-facing",
+            Type=inputs.get("loadBalancerType") or "application",
+            Tags=convert.tag_list(inputs.get("tags")),
+        )["LoadBalancers"][0]
+        arn = lb["LoadBalancerArn"]
+        res.id = arn
+        res.computed = {
+            "name": lb["LoadBalancerName"],
+            "arn": arn,
+            "arnSuffix": arn.split(":loadbalancer/", 1)[1],
+            "dnsName": lb["DNSName"],
+            "zoneId": lb.get("CanonicalHostedZoneId", ""),
+        }
+
+    def update_load_balancer(self, res: Applied, old: dict[str, Any]) -> None:
+        if old.get("securityGroups") != res.inputs.get("securityGroups"):
+            self.aws.raw("elbv2").set_security_groups(
+                LoadBalancerArn=res.id, SecurityGroups=list(res.inputs.get("securityGroups") or [])
+            )
+
+    def delete_load_balancer(self, res: Applied) -> None:
+        self.aws.raw("elbv2").delete_load_balancer(LoadBalancerArn=res.id)
+
+    # ----------------------------------------------------------------- target groups
+
+    def create_target_group(self, res: Applied) -> None:
+        inputs = res.inputs
+        group = self.aws.raw("elbv2").create_target_group(
+            Name=inputs.get("name") or res.physical,
+            Protocol=inputs.get("protocol") or "HTTP",
+            Port=int(inputs.get("port") or 80),
+            VpcId=inputs["vpcId"],
+            TargetType=inputs.get("targetType") or "instance",
+            Tags=convert.tag_list(inputs.get("tags")),
+            **convert.health_check(inputs.get("healthCheck")),
+        )["TargetGroups"][0]
+        arn = group["TargetGroupArn"]
+        res.id = arn
+        res.computed = {"name": group["TargetGroupName"], "arn": arn, "arnSuffix": arn.rsplit(":", 1)[1]}
+
+    def update_target_group(self, res: Applied, old: dict[str, Any]) -> None:
+        check = convert.health_check(res.inputs.get("healthCheck"))
+        check.pop("HealthCheckEnabled", None)
+        if check:
+            self.aws.raw("elbv2").modify_target_group(TargetGroupArn=res.id, **check)
+
+    def delete_target_group(self, res: Applied) -> None:
+        self.aws.raw("elbv2").delete_target_group(TargetGroupArn=res.id)
+
+    # ----------------------------------------------------------------- listeners and rules
+
+    def create_listener(self, res: Applied) -> None:
+        inputs = res.inputs
+        listener = self.aws.raw("elbv2").create_listener(
+            LoadBalancerArn=inputs["loadBalancerArn"],
+            Protocol=inputs.get("protocol") or "HTTP",
+            Port=int(inputs["port"]),
+            DefaultActions=[convert.action(a) for a in inputs.get("defaultActions") or []],
+        )["Listeners"][0]
+        res.id = listener["ListenerArn"]
+        res.computed = {"arn": res.id}
+
+    def update_listener(self, res: Applied, old: dict[str, Any]) -> None:
+        inputs = res.inputs
+        self.aws.raw("elbv2").modify_listener(
+            ListenerArn=res.id,
+            Port=int(inputs["port"]),
+            Protocol=inputs.get("protocol") or "HTTP",
+            DefaultActions=[convert.action(a) for a in inputs.get("defaultActions") or []],
+        )
+
+    def delete_listener(self, res: Applied) -> None:
+        self.aws.raw("elbv2").delete_listener(ListenerArn=res.id)
+
+    def create_listener_rule(self, res: Applied) -> None:
+        inputs = res.inputs
+        rule = self.aws.raw("elbv2").create_rule(
+            ListenerArn=inputs["listenerArn"],
+            Priority=int(inputs["priority"]),
+            Conditions=convert.conditions(inputs.get("conditions")),
+            Actions=[convert.action(a) for a in inputs.get("actions") or []],
+        )["Rules"][0]
+        res.id = rule["RuleArn"]
+        res.computed = {"arn": res.id}
+
+    def update_listener_rule(self, res: Applied, old: dict[str, Any]) -> None:
+        elbv2 = self.aws.raw("elbv2")
+        inputs = res.inputs
+        elbv2.modify_rule(
+            RuleArn=res.id,
+            Conditions=convert.conditions(inputs.get("conditions")),
+            Actions=[convert.action(a) for a in inputs.get("actions") or []],
+        )
+        if old.get("priority") != inputs.get("priority"):
+            elbv2.set_rule_priorities(
+                RulePriorities=[{"RuleArn": res.id, "Priority": int(inputs["priority"])}]
+            )
+
+    def delete_listener_rule(self, res: Applied) -> None:
+        self.aws.raw("elbv2").delete_rule(RuleArn=res.id)
+
+    # ----------------------------------------------------------------- launch templates
+
+    def create_launch_template(self, res: Applied) -> None:
+        inputs = res.inputs
+        name = inputs.get("name") or res.physical
+        template = self.aws.raw("ec2").create_launch_template(
+            LaunchTemplateName=name,
+            VersionDescription=inputs.get("description") or "",
+            LaunchTemplateData=convert.launch_template_data(inputs),
+            TagSpecifications=[
+                {"ResourceType": "launch-template", "Tags": convert.tag_list(inputs.get("tags"))}
+            ],
+        )["LaunchTemplate"]
+        res.id = template["LaunchTemplateId"]
+        self.world.templates.record(res.id, 1, _template_version(inputs))
+        res.computed = {
+            "name": name,
+            "arn": f"arn:aws:ec2:{self.aws.region}:{ACCOUNT}:launch-template/{res.id}",
+            "latestVersion": 1,
+            "defaultVersion": 1,
+        }
+
+    def update_launch_template(self, res: Applied, old: dict[str, Any]) -> None:
+        ignored = ("tags", "updateDefaultVersion", "name")
+        if {k: v for k, v in old.items() if k not in ignored} == {
+            k: v for k, v in res.inputs.items() if k not in ignored
+        }:
+            return
+        ec2 = self.aws.raw("ec2")
+        created = ec2.create_launch_template_version(
+            LaunchTemplateId=res.id,
+            VersionDescription=res.inputs.get("description") or "",
+            LaunchTemplateData=convert.launch_template_data(res.inputs),
+        )["LaunchTemplateVersion"]
+        number = int(created["VersionNumber"])
+        self.world.templates.record(res.id, number, _template_version(res.inputs))
+        res.computed = {**res.computed, "latestVersion": number}
+        if res.inputs.get("updateDefaultVersion"):
+            ec2.modify_launch_template(LaunchTemplateId=res.id, DefaultVersion=str(number))
+            res.computed["defaultVersion"] = number
+
+    def delete_launch_template(self, res: Applied) -> None:
+        self.aws.raw("ec2").delete_launch_template(LaunchTemplateId=res.id)
+
+    # ----------------------------------------------------------------- Auto Scaling groups
+
+    def create_group(self, res: Applied) -> None:
+        inputs = res.inputs
+        name = inputs.get("name") or res.physical
+        params: dict[str, Any] = {
+            "AutoScalingGroupName": name,
+            "MinSize": int(inputs.get("minSize", 0)),
+            "MaxSize": int(inputs.get("maxSize", 0)),
+            "DesiredCapacity": int(inputs.get("desiredCapacity", inputs.get("minSize", 0))),
+            "VPCZoneIdentifier": ",".join(inputs.get("vpcZoneIdentifiers") or []),
+            "TargetGroupARNs": list(inputs.get("targetGroupArns") or []),
+            "HealthCheckType": inputs.get("healthCheckType") or "EC2",
+            "HealthCheckGracePeriod": int(inputs.get("healthCheckGracePeriod", 300)),
+            "Tags": convert.group_tags(name, inputs.get("tags")),
+        }
+        spec = convert.template_spec(inputs.get("launchTemplate"))
+        if spec:
+            params["LaunchTemplate"] = spec
+        self.aws.raw("autoscaling").create_auto_scaling_group(**params)
+        res.id = name
+        res.computed = {
+            "name": name,
+            "arn": f"arn:aws:autoscaling:{self.aws.region}:{ACCOUNT}:autoScalingGroup:"
+            f"{name}:autoScalingGroupName/{name}",
+        }
+        self.world.after_apply(warm=self.warm)
+
+    def update_group(self, res: Applied, old: dict[str, Any]) -> None:
+        asg = self.aws.raw("autoscaling")
+        inputs = res.inputs
+        previous, spec = (
+            convert.template_spec(old.get("launchTemplate")),
+            convert.template_spec(inputs.get("launchTemplate")),
+        )
+        params: dict[str, Any] = {
+            "AutoScalingGroupName": res.id,
+            "MinSize": int(inputs.get("minSize", 0)),
+            "MaxSize": int(inputs.get("maxSize", 0)),
+            "DesiredCapacity": int(inputs.get("desiredCapacity", inputs.get("minSize", 0))),
+            "HealthCheckType": inputs.get("healthCheckType") or "EC2",
+            "HealthCheckGracePeriod": int(inputs.get("healthCheckGracePeriod", 300)),
+            "VPCZoneIdentifier": ",".join(inputs.get("vpcZoneIdentifiers") or []),
+        }
+        if spec:
+            params["LaunchTemplate"] = spec
+        asg.update_auto_scaling_group(**params)
+        before, after = set(old.get("targetGroupArns") or []), set(inputs.get("targetGroupArns") or [])
+        if after - before:
+            asg.attach_load_balancer_target_groups(
+                AutoScalingGroupName=res.id, TargetGroupARNs=sorted(after - before)
+            )
+        if before - after:
+            asg.detach_load_balancer_target_groups(
+                AutoScalingGroupName=res.id, TargetGroupARNs=sorted(before - after)
+            )
+        self.world.after_apply(warm=self.warm)
+        refresh = inputs.get("instanceRefresh")
+        if spec != previous and refresh:
+            self._start_refresh(res.id, refresh.get("preferences") or {}, previous)
+
+    def _start_refresh(
+        self, asg: str, preferences: Mapping[str, Any], previous: dict[str, Any] | None
+    ) -> None:
+        """What the provider does when a group's template changes: (re)start an instance refresh."""
+        engine, now = self.world.refreshes, self.world.clock.now()
+        if engine.active(asg) is not None:
+            engine.cancel(asg, now)
+        engine.start(asg, preferences, now, previous_spec=previous)
+
+    def delete_group(self, res: Applied) -> None:
+        self.aws.raw("autoscaling").delete_auto_scaling_group(AutoScalingGroupName=res.id, ForceDelete=True)
+        self.world.after_apply()
+
+    # ----------------------------------------------------------------- alarms
+
+    def create_alarm(self, res: Applied) -> None:
+        name = res.inputs.get("name") or res.physical
+        self.aws.raw("cloudwatch").put_metric_alarm(**convert.alarm(name, res.inputs))
+        res.id = name
+        res.computed = {"name": name, "arn": f"arn:aws:cloudwatch:{self.aws.region}:{ACCOUNT}:alarm:{name}"}
+
+    def update_alarm(self, res: Applied, old: dict[str, Any]) -> None:
+        self.aws.raw("cloudwatch").put_metric_alarm(**convert.alarm(res.id, res.inputs))
+
+    def delete_alarm(self, res: Applied) -> None:
+        self.aws.raw("cloudwatch").delete_alarms(AlarmNames=[res.id])
+
+    # ----------------------------------------------------------------- persistence
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.resources.values()]
+
+    def export(self) -> list[dict[str, Any]]:
+        """The resources as a ``pulumi stack export`` deployment lists them."""
+        return [
+            {
+                "urn": r.urn or r.key,
+                "type": r.type,
+                "id": r.id,
+                "custom": True,
+                "inputs": r.inputs,
+                "outputs": {**r.inputs, **r.computed},
+            }
+            for r in self.resources.values()
+        ]
+
+
+def _template_version(inputs: Mapping[str, Any]) -> str | None:
+    """The release version a launch template boots: its ``rfs-deploy:version`` tag."""
+    tags = inputs.get("tags") or {}
+    if VERSION_TAG in tags:
+        return str(tags[VERSION_TAG])
+    for spec in inputs.get("tagSpecifications") or []:
+        if VERSION_TAG in (spec.get("tags") or {}):
+            return str(spec["tags"][VERSION_TAG])
+    return None
+
+
+class SandboxMocks(AwsMocks):
+    """Pulumi mocks that apply the modelled resource types to moto through a :class:`MotoApplier`."""
+
+    def __init__(self, applier: MotoApplier) -> None:
+        super().__init__(region=applier.aws.region, account_id=ACCOUNT)
+        self.applier = applier
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if not self.applier.handles(args.typ):
+            return super().new_resource(args)
+        return self.applier.apply(args.typ, args.name, self.physical_name(args), dict(args.inputs))

@@ -1,0 +1,270 @@
+"""SandboxBackend: a StackBackend that runs the real program under Pulumi's mock runtime on moto.
+
+Each :meth:`SandboxBackend.up` evaluates :func:`rfs_deploy.infra.program.run` with the stack's
+current config through :func:`rfs_deploy.infra.mockrun.run_program`, with
+:class:`~rfs_deploy.sim.applier.SandboxMocks` applying every resource to moto. The backend keeps
+what Pulumi's service would: the config, a numbered history (message, result, times, the
+release state each update ran with), the outputs, an exportable state, and a lock: a second
+``up`` while one runs raises StackBusy (in-process lock, plus a lock file when the session is
+kept in a directory, so a second process is refused too).
+
+Fault injection for reliability tests: :meth:`fail_next_updates` makes the next N updates fail
+(before or after touching resources) and :meth:`hold_lock` plays another update holding the stack.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfs_deploy.config.loading import load_stack_config, parse_release
+from rfs_deploy.config.model import ReleaseState, StackConfig
+from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
+from rfs_deploy.errors import BackendError, RfsDeployError, StackBusy
+from rfs_deploy.infra.mockrun import run_program
+from rfs_deploy.sim.applier import MotoApplier, SandboxMocks
+
+#: Called when the stack's state changed (the sandbox persists itself).
+Saver = Callable[[], None]
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    after_apply: bool
+    message: str
+
+
+class SandboxBackend:
+    """The sandbox's :class:`~rfs_deploy.drive.protocols.StackBackend` (see the module docstring)."""
+
+    def __init__(
+        self,
+        stack_name: str,
+        namespace: Mapping[str, Any],
+        applier: MotoApplier,
+        *,
+        extra_config: Mapping[str, Any] | None = None,
+        lock_file: Path | None = None,
+        save: Saver | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.stack_name = stack_name
+        self.namespace: dict[str, Any] = dict(namespace)
+        self.extra_config: dict[str, Any] = dict(extra_config or {})
+        self.applier = applier
+        self.entries: list[dict[str, Any]] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._lock_file = lock_file
+        self._save = save or (lambda: None)
+        self._fault: _Fault | None = None
+        self._now = now
+        self.read_config()  # a bad stack file fails here, with one line naming the key
+
+    # ----------------------------------------------------------------- config
+
+    def read_config(self) -> StackConfig:
+        """The stack's ``rfs-deploy`` config as it stands (validated; ConfigError names the key)."""
+        return load_stack_config(self.namespace)
+
+    def write_release(self, release: Mapping[str, ReleaseState]) -> None:
+        """Replace ``rfs-deploy:release`` and nothing else."""
+        self.namespace["release"] = {name: state.to_config() for name, state in release.items()}
+        self._save()
+
+    # ----------------------------------------------------------------- updates
+
+    def up(self, message: str, on_event: Callable[[str], None] | None = None) -> UpdateResult:
+        """Run the program with the current config and apply it to moto (see StackBackend.up)."""
+        if not self._lock.acquire(blocking=False):
+            raise StackBusy(f"stack {self.stack_name!r} is locked by another update in progress (sandbox)")
+        try:
+            with self._file_lock():
+                return self._update(message, on_event or (lambda _text: None))
+        finally:
+            self._lock.release()
+
+    def _update(self, message: str, emit: Callable[[str], None]) -> UpdateResult:
+        version = (self.entries[-1]["version"] + 1) if self.entries else 1
+        entry = {
+            "version": version,
+            "message": message,
+            "result": "in-progress",
+            "startTime": self._now(),
+            "endTime": None,
+            "release": self.namespace.get("release"),
+            "changes": {},
+        }
+        self.entries.append(entry)
+        first = not any(e["result"] == "succeeded" for e in self.entries[:-1])
+        emit(f"updating stack {self.stack_name} (version {version}): {message}")
+        try:
+            self._inject("before")
+            config = self.read_config()
+            self.applier.network.ensure(self.applier.aws, config.network)
+            self.applier.warm = first
+            self.applier.begin()
+            run = run_program(
+                self.namespace,
+                stack=self.stack_name,
+                mocks=SandboxMocks(self.applier),
+                config=self.extra_config,
+            )
+            changes = self.applier.finish()
+            self._inject("after")
+        except BaseException as exc:
+            entry.update(result="failed", endTime=self._now())
+            self._save()
+            if isinstance(exc, RfsDeployError) and not isinstance(exc, BackendError):
+                raise BackendError(f"update {version} of stack {self.stack_name!r} failed: {exc}") from exc
+            if isinstance(exc, BackendError):
+                raise
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendError(f"update {version} of stack {self.stack_name!r} failed: {first_line}") from exc
+        finally:
+            self.applier.warm = False
+        urns = {f"{r.type}::{r.name}": r.urn for r in run.resources}
+        for key, res in self.applier.resources.items():
+            res.urn = urns.get(key, res.urn)
+        self.stack_outputs = dict(run.outputs)
+        entry.update(result="succeeded", endTime=self._now(), changes=changes)
+        self._save()
+        emit(f"update {version} succeeded: " + ", ".join(f"{k} {v}" for k, v in sorted(changes.items())))
+        return UpdateResult(version=version, message=message, changes=changes)
+
+    # ----------------------------------------------------------------- reading
+
+    def history(self, limit: int | None = None) -> list[HistoryEntry]:
+        """Stack history, newest first."""
+        newest = list(reversed(self.entries))[: limit if limit is not None else None]
+        return [self._history_entry(e) for e in newest]
+
+    def _history_entry(self, entry: Mapping[str, Any]) -> HistoryEntry:
+        release: dict[str, ReleaseState] | None = None
+        raw = entry.get("release")
+        if isinstance(raw, Mapping):
+            try:
+                release = {name: parse_release(name, value) for name, value in raw.items()}
+            except RfsDeployError:
+                release = None
+        return HistoryEntry(
+            version=int(entry["version"]),
+            message=str(entry["message"]),
+            result=entry["result"],
+            start_time=float(entry["startTime"]),
+            end_time=None if entry.get("endTime") is None else float(entry["endTime"]),
+            release=release,
+        )
+
+    def outputs(self) -> dict[str, Any]:
+        """The outputs of the last successful update."""
+        return dict(self.stack_outputs)
+
+    def export(self) -> dict[str, Any]:
+        """A ``pulumi stack export``-shaped deployment of the resources now applied."""
+        return {
+            "version": 3,
+            "deployment": {
+                "manifest": {"time": self._now(), "magic": "rfs-deploy-sandbox", "version": "sandbox"},
+                "resources": self.applier.export(),
+                "outputs": self.outputs(),
+            },
+        }
+
+    # ----------------------------------------------------------------- fault injection
+
+    def fail_next_updates(
+        self, count: int = 1, *, after_apply: bool = False, message: str = "injected failure"
+    ) -> None:
+        """Make the next ``count`` updates fail: before any resource changes, or (``after_apply``)
+        after the resources were applied, as a provider error late in an update would."""
+        self._fault = _Fault(count, after_apply, message) if count > 0 else None
+
+    def _inject(self, stage: str) -> None:
+        fault = self._fault
+        if fault is None or fault.after_apply != (stage == "after"):
+            return
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            self._fault = None
+        raise BackendError(f"update of stack {self.stack_name!r} failed: {fault.message}")
+
+    @contextmanager
+    def hold_lock(self) -> Iterator[None]:
+        """Hold the stack lock, as another update would: ``up`` raises StackBusy meanwhile."""
+        if not self._lock.acquire(blocking=False):
+            raise StackBusy(f"stack {self.stack_name!r} is already locked")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        path = self._lock_file
+        if path is None:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None and _alive(holder):
+                raise StackBusy(
+                    f"stack {self.stack_name!r} is locked by another process (pid {holder})"
+                ) from None
+            path.unlink(missing_ok=True)  # a stale lock of a killed process
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------- persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack_name,
+            "namespace": self.namespace,
+            "extraConfig": self.extra_config,
+            "history": self.entries,
+            "outputs": self.stack_outputs,
+        }
+
+    def load_json(self, data: Mapping[str, Any]) -> None:
+        self.namespace = dict(data["namespace"])
+        self.extra_config = dict(data.get("extraConfig") or {})
+        self.entries = [dict(e) for e in data.get("history", [])]
+        for entry in self.entries:
+            if entry["result"] == "in-progress":  # the process died during this update
+                entry.update(result="failed", endTime=entry.get("startTime"))
+        self.stack_outputs = dict(data.get("outputs") or {})
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or "0") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

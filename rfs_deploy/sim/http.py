@@ -1,0 +1,93 @@
+"""The service's HTTP surface in the sandbox, for the validation step: an ``httpx.MockTransport``.
+
+``http://<dns name>:<port>/...`` reaches the listener on that port of the service whose load
+balancer has that DNS name (the stack outputs). The request is routed like the ALB would: a
+listener rule whose header condition matches, else the default action's target group with the
+largest weight; then to a healthy instance of it. That instance answers:
+
+* ``/health``  200 ``{"status": "healthy"}`` (503 when the target group has no healthy target)
+* ``/version`` 200 ``{"version": "<the instance's release version>"}``
+* the scenario's critical endpoints: 200, or 500 when the version lists them as failing
+* anything else: 404
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import httpx
+
+from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions
+from rfs_deploy.outputs import ServiceOutputs
+
+if TYPE_CHECKING:
+    from rfs_deploy.sim.world import World
+
+
+def sandbox_transport(world: World) -> httpx.MockTransport:
+    """A transport answering the stack's services as the sandbox's instances would."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        found = _service(world, request.url.host)
+        if found is None:
+            raise httpx.ConnectError(f"sandbox: no load balancer named {request.url.host}", request=request)
+        out = found
+        port = request.url.port or 80
+        if port == out.listener_port:
+            listener = out.listener_arn
+        elif port == out.test_listener_port:
+            listener = out.test_listener_arn
+        else:
+            raise httpx.ConnectError(
+                f"sandbox: {request.url.host} has no listener on port {port}", request=request
+            )
+        target_group = _route(world, listener, request)
+        if target_group is None:
+            return httpx.Response(503, json={"error": "no target group behind the listener"})
+        serving = [i for i, c in world.targets(target_group) if c.in_service]
+        if not serving:
+            return httpx.Response(503, json={"error": "no healthy target"})
+        instance = serving[0]
+        behaviour = world.scenario.behaviour(instance.version, world.baseline_version)
+        path = request.url.path
+        if path == "/health":
+            return httpx.Response(200, json={"status": "healthy"})
+        if path == "/version":
+            return httpx.Response(200, json={"version": instance.version})
+        if path in world.scenario.endpoints:
+            if path in behaviour.failing_endpoints:
+                return httpx.Response(500, json={"error": "internal error", "version": instance.version})
+            return httpx.Response(200, json={"ok": True, "version": instance.version})
+        return httpx.Response(404, json={"error": "not found"})
+
+    return httpx.MockTransport(handle)
+
+
+def _service(world: World, host: str) -> ServiceOutputs | None:
+    return next((out for out in world.topology().values() if out.dns_name == host), None)
+
+
+def _route(world: World, listener_arn: str, request: httpx.Request) -> str | None:
+    """The target group the ALB would send ``request`` to (header rules first, then the heaviest)."""
+    elbv2 = world.aws.raw("elbv2")
+    rules = sorted(
+        (r for r in elbv2.describe_rules(ListenerArn=listener_arn)["Rules"] if not r.get("IsDefault")),
+        key=lambda r: int(r["Priority"]),
+    )
+    for rule in rules:
+        headers = header_conditions(rule.get("Conditions", []))
+        if headers and all(_matches(request.headers.get(name, ""), values) for name, values in headers):
+            forward = forward_targets(forward_action(rule.get("Actions", [])))
+            if forward:
+                return max(forward, key=lambda arn: forward[arn])
+    listener = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
+    forward = forward_targets(forward_action(listener.get("DefaultActions", [])))
+    live = {arn: w for arn, w in forward.items() if w > 0}
+    return max(live, key=lambda arn: live[arn]) if live else None
+
+
+def _matches(value: str, patterns: Sequence[str]) -> bool:
+    """ALB header matching: case-insensitive, with ``*`` and ``?`` wildcards."""
+    return bool(value) and any(fnmatch.fnmatchcase(value.lower(), p.lower()) for p in patterns)

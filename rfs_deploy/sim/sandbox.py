@@ -1,0 +1,259 @@
+"""The sandbox in one object: simulated AWS, physics, virtual clock, a stack backend and adapters.
+
+::
+
+    with Sandbox.open("stacks/Pulumi.production.yaml", scenario="error-spike") as box:
+        box.provision()                      # the stack's first update: v1.0.0 running, warm
+        runner = Runner(box.backend, box.adapters.metrics, box.adapters.traffic, ...,
+                        clock=box.clock)     # the production adapters, over the sandbox
+        ...
+
+The driver gets the **production** adapters of :mod:`rfs_deploy.aws` built on a boto3 session
+whose clients carry the sandbox's gap handlers (:mod:`rfs_deploy.sim.gaps`); the physics fills
+in what moto cannot. With ``session_dir`` the sandbox keeps its state in ``state.json`` there
+(stack config, history, outputs, applied resources, physics), so a new process can ``resume``:
+it rebuilds moto by re-creating the recorded resources with the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from rfs_deploy.aws import AwsAdapters, AwsSession
+from rfs_deploy.config.loading import NAMESPACE, read_namespace
+from rfs_deploy.drive.protocols import UpdateResult
+from rfs_deploy.errors import ConfigError
+from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
+from rfs_deploy.sim.applier import Applied, MotoApplier
+from rfs_deploy.sim.aws import DEFAULT_REGION, SimulatedAws, seed_ids, unseed_ids
+from rfs_deploy.sim.backend import SandboxBackend
+from rfs_deploy.sim.clock import VirtualClock
+from rfs_deploy.sim.gaps import GapHandlers
+from rfs_deploy.sim.http import sandbox_transport
+from rfs_deploy.sim.network import NetworkMap
+from rfs_deploy.sim.scenario import Scenario, load_scenario, parse_scenario
+from rfs_deploy.sim.world import World
+
+STATE_FILE = "state.json"
+LOCK_FILE = "update.lock"
+
+
+def session_directory(root: str | Path, stack: str) -> Path:
+    """Where a stack's sandbox session lives under ``root`` (e.g. ``.rfs-deploy/sandbox/<stack>``)."""
+    return Path(root) / "sandbox" / stack
+
+
+class Sandbox:
+    """Simulated AWS + physics + backend for one stack (see the module docstring)."""
+
+    def __init__(
+        self,
+        stack_name: str,
+        namespace: dict[str, Any],
+        *,
+        scenario: Scenario,
+        extra_config: dict[str, Any] | None = None,
+        session_dir: Path | None = None,
+        start: float | None = None,
+    ) -> None:
+        extra = dict(extra_config or {})
+        self.stack_name = stack_name
+        self.scenario = scenario
+        self.session_dir = session_dir
+        self.aws = SimulatedAws(str(extra.get("aws:region") or DEFAULT_REGION))
+        self.clock = VirtualClock(start)
+        self._namespace, self._extra = namespace, extra
+        self._started = False
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def open(
+        cls,
+        stack_file: str | Path | None = None,
+        *,
+        scenario: str | Path | Scenario | None = None,
+        session_dir: str | Path | None = None,
+        start: float | None = None,
+    ) -> Sandbox:
+        """A started sandbox for ``stack_file`` (``stacks/Pulumi.<stack>.yaml``), or for the session
+        kept in ``session_dir`` when it holds one (then ``stack_file`` may be omitted; a given
+        ``scenario`` replaces the recorded one)."""
+        directory = Path(session_dir) if session_dir is not None else None
+        saved = _read_state(directory) if directory is not None else None
+        if saved is not None:
+            chosen = (
+                _scenario(scenario) if scenario is not None else parse_scenario(saved["scenario"], "session")
+            )
+            box = cls(
+                saved["backend"]["stack"],
+                saved["backend"]["namespace"],
+                scenario=chosen,
+                extra_config=saved["backend"].get("extraConfig"),
+                session_dir=directory,
+                start=start,
+            )
+            return box._start(saved)
+        if stack_file is None:
+            raise ConfigError(
+                "", "the sandbox needs a stack file (stacks/Pulumi.<stack>.yaml) or a saved session"
+            )
+        path = Path(stack_file)
+        stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        doc = yaml.safe_load(path.read_text()) or {}
+        extra = {
+            k: v
+            for k, v in (doc.get("config") or {}).items()
+            if not k.startswith(f"{NAMESPACE}:") and not (isinstance(v, dict) and "secure" in v)
+        }
+        box = cls(
+            stack,
+            read_namespace(path),
+            scenario=_scenario(scenario or "healthy"),
+            extra_config=extra,
+            session_dir=directory,
+            start=start,
+        )
+        return box._start(None)
+
+    def _start(self, saved: dict[str, Any] | None) -> Sandbox:
+        self.aws.start()
+        try:
+            self.world = World(self.aws, self.clock, self.scenario, self.topology)
+            self.gaps = GapHandlers(self.world)
+            self.gaps.install(self.aws)
+            self.network = NetworkMap()
+            self.applier = MotoApplier(self.aws, self.world, self.network)
+            lock = self.session_dir / LOCK_FILE if self.session_dir is not None else None
+            self.backend = SandboxBackend(
+                self.stack_name,
+                self._namespace,
+                self.applier,
+                extra_config=self._extra,
+                lock_file=lock,
+                save=self.save,
+                now=self.clock.now,
+            )
+            self.adapters = AwsAdapters.from_session(
+                AwsSession(self.aws.region, boto_session=self.aws.boto_session())
+            )
+            self._started = True
+            if saved is not None:
+                self._restore(saved)
+        except BaseException:
+            self.aws.stop()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Save the session (when kept in a directory) and stop moto."""
+        if not self._started:
+            return
+        self.save()
+        self.world.close()
+        self.aws.stop()
+        self._started = False
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- use
+
+    def provision(self, message: str = "sandbox: create the stack") -> UpdateResult | None:
+        """Run the stack's first update when it has none (instances start warm); None otherwise."""
+        if any(entry.result == "succeeded" for entry in self.backend.history()):
+            return None
+        return self.backend.up(message)
+
+    def topology(self) -> dict[str, ServiceOutputs]:
+        """Each service's outputs from the last successful update ({} before the first)."""
+        services = self.backend.outputs().get(OUTPUT_NAME) if self._started else None
+        if not isinstance(services, dict):
+            return {}
+        return {name: parse_service_outputs(value) for name, value in services.items()}
+
+    def http_transport(self) -> httpx.MockTransport:
+        """An httpx transport answering the services' URLs (validation: /health, /version, ...)."""
+        return sandbox_transport(self.world)
+
+    # ----------------------------------------------------------------- persistence
+
+    def save(self) -> None:
+        """Write the session to ``session_dir/state.json`` (atomically); no-op without a directory."""
+        if self.session_dir is None or not self._started:
+            return
+        state = {
+            "scenario": self.scenario.model_dump(by_alias=True),
+            "backend": self.backend.to_json(),
+            "network": self.network.ids,
+            "resources": self.applier.to_json(),
+            "world": self.world.to_json(),
+        }
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.session_dir, prefix=".state-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(state, handle, default=_jsonable)
+        os.replace(tmp, self.session_dir / STATE_FILE)
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """Rebuild moto from the recorded resources (same seeded ids), then the physics."""
+        self.backend.load_json(saved["backend"])
+        previous = self.world.load_json(saved["world"])
+        config = self.backend.read_config()
+        self.network.ensure(self.aws, config.network)
+        for data in saved.get("resources", []):
+            res = Applied(**data)
+            seed_ids(res.key, res.generation)
+            try:
+                self.applier.kinds[res.type].create(res)
+                if res.type == "aws:ec2/launchTemplate:LaunchTemplate":
+                    self._recreate_versions(res, int(Applied(**data).computed.get("latestVersion", 1)))
+            finally:
+                unseed_ids()
+            res.computed = {
+                **data["computed"],
+                **{k: v for k, v in res.computed.items() if k != "latestVersion"},
+            }
+            self.applier.resources[res.key] = res
+        renamed = self.world.fleet.adopt(previous)
+        self.world.refreshes.rename(renamed)
+        self.world.record.republish(self.clock.now())
+        self.world.alarms.evaluate_all(self.clock.now())
+
+    def _recreate_versions(self, res: Applied, latest: int) -> None:
+        from rfs_deploy.sim import convert
+
+        ec2 = self.aws.raw("ec2")
+        for _ in range(1, latest):
+            ec2.create_launch_template_version(
+                LaunchTemplateId=res.id, LaunchTemplateData=convert.launch_template_data(res.inputs)
+            )
+        if res.inputs.get("updateDefaultVersion") and latest > 1:
+            ec2.modify_launch_template(LaunchTemplateId=res.id, DefaultVersion=str(latest))
+
+
+def _scenario(value: str | Path | Scenario) -> Scenario:
+    return value if isinstance(value, Scenario) else load_scenario(value)
+
+
+def _read_state(directory: Path) -> dict[str, Any] | None:
+    path = directory / STATE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | set):
+        return list(value)
+    raise TypeError(f"cannot save {type(value).__name__} in a sandbox session")

@@ -1,0 +1,145 @@
+"""One simulated minute of traffic through one load balancer.
+
+Requests are split the way the listener really routes them (its default action's weights and
+its rules, as read back from moto), spread over the target group's healthy targets, and each
+target answers according to its :class:`~rfs_deploy.sim.behaviour.Conduct`: binomial 5xx
+errors and log-normal latencies, from which the minute's p99 is computed. A target group with
+no healthy target fails open to all its targets, as an ALB does; one with no target at all gets
+the load balancer's own 503s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rfs_deploy.sim.behaviour import Conduct
+
+#: Latency samples drawn per target group per minute (enough for a stable p99).
+MAX_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """CloudWatch-style statistic set of one minute, plus the p99 CloudWatch would compute."""
+
+    count: float
+    sum: float
+    minimum: float
+    maximum: float
+    p99: float
+
+    @property
+    def average(self) -> float:
+        return self.sum / self.count if self.count else 0.0
+
+    @classmethod
+    def of(cls, values: np.ndarray, weight: float = 1.0) -> Summary:
+        """Summary of ``values``, each standing for ``weight`` observations."""
+        return cls(
+            count=float(len(values) * weight),
+            sum=float(values.sum() * weight),
+            minimum=float(values.min()),
+            maximum=float(values.max()),
+            p99=float(np.percentile(values, 99)),
+        )
+
+
+@dataclass
+class GroupMinute:
+    """What one target group saw in one minute."""
+
+    requests: int = 0
+    errors: int = 0
+    latency: Summary | None = None
+    healthy: int = 0
+    unhealthy: int = 0
+
+
+@dataclass
+class Route:
+    """A share of the listener's requests and the weighted target groups they go to."""
+
+    share: float
+    forward: Mapping[str, int]
+
+
+@dataclass
+class MinuteResult:
+    groups: dict[str, GroupMinute] = field(default_factory=dict)
+    #: Requests the load balancer answered itself (no target to send them to).
+    elb_errors: int = 0
+    requests: int = 0
+
+
+def split_requests(rng: np.random.Generator, total: int, routes: Sequence[Route]) -> dict[str, int]:
+    """Requests per target group: routes by share, then each route's forward weights."""
+    per_group: dict[str, int] = {}
+    shares = np.array([max(0.0, r.share) for r in routes], dtype=float)
+    if total <= 0 or shares.sum() <= 0:
+        return per_group
+    by_route = rng.multinomial(total, shares / shares.sum())
+    for route, count in zip(routes, by_route, strict=True):
+        groups = [(arn, w) for arn, w in route.forward.items() if w > 0]
+        if not groups or count == 0:
+            per_group["__elb__"] = per_group.get("__elb__", 0) + int(count)
+            continue
+        weights = np.array([w for _, w in groups], dtype=float)
+        for (arn, _), n in zip(groups, rng.multinomial(count, weights / weights.sum()), strict=True):
+            per_group[arn] = per_group.get(arn, 0) + int(n)
+    return per_group
+
+
+def serve(rng: np.random.Generator, requests: int, targets: Sequence[Conduct]) -> GroupMinute:
+    """One target group answering ``requests`` with ``targets`` registered."""
+    minute = GroupMinute(
+        requests=requests,
+        healthy=sum(1 for t in targets if t.in_service),
+        unhealthy=sum(1 for t in targets if not t.in_service),
+    )
+    if requests == 0 or not targets:
+        return minute
+    serving = [t for t in targets if t.in_service] or list(targets)  # fail open
+    per_target = rng.multinomial(requests, np.full(len(serving), 1.0 / len(serving)))
+    samples_total = min(requests, MAX_SAMPLES)
+    samples: list[np.ndarray] = []
+    for target, n in zip(serving, per_target, strict=True):
+        if n == 0:
+            continue
+        minute.errors += int(rng.binomial(int(n), min(1.0, max(0.0, target.error_rate))))
+        draws = max(1, round(samples_total * n / requests))
+        samples.append(rng.lognormal(target.mu, target.sigma, size=draws))
+    values = np.concatenate(samples)
+    minute.latency = Summary.of(values, weight=requests / len(values))
+    return minute
+
+
+def simulate_minute(
+    rng: np.random.Generator,
+    total: int,
+    routes: Sequence[Route],
+    members: Mapping[str, Sequence[Conduct]],
+) -> MinuteResult:
+    """A minute of ``total`` requests through ``routes``; ``members`` are each group's targets."""
+    result = MinuteResult(requests=total)
+    split = split_requests(rng, total, routes)
+    result.elb_errors = split.pop("__elb__", 0)
+    for arn in sorted({*members, *split}):
+        targets = members.get(arn, ())
+        count = split.get(arn, 0)
+        if count and not targets:
+            result.elb_errors += count
+            result.groups[arn] = GroupMinute()
+            continue
+        result.groups[arn] = serve(rng, count, targets)
+    return result
+
+
+def cpu_sample(rng: np.random.Generator, conducts: Sequence[Conduct]) -> Summary | None:
+    """CPUUtilization of a group's instances for one minute (None without instances)."""
+    if not conducts:
+        return None
+    values = np.array([c.cpu + rng.normal(0.0, c.cpu_noise) if c.cpu_noise else c.cpu for c in conducts])
+    return Summary.of(np.clip(values, 0.0, 100.0))

@@ -1,0 +1,238 @@
+"""The sandbox's physics: moto holds the resources, the world makes them behave.
+
+Each simulated minute, for every service in the stack outputs, the world reads the production
+listener's real weights and rules back from moto, sends the scenario's requests through them to
+the healthy instances of each target group (moto's Auto Scaling instances, with the launch time
+and version the sandbox recorded), and writes the resulting ALB and EC2 metrics to moto's
+CloudWatch with the real namespaces and dimensions. Between minutes it advances instance
+refreshes; after each minute it evaluates the alarms.
+
+The world ticks from the :class:`~rfs_deploy.sim.clock.VirtualClock`: the driver's sleeps are
+what make time, and so traffic, pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions
+from rfs_deploy.outputs import ServiceOutputs
+from rfs_deploy.sim.alarms import AlarmEvaluator
+from rfs_deploy.sim.aws import SimulatedAws
+from rfs_deploy.sim.behaviour import Conduct, conduct
+from rfs_deploy.sim.clock import VirtualClock
+from rfs_deploy.sim.fleet import Fleet, Instance, TemplateVersions
+from rfs_deploy.sim.record import COUNT_UNIT, NEVER, MetricRecord, metric_key
+from rfs_deploy.sim.refresh import RefreshEngine
+from rfs_deploy.sim.scenario import Scenario
+from rfs_deploy.sim.traffic import MinuteResult, Route, Summary, cpu_sample, simulate_minute
+
+ALB = "AWS/ApplicationELB"
+EC2 = "AWS/EC2"
+PERIOD = 60.0
+#: Instances of the stack's first update count as launched this long ago (already warm).
+WARM_AGE = 86400.0
+
+Topology = Callable[[], Mapping[str, ServiceOutputs]]
+
+
+class World:
+    """Traffic, metrics, fleet behaviour and alarms over one moto, ticking with one clock."""
+
+    def __init__(
+        self, aws: SimulatedAws, clock: VirtualClock, scenario: Scenario, topology: Topology
+    ) -> None:
+        self.aws = aws
+        self.clock = clock
+        self.scenario = scenario
+        self.topology = topology
+        self.rng = np.random.default_rng(scenario.seed)
+        self.templates = TemplateVersions()
+        self.fleet = Fleet(aws.raw("autoscaling"), aws.raw("ec2"), self.templates)
+        self.record = MetricRecord(aws.raw("cloudwatch"))
+        self.alarms = AlarmEvaluator(aws.raw("cloudwatch"), self.record)
+        self.refreshes = RefreshEngine(self.fleet, aws.raw("autoscaling"), self.conduct_of, self.firing)
+        self.baseline_version: str | None = scenario.baseline_version
+        self.cursor = math.floor(clock.now() / PERIOD) * PERIOD
+        #: Requests per slot of the last simulated minute, for displays: {service: {tg arn: n}}.
+        self.last_minute: dict[str, MinuteResult] = {}
+        self._unsubscribe = clock.subscribe(self.on_tick)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # ----------------------------------------------------------------- instances
+
+    def conduct_of(self, instance: Instance, now: float) -> Conduct:
+        """How ``instance`` behaves at ``now`` (scenario behaviour of its version, its age)."""
+        behaviour = self.scenario.behaviour(instance.version, self.baseline_version)
+        return conduct(behaviour, now - instance.launched_at)
+
+    def after_apply(self, warm: bool = False) -> None:
+        """Record instances moto launched during a stack update (``warm``: as if long running)."""
+        now = self.clock.now()
+        self.fleet.sync(now, launched_at=now - WARM_AGE if warm else None)
+
+    def group_targets(self) -> dict[str, list[str]]:
+        """Target group ARN -> names of the Auto Scaling groups attached to it (from moto)."""
+        attached: dict[str, list[str]] = {}
+        for group in self.aws.raw("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]:
+            for arn in group.get("TargetGroupARNs", []):
+                attached.setdefault(arn, []).append(group["AutoScalingGroupName"])
+        return attached
+
+    def targets(self, target_group_arn: str, now: float | None = None) -> list[tuple[Instance, Conduct]]:
+        """The target group's registered targets (its groups' instances) and their conduct."""
+        now = self.clock.now() if now is None else now
+        groups = self.group_targets().get(target_group_arn, [])
+        return [(i, self.conduct_of(i, now)) for i in self.fleet.of_groups(groups)]
+
+    def firing(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` in ALARM in moto (as the evaluator last set them)."""
+        if not names:
+            return []
+        answer = self.aws.raw("cloudwatch").describe_alarms(AlarmNames=list(names))
+        return [a["AlarmName"] for a in answer.get("MetricAlarms", []) if a["StateValue"] == "ALARM"]
+
+    # ----------------------------------------------------------------- time
+
+    def on_tick(self, start: float, end: float) -> None:
+        """Clock listener: run the physics for the virtual time [start, end)."""
+        simulated = False
+        while self.cursor + PERIOD <= end:
+            self.refreshes.tick(self.cursor + PERIOD / 2)
+            self.simulate_minute(self.cursor)
+            self.cursor += PERIOD
+            simulated = True
+        self.refreshes.tick(end)
+        self.record.publish(end)
+        if simulated:
+            self.alarms.evaluate_all(end)
+            self.refreshes.tick(end)
+
+    def simulate_minute(self, t0: float) -> None:
+        """One minute [t0, t0 + 60) of traffic for every service; datapoints stamped ``t0``."""
+        topology = self.topology()
+        if not topology:
+            return
+        attached = self.group_targets()
+        middle = t0 + PERIOD / 2
+        for service, out in sorted(topology.items()):
+            members: dict[str, list[Conduct]] = {}
+            cpu: dict[str, list[Conduct]] = {}
+            for slot in out.slots.values():
+                cpu[slot.asg_name] = [self.conduct_of(i, middle) for i in self.fleet.of_group(slot.asg_name)]
+                for asg in attached.get(slot.target_group_arn, []):
+                    conducts = [self.conduct_of(i, middle) for i in self.fleet.of_group(asg)]
+                    members.setdefault(slot.target_group_arn, []).extend(conducts)
+            result = simulate_minute(self.rng, self._requests(), self.routes(out.listener_arn), members)
+            self.last_minute[service] = result
+            self._record_minute(t0, out, result, cpu)
+
+    def _requests(self) -> int:
+        traffic = self.scenario.traffic
+        drawn = self.rng.normal(traffic.requests_per_minute, traffic.requests_per_minute * traffic.noise)
+        return max(0, round(float(drawn)))
+
+    def routes(self, listener_arn: str) -> list[Route]:
+        """How the listener splits requests: header rules take the forced share, the default the rest."""
+        elbv2 = self.aws.raw("elbv2")
+        listener = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
+        default = forward_targets(forward_action(listener.get("DefaultActions", [])))
+        rules = [
+            r
+            for r in elbv2.describe_rules(ListenerArn=listener_arn)["Rules"]
+            if not r.get("IsDefault") and header_conditions(r.get("Conditions", []))
+        ]
+        forced = self.scenario.traffic.forced_share if rules else 0.0
+        routes = [Route(1.0 - forced, default)]
+        routes += [
+            Route(forced / len(rules), forward_targets(forward_action(r.get("Actions", [])))) for r in rules
+        ]
+        return routes
+
+    # ----------------------------------------------------------------- metrics
+
+    def _visible_at(self, t0: float) -> float:
+        flaky = self.scenario.metrics
+        draw = float(self.rng.random())
+        if draw < flaky.missing:
+            return NEVER
+        if draw < flaky.missing + flaky.delayed:
+            return t0 + PERIOD + flaky.delay
+        return t0 + PERIOD
+
+    def _add(
+        self,
+        name: str,
+        namespace: str,
+        dims: Sequence[tuple[str, str]],
+        t0: float,
+        summary: Summary,
+        visible: float,
+        unit: str,
+    ) -> None:
+        self.record.add(metric_key(namespace, name, dims), t0, summary, visible, unit)
+
+    def _record_minute(
+        self, t0: float, out: ServiceOutputs, result: MinuteResult, cpu: Mapping[str, Sequence[Conduct]]
+    ) -> None:
+        lb = ("LoadBalancer", out.load_balancer_dimension)
+        served = errors = 0
+        for slot in out.slots.values():
+            group = result.groups.get(slot.target_group_arn)
+            if group is None:
+                continue
+            served += group.requests
+            errors += group.errors
+            dims = (("TargetGroup", slot.target_group_dimension), lb)
+            visible = self._visible_at(t0)
+            self._add("RequestCount", ALB, dims, t0, _count(group.requests), visible, COUNT_UNIT)
+            self._add("HTTPCode_Target_5XX_Count", ALB, dims, t0, _count(group.errors), visible, COUNT_UNIT)
+            self._add("HealthyHostCount", ALB, dims, t0, _count(group.healthy), visible, COUNT_UNIT)
+            self._add("UnHealthyHostCount", ALB, dims, t0, _count(group.unhealthy), visible, COUNT_UNIT)
+            if group.latency is not None:
+                self._add("TargetResponseTime", ALB, dims, t0, group.latency, visible, "Seconds")
+        visible = self._visible_at(t0)
+        self._add("RequestCount", ALB, (lb,), t0, _count(served + result.elb_errors), visible, COUNT_UNIT)
+        self._add("HTTPCode_Target_5XX_Count", ALB, (lb,), t0, _count(errors), visible, COUNT_UNIT)
+        self._add("HTTPCode_ELB_5XX_Count", ALB, (lb,), t0, _count(result.elb_errors), visible, COUNT_UNIT)
+        for asg, conducts in cpu.items():
+            sample = cpu_sample(self.rng, conducts)
+            if sample is not None:
+                dims = (("AutoScalingGroupName", asg),)
+                self._add("CPUUtilization", EC2, dims, t0, sample, self._visible_at(t0), "Percent")
+
+    # ----------------------------------------------------------------- persistence
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything moto does not hold: instance records, refreshes, metrics, randomness."""
+        return {
+            "now": self.clock.now(),
+            "cursor": self.cursor,
+            "baselineVersion": self.baseline_version,
+            "rng": self.rng.bit_generator.state,
+            "templates": self.templates.to_json(),
+            "instances": [i.to_json() for i in self.fleet.instances.values()],
+            "refreshes": self.refreshes.to_json(),
+            "metrics": self.record.to_json(),
+        }
+
+    def load_json(self, data: Mapping[str, Any]) -> list[Instance]:
+        """Restore from :meth:`to_json`; returns the recorded instances for :meth:`Fleet.adopt`."""
+        self.clock.set(max(self.clock.now(), float(data["now"])))
+        self.cursor = float(data["cursor"])
+        self.baseline_version = data.get("baselineVersion") or self.baseline_version
+        self.rng.bit_generator.state = data["rng"]
+        self.templates.load_json(data.get("templates", {}))
+        self.refreshes.load_json(data.get("refreshes", {}))
+        self.record.load_json(data.get("metrics", []))
+        return [Instance.from_json(i) for i in data.get("instances", [])]
+
+
+def _count(n: int | float) -> Summary:
+    return Summary(count=1.0, sum=float(n), minimum=float(n), maximum=float(n), p99=float(n))
