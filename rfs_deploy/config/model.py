@@ -23,9 +23,9 @@ from pydantic_core import PydanticCustomError
 SlotName = Literal["blue", "green"]
 SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
 
-#: Service names become parts of AWS resource names (target groups allow 32 characters,
-#: Pulumi adds an 8-character suffix), hence the short limit.
-SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+#: Service names become parts of AWS resource names: target groups allow 32 characters and
+#: Pulumi auto-names ``<name>-tg-green`` with an 8-character suffix, so 32 - 8 - 9 = 15.
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
 
 
 def other_slot(slot: SlotName) -> SlotName:
@@ -397,7 +397,7 @@ class StackConfig(Model):
         for name in services:
             if not SERVICE_NAME.match(name):
                 raise ValueError(
-                    f"service name {name!r} must be 1-16 characters of a-z, 0-9 and '-', "
+                    f"service name {name!r} must be 1-15 characters of a-z, 0-9 and '-', "
                     "starting with a letter"
                 )
         return services
