@@ -150,6 +150,14 @@ class FakeStack:
         self._history: list[HistoryEntry] = []
         self.fail_updates = 0
         self.fail_when: Callable[[str], bool] | None = None
+        #: Kill the driver mid-update: when this returns an exception for an update's message,
+        #: ``up`` raises it after leaving history as a killed update does (see ``crash_leaves``).
+        self.crash_when: Callable[[str], BaseException | None] | None = None
+        #: The entry a killed update leaves: "in-progress" (Pulumi Cloud backend), "failed", or
+        #: None for no entry at all (self-managed backend).
+        self.crash_leaves: str | None = "in-progress"
+        #: Whether the killed update had already changed the cloud before it died.
+        self.crash_applied = False
         self.locked_by: str | None = None
         self.updates = 0
         self.clock: Callable[[], float] = time.time
@@ -178,6 +186,13 @@ class FakeStack:
         if self.locked_by is not None:
             raise StackBusy(f"stack {self.stack_name} is locked by another update ({self.locked_by})")
         self.updates += 1
+        crash = self.crash_when(message) if self.crash_when is not None else None
+        if crash is not None:
+            if self.crash_applied:
+                self.cloud.apply(self._config.release)
+            if self.crash_leaves is not None:
+                self._record(message, self.crash_leaves)
+            raise crash
         if self.fail_updates > 0 or (self.fail_when is not None and self.fail_when(message)):
             self.fail_updates = max(0, self.fail_updates - 1)
             self._record(message, "failed")
