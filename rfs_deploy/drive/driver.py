@@ -105,9 +105,11 @@ class Driver:
         overrides: dict[str, Any] | None = None,
     ) -> DeploymentRecord:
         """Release ``version`` of ``service``; ends COMPLETED, ROLLED_BACK or FAILED (with recovery)."""
-        svc, strat, release, steps = self.plan(service, version, strategy, overrides)
         history = self.seams.backend.history()
+        # before planning: an open deployment's traffic split would fail the plan's starting-point
+        # check with a vaguer InvalidInput instead of StackBusy naming resume and abort
         self._refuse_if_open(history)
+        svc, strat, release, steps = self.plan(service, version, strategy, overrides)
         checkpoint = self._current_checkpoint(history, service, release)
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
