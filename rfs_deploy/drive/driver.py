@@ -197,10 +197,10 @@ class Driver:
         found = journal.find_open_deployment(history)
         if found is not None:
             step = found.next_step
+            commands = " or ".join(f"`{self._cmd(verb)}`" for verb in dict.fromkeys((hint, "abort")))
             raise StackBusy(
                 f"deployment {found.deployment_id} of {found.service} ({found.version}) is still open "
-                f"at step {step + 1}/{found.total_steps}; "
-                f"run `{self._cmd(hint)}` or `{self._cmd('abort')}` first"
+                f"at step {step + 1}/{found.total_steps}; run {commands} first"
             )
 
     def _open(self, service: str | None) -> JournalDeployment:
