@@ -167,9 +167,13 @@ class Driver:
 
     async def rollback(self, service: str, to_version: int | None = None) -> DeploymentRecord:
         """Restore ``service`` to history version ``to_version`` (default: the last resting state
-        before the newest deployment). Refuses while a deployment is open: abort it instead."""
+        before the newest deployment). Refuses while a deployment is open: abort it instead —
+        unless its rollback or abort already failed: restoring a checkpoint is how that one is
+        finished (the recovery command of its FAILED record)."""
         history = self.seams.backend.history()
-        self._refuse_if_open(history, hint="abort")
+        found = journal.find_open_deployment(history)
+        if found is None or found.status not in ("rolling-back", "aborting"):
+            self._refuse_if_open(history, hint="abort")
         config = self.seams.backend.read_config()
         svc = config.service(service)
         if to_version is not None:
