@@ -192,7 +192,7 @@ class Driver:
         )
         runner = Runner(self.seams, record, svc, (), checkpoint, 0)
         record.status = DeploymentStatus.IN_PROGRESS
-        await runner.roll_back(f"rollback to stack version {checkpoint.version} on request")
+        await runner.roll_back(f"rollback to stack version {checkpoint.version} on request", on_request=True)
         return record
 
     # ------------------------------------------------------------------ helpers
@@ -241,7 +241,9 @@ class Driver:
         checkpoint = self._checkpoint_of(found)
         record = self._load_or_new(found, checkpoint.release_for(found.service))
         runner = Runner(self.seams, record, svc, (), checkpoint, 0)
-        await runner.roll_back(reason, status_reason="aborted" if phase == "abort" else "rolled back")
+        await runner.roll_back(
+            reason, status_reason="aborted" if phase == "abort" else "rolled back", on_request=True
+        )
         return record
 
     def _new_record(

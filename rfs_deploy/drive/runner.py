@@ -257,15 +257,22 @@ class Runner:
 
     # ------------------------------------------------------------------ rollback
 
-    async def roll_back(self, reason: str, status_reason: str = "rolled back") -> None:
-        """Restore the pre-deployment checkpoint, retrying up to ``maxRollbackAttempts`` times."""
+    async def roll_back(
+        self, reason: str, status_reason: str = "rolled back", on_request: bool = False
+    ) -> None:
+        """Restore the pre-deployment checkpoint, retrying up to ``maxRollbackAttempts`` times.
+
+        ``deploy.autoRollback`` off stops only the automatic rollback of a failed deployment;
+        a rollback or abort asked for (``on_request``) always runs.
+        """
         from rfs_deploy.drive.rollback import restore
 
         rec = self.record
-        if not self.service.deploy.auto_rollback:
+        if not on_request and not self.service.deploy.auto_rollback:
             rec.status = DeploymentStatus.FAILED
             rec.ended_at = self.seams.clock.now()
-            rec.recovery = self._recovery_command()
+            # history shows the deployment open, so rollback would refuse it: abort finishes it
+            rec.recovery = f"{self.seams.command_prefix} abort --stack {self.record.stack}"
             rec.errors.append(f"{reason}; auto rollback is off")
             self._emit(events.DeploymentFinished, status=rec.status.value, reason=reason)
             self._save()
