@@ -255,7 +255,8 @@ class RefreshEngine:
         self._fleet.sync(now)
         refresh.in_flight = [iid for iid in self._fleet.instances if iid not in before]
         refresh.batch_started = now
-        refresh.reason = ""
+        if refresh.status == "InProgress":
+            refresh.reason = ""  # past the checkpoint; a rollback keeps saying why it happens
 
     def _settle_batch(self, refresh: Refresh, now: float) -> bool:
         warmup = refresh.preferences.warmup or 0.0

@@ -76,6 +76,11 @@ class World:
         """Record instances moto launched during a stack update (``warm``: as if long running)."""
         now = self.clock.now()
         self.fleet.sync(now, launched_at=now - WARM_AGE if warm else None)
+        if self.baseline_version is None:
+            # The version the fleet ran when the sandbox first saw it is the old one.
+            versions = [i.version for i in self.fleet.instances.values() if i.version is not None]
+            if versions:
+                self.baseline_version = max(set(versions), key=versions.count)
 
     def group_targets(self) -> dict[str, list[str]]:
         """Target group ARN -> names of the Auto Scaling groups attached to it (from moto)."""

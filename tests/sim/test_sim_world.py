@@ -1,0 +1,170 @@
+"""The sandbox end to end over moto: traffic, metrics, health, alarms, HTTP, instance refresh."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from rfs_deploy.aws import service_queries
+from rfs_deploy.drive.steps import DeployIdle, RollRefresh, SetWeight
+from rfs_deploy.sim.sandbox import Sandbox
+
+Open = Callable[..., Sandbox]
+
+
+def release_step(box: Sandbox, step: object, message: str) -> None:
+    state = box.backend.read_config().release["api-service"]
+    box.backend.write_release({"api-service": step.apply(state)})  # type: ignore[attr-defined]
+    box.backend.up(message)
+
+
+def sleep(box: Sandbox, seconds: float) -> None:
+    asyncio.run(box.clock.sleep(seconds))
+
+
+def test_metrics_land_in_cloudwatch_with_alb_dimensions(open_sandbox: Open) -> None:
+    box = open_sandbox()
+    out = box.topology()["api-service"]
+    sleep(box, 180)
+    cloudwatch = box.aws.raw("cloudwatch")
+    metrics = cloudwatch.list_metrics(Namespace="AWS/ApplicationELB", MetricName="RequestCount")["Metrics"]
+    dims = [{d["Name"]: d["Value"] for d in m["Dimensions"]} for m in metrics]
+    blue = out.slot("blue").target_group_dimension
+    assert {"TargetGroup": blue, "LoadBalancer": out.load_balancer_dimension} in dims
+    assert blue.startswith("targetgroup/") and out.load_balancer_dimension.startswith("app/")
+    cpu = cloudwatch.list_metrics(Namespace="AWS/EC2", MetricName="CPUUtilization")["Metrics"]
+    assert {"Name": "AutoScalingGroupName", "Value": out.slot("blue").asg_name} in cpu[0]["Dimensions"]
+    # Plain moto read of the raw datapoints, dimensions in the order the sandbox wrote them.
+    answer = cloudwatch.get_metric_data(
+        MetricDataQueries=[{"Id": "r", "MetricStat": {"Metric": metrics[0], "Period": 60, "Stat": "Sum"}}],
+        StartTime=datetime.fromtimestamp(box.clock.now() - 600, tz=UTC),
+        EndTime=datetime.fromtimestamp(box.clock.now(), tz=UTC),
+    )
+    assert len(answer["MetricDataResults"][0]["Values"]) == 3
+
+
+def test_production_adapters_read_p99_and_sums(open_sandbox: Open) -> None:
+    box = open_sandbox()
+    out = box.topology()["api-service"]
+    sleep(box, 300)
+    now = box.clock.now()
+    series = box.adapters.metrics.get_metric_data(service_queries(out, ["blue"]), now - 300, now)
+    assert len(series["req_blue"].values) == 5
+    assert all(5000 < v < 7000 for v in series["req_blue"].values)
+    assert all(0.2 < v < 0.6 for v in series["p99_blue"].values)  # healthy: p99 about 0.35 s
+    assert all(30 < v < 40 for v in series["cpu_blue"].values)
+    assert list(series["p99_blue"].timestamps) == sorted(series["p99_blue"].timestamps)
+
+
+def test_traffic_split_follows_listener_weights(open_sandbox: Open) -> None:
+    box = open_sandbox()
+    out = box.topology()["api-service"]
+    release_step(box, DeployIdle("v2.0.0", 4), "deploy idle")
+    sleep(box, 120)
+    release_step(box, SetWeight(30), "weight 30")
+    assert box.adapters.traffic.forward_weights(out.listener_arn)[out.slot("green").target_group_arn] == 30
+    start = box.clock.now()
+    sleep(box, 600)
+    series = box.adapters.metrics.get_metric_data(
+        service_queries(out, ["blue", "green"]), start, box.clock.now()
+    )
+    blue, green = sum(series["req_blue"].values), sum(series["req_green"].values)
+    assert green / (blue + green) == pytest.approx(0.30, abs=0.02)
+
+
+def test_slow_start_targets_become_healthy_late(open_sandbox: Open) -> None:
+    box = open_sandbox("slow-start")
+    out = box.topology()["api-service"]
+    green = out.slot("green").target_group_arn
+    assert box.adapters.traffic.target_health(out.slot("blue").target_group_arn).healthy == 4
+    release_step(box, DeployIdle("v2.0.0", 4), "deploy idle")
+    assert box.adapters.traffic.target_health(green).initial == 4
+    sleep(box, 120)
+    assert box.adapters.traffic.target_health(green).unhealthy == 4
+    sleep(box, 120)
+    assert box.adapters.traffic.target_health(green).healthy == 4
+
+
+def test_http_transport_answers_through_the_test_listener(open_sandbox: Open) -> None:
+    box = open_sandbox()
+    out = box.topology()["api-service"]
+    release_step(box, DeployIdle("v2.0.0", 4), "deploy idle")
+    with httpx.Client(transport=box.http_transport()) as client:
+        assert client.get(f"{out.test_url}/version").status_code == 503  # still booting
+        sleep(box, 120)
+        assert client.get(f"{out.test_url}/version").json() == {"version": "v2.0.0"}
+        assert client.get(f"{out.url}/version").json() == {"version": "v1.0.0"}
+        assert client.get(f"{out.url}/health").status_code == 200
+        assert client.get(f"{out.url}/api/users").status_code == 200
+        assert client.get(f"{out.url}/nope").status_code == 404
+
+
+def test_error_spike_fires_the_new_slots_alarm(open_sandbox: Open) -> None:
+    box = open_sandbox("error-spike")
+    out = box.topology()["api-service"]
+    release_step(box, DeployIdle("v2.0.0", 4), "deploy idle")
+    sleep(box, 120)
+    release_step(box, SetWeight(20), "weight 20")
+    green_alarms = list(out.slot("green").alarm_names)
+    blue_alarms = list(out.slot("blue").alarm_names)
+    sleep(box, 180)
+    assert box.adapters.alarms.firing(green_alarms) == [green_alarms[0]]  # the 5xx-rate alarm
+    assert box.adapters.alarms.firing(blue_alarms) == []
+
+
+def test_rolling_refresh_progresses_in_batches(open_sandbox: Open) -> None:
+    box = open_sandbox()
+    out = box.topology()["api-service"]
+    asg = out.slot("blue").asg_name
+    release_step(box, RollRefresh("v2.0.0"), "roll to v2")
+    seen = []
+    for _ in range(40):
+        status = box.adapters.fleet.latest_refresh(asg)
+        assert status is not None
+        seen.append(status.percentage_complete)
+        if status.done:
+            break
+        sleep(box, 30)
+    assert status.status == "Successful"
+    assert seen == sorted(seen) and 0 < len(set(seen)) >= 4  # 25 % per batch, with checkpoints
+    assert {i.version for i in box.world.fleet.of_group(asg)} == {"v2.0.0"}
+    assert box.adapters.fleet.in_service(asg) == 4
+
+
+def test_refresh_rolls_back_when_its_alarm_fires(open_sandbox: Open) -> None:
+    box = open_sandbox("error-spike")
+    out = box.topology()["api-service"]
+    asg = out.slot("blue").asg_name
+    release_step(box, RollRefresh("v2.0.0"), "roll to v2")
+    for _ in range(80):
+        status = box.adapters.fleet.latest_refresh(asg)
+        assert status is not None
+        if status.done:
+            break
+        sleep(box, 30)
+    assert status.status == "RollbackSuccessful"
+    assert status.rolled_back_by_aws and "ALARM" in status.status_reason
+    assert {i.version for i in box.world.fleet.of_group(asg)} == {"v1.0.0"}
+
+
+def test_refresh_cancel_and_api_errors(open_sandbox: Open) -> None:
+    from rfs_deploy.errors import AwsError
+
+    box = open_sandbox()
+    asg = box.topology()["api-service"].slot("blue").asg_name
+    box.adapters.fleet.cancel_refresh(asg)  # nothing active: a no-op, like the adapter promises
+    with pytest.raises(AwsError, match="ActiveInstanceRefreshNotFound"):
+        box.adapters.fleet.rollback_refresh(asg)
+    refresh_id = box.adapters.fleet.start_refresh(asg, {"MinHealthyPercentage": 50, "InstanceWarmup": 30})
+    with pytest.raises(AwsError, match="InstanceRefreshInProgress"):
+        box.adapters.fleet.start_refresh(asg, {})
+    box.adapters.fleet.cancel_refresh(asg)
+    status = box.adapters.fleet.latest_refresh(asg)
+    assert status is not None and status.refresh_id == refresh_id
+    sleep(box, 120)
+    status = box.adapters.fleet.latest_refresh(asg)
+    assert status is not None and status.status == "Cancelled"
