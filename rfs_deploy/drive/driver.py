@@ -135,7 +135,8 @@ class Driver:
         """Continue the open deployment from its last completed step (a new process may call this)."""
         found = self._open(service)
         if found.status in ("rolling-back", "aborting"):
-            return await self._restore_open(found, "abort", "finishing an interrupted rollback")
+            phase: journal.Phase = "rollback" if found.status == "rolling-back" else "abort"
+            return await self._restore_open(found, phase, f"finishing an interrupted {phase}")
         config = self.seams.backend.read_config()
         svc, strat = resolve(config.service(found.service), found.strategy)
         checkpoint = self._checkpoint_of(found)
@@ -171,8 +172,8 @@ class Driver:
         unless its rollback or abort already failed: restoring a checkpoint is how that one is
         finished (the recovery command of its FAILED record)."""
         history = self.seams.backend.history()
-        found = journal.find_open_deployment(history)
-        if found is None or found.status not in ("rolling-back", "aborting"):
+        open_one = journal.find_open_deployment(history)
+        if open_one is None or open_one.status not in ("rolling-back", "aborting"):
             self._refuse_if_open(history, hint="abort")
         config = self.seams.backend.read_config()
         svc = config.service(service)
@@ -235,14 +236,19 @@ class Driver:
             )
         return Checkpoint(latest.version, dict(latest.release))
 
-    async def _restore_open(self, found: JournalDeployment, phase: str, reason: str) -> DeploymentRecord:
+    async def _restore_open(
+        self, found: JournalDeployment, phase: journal.Phase, reason: str
+    ) -> DeploymentRecord:
         config = self.seams.backend.read_config()
         svc = config.service(found.service)
         checkpoint = self._checkpoint_of(found)
         record = self._load_or_new(found, checkpoint.release_for(found.service))
         runner = Runner(self.seams, record, svc, (), checkpoint, 0)
         await runner.roll_back(
-            reason, status_reason="aborted" if phase == "abort" else "rolled back", on_request=True
+            reason,
+            status_reason="aborted" if phase == "abort" else "rolled back",
+            on_request=True,
+            phase=phase,
         )
         return record
 

@@ -21,7 +21,9 @@ MAX_BACKOFF = 60
 REFRESH_WAIT = 1800
 
 
-async def restore(runner: Runner, checkpoint: Checkpoint, reason: str, phase: str = "rollback") -> bool:
+async def restore(
+    runner: Runner, checkpoint: Checkpoint, reason: str, phase: journal.Phase = "rollback"
+) -> bool:
     """Bring the service back to ``checkpoint``; True when the stack and the load balancer agree."""
     from rfs_deploy.drive.runner import StepFailed
 

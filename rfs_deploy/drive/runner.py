@@ -258,12 +258,17 @@ class Runner:
     # ------------------------------------------------------------------ rollback
 
     async def roll_back(
-        self, reason: str, status_reason: str = "rolled back", on_request: bool = False
+        self,
+        reason: str,
+        status_reason: str = "rolled back",
+        on_request: bool = False,
+        phase: journal.Phase = "rollback",
     ) -> None:
         """Restore the pre-deployment checkpoint, retrying up to ``maxRollbackAttempts`` times.
 
         ``deploy.autoRollback`` off stops only the automatic rollback of a failed deployment;
-        a rollback or abort asked for (``on_request``) always runs.
+        a rollback or abort asked for (``on_request``) always runs. ``phase`` tags the updates
+        in history (``abort`` for an abort, so the journal shows the deployment aborted).
         """
         from rfs_deploy.drive.rollback import restore
 
@@ -278,7 +283,7 @@ class Runner:
             self._save()
             return
         self._emit(events.RollbackStarted, reason=reason, target_version=self.checkpoint.version)
-        ok = await restore(self, self.checkpoint, reason)
+        ok = await restore(self, self.checkpoint, reason, phase=phase)
         rec.ended_at = self.seams.clock.now()
         if ok:
             rec.status = DeploymentStatus.ROLLED_BACK
