@@ -11,6 +11,7 @@ whole percent, latency is seconds, CPU is percent.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from string import Template
@@ -55,6 +56,17 @@ class Network(Model):
     instance_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]+$")]] | None = None
     internal: bool = False
     ingress_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+
+    @field_validator("ingress_cidrs")
+    @classmethod
+    def _cidr_blocks(cls, cidrs: list[str]) -> list[str]:
+        # Security group rules take network addresses only (10.0.0.0/8, 2001:db8::/32).
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a CIDR block ({exc})") from None
+        return cidrs
 
 
 class HealthCheck(Model):
