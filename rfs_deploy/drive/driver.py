@@ -150,7 +150,12 @@ class Driver:
         record = self._load_or_new(found, start_release)
         record.status = DeploymentStatus.IN_PROGRESS
         record.errors.append(f"resumed at step {found.next_step + 1} of {len(steps)}")
-        runner = Runner(self.seams, record, svc, steps, checkpoint, planned_seconds(steps))
+        # the budget covers the part of the plan still to run, from now: observation steps after
+        # the last completed change run again, and the time the killed driver was gone is not
+        # the deployment waiting on the world
+        remaining = planned_seconds(steps[found.next_step :])
+        now = self.seams.clock.now()
+        runner = Runner(self.seams, record, svc, steps, checkpoint, remaining, started_at=now)
         expected = replay(start_release, steps[: found.next_step])
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state

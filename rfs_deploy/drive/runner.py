@@ -71,6 +71,7 @@ class Runner:
         steps: tuple[Step, ...],
         checkpoint: Checkpoint,
         planned_seconds: float,
+        started_at: float | None = None,
     ) -> None:
         self.seams = seams
         self.record = record
@@ -80,7 +81,8 @@ class Runner:
         self.analyst = Analyst(seams, record, service)
         self._outputs: ServiceOutputs | None = None
         budget = min(planned_seconds + service.deploy.max_deployment_time, service.deploy.deployment_timeout)
-        self.deadline = record.started_at + budget
+        #: The budget runs from ``started_at`` (default: the record's start; resume: now).
+        self.deadline = (record.started_at if started_at is None else started_at) + budget
 
     # ------------------------------------------------------------------ the loop
 
