@@ -219,8 +219,10 @@ class AwsMocks(pulumi.runtime.Mocks):
 class _RecordingMonitor(MockMonitor):
     """A mock monitor that records every registration and the stack outputs."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    def __init__(self, mocks: pulumi.runtime.Mocks, project: str, stack: str) -> None:
         super().__init__(mocks)
+        self._project = project
+        self._stack = stack
         self.records: list[RegisteredResource] = []
         self.stack_urn = ""
         self.stack_outputs: dict[str, Any] = {}
@@ -228,6 +230,14 @@ class _RecordingMonitor(MockMonitor):
         self._lock = threading.Lock()
         #: Event loops this monitor made for the runtime's executor threads, closed by close().
         self._loops: list[asyncio.AbstractEventLoop] = []
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """URNs as the engine makes them: the parent's full type chain, without the root stack."""
+        if parent:
+            parent_type = parent.split("::")[2]
+            if parent_type != STACK_TYPE:
+                type_ = f"{parent_type}${type_}"
+        return f"urn:pulumi:{self._stack}::{self._project}::{type_}::{name}"
 
     def _thread_loop(self) -> None:
         """Give the calling executor thread an event loop (the runtime's (de)serialisers need one).
@@ -412,7 +422,7 @@ class _Job:
         """Runs in a fresh thread: configure the runtime, run the program, collect the record."""
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        monitor = _RecordingMonitor(self.mocks)
+        monitor = _RecordingMonitor(self.mocks, self.project, self.stack)
         try:
             configure(
                 MockSettings(
