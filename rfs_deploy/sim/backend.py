@@ -93,7 +93,7 @@ class SandboxBackend:
 
     def _update(self, message: str, emit: Callable[[str], None]) -> UpdateResult:
         version = (self.entries[-1]["version"] + 1) if self.entries else 1
-        entry = {
+        entry: dict[str, Any] = {
             "version": version,
             "message": message,
             "result": "in-progress",

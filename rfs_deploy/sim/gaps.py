@@ -104,22 +104,22 @@ class GapHandlers:
         for query in queries:
             if "Expression" in query:
                 stamps = sorted({t for s in series.values() for t in s})
-                points = {
+                computed = {
                     t: evaluate_expression(query["Expression"], {i: s.get(t) for i, s in series.items()})
                     for t in stamps
                 }
-                series[query["Id"]] = {t: v for t, v in points.items() if v is not None}
+                series[query["Id"]] = {t: v for t, v in computed.items() if v is not None}
         results = []
         for query in queries:
             if query.get("ReturnData", True) is False:
                 continue
-            points = sorted(series.get(query["Id"], {}).items(), reverse=True)
+            ordered = sorted(series.get(query["Id"], {}).items(), reverse=True)
             results.append(
                 {
                     "Id": query["Id"],
                     "Label": query.get("Label", query["Id"]),
-                    "Timestamps": [datetime.fromtimestamp(t, tz=UTC) for t, _ in points],
-                    "Values": [v for _, v in points],
+                    "Timestamps": [datetime.fromtimestamp(t, tz=UTC) for t, _ in ordered],
+                    "Values": [v for _, v in ordered],
                     "StatusCode": "Complete",
                 }
             )

@@ -209,8 +209,15 @@ class World:
         for asg, conducts in cpu.items():
             sample = cpu_sample(self.rng, conducts)
             if sample is not None:
-                dims = (("AutoScalingGroupName", asg),)
-                self._add("CPUUtilization", EC2, dims, t0, sample, self._visible_at(t0), "Percent")
+                self._add(
+                    "CPUUtilization",
+                    EC2,
+                    (("AutoScalingGroupName", asg),),
+                    t0,
+                    sample,
+                    self._visible_at(t0),
+                    "Percent",
+                )
 
     # ----------------------------------------------------------------- persistence
 
