@@ -168,3 +168,22 @@ def test_refresh_cancel_and_api_errors(open_sandbox: Open) -> None:
     sleep(box, 120)
     status = box.adapters.fleet.latest_refresh(asg)
     assert status is not None and status.status == "Cancelled"
+
+
+def test_flaky_metrics_drop_points_and_throttle_calls(open_sandbox: Open) -> None:
+    from rfs_deploy.errors import AwsError
+
+    box = open_sandbox("flaky-metrics")
+    out = box.topology()["api-service"]
+    sleep(box, 1200)
+    now, throttled, counts = box.clock.now(), 0, []
+    for _ in range(30):
+        try:
+            series = box.adapters.metrics.get_metric_data(service_queries(out, ["blue"]), now - 1200, now)
+        except AwsError as exc:
+            assert "Throttling" in str(exc)
+            throttled += 1
+            continue
+        counts.append(len(series["req_blue"].values))
+    assert 0 < throttled < 30
+    assert counts and all(c == counts[0] for c in counts) and counts[0] < 20  # some minutes never arrive
