@@ -179,7 +179,7 @@ class Analyst:
         series = self.seams.metrics.get_metric_data(queries, end - seconds, end)
         partial = any(not s.complete for s in series.values())
         aggregates = {slot: _aggregate(series, slot) for slot in slots}
-        numbers = {slot: _as_numbers(m) for slot, m in aggregates.items()}
+        numbers: dict[str, dict[str, Any]] = {slot: _as_numbers(m) for slot, m in aggregates.items()}
         window = Window(new=aggregates[new], baseline=aggregates[base] if base else None, partial=partial)
         return window, numbers
 
@@ -204,7 +204,7 @@ class Analyst:
         verdict: Verdict,
     ) -> None:
         now = self.seams.clock.now()
-        weights = dict(release.weights)
+        weights: dict[str, int] = {slot: w for slot, w in release.weights.items()}
         numbers = dict(verdict.numbers)
         self.record.verdicts.append(VerdictRecord(now, index, verdict.outcome.value, verdict.reason, numbers))
         self.record.samples.append(Sample(now, weights, slots, new_slot=new, step=index))
