@@ -109,8 +109,12 @@ class Driver:
         # before planning: an open deployment's traffic split would fail the plan's starting-point
         # check with a vaguer InvalidInput instead of StackBusy naming resume and abort
         self._refuse_if_open(history)
+        # and before planning: the plan judges its starting point from the config, which a killed
+        # update may have left ahead of the cloud ("v2 is already live" when it never ran)
+        config = self.seams.backend.read_config()
+        config.service(service)
+        checkpoint = self._current_checkpoint(history, service, config.release[service])
         svc, strat, release, steps = self.plan(service, version, strategy, overrides)
-        checkpoint = self._current_checkpoint(history, service, release)
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
         if firing:
