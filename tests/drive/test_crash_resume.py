@@ -164,7 +164,8 @@ def crash_during(kind: str) -> Any:
     ],
 )
 @pytest.mark.parametrize(
-    ("leaves", "applied"), [("in-progress", True), ("in-progress", False), ("failed", False), (None, False)]
+    ("leaves", "applied"),
+    [("in-progress", True), ("in-progress", False), ("failed", False), (None, False), (None, True)],
 )
 def test_resume_after_a_crash_inside_an_update(
     strategy: str, kind: str, leaves: str | None, applied: bool
@@ -178,10 +179,15 @@ def test_resume_after_a_crash_inside_an_update(
     world.stack.crash_when = None
 
     if world.stack.updates == 1 and leaves is None:
-        # the very first update died without a trace: history shows no deployment at all
+        # the very first update died without a trace: history shows no deployment at all, and a
+        # new deployment refuses a config that differs from the last update; rollback repairs it
         with pytest.raises(InvalidInput, match="no open deployment"):
             run(world.driver().resume(SERVICE))
-        assert world.applied() == world.start
+        with pytest.raises(InvalidInput, match="differs from the last update"):
+            world.deploy(strategy)
+        assert run(world.driver().rollback(SERVICE)).status is DeploymentStatus.ROLLED_BACK
+        assert world.release() == world.start and world.applied() == world.start
+        assert world.deploy(strategy).status is DeploymentStatus.COMPLETED
         return
 
     record = run(world.driver().resume(SERVICE))
