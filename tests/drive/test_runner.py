@@ -429,3 +429,63 @@ def test_too_little_traffic_is_inconclusive_never_a_pass() -> None:
     assert record.status is DeploymentStatus.ROLLED_BACK
     assert not any(v.outcome == "PASS" for v in record.verdicts)
     assert any("not enough data" in e and "only 50 requests" in e for e in record.errors), record.errors
+
+
+# --------------------------------------------------------------------------- more than one release
+
+
+def test_a_second_release_rolls_back_to_the_end_of_the_first(world: World) -> None:
+    assert world.deploy("blue-green").status is DeploymentStatus.COMPLETED
+    first_end = world.stack.history()[0].version
+    after_first = world.release()
+    world.cloud.behaviours["v1.0.0"] = Behaviour(error_rate=0.03)  # going back to v1 goes badly
+
+    record = world.deploy("canary", version="v1.0.0")
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    assert record.rolled_back_to == first_end
+    assert world.release() == after_first and world.applied() == after_first
+    assert after_first.live == "green" and after_first.slot("green").version == NEW
+
+
+def test_a_canary_with_stickiness_verifies_it_and_drops_it_at_full_traffic() -> None:
+    world = build_world(service_changes={"strategy": {"stickinessDuration": 3600}})
+    record = world.deploy("canary")
+
+    assert record.status is DeploymentStatus.COMPLETED, record.errors
+    sticky = [e.release[SERVICE].stickiness for e in world.stack.history() if e.release]
+    assert 3600 in sticky
+    assert world.release().stickiness is None
+
+
+def test_a_wrong_version_answering_on_the_test_listener_fails_validation(world: World) -> None:
+    import httpx
+
+    def stale_image(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/version":
+            return httpx.Response(200, json={"version": "v1.0.0"})
+        return httpx.Response(200, text="ok")
+
+    world.transport = lambda: httpx.MockTransport(stale_image)  # type: ignore[method-assign]
+    record = world.deploy("blue-green")
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    assert any("version mismatch: expected v2.0.0, got v1.0.0" in e for e in record.errors), record.errors
+    assert all((e.release or {})[SERVICE].weights["green"] == 0 for e in world.stack.history())
+
+
+def test_a_stack_locked_mid_deployment_stops_the_driver_and_resume_continues(world: World) -> None:
+    from rfs_deploy.errors import StackBusy
+
+    def someone_else(event: Any) -> None:
+        if isinstance(event, events.StepStarted) and event.index == 5:
+            world.stack.locked_by = "a hand-run pulumi up"
+
+    with pytest.raises(StackBusy, match="locked by another update"):
+        world.deploy("canary", listeners=[someone_else])
+    assert world.latest().open  # nothing was rolled back over the other update's head
+
+    world.stack.locked_by = None
+    record = run(world.driver().resume(SERVICE))
+    assert record.status is DeploymentStatus.COMPLETED
+    assert same_release(world.release(), promoted("canary", world.start))
