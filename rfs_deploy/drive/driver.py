@@ -17,9 +17,9 @@ from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
 from rfs_deploy.drive.plans import plan, replay
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
-from rfs_deploy.drive.runner import Runner
+from rfs_deploy.drive.runner import Runner, StepFailed
 from rfs_deploy.drive.steps import Step
-from rfs_deploy.errors import InvalidInput, PreconditionFailed, StackBusy
+from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, StackBusy
 from rfs_deploy.outputs import parse_outputs
 
 
@@ -164,8 +164,18 @@ class Driver:
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state
             last = found.next_step - 1
-            await runner.update(expected, runner._message(last, steps[last], "resume"))
-            await runner.verify(expected)
+            try:
+                await runner.update(expected, runner._message(last, steps[last], "resume"))
+                await runner.verify(expected)
+            except StackBusy:
+                raise
+            except (RfsDeployError, StepFailed) as exc:
+                # as with any failed step: back to the checkpoint, not a bare error mid-deployment
+                reason = f"resume could not restore the state of step {last + 1}: {exc}"
+                record.errors.append(reason)
+                await runner.roll_back(reason)
+                await self._after(runner)
+                return record
         await runner.run(start=found.next_step)
         await self._after(runner)
         return record
