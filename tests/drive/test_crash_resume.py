@@ -16,6 +16,7 @@ from conftest import SERVICE, STRATEGIES, Crash, World, build_world, promoted, r
 from rfs_deploy.drive import events
 from rfs_deploy.drive.journal import decode
 from rfs_deploy.drive.records import DeploymentStatus
+from rfs_deploy.drive.runner import VERIFY_POLL, VERIFY_TIMEOUT
 from rfs_deploy.drive.steps import Change
 from rfs_deploy.errors import InvalidInput
 from rfs_deploy.testing import Behaviour
@@ -288,3 +289,43 @@ def test_resume_with_a_record_store_continues_the_same_record(tmp_path: Any) -> 
     assert saved.started_at == first.started_at
     assert sorted(s.index for s in saved.steps) == list(range(25))
     assert "resumed at step 7 of 25" in saved.errors
+
+
+# --------------------------------------------------------------------------- resume that cannot re-apply
+
+
+def killed_inside(kind: str, strategy: str) -> World:
+    world = build_world()
+    world.stack.crash_when = crash_during(kind)
+    world.stack.crash_applied = True
+    with pytest.raises(Crash):
+        world.deploy(strategy)
+    world.stack.crash_when = None
+    return world
+
+
+def test_resume_whose_re_apply_fails_rolls_back() -> None:
+    world = killed_inside("promote", "blue-green")
+    world.stack.fail_when = lambda message: (tag := decode(message)) is not None and tag.phase == "resume"
+
+    record = run(world.driver().resume(SERVICE))
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    assert any("resume could not restore the state of step 5" in e for e in record.errors), record.errors
+    assert world.release() == world.start and world.applied() == world.start
+    assert world.latest().status == "rolled-back"
+
+
+def test_resume_whose_re_apply_never_shows_on_the_listener_rolls_back() -> None:
+    world = killed_inside("set-weight", "canary")  # the killed update had moved 10 % already
+    world.cloud.weight_lag_reads = VERIFY_TIMEOUT // VERIFY_POLL + 5  # longer than verify waits
+
+    def propagation_recovers(event: Any) -> None:
+        if isinstance(event, events.RollbackStarted):
+            world.cloud.weight_lag_reads = 0
+
+    record = run(world.driver(listeners=[propagation_recovers]).resume(SERVICE))
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    assert any("does not show the change" in e for e in record.errors), record.errors
+    assert world.release() == world.start and world.applied() == world.start
