@@ -172,6 +172,7 @@ def test_pre_hooks_run_in_order_before_the_first_update(world: World) -> None:
     seen: list[tuple[str, int, str]] = []
 
     def first(ctx: HookContext) -> None:
+        assert ctx.phase is HookPhase.PRE_DEPLOYMENT
         seen.append(("first", world.stack.updates, ctx.version))
 
     async def second(ctx: HookContext) -> bool:
@@ -248,16 +249,16 @@ def test_a_failing_validation_hook_rolls_back_before_traffic_moves(world: World)
 
 
 def test_post_hooks_run_after_completion(world: World) -> None:
-    seen: list[tuple[str, str, int]] = []
+    seen: list[tuple[HookPhase, str, str, int]] = []
 
     def notify(ctx: HookContext) -> None:
-        seen.append((ctx.result.status.value, world.latest().status, world.stack.updates))
+        seen.append((ctx.phase, ctx.result.status.value, world.latest().status, world.stack.updates))
 
     world.hooks.post_deployment.append(notify)
     record = world.deploy("blue-green")
 
     assert record.status is DeploymentStatus.COMPLETED
-    assert seen == [("COMPLETED", "completed", world.stack.updates)]
+    assert seen == [(HookPhase.POST_DEPLOYMENT, "COMPLETED", "completed", world.stack.updates)]
 
 
 def test_post_hooks_do_not_run_after_a_rollback() -> None:
