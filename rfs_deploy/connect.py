@@ -69,23 +69,55 @@ def open_seams(
     root = project_dir()
     records = RecordStore(state_dir(root) / "deployments" / kind)
     if kind == "sim":
-        from rfs_deploy.sim.sandbox import open_sandbox
-
-        chosen = scenario or os.environ.get("RFS_DEPLOY_SCENARIO") or DEFAULT_SCENARIO
-        seams = open_sandbox(
-            stack,
-            project=root,
-            scenario=chosen,
-            state=state_dir(root) / "sandbox",
-            seed=seed,
-            fresh=fresh,
-        )
+        chosen = scenario or os.environ.get("RFS_DEPLOY_SCENARIO")
+        seams = open_sandbox(stack, root, chosen, fresh=fresh, seed=seed)
     else:
         seams = _pulumi_seams(stack, root)
     seams.records = records
     seams.hooks = hooks or Hooks()
     seams.listeners = list(listeners or [])
     return seams
+
+
+def open_sandbox(
+    stack: str, root: Path, scenario: str | None, *, fresh: bool = False, seed: int | None = None
+) -> Seams:
+    """Seams over the sandbox session of ``stack`` (kept in ``.rfs-deploy/sandbox/<stack>``).
+
+    A session lives on between commands and processes, so ``resume`` and ``abort`` work from a new
+    process; ``fresh`` starts a new one from ``stacks/Pulumi.<stack>.yaml``.
+    """
+    import shutil
+
+    from rfs_deploy.sim import Sandbox, load_scenario, session_directory
+
+    session = session_directory(state_dir(root), stack)
+    if fresh and session.exists():
+        shutil.rmtree(session)
+    stack_file = root / "stacks" / f"Pulumi.{stack}.yaml"
+    if not (session / "state.json").exists() and not stack_file.is_file():
+        from rfs_deploy.errors import UnknownStack
+
+        files = (root / "stacks").glob("Pulumi.*.yaml")
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in files)
+        raise UnknownStack(f"unknown stack {stack!r} (stacks/ has: {', '.join(known) or 'none'})")
+    chosen = None
+    if scenario is not None or fresh:
+        chosen = load_scenario(scenario or DEFAULT_SCENARIO)
+        if seed is not None:
+            chosen = chosen.model_copy(update={"seed": seed})
+    box = Sandbox.open(stack_file, scenario=chosen, session_dir=session)
+    box.provision()
+    return Seams(
+        backend=box.backend,
+        metrics=box.adapters.metrics,
+        traffic=box.adapters.traffic,
+        fleet=box.adapters.fleet,
+        alarms=box.adapters.alarms,
+        clock=box.clock,
+        http_transport=box.http_transport(),
+        closer=box.close,
+    )
 
 
 def _pulumi_seams(stack: str, root: Path) -> Seams:

@@ -124,7 +124,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
     from rfs_deploy.cli import commands
 
     handler = getattr(commands, f"cmd_{args.command}")
-    result: int = await handler(args)
+    try:
+        result: int = await handler(args)
+    finally:
+        commands.close_all()
     return result
 
 

@@ -16,10 +16,20 @@ from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.drive.summary import summarize
 from rfs_deploy.errors import InvalidInput
 
+_opened: list[Seams] = []
+
 
 def _seams(args: argparse.Namespace, stack: str, backend: str | None = None, **kw: Any) -> Seams:
     listeners = [] if args.quiet or args.json else [ProgressPrinter()]
-    return open_seams(stack, backend=backend or args.backend, listeners=listeners, **kw)
+    seams = open_seams(stack, backend=backend or args.backend, listeners=listeners, **kw)
+    _opened.append(seams)
+    return seams
+
+
+def close_all() -> None:
+    """Release every seams a command opened (the sandbox saves its session)."""
+    while _opened:
+        _opened.pop().close()
 
 
 def _record_payload(record: DeploymentRecord) -> dict[str, Any]:

@@ -45,3 +45,10 @@ class Seams:
     listeners: list[Callable[[Any], None]] = field(default_factory=list)
     #: How the recovery command names the stack (``--stack production``).
     command_prefix: str = "rfs-deploy"
+    #: Releases what the seams hold (the sandbox saves its session and stops moto).
+    closer: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.closer is not None:
+            closer, self.closer = self.closer, None
+            closer()
