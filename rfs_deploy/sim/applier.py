@@ -408,8 +408,7 @@ class MotoApplier:
     ) -> None:
         """What the provider does when a group's template changes: (re)start an instance refresh."""
         engine, now = self.world.refreshes, self.world.clock.now()
-        if engine.active(asg) is not None:
-            engine.cancel(asg, now)
+        engine.supersede(asg, now, "superseded by a new launch template")
         engine.start(asg, preferences, now, previous_spec=previous)
 
     def delete_group(self, res: Applied) -> None:

@@ -177,6 +177,15 @@ class RefreshEngine:
         self._advance(refresh, now)
         return refresh.refresh_id
 
+    def supersede(self, asg: str, now: float, reason: str) -> None:
+        """What the provider does before starting a new refresh: cancel the active one and wait
+        for the cancellation to end. The wait is collapsed into this call (the update blocks)."""
+        refresh = self.active(asg)
+        if refresh is None:
+            return
+        refresh.in_flight = []
+        self._finish(refresh, now, "Cancelled", reason)
+
     def rollback(self, asg: str, now: float, reason: str = "rollback requested") -> str:
         """RollbackInstanceRefresh: back to the launch template the refresh started from."""
         refresh = self.active(asg)
