@@ -8,12 +8,14 @@ sandbox passes its own :class:`pulumi.runtime.Mocks` to apply each resource to a
 Each run happens in a fresh worker thread with its own event loop. Pulumi keeps its runtime state
 (settings, root stack, config) in context variables, and a new thread starts with an empty
 context, so nothing leaks from one run into the next and a run can start from code that is
-itself inside an event loop. Runs are serialised by a lock.
+itself inside an event loop. Runs are serialised by a lock. The program runs through the SDK's
+own ``run_in_stack``, as under ``pulumi up``; only the engine is replaced.
 
 The hook contract for a caller's ``mocks``:
 
 - ``new_resource(args)`` is called for every **custom** (provider) resource, never for
-  components, one call at a time, each resource after the resources its inputs reference;
+  components, one call at a time on the run's worker thread, each resource after the resources
+  its inputs reference (the order of ``ProgramRun.resources``);
   ``args.typ`` is the type token (``aws:lb/targetGroup:TargetGroup``), ``args.name`` the logical
   name, ``args.inputs`` the inputs as the engine would send them to the provider (camelCase keys,
   numbers as floats, Outputs resolved). Return ``(id, state)``; ``state`` becomes the resource's
@@ -21,17 +23,19 @@ The hook contract for a caller's ``mocks``:
   ``name``, ``arnSuffix``, ``dnsName``, ``latestVersion``...). :class:`AwsMocks` does this with
   realistic values and is meant to be subclassed.
 - ``call(args)`` answers provider function calls (the program makes none today).
+- An exception raised by the hook fails the run: :func:`run_program` raises it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
 import runpy
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +47,6 @@ from pulumi.runtime.mocks import MockEngine, MockMonitor, MockSettings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import configure
 from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _sync_await
 
 from rfs_deploy.config.loading import NAMESPACE, read_namespace
 
@@ -216,6 +219,36 @@ class AwsMocks(pulumi.runtime.Mocks):
 # --------------------------------------------------------------------------- the recording monitor
 
 
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each job at once in the calling thread.
+
+    The runtime sends every engine call through ``loop.run_in_executor``. Against the real
+    engine that keeps gRPC off the event loop; against an in-process mock it only moves the
+    call to a pool thread. Answering inline keeps the order the runtime relies on (a resource
+    registers after the resources its inputs reference), needs no event loop per pool thread,
+    and lets each call finish before the next starts, so the caller's mocks are never called
+    concurrently (moto and other stateful hooks need no locking of their own).
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _finish_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never waits (serialising plain values) to completion, synchronously."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("mock state must be plain values (no Outputs or awaitables)")
+
+
 class _RecordingMonitor(MockMonitor):
     """A mock monitor that records every registration and the stack outputs."""
 
@@ -228,8 +261,6 @@ class _RecordingMonitor(MockMonitor):
         self.stack_outputs: dict[str, Any] = {}
         self.component_outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        #: Event loops this monitor made for the runtime's executor threads, closed by close().
-        self._loops: list[asyncio.AbstractEventLoop] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """URNs as the engine makes them: the parent's full type chain, without the root stack."""
@@ -239,32 +270,11 @@ class _RecordingMonitor(MockMonitor):
                 type_ = f"{parent_type}${type_}"
         return f"urn:pulumi:{self._stack}::{self._project}::{type_}::{name}"
 
-    def _thread_loop(self) -> None:
-        """Give the calling executor thread an event loop (the runtime's (de)serialisers need one).
-
-        Pulumi would create one itself and never close it; ours are closed after the run, so
-        no half-dead loop is left for the garbage collector to trip over.
-        """
-        try:
-            asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            with self._lock:
-                self._loops.append(loop)
-
-    def close(self) -> None:
-        """Close the executor threads' loops (call after the executor has shut down)."""
-        for loop in self._loops:
-            loop.close()
-        self._loops.clear()
-
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == STACK_TYPE:
             self.stack_urn = urn
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        self._thread_loop()
         inputs = rpc.deserialize_properties(request.object)
         custom = bool(request.custom)
         with self._lock:
@@ -294,11 +304,10 @@ class _RecordingMonitor(MockMonitor):
                     dependencies=tuple(request.dependencies),
                 )
             )
-        props = _sync_await(rpc.serialize_properties(state, {}))
+        props = _finish_now(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=props)
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
-        self._thread_loop()
         outputs = rpc.deserialize_properties(request.outputs)
         with self._lock:
             if request.urn == self.stack_urn:
@@ -407,6 +416,15 @@ def run_stack_file(
     return run_program(namespace, stack=stack, mocks=mocks, config=others, program=program, preview=preview)
 
 
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what a failed run left pending, so the loop closes cleanly."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
 @dataclass
 class _Job:
     flat_config: dict[str, str]
@@ -421,6 +439,7 @@ class _Job:
     def evaluate(self) -> None:
         """Runs in a fresh thread: configure the runtime, run the program, collect the record."""
         loop = asyncio.new_event_loop()
+        loop.set_default_executor(_InlineExecutor())
         asyncio.set_event_loop(loop)
         monitor = _RecordingMonitor(self.mocks, self.project, self.stack)
         try:
@@ -450,7 +469,7 @@ class _Job:
         except BaseException as exc:  # handed to the caller's thread
             self.error = exc
         finally:
+            _drain(loop)
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
-            monitor.close()
             asyncio.set_event_loop(None)

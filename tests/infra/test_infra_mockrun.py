@@ -145,3 +145,15 @@ def test_config_values_may_be_json_strings() -> None:
 
     namespace = {key: json.dumps(value) for key, value in read_namespace(PRODUCTION).items()}
     assert graph(run_program(namespace, stack="production")) == graph(run_stack_file(PRODUCTION))
+
+
+def test_a_failing_hook_fails_the_run_with_its_own_error() -> None:
+    class Refusing(AwsMocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+            if args.typ == T_ASG:
+                raise LookupError("the simulated account has no capacity")
+            return super().new_resource(args)
+
+    with pytest.raises(LookupError, match="no capacity"):
+        run_stack_file(PRODUCTION, mocks=Refusing())
+    assert run_stack_file(PRODUCTION).outputs["services"]
