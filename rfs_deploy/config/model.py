@@ -296,6 +296,10 @@ class ServiceConfig(Model):
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     #: Seconds Auto Scaling waits before checking a new instance's ELB health.
     health_check_grace_period: int = Field(default=120, ge=0)
+    #: Seconds a newly healthy slot must stay healthy before traffic moves to it (blue-green,
+    #: canary, A/B): a service that serves slowly for a while after passing health checks sets
+    #: its warm-up here so it is neither judged nor fed traffic while cold.
+    warmup: int = Field(default=0, ge=0, le=3600)
     analysis: Analysis = Field(default_factory=Analysis)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     #: HTTP checks through the test listener before traffic moves.

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from rfs_deploy.drive.runner import StepOutcome
 
 
+#: Seconds before a failed metric fetch is tried again.
+FETCH_RETRY = 15
+
+
 class Analyst:
     """Observes the world for the runner's Analyze, WatchRefresh and Decide steps."""
 
@@ -63,16 +67,23 @@ class Analyst:
             windows=planned_windows(step.duration, interval),
             evidence=self.evidence if compare else None,
         )
+        # Windows are contiguous: after a failed fetch the next one covers the missed time too,
+        # and it is tried again after FETCH_RETRY seconds rather than a whole interval.
+        since = self.seams.clock.now()
+        wait = interval
         while sj.result is None:
-            await self._tick_wait(interval)
+            await self._tick_wait(wait)
             firing = self._firing(out, new)
             if firing:
                 return StepOutcome(False, f"alarm {firing[0]} is firing")
+            now = self.seams.clock.now()
             try:
-                window, slots = self._window(out, new, base if compare else None, interval)
+                window, slots = self._window(out, new, base if compare else None, round(now - since))
                 verdict = sj.observe(window)
+                since, wait = now, interval
             except AwsError as exc:
                 verdict, slots = sj.fetch_failed(str(exc)), {}
+                wait = min(interval, FETCH_RETRY)
             self._record(index, release, new, slots, verdict)
         if compare:
             self.evidence = sj.evidence
@@ -217,8 +228,7 @@ class Analyst:
             reason=verdict.reason,
             numbers=numbers,
         )
-        for listener in self.seams.listeners:
-            listener(event)
+        self.seams.notify(event)
 
 
 def _aggregate(series: dict[str, MetricSeries], slot: SlotName) -> SlotMetrics | None:

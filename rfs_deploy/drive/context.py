@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from rfs_deploy.drive.protocols import (
     TrafficReader,
 )
 from rfs_deploy.drive.records import RecordStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +50,16 @@ class Seams:
     command_prefix: str = "rfs-deploy"
     #: Releases what the seams hold (the sandbox saves its session and stops moto).
     closer: Callable[[], None] | None = None
+
+    def notify(self, event: Any) -> None:
+        """Hand ``event`` to every listener. A listener that fails (a closed terminal, a bug in a
+        display) is dropped with a warning instead of stopping a deployment half-way."""
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as exc:
+                self.listeners.remove(listener)
+                log.warning("event listener %r removed after it failed: %s", listener, exc)
 
     def close(self) -> None:
         if self.closer is not None:

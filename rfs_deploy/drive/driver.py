@@ -27,7 +27,8 @@ def planned_seconds(steps: tuple[Step, ...]) -> float:
     """The time a plan schedules for itself (bakes, intervals, delays, A/B duration)."""
     total = 0.0
     for step in steps:
-        total += float(getattr(step, "duration", 0) or getattr(step, "seconds", 0) or 0)
+        for name in ("duration", "seconds", "warmup", "expected"):
+            total += float(getattr(step, name, 0) or 0)
     return total
 
 

@@ -234,17 +234,33 @@ class Runner:
     # ------------------------------------------------------------------ observations
 
     async def _wait_healthy(self, step: WaitHealthy) -> StepOutcome:
+        """Every target healthy, then still healthy after ``step.warmup`` seconds of warm-up.
+
+        A target that turns unhealthy during warm-up starts the warm-up again; the whole wait
+        is bounded by ``step.timeout`` plus the warm-up.
+        """
         release = self.release()
         slot: SlotName = release.idle
         want = release.slot(slot).capacity
         tg = self.outputs().slot(slot).target_group_arn
         poll = max(1, self.service.health_check.interval)
         waited = 0
+        healthy_since: int | None = None
         while True:
             health = await self._io(self.seams.traffic.target_health, tg)
-            if want > 0 and health.healthy >= want and health.unhealthy == 0 and health.initial == 0:
-                return StepOutcome(True, f"{health.healthy}/{want} targets healthy after {waited}s")
-            if waited >= step.timeout:
+            all_healthy = (
+                want > 0 and health.healthy >= want and health.unhealthy == 0 and health.initial == 0
+            )
+            if not all_healthy:
+                healthy_since = None
+            elif healthy_since is None:
+                healthy_since = waited
+            if healthy_since is not None and waited - healthy_since >= step.warmup:
+                warm = f", warm for {waited - healthy_since}s" if step.warmup else ""
+                return StepOutcome(
+                    True, f"{health.healthy}/{want} targets healthy after {healthy_since}s{warm}"
+                )
+            if waited >= step.timeout + step.warmup:
                 raise StepFailed(
                     f"new slot not healthy after {waited}s: {health.healthy}/{want} healthy, "
                     f"{health.unhealthy} unhealthy, {health.initial} starting"
@@ -326,8 +342,7 @@ class Runner:
 
     def _emit(self, event_type: type[events.Event], /, **fields: Any) -> None:
         event = event_type(at=self.seams.clock.now(), deployment_id=self.record.deployment_id, **fields)
-        for listener in self.seams.listeners:
-            listener(event)
+        self.seams.notify(event)
 
     def _save(self) -> None:
         if self.seams.records is not None:

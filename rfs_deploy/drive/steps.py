@@ -141,9 +141,12 @@ class WaitHealthy(Step):
 
     kind: ClassVar[str] = "wait-healthy"
     timeout: int
+    #: Seconds the slot must then stay healthy (warm-up) before the step passes.
+    warmup: int = 0
 
     def describe(self) -> str:
-        return f"wait until the new slot is healthy (at most {self.timeout}s)"
+        warm = f", then {self.warmup}s warm-up" if self.warmup else ""
+        return f"wait until the new slot is healthy (at most {self.timeout}s{warm})"
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,8 @@ class WatchRefresh(Step):
     kind: ClassVar[str] = "watch-refresh"
     timeout: int
     interval: int
+    #: Seconds the refresh should take by its preferences (batches x (warm-up + interval)).
+    expected: int = 0
 
     def describe(self) -> str:
         return f"watch the instance refresh (at most {self.timeout}s)"

@@ -74,11 +74,14 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def stack_config(service_changes: dict[str, Any] | None = None) -> StackConfig:
-    """The standard production stack, with ``service_changes`` (camelCase, deep-merged) applied."""
+    """The standard production stack, with ``service_changes`` (camelCase, deep-merged) applied.
+
+    The fakes have no slow starters, so the stack file's warm-up is set to 0 unless a test asks
+    for one: the timings these tests assert stay those of the plan itself.
+    """
     config = load_stack_file(STACK_FILE)
-    if not service_changes:
-        return config
-    data = _merge(config.services[SERVICE].model_dump(by_alias=True), service_changes)
+    changes = {"warmup": 0, **(service_changes or {})}
+    data = _merge(config.services[SERVICE].model_dump(by_alias=True), changes)
     service = ServiceConfig.model_validate(data)
     return config.model_copy(update={"services": {**config.services, SERVICE: service}})
 

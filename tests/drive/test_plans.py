@@ -128,7 +128,9 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
         Rolling(batch_size=3, batch_interval=45),
         (
             RollRefresh(NEW, rolling=Rolling(batch_size=3, batch_interval=45)),
-            WatchRefresh(timeout=600, interval=60),
+            # 4 batches x (grace 120 + 3 checks x 30 s, then batchInterval 45) = 1020 s expected,
+            # plus maxDeploymentTime 600 of allowed overrun
+            WatchRefresh(timeout=1620, interval=60, expected=1020),
             Analyze(60, 60, baseline=False),
         ),
     ),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rfs_deploy.config.model import ReleaseState, ServiceConfig
+import math
+
+from rfs_deploy.config.model import ReleaseState, Rolling, ServiceConfig
 from rfs_deploy.drive.steps import DeployIdle, Pause, Promote, ScaleDown, Step, Validate, WaitHealthy
 from rfs_deploy.errors import InvalidInput
 
@@ -38,6 +40,18 @@ def wait_healthy_timeout(service: ServiceConfig) -> int:
     return max(service.deploy.max_deployment_time, needed)
 
 
+def refresh_duration(service: ServiceConfig, rolling: Rolling) -> int:
+    """Seconds an instance refresh should take: one batch after another, each booting and
+    passing its health checks (the warm-up runs alongside) and then pausing for ``batchInterval``."""
+    count = max(service.instance_count, 1)
+    batches = math.ceil(count / max(1, min(rolling.batch_size, count)))
+    grace = service.health_check_grace_period
+    warmup = rolling.instance_warmup if rolling.instance_warmup is not None else grace
+    check = service.health_check
+    healthy = grace + check.interval * check.healthy_threshold
+    return batches * (max(healthy, warmup) + rolling.batch_interval)
+
+
 def analysis_interval(service: ServiceConfig, duration: int) -> int:
     """Seconds between judgements: the seed's health check interval, but at least one metric
     period (a shorter window has no new CloudWatch data) and at most the step itself."""
@@ -49,7 +63,7 @@ def prepare_idle(service: ServiceConfig, version: str) -> tuple[Step, ...]:
     """The new version on the idle slot, healthy and validated, before any traffic moves."""
     return (
         DeployIdle(version=version, capacity=service.instance_count),
-        WaitHealthy(timeout=wait_healthy_timeout(service)),
+        WaitHealthy(timeout=wait_healthy_timeout(service), warmup=service.warmup),
         Validate(version=version),
     )
 

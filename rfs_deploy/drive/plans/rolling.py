@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rfs_deploy.config.model import ReleaseState, Rolling, ServiceConfig
-from rfs_deploy.drive.plans.common import analysis_interval, check_start
+from rfs_deploy.drive.plans.common import analysis_interval, check_start, refresh_duration
 from rfs_deploy.drive.steps import Analyze, RollRefresh, Step, WatchRefresh
 
 
@@ -17,11 +17,19 @@ def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, versi
     The refresh mixes old and new instances behind one target group, so there is no separate
     baseline to compare with. The final window gives the last batch a full period of traffic
     before the release counts as done.
+
+    The watch allows the refresh its expected duration (:func:`refresh_duration`) plus
+    ``deploy.maxDeploymentTime``, the overrun every deployment is allowed.
     """
     check_start(service, release, version)
     interval = analysis_interval(service, service.analysis.period)
+    expected = refresh_duration(service, strategy)
     return (
         RollRefresh(version=version, rolling=strategy),
-        WatchRefresh(timeout=service.deploy.max_deployment_time, interval=interval),
+        WatchRefresh(
+            timeout=expected + service.deploy.max_deployment_time,
+            interval=interval,
+            expected=expected,
+        ),
         Analyze(duration=interval, interval=interval, baseline=False),
     )
