@@ -10,7 +10,7 @@ can, even on a machine with credentials configured.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def open_seams(
     backend: str | None = None,
     scenario: str | None = None,
     hooks: Hooks | None = None,
-    listeners: list[Callable[[Any], None]] | None = None,
+    listeners: Sequence[Callable[[Any], None]] | None = None,
     seed: int | None = None,
     fresh: bool = False,
 ) -> Seams:

@@ -336,6 +336,10 @@ class Variants(Model):
     rule_priority: int = Field(default=100, ge=1, le=49996)
 
 
+def _all_on_blue() -> dict[SlotName, int]:
+    return {"blue": 100, "green": 0}
+
+
 class ReleaseState(Model):
     """The part of the config the driver writes: which version runs where, and the traffic split.
 
@@ -347,9 +351,7 @@ class ReleaseState(Model):
     blue: SlotState = Field(default_factory=SlotState)
     green: SlotState = Field(default_factory=SlotState)
     #: Percent of production traffic per slot; the two sum to 100.
-    weights: dict[SlotName, Annotated[int, Field(ge=0, le=100)]] = Field(
-        default_factory=lambda: {"blue": 100, "green": 0}
-    )
+    weights: dict[SlotName, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=_all_on_blue)
     #: Seconds of target group stickiness on the production listener (None = off).
     stickiness: int | None = Field(default=None, ge=1, le=604800)
     #: A/B forced-variant rules, present only during an A/B test.

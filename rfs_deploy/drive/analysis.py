@@ -67,8 +67,9 @@ class Analyst:
             windows=planned_windows(step.duration, interval),
             evidence=self.evidence if compare else None,
         )
-        # Windows are contiguous: after a failed fetch the next one covers the missed time too,
-        # and it is tried again after FETCH_RETRY seconds rather than a whole interval.
+        # Windows are contiguous: after a failed fetch, or a window CloudWatch had no data for
+        # yet (ALB datapoints can arrive minutes late), the next window covers the missed time
+        # too. A failed fetch is tried again after FETCH_RETRY seconds, not a whole interval.
         since = self.seams.clock.now()
         wait = interval
         while sj.result is None:
@@ -80,7 +81,9 @@ class Analyst:
             try:
                 window, slots = self._window(out, new, base if compare else None, round(now - since))
                 verdict = sj.observe(window)
-                since, wait = now, interval
+                wait = interval
+                if _has_data(window, compare):
+                    since = now
             except AwsError as exc:
                 verdict, slots = sj.fetch_failed(str(exc)), {}
                 wait = min(interval, FETCH_RETRY)
@@ -229,6 +232,11 @@ class Analyst:
             numbers=numbers,
         )
         self.seams.notify(event)
+
+
+def _has_data(window: Window, compare: bool) -> bool:
+    """Whether the window's data was used (so its time must not be counted again)."""
+    return window.new is not None and not window.partial and (not compare or window.baseline is not None)
 
 
 def _aggregate(series: dict[str, MetricSeries], slot: SlotName) -> SlotMetrics | None:

@@ -14,8 +14,9 @@ Rules of one window, in order (the worst finding wins, as Argo's ``Worst()``):
    not depend on window size — and FAILs as soon as it rejects;
 3. fewer than ``min_requests`` requests on the new slot → INCONCLUSIVE;
 4. absolute thresholds ``max_error_rate``, ``max_p99_latency``, ``max_cpu`` → FAIL;
-5. baseline comparison: no baseline data → INCONCLUSIVE; p99 above ``latency_tolerance`` x the
-   baseline's (both with ``min_requests``) → FAIL;
+5. baseline comparison: p99 above ``latency_tolerance`` x the baseline's (both with
+   ``min_requests``) → FAIL; a window without baseline data is judged on thresholds alone (the
+   reason says so) — the comparison adds a check, it does not hold the step up;
 6. otherwise PASS.
 
 The baseline comparison of error rates is a *sequential* test over cumulative 5xx counts
@@ -161,7 +162,11 @@ def _latency_vs_baseline(
     new: SlotMetrics, base: SlotMetrics | None, policy: Analysis, numbers: dict[str, Number]
 ) -> list[tuple[Outcome, str]]:
     if base is None:
-        return [(Outcome.INCONCLUSIVE, "no data for the baseline slot")]
+        # The comparison is an extra check on top of the thresholds: a window without baseline
+        # data is judged on thresholds alone (and said so) rather than held up. The sequential
+        # test simply gets no evidence from it.
+        numbers["baseline_missing"] = True
+        return []
     if new.p99 is None or base.p99 is None or base.p99 <= 0 or base.requests < policy.min_requests:
         return []
     ratio = new.p99 / base.p99
@@ -187,7 +192,9 @@ def _combine(
         reason = f"error rate {new.errors / new.requests:.2%} over {new.requests} requests"
         if new.p99 is not None:
             reason += f", p99 {new.p99:.3g}s"
-        if evidence is not None:
+        if numbers.get("baseline_missing"):
+            reason += "; no baseline data this window: thresholds only"
+        elif evidence is not None:
             reason += f"; no worse than baseline (p={evidence.p_value:.3g})"
         return Verdict(Outcome.PASS, reason, numbers, evidence)
     top = max(outcome.severity for outcome, _ in findings)

@@ -9,9 +9,10 @@ in force before this deployment's first update. That is the last state known goo
 rolling back a canary to its previous step would keep the bad version in production.
 
 Time budget: ``deploy.deploymentTimeout`` is a hard cap; within it, a deployment may overrun its
-plan's own schedule (bakes, intervals, delays) by at most ``deploy.maxDeploymentTime`` seconds —
-the time spent waiting on the world (health, listener propagation, refresh progress,
-inconclusive analysis).
+plan's own schedule (bakes, intervals, delays) by ``deploy.maxDeploymentTime`` seconds or by the
+schedule's own length, whichever is more — the time spent waiting on the world (health, listener
+propagation, refresh progress, windows extended for lack of data). A long canary has more windows
+that sparse metrics can stretch, so its allowance grows with it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class Runner:
         self.checkpoint = checkpoint
         self.analyst = Analyst(seams, record, service)
         self._outputs: ServiceOutputs | None = None
-        budget = min(planned_seconds + service.deploy.max_deployment_time, service.deploy.deployment_timeout)
+        overrun = max(service.deploy.max_deployment_time, planned_seconds)
+        budget = min(planned_seconds + overrun, service.deploy.deployment_timeout)
         #: The budget runs from ``started_at`` (default: the record's start; resume: now).
         self.deadline = (record.started_at if started_at is None else started_at) + budget
 

@@ -361,9 +361,10 @@ def test_a_refresh_that_never_finishes_ends_rolled_back(world: World) -> None:
     assert world.clock.slept >= watch.timeout
 
 
-def test_waiting_beyond_max_deployment_time_rolls_back() -> None:
-    world = build_world(service_changes={"deploy": {"maxDeploymentTime": 100}})
-    world.metrics.missing = 5  # five more minutes of analysis than planned: over the 100 s allowance
+def test_waiting_beyond_the_time_budget_rolls_back() -> None:
+    # blue-green plans 660 s; the allowance would be 660 s more, but deploymentTimeout caps it at 700
+    world = build_world(service_changes={"deploy": {"maxDeploymentTime": 100, "deploymentTimeout": 700}})
+    world.metrics.missing = 5  # five more minutes of analysis than planned: past the 700 s cap
     record = world.deploy("blue-green")
 
     assert record.status is DeploymentStatus.ROLLED_BACK
@@ -371,8 +372,9 @@ def test_waiting_beyond_max_deployment_time_rolls_back() -> None:
     assert world.release() == world.start and world.applied() == world.start
 
 
-def test_within_max_deployment_time_the_same_wait_is_fine() -> None:
-    world = build_world(service_changes={"deploy": {"maxDeploymentTime": 400}})
+def test_the_allowance_grows_with_the_plan() -> None:
+    # maxDeploymentTime 100 s, but a 660 s plan may overrun by its own length: 5 minutes is fine
+    world = build_world(service_changes={"deploy": {"maxDeploymentTime": 100}})
     world.metrics.missing = 5
     assert world.deploy("blue-green").status is DeploymentStatus.COMPLETED
 
