@@ -132,6 +132,19 @@ class RollRefresh(Change):
         return f"refresh the live slot to {self.version}"
 
 
+@dataclass(frozen=True)
+class FinishRefresh(Change):
+    """Rolling: the release is done; its refresh settings (and the alarm guard) are removed."""
+
+    kind: ClassVar[str] = "finish-refresh"
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        return release.evolve(rolling=None)
+
+    def describe(self) -> str:
+        return "end the rolling release (refresh settings back to the service's)"
+
+
 # --------------------------------------------------------------------------- observations
 
 
@@ -224,6 +237,7 @@ STEP_KINDS: dict[str, type[Step]] = {
         Promote,
         ScaleDown,
         RollRefresh,
+        FinishRefresh,
         WaitHealthy,
         Validate,
         Pause,

@@ -25,9 +25,14 @@ checkpoint_percentages     ``floor(100 * k * b / n)`` for k = 1, 2, ... (dedupli
 checkpoint_delay           ``batchInterval`` seconds (the pause between batches)
 instance_warmup            ``instanceWarmup`` or else the group's health check grace period
 skip_matching              true: instances already on the desired template stay
-auto_rollback              the service's ``deploy.autoRollback`` (default true)
-alarm_specification        the slot's 5xx-rate and p99-latency alarms
+auto_rollback              the service's ``deploy.autoRollback``, while a rolling release runs
+alarm_specification        the slot's 5xx-rate and p99-latency alarms, while a rolling release runs
 =========================  ===============================================================
+
+The alarms guard the *forward* refresh of a rolling release only (the release state's
+``rolling`` is set from the release's first update until its last). The refresh that takes a
+slot back to its checkpoint must not be guarded by them: they are still firing from the bad
+version, and AWS would stop — or roll back — the refresh that repairs it.
 
 ``floor`` for the checkpoints, because AWS pauses once the replaced share *reaches* the
 checkpoint: with 3 instances and batches of 1 the first batch is 33.3 %, so the checkpoint is 33.
@@ -58,6 +63,8 @@ class RefreshPreferences:
     instance_warmup: int
     skip_matching: bool
     auto_rollback: bool
+    #: Whether the slot's alarms stop (and, with auto_rollback, undo) the refresh.
+    guarded: bool = True
 
     def to_args(
         self, alarm_names: Sequence[pulumi.Input[str]]
@@ -74,8 +81,10 @@ class RefreshPreferences:
             instance_warmup=str(self.instance_warmup),
             skip_matching=self.skip_matching,
             auto_rollback=self.auto_rollback,
-            alarm_specification=aws.autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs(
-                alarms=list(alarm_names)
+            alarm_specification=(
+                aws.autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs(alarms=list(alarm_names))
+                if self.guarded
+                else None
             ),
         )
 
@@ -90,9 +99,17 @@ def rolling_settings(strategy: Strategy, release: ReleaseState) -> Rolling:
 
 
 def refresh_preferences(
-    rolling: Rolling, *, instance_count: int, grace_period: int, auto_rollback: bool = True
+    rolling: Rolling,
+    *,
+    instance_count: int,
+    grace_period: int,
+    auto_rollback: bool = True,
+    guarded: bool = True,
 ) -> RefreshPreferences:
-    """Map rolling settings and the fleet size to instance refresh preferences."""
+    """Map rolling settings and the fleet size to instance refresh preferences.
+
+    ``guarded`` (a rolling release is in progress) attaches the alarms and AWS's auto rollback.
+    """
     count = max(instance_count, 1)
     batch = min(rolling.batch_size, count)
     warmup = rolling.instance_warmup if rolling.instance_warmup is not None else grace_period
@@ -103,7 +120,8 @@ def refresh_preferences(
         checkpoint_delay=rolling.batch_interval,
         instance_warmup=warmup,
         skip_matching=True,
-        auto_rollback=auto_rollback,
+        auto_rollback=auto_rollback and guarded,
+        guarded=guarded,
     )
 
 

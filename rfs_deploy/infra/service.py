@@ -148,6 +148,7 @@ class Service(pulumi.ComponentResource):
             instance_count=cfg.instance_count,
             grace_period=cfg.health_check_grace_period,
             auto_rollback=cfg.deploy.auto_rollback,
+            guarded=release.rolling is not None,
         )
         args = SlotArgs(
             service=self._name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SERVICE, STRATEGIES, Crash, World, build_world, promoted, run, same_release
+from drive_world import SERVICE, STRATEGIES, Crash, World, build_world, promoted, run, same_release
 
 from rfs_deploy.drive import events
 from rfs_deploy.drive.journal import decode

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import NEW, OLD, SERVICE, Crash, World, build_world, promoted, run, same_release
+from drive_world import NEW, OLD, SERVICE, Crash, World, build_world, promoted, run, same_release
 
 from rfs_deploy.drive import events
 from rfs_deploy.drive.driver import planned_seconds

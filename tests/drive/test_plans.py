@@ -31,6 +31,7 @@ from rfs_deploy.drive.steps import (
     Change,
     Decide,
     DeployIdle,
+    FinishRefresh,
     Pause,
     Promote,
     RollRefresh,
@@ -132,6 +133,7 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
             # plus maxDeploymentTime 600 of allowed overrun
             WatchRefresh(timeout=1620, interval=60, expected=1020),
             Analyze(60, 60, baseline=False),
+            FinishRefresh(),
         ),
     ),
     (
@@ -189,7 +191,8 @@ def test_analysis_interval_never_exceeds_the_step() -> None:
 def _final_expectation(strategy: Strategy, live: SlotName) -> ReleaseState:
     new = other_slot(live)
     if isinstance(strategy, Rolling):
-        return start(live).with_slot(live, version=NEW).evolve(rolling=strategy)
+        # the refresh settings are recorded for the release and removed when it ends
+        return start(live).with_slot(live, version=NEW)
     return ReleaseState.model_validate(
         {
             "live": new,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import NEW, SERVICE, STRATEGIES, World, build_world, promoted, run, same_release
+from drive_world import NEW, SERVICE, STRATEGIES, World, build_world, promoted, run, same_release
 
 from rfs_deploy.drive import events
 from rfs_deploy.drive.journal import decode
@@ -65,15 +65,18 @@ def test_every_strategy_promotes_a_healthy_version(world: World, strategy: str) 
     assert [e.status for e in finished] == ["COMPLETED"]
 
 
-def test_rolling_keeps_the_live_slot_and_records_its_refresh_settings(world: World) -> None:
+def test_rolling_records_its_refresh_settings_while_it_runs_and_clears_them_at_the_end(world: World) -> None:
     record = world.deploy("rolling")
 
     assert record.status is DeploymentStatus.COMPLETED
     final = world.release()
     assert final.live == world.start.live
     assert final.slot(final.live).version == NEW
-    assert final.rolling is not None and final.rolling.batch_size == 2
-    assert world.tags()[-1].phase == "done"
+    assert final.rolling is None
+    during = [e.release for e in world.stack.history() if e.release and "roll-refresh" in e.message]
+    assert during and during[0]["api-service"].rolling is not None
+    assert during[0]["api-service"].rolling.batch_size == 2
+    assert world.tags()[-1].kind == "finish-refresh" and world.tags()[-1].phase == "step"
 
 
 # --------------------------------------------------------------------------- bad versions

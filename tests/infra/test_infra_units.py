@@ -141,3 +141,12 @@ def test_ipv6_ingress_ranges_get_their_own_field() -> None:
     assert (rule.cidr_blocks, rule.ipv6_cidr_blocks) == (["10.0.0.0/8"], ["2001:db8::/32"])
     only_v4 = cidr_rule(80, ["0.0.0.0/0"], "x")
     assert only_v4.ipv6_cidr_blocks is None
+
+
+def test_unguarded_refresh_has_no_alarms_and_no_auto_rollback() -> None:
+    # Outside a rolling release (release.rolling unset) a refresh is not stopped by the slot's
+    # alarms: a refresh back to a checkpoint must not be undone by alarms the bad version set off.
+    prefs = refresh_preferences(Rolling(), instance_count=4, grace_period=60, guarded=False)
+    args = prefs.to_args(["a", "b"])
+    assert prefs.auto_rollback is False
+    assert args.alarm_specification is None

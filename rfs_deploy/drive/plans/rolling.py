@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rfs_deploy.config.model import ReleaseState, Rolling, ServiceConfig
 from rfs_deploy.drive.plans.common import analysis_interval, check_start, refresh_duration
-from rfs_deploy.drive.steps import Analyze, RollRefresh, Step, WatchRefresh
+from rfs_deploy.drive.steps import Analyze, FinishRefresh, RollRefresh, Step, WatchRefresh
 
 
 def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, version: str) -> tuple[Step, ...]:
-    """Refresh → watch the refresh → one more analysis window on the fully refreshed slot.
+    """Refresh → watch the refresh → one more analysis window on the fully refreshed slot → end.
 
     Batch size, interval and warm-up are instance refresh preferences the program derives from
     ``strategy``; the plan changes the version and records ``strategy`` in the release state, so
@@ -17,6 +17,10 @@ def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, versi
     The refresh mixes old and new instances behind one target group, so there is no separate
     baseline to compare with. The final window gives the last batch a full period of traffic
     before the release counts as done.
+
+    ``RollRefresh`` records the rolling settings in the release state, which also makes the
+    program guard the refresh with the slot's alarms; ``FinishRefresh`` removes them again, so a
+    later refresh back to this state is not stopped by alarms (see rfs_deploy.infra.refresh).
 
     The watch allows the refresh its expected duration (:func:`refresh_duration`) plus
     ``deploy.maxDeploymentTime``, the overrun every deployment is allowed.
@@ -32,4 +36,5 @@ def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, versi
             expected=expected,
         ),
         Analyze(duration=interval, interval=interval, baseline=False),
+        FinishRefresh(),
     )
