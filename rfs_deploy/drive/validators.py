@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rfs_deploy.config.model import ServiceConfig
+from rfs_deploy.config.model import ServiceConfig, ValidationSettings
 from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
 from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.drive.validation import validate
@@ -13,6 +13,15 @@ from rfs_deploy.outputs import ServiceOutputs
 if TYPE_CHECKING:
     from rfs_deploy.drive.context import Seams
     from rfs_deploy.drive.runner import StepOutcome
+
+
+def validation_settings(service: ServiceConfig) -> ValidationSettings:
+    """The service's validation settings; unless ``validation.timeout`` is set, each check gets
+    the seed's ``deploy.healthCheckTimeout``."""
+    settings = service.validation
+    if "timeout" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"timeout": float(service.deploy.health_check_timeout)})
 
 
 async def run_validation(
@@ -35,7 +44,11 @@ async def run_validation(
     if not hooks.ok:
         return StepOutcome(False, hooks.summary)
     report = await validate(
-        outputs.test_url, version, service.validation, transport=seams.http_transport, clock=seams.clock
+        outputs.test_url,
+        version,
+        validation_settings(service),
+        transport=seams.http_transport,
+        clock=seams.clock,
     )
     if not report.ok:
         return StepOutcome(False, report.summary)
