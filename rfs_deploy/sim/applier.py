@@ -76,6 +76,8 @@ class MotoApplier:
     #: Instances launched during this update count as long running (the stack's first update).
     warm: bool = False
     resources: dict[str, Applied] = field(default_factory=dict)
+    #: Called after every create, update or delete (the sandbox saves the cloud as it changes).
+    on_change: Callable[[], None] | None = None
     _seen: set[str] = field(default_factory=set)
     _changes: Counter[str] = field(default_factory=Counter)
 
@@ -133,11 +135,13 @@ class MotoApplier:
                 unseed_ids()
             self.resources[key] = current
             self._changes["create"] += 1
+            self._changed()
         elif current.inputs != sent:
             old = current.inputs
             current.inputs = sent
             kind.update(current, old)
             self._changes["update"] += 1
+            self._changed()
         else:
             self._changes["same"] += 1
         return current.id, {**dict(inputs), **current.computed}
@@ -148,7 +152,12 @@ class MotoApplier:
             res = self.resources.pop(key)
             self.kinds[res.type].delete(res)
             self._changes["delete"] += 1
+            self._changed()
         return dict(self._changes)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # ----------------------------------------------------------------- security groups
 

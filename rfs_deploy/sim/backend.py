@@ -8,13 +8,19 @@ release state each update ran with), the outputs, an exportable state, and a loc
 ``up`` while one runs raises StackBusy (in-process lock, plus a lock file when the session is
 kept in a directory, so a second process is refused too).
 
+Durability, as Pulumi's service keeps it: an update is in history (``in-progress``) from the
+moment it starts, every resource change it makes is saved as it happens (the cloud does not undo
+a change because the process that asked for it died), and its result once it ends.
+
 Fault injection for reliability tests: :meth:`fail_next_updates` makes the next N updates fail
-(before or after touching resources) and :meth:`hold_lock` plays another update holding the stack.
+(before or after touching resources), :meth:`hold_lock` plays another update holding the stack,
+and :meth:`kill_during` SIGKILLs the process itself at a chosen point inside an update.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +38,11 @@ from rfs_deploy.sim.applier import MotoApplier, SandboxMocks
 
 #: Called when the stack's state changed (the sandbox persists itself).
 Saver = Callable[[], None]
+
+
+#: Where :meth:`SandboxBackend.kill_during` can kill an update: after it is recorded as started,
+#: after its first resource change, after its last resource change (before it is recorded).
+KILL_STAGES = ("start", "mid", "end")
 
 
 @dataclass
@@ -65,7 +76,11 @@ class SandboxBackend:
         self._lock_file = lock_file
         self._save = save or (lambda: None)
         self._fault: _Fault | None = None
+        self._kill: tuple[str, int] | None = None
+        self._updates_run = 0
+        self._changed_in_update = 0
         self._now = now
+        applier.on_change = self._resource_changed
         self.read_config()  # a bad stack file fails here, with one line naming the key
 
     # ----------------------------------------------------------------- config
@@ -103,9 +118,13 @@ class SandboxBackend:
             "changes": {},
         }
         self.entries.append(entry)
+        self._updates_run += 1
+        self._changed_in_update = 0
         first = not any(e["result"] == "succeeded" for e in self.entries[:-1])
         emit(f"updating stack {self.stack_name} (version {version}): {message}")
         try:
+            self._save()  # history shows the update from its start, as Pulumi's service does
+            self._maybe_kill("start")
             self._inject("before")
             config = self.read_config()
             self.applier.network.ensure(self.applier.aws, config.network)
@@ -118,6 +137,7 @@ class SandboxBackend:
                 config=self.extra_config,
             )
             changes = self.applier.finish()
+            self._maybe_kill("end")
             self._inject("after")
         except BaseException as exc:
             entry.update(result="failed", endTime=self._now())
@@ -195,6 +215,24 @@ class SandboxBackend:
         if fault.remaining <= 0:
             self._fault = None
         raise BackendError(f"update of stack {self.stack_name!r} failed: {fault.message}")
+
+    def kill_during(self, update: int, stage: str = "mid") -> None:
+        """SIGKILL this process inside the ``update``-th update it runs (1-based) at ``stage``
+        (see :data:`KILL_STAGES`): a real kill, for crash tests run in a subprocess."""
+        if stage not in KILL_STAGES or update < 1:
+            raise ValueError(f"kill stage must be one of {KILL_STAGES} and update >= 1")
+        self._kill = (stage, update)
+
+    def _resource_changed(self) -> None:
+        """The applier changed a resource: save it at once (the cloud keeps it) and maybe die."""
+        self._changed_in_update += 1
+        self._save()
+        if self._changed_in_update == 1:
+            self._maybe_kill("mid")
+
+    def _maybe_kill(self, stage: str) -> None:
+        if self._kill == (stage, self._updates_run):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     @contextmanager
     def hold_lock(self) -> Iterator[None]:

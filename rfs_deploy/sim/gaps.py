@@ -59,8 +59,10 @@ def _epoch(value: Any) -> float:
 class GapHandlers:
     """The handlers, bound to one world. :meth:`install` registers them on a SimulatedAws."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, on_change: Callable[[], None] | None = None) -> None:
         self.world = world
+        #: Told when a handler changed the world (a refresh started, cancelled or rolled back).
+        self.on_change = on_change or (lambda: None)
         self.operations: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "cloudwatch.GetMetricData": self.get_metric_data,
             "elastic-load-balancing-v2.DescribeTargetHealth": self.describe_target_health,
@@ -182,6 +184,7 @@ class GapHandlers:
 
     def start_instance_refresh(self, params: dict[str, Any]) -> Answer:
         world = self.world
+        self.on_change()
         refresh_id = world.refreshes.start(
             params["AutoScalingGroupName"], params.get("Preferences"), world.clock.now()
         )
@@ -196,12 +199,14 @@ class GapHandlers:
 
     def cancel_instance_refresh(self, params: dict[str, Any]) -> Answer:
         world = self.world
+        self.on_change()
         return _ok(
             {"InstanceRefreshId": world.refreshes.cancel(params["AutoScalingGroupName"], world.clock.now())}
         )
 
     def rollback_instance_refresh(self, params: dict[str, Any]) -> Answer:
         world = self.world
+        self.on_change()
         return _ok(
             {"InstanceRefreshId": world.refreshes.rollback(params["AutoScalingGroupName"], world.clock.now())}
         )

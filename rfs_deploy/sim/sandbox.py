@@ -13,10 +13,20 @@ whose clients carry the sandbox's gap handlers (:mod:`rfs_deploy.sim.gaps`); the
 in what moto cannot. With ``session_dir`` the sandbox keeps its state in ``state.json`` there
 (stack config, history, outputs, applied resources, physics), so a new process can ``resume``:
 it rebuilds moto by re-creating the recorded resources with the same ids.
+
+A session read by one process is never overwritten with a stale copy by another: each save
+bumps a generation number (``state.gen``), a process writes only over the generation it read
+(else StackBusy: someone else changed the stack meanwhile), and :meth:`Sandbox.close` writes only
+when this process changed something (a read-only ``status`` during a deployment writes nothing).
+
+``RFS_DEPLOY_SIM_KILL=STAGE:N`` (STAGE one of start, mid, end) makes the process SIGKILL itself
+inside the N-th stack update it runs (see :meth:`SandboxBackend.kill_during`): crash tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -29,7 +39,7 @@ import yaml
 from rfs_deploy.aws import AwsAdapters, AwsSession
 from rfs_deploy.config.loading import NAMESPACE, read_namespace
 from rfs_deploy.drive.protocols import UpdateResult
-from rfs_deploy.errors import ConfigError
+from rfs_deploy.errors import ConfigError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import Applied, MotoApplier
 from rfs_deploy.sim.aws import DEFAULT_REGION, SimulatedAws, seed_ids, unseed_ids
@@ -43,6 +53,10 @@ from rfs_deploy.sim.world import World
 
 STATE_FILE = "state.json"
 LOCK_FILE = "update.lock"
+GENERATION_FILE = "state.gen"
+SAVE_LOCK_FILE = ".save.lock"
+#: ``STAGE:N``: SIGKILL the process inside its N-th stack update (crash tests; see module docstring).
+KILL_ENV = "RFS_DEPLOY_SIM_KILL"
 
 
 def session_directory(root: str | Path, stack: str) -> Path:
@@ -71,6 +85,10 @@ class Sandbox:
         self.clock = VirtualClock(start)
         self._namespace, self._extra = namespace, extra
         self._started = False
+        #: The session generation this process read or last wrote (see the module docstring).
+        self._generation = _read_generation(session_dir) if session_dir is not None else 0
+        #: Something changed since the last save (time passed, a refresh was started or cancelled).
+        self._dirty = False
 
     # ----------------------------------------------------------------- construction
 
@@ -87,6 +105,8 @@ class Sandbox:
         kept in ``session_dir`` when it holds one (then ``stack_file`` may be omitted; a given
         ``scenario`` replaces the recorded one)."""
         directory = Path(session_dir) if session_dir is not None else None
+        # the generation first: a save landing between the two reads then shows as a conflict
+        generation = _read_generation(directory) if directory is not None else 0
         saved = _read_state(directory) if directory is not None else None
         if saved is not None:
             chosen = (
@@ -100,6 +120,7 @@ class Sandbox:
                 session_dir=directory,
                 start=start,
             )
+            box._generation = generation
             return box._start(saved)
         if stack_file is None:
             raise ConfigError(
@@ -127,8 +148,9 @@ class Sandbox:
         self.aws.start()
         try:
             self.world = World(self.aws, self.clock, self.scenario, self.topology)
-            self.gaps = GapHandlers(self.world)
+            self.gaps = GapHandlers(self.world, on_change=self._mark_dirty)
             self.gaps.install(self.aws)
+            self.clock.subscribe(lambda _start, _end: self._mark_dirty())
             self.network = NetworkMap()
             self.applier = MotoApplier(self.aws, self.world, self.network)
             lock = self.session_dir / LOCK_FILE if self.session_dir is not None else None
@@ -147,16 +169,21 @@ class Sandbox:
             self._started = True
             if saved is not None:
                 self._restore(saved)
+            self._dirty = saved is None
+            _arm_kill(self.backend, os.environ.get(KILL_ENV))
         except BaseException:
             self.aws.stop()
             raise
         return self
 
     def close(self) -> None:
-        """Save the session (when kept in a directory) and stop moto."""
+        """Save the session (when kept in a directory and changed here) and stop moto."""
         if not self._started:
             return
-        self.save()
+        if self._dirty:
+            # another process changed the session meanwhile: its state wins, ours is stale
+            with contextlib.suppress(StackBusy):
+                self.save()
         self.world.close()
         self.aws.stop()
         self._started = False
@@ -188,8 +215,13 @@ class Sandbox:
 
     # ----------------------------------------------------------------- persistence
 
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+
     def save(self) -> None:
-        """Write the session to ``session_dir/state.json`` (atomically); no-op without a directory."""
+        """Write the session to ``session_dir/state.json`` (atomically); no-op without a directory.
+
+        Raises StackBusy when another process saved the session since this one read it."""
         if self.session_dir is None or not self._started:
             return
         state = {
@@ -199,11 +231,24 @@ class Sandbox:
             "resources": self.applier.to_json(),
             "world": self.world.to_json(),
         }
-        self.session_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.session_dir, prefix=".state-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(state, handle, default=_jsonable)
-        os.replace(tmp, self.session_dir / STATE_FILE)
+        directory = self.session_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / SAVE_LOCK_FILE, "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            on_disk = _read_generation(directory)
+            if on_disk != self._generation:
+                raise StackBusy(
+                    f"stack {self.stack_name!r} was changed by another rfs-deploy process while this "
+                    f"one ran (sandbox session generation {on_disk}, read {self._generation}); "
+                    f"see `rfs-deploy status --stack {self.stack_name}`"
+                )
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-", suffix=".json")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(state, handle, default=_jsonable)
+            os.replace(tmp, directory / STATE_FILE)
+            self._generation = on_disk + 1
+            _write_generation(directory, self._generation)
+        self._dirty = False
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Rebuild moto from the recorded resources (same seeded ids), then the physics."""
@@ -244,6 +289,31 @@ class Sandbox:
 
 def _scenario(value: str | Path | Scenario) -> Scenario:
     return value if isinstance(value, Scenario) else load_scenario(value)
+
+
+def _read_generation(directory: Path) -> int:
+    try:
+        return int((directory / GENERATION_FILE).read_text().strip() or "0")
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_generation(directory: Path, generation: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gen-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(generation))
+    os.replace(tmp, directory / GENERATION_FILE)
+
+
+def _arm_kill(backend: SandboxBackend, spec: str | None) -> None:
+    """Apply ``RFS_DEPLOY_SIM_KILL`` (``STAGE:N``) to the backend; a malformed value is an error."""
+    if not spec:
+        return
+    stage, _, count = spec.partition(":")
+    try:
+        backend.kill_during(int(count or "1"), stage)
+    except ValueError:
+        raise ConfigError(KILL_ENV, f"expected STAGE:N with STAGE start, mid or end, got {spec!r}") from None
 
 
 def _read_state(directory: Path) -> dict[str, Any] | None:
