@@ -8,7 +8,9 @@ an open one from its last completed step, ``abort`` restores its pre-deployment 
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from rfs_deploy.config.model import STRATEGY_NAMES, ReleaseState, ServiceConfig, Strategy
 from rfs_deploy.drive import journal
@@ -68,6 +70,37 @@ def resolve(
     return merged, merged.strategy
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Backends (by object id) with a deploy, resume, abort or rollback running in this process. Two
+#: coroutines on one stack would otherwise both pass the history check before either's first
+#: update shows in history, and the second would write its release over the first's.
+_RUNNING: set[int] = set()
+
+
+def _exclusive(
+    method: Callable[Concatenate[Driver, P], Awaitable[R]],
+) -> Callable[Concatenate[Driver, P], Awaitable[R]]:
+    """One driver operation per stack backend at a time in this process; the second: StackBusy."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Driver, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = id(self.seams.backend)
+        if key in _RUNNING:
+            raise StackBusy(
+                f"another deployment of stack {self.seams.backend.stack_name} is running in this "
+                "process; wait for it to finish"
+            )
+        _RUNNING.add(key)
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            _RUNNING.discard(key)
+
+    return wrapper
+
+
 class Driver:
     """Runs deployments of one stack through the given seams."""
 
@@ -98,6 +131,7 @@ class Driver:
 
     # ------------------------------------------------------------------ deploy
 
+    @_exclusive
     async def deploy(
         self,
         service: str,
@@ -107,6 +141,12 @@ class Driver:
     ) -> DeploymentRecord:
         """Release ``version`` of ``service``; ends COMPLETED, ROLLED_BACK or FAILED (with recovery)."""
         history = self.seams.backend.history()
+        if history and history[0].result == "in-progress":
+            # another process's update is running (its config change may already be written)
+            raise StackBusy(
+                f"stack {self.seams.backend.stack_name} has an update in progress (version "
+                f"{history[0].version}); wait for it, or run `{self._cmd('status')}`"
+            )
         # before planning: an open deployment's traffic split would fail the plan's starting-point
         # check with a vaguer InvalidInput instead of StackBusy naming resume and abort
         self._refuse_if_open(history)
@@ -136,6 +176,7 @@ class Driver:
 
     # ------------------------------------------------------------------ crash recovery
 
+    @_exclusive
     async def resume(self, service: str | None = None) -> DeploymentRecord:
         """Continue the open deployment from its last completed step (a new process may call this)."""
         found = self._open(service)
@@ -181,11 +222,13 @@ class Driver:
         await self._after(runner)
         return record
 
+    @_exclusive
     async def abort(self, service: str | None = None) -> DeploymentRecord:
         """Restore the open deployment's pre-deployment checkpoint."""
         found = self._open(service)
         return await self._restore_open(found, "abort", "aborted on request")
 
+    @_exclusive
     async def rollback(self, service: str, to_version: int | None = None) -> DeploymentRecord:
         """Restore ``service`` to history version ``to_version`` (default: the last resting state
         before the newest deployment). Refuses while a deployment is open: abort it instead —
