@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from rfs_deploy.aws import service_queries
+from rfs_deploy.config import Rolling
 from rfs_deploy.drive.steps import DeployIdle, RollRefresh, SetWeight
 from rfs_deploy.sim.sandbox import Sandbox
 
@@ -139,7 +140,8 @@ def test_refresh_rolls_back_when_its_alarm_fires(open_sandbox: Open) -> None:
     box = open_sandbox("error-spike")
     out = box.topology()["api-service"]
     asg = out.slot("blue").asg_name
-    release_step(box, RollRefresh("v2.0.0"), "roll to v2")
+    # a rolling release (release.rolling set) is what attaches the alarms to the refresh
+    release_step(box, RollRefresh("v2.0.0", rolling=Rolling()), "roll to v2")
     for _ in range(80):
         status = box.adapters.fleet.latest_refresh(asg)
         assert status is not None
