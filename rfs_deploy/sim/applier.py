@@ -270,6 +270,7 @@ class MotoApplier:
 
     def update_listener(self, res: Applied, old: dict[str, Any]) -> None:
         inputs = res.inputs
+        self.world.lag.changing(res.id, self.world.clock.now())
         self.aws.raw("elbv2").modify_listener(
             ListenerArn=res.id,
             Port=int(inputs["port"]),
@@ -282,6 +283,7 @@ class MotoApplier:
 
     def create_listener_rule(self, res: Applied) -> None:
         inputs = res.inputs
+        self.world.lag.changing(inputs["listenerArn"], self.world.clock.now())
         rule = self.aws.raw("elbv2").create_rule(
             ListenerArn=inputs["listenerArn"],
             Priority=int(inputs["priority"]),
@@ -294,6 +296,7 @@ class MotoApplier:
     def update_listener_rule(self, res: Applied, old: dict[str, Any]) -> None:
         elbv2 = self.aws.raw("elbv2")
         inputs = res.inputs
+        self.world.lag.changing(inputs["listenerArn"], self.world.clock.now())
         elbv2.modify_rule(
             RuleArn=res.id,
             Conditions=convert.conditions(inputs.get("conditions")),
@@ -305,6 +308,7 @@ class MotoApplier:
             )
 
     def delete_listener_rule(self, res: Applied) -> None:
+        self.world.lag.changing(res.inputs["listenerArn"], self.world.clock.now())
         self.aws.raw("elbv2").delete_rule(RuleArn=res.id)
 
     # ----------------------------------------------------------------- launch templates

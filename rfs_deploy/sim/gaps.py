@@ -7,6 +7,8 @@ Installed on the sandbox's boto3 session only (never on moto itself, never in pr
   (``p99``), on which moto crashes, and metric math, which moto leaves empty, are answered from
   the physics' record. The scenario's ``metrics.throttled`` makes a call fail with Throttling.
 * ``DescribeTargetHealth``: target states from the physics (moto calls every target healthy).
+* ``DescribeListeners`` / ``DescribeRules``: while a listener change propagates (the scenario's
+  ``loadBalancer.propagationDelay``), the configuration from before it; otherwise moto's answer.
 * ``Start/Describe/Cancel/RollbackInstanceRefresh``: the sandbox's refresh engine (moto raises
   NotImplementedError).
 
@@ -66,6 +68,8 @@ class GapHandlers:
         self.operations: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "cloudwatch.GetMetricData": self.get_metric_data,
             "elastic-load-balancing-v2.DescribeTargetHealth": self.describe_target_health,
+            "elastic-load-balancing-v2.DescribeListeners": self.describe_listeners,
+            "elastic-load-balancing-v2.DescribeRules": self.describe_rules,
             "auto-scaling.StartInstanceRefresh": self.start_instance_refresh,
             "auto-scaling.DescribeInstanceRefreshes": self.describe_instance_refreshes,
             "auto-scaling.CancelInstanceRefresh": self.cancel_instance_refresh,
@@ -179,6 +183,28 @@ class GapHandlers:
                 }
             )
         return _ok({"TargetHealthDescriptions": descriptions})
+
+    def describe_listeners(self, params: dict[str, Any]) -> Answer:
+        world = self.world
+        arns = list(params.get("ListenerArns") or [])
+        if not arns or all(world.lag.visible(a, world.clock.now()) is None for a in arns):
+            return None  # nothing propagating: moto answers
+        try:
+            answer = world.aws.raw("elbv2").describe_listeners(ListenerArns=arns)
+        except ClientError:
+            return None
+        listeners = [
+            {**listener, "DefaultActions": world.visible_listener(listener["ListenerArn"])["DefaultActions"]}
+            for listener in answer["Listeners"]
+        ]
+        return _ok({"Listeners": listeners})
+
+    def describe_rules(self, params: dict[str, Any]) -> Answer:
+        world = self.world
+        arn = params.get("ListenerArn")
+        if not arn or world.lag.visible(arn, world.clock.now()) is None:
+            return None
+        return _ok({"Rules": list(world.visible_listener(arn)["Rules"])})
 
     # ----------------------------------------------------------------- Auto Scaling
 

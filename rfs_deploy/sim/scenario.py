@@ -9,6 +9,7 @@ A scenario is a small YAML file (camelCase keys, unknown keys rejected)::
     new: {errorRate: 0.12}
     versions: {v3.0.0: {cpu: 80}}
     metrics: {missing: 0.0, delayed: 0.0, throttled: 0.0}
+    loadBalancer: {propagationDelay: 0}
 
 ``baseline`` is the behaviour of the version the fleet ran when the sandbox started (or of
 ``baselineVersion`` when given); ``new`` is every other version; ``versions`` overrides by exact
@@ -110,6 +111,14 @@ class MetricFlakiness(_Model):
     throttled: float = Field(default=0.0, ge=0, le=1)
 
 
+class LoadBalancer(_Model):
+    """How the load balancer behaves after a change."""
+
+    #: Seconds after a listener or rule change before DescribeListeners/DescribeRules (and the
+    #: routing of requests) show it; ELBv2 is eventually consistent (see :mod:`rfs_deploy.sim.lag`).
+    propagation_delay: int = Field(default=0, ge=0, le=3600)
+
+
 class Scenario(_Model):
     """One sandbox scenario (see the module docstring)."""
 
@@ -123,6 +132,7 @@ class Scenario(_Model):
     new: Behaviour = Field(default_factory=Behaviour)
     versions: dict[str, Behaviour] = Field(default_factory=dict)
     metrics: MetricFlakiness = Field(default_factory=MetricFlakiness)
+    load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
     #: Critical endpoints the sandbox's HTTP transport answers.
     endpoints: list[str] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
 

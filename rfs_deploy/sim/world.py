@@ -26,6 +26,7 @@ from rfs_deploy.sim.aws import SimulatedAws
 from rfs_deploy.sim.behaviour import Conduct, conduct
 from rfs_deploy.sim.clock import VirtualClock
 from rfs_deploy.sim.fleet import Fleet, Instance, TemplateVersions
+from rfs_deploy.sim.lag import ListenerLag, Snapshot
 from rfs_deploy.sim.record import COUNT_UNIT, NEVER, MetricRecord, metric_key
 from rfs_deploy.sim.refresh import RefreshEngine
 from rfs_deploy.sim.scenario import Scenario
@@ -56,6 +57,7 @@ class World:
         self.record = MetricRecord(aws.raw("cloudwatch"))
         self.alarms = AlarmEvaluator(aws.raw("cloudwatch"), self.record)
         self.refreshes = RefreshEngine(self.fleet, aws.raw("autoscaling"), self.conduct_of, self.firing)
+        self.lag = ListenerLag(scenario.load_balancer.propagation_delay, self.listener_config)
         self.baseline_version: str | None = scenario.baseline_version
         self.cursor = math.floor(clock.now() / PERIOD) * PERIOD
         #: Requests per slot of the last simulated minute, for displays: {service: {tg arn: n}}.
@@ -143,14 +145,25 @@ class World:
         drawn = self.rng.normal(traffic.requests_per_minute, traffic.requests_per_minute * traffic.noise)
         return max(0, round(float(drawn)))
 
-    def routes(self, listener_arn: str) -> list[Route]:
-        """How the listener splits requests: header rules take the forced share, the default the rest."""
+    def listener_config(self, listener_arn: str) -> Snapshot:
+        """The listener's default actions and rules as moto holds them now."""
         elbv2 = self.aws.raw("elbv2")
         listener = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
-        default = forward_targets(forward_action(listener.get("DefaultActions", [])))
+        rules = elbv2.describe_rules(ListenerArn=listener_arn)["Rules"]
+        return {"DefaultActions": list(listener.get("DefaultActions", [])), "Rules": list(rules)}
+
+    def visible_listener(self, listener_arn: str) -> Snapshot:
+        """What readers and routing see now: a stale configuration while a change propagates."""
+        stale = self.lag.visible(listener_arn, self.clock.now())
+        return stale if stale is not None else self.listener_config(listener_arn)
+
+    def routes(self, listener_arn: str) -> list[Route]:
+        """How the listener splits requests: header rules take the forced share, the default the rest."""
+        config = self.visible_listener(listener_arn)
+        default = forward_targets(forward_action(config["DefaultActions"]))
         rules = [
             r
-            for r in elbv2.describe_rules(ListenerArn=listener_arn)["Rules"]
+            for r in config["Rules"]
             if not r.get("IsDefault") and header_conditions(r.get("Conditions", []))
         ]
         forced = self.scenario.traffic.forced_share if rules else 0.0
@@ -232,6 +245,7 @@ class World:
             "instances": [i.to_json() for i in self.fleet.instances.values()],
             "refreshes": self.refreshes.to_json(),
             "metrics": self.record.to_json(),
+            "listenerLag": self.lag.to_json(),
         }
 
     def load_json(self, data: Mapping[str, Any]) -> list[Instance]:
@@ -243,6 +257,7 @@ class World:
         self.templates.load_json(data.get("templates", {}))
         self.refreshes.load_json(data.get("refreshes", {}))
         self.record.load_json(data.get("metrics", []))
+        self.lag.load_json(data.get("listenerLag", {}))
         return [Instance.from_json(i) for i in data.get("instances", [])]
 
 
