@@ -168,6 +168,12 @@ def threshold(alpha: float) -> float:
     return math.log(1.0 / alpha)
 
 
+def hold_level(alpha: float) -> float:
+    """Half the way to rejection (likelihood ratio ``1/sqrt(alpha)``): evidence leaning against
+    the new version. Under equal rates it is ever reached with probability at most ``sqrt(alpha)``."""
+    return threshold(alpha) / 2.0
+
+
 def _log_mean_exp(values: Sequence[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values) / len(values))

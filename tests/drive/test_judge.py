@@ -9,6 +9,7 @@ import pytest
 
 from rfs_deploy.config.model import Analysis
 from rfs_deploy.drive.judge import (
+    MAX_HOLDS,
     Outcome,
     SlotMetrics,
     StepJudge,
@@ -19,7 +20,15 @@ from rfs_deploy.drive.judge import (
     planned_windows,
     worst,
 )
-from rfs_deploy.drive.stats import Evidence, binom_cdf, binom_sf, chi2_sf_1df, sample_ratio, threshold
+from rfs_deploy.drive.stats import (
+    Evidence,
+    binom_cdf,
+    binom_sf,
+    chi2_sf_1df,
+    hold_level,
+    sample_ratio,
+    threshold,
+)
 
 POLICY = Analysis()  # 5 % errors, p99 2 s, CPU 90 %, 100 requests, significance 0.01, tolerance 1.5
 
@@ -245,12 +254,105 @@ def test_evidence_carries_across_steps() -> None:
     outcomes = []
     for _ in range(6):
         step = StepJudge(POLICY, baseline=True, windows=1, evidence=evidence)
-        step.observe(window)
-        assert step.result is not None
+        while step.result is None:  # the step may hold its weight while the evidence leans
+            step.observe(window)
         outcomes.append(step.result.outcome)
         evidence = step.evidence
     assert Outcome.FAIL in outcomes
     assert evidence is not None and evidence.rejects(0.01)
+
+
+# --------------------------------------------------------------------------- rules of a compared step
+
+BASE_900 = slot(900, 4, p99=0.35)
+
+
+def observe_all(step: StepJudge, windows: list[Window]) -> list[Verdict]:
+    return [step.observe(w) for w in windows]
+
+
+def test_thin_windows_are_carried_into_the_next_when_comparing() -> None:
+    step = StepJudge(POLICY, baseline=True, windows=1)
+    first, second = observe_all(step, [Window(slot(60, 0), BASE_900), Window(slot(60, 0), BASE_900)])
+    assert first.outcome is Outcome.INCONCLUSIVE and "only 60 requests (need 100)" in first.reason
+    assert (
+        second.outcome is Outcome.PASS
+        and "over 120 requests (with the thin windows before it)" in second.reason
+    )
+    assert second.numbers["requests"] == 60 and second.numbers["pooled_requests"] == 120
+    assert step.evidence is not None and step.evidence.new_requests == 120  # each window counted once
+
+
+def test_carried_counts_meet_the_thresholds() -> None:
+    step = StepJudge(POLICY, baseline=True, windows=1)
+    verdicts = observe_all(step, [Window(slot(60, 4), BASE_900), Window(slot(60, 3), BASE_900)])
+    assert [v.outcome for v in verdicts] == [Outcome.INCONCLUSIVE, Outcome.FAIL]
+    assert "error rate 5.83% > 5.00%" in verdicts[1].reason
+
+
+def test_thin_windows_stay_thin_without_a_baseline() -> None:
+    """Thresholds alone: every window must reach min_requests by itself (never a pass on less)."""
+    step = StepJudge(POLICY, baseline=False, windows=1)
+    verdicts = observe_all(step, [Window(slot(60)) for _ in range(6)])
+    assert all(v.outcome is Outcome.INCONCLUSIVE for v in verdicts)
+    assert step.result is not None and "not enough data" in step.result.reason
+
+
+BASE_1800 = slot(1800, 9, p99=0.4)
+SLOW_THIN = Window(slot(200, 1, p99=0.8), BASE_1800)
+
+
+@pytest.mark.parametrize(
+    ("windows", "outcomes", "words"),
+    [
+        ([SLOW_THIN, SLOW_THIN], ["INCONCLUSIVE", "FAIL"], "2.00x the baseline's"),
+        (
+            [SLOW_THIN, Window(slot(200, 1, p99=0.45), slot(1800, 9, p99=0.4))],
+            ["INCONCLUSIVE", "PASS"],
+            "p99 0.45s",
+        ),
+        ([SLOW_THIN, Window(None), SLOW_THIN], ["INCONCLUSIVE", "INCONCLUSIVE", "FAIL"], "2.00x"),
+        ([Window(slot(2000, 10, p99=0.8), slot(18_000, 90, p99=0.4))], ["FAIL"], "2.00x the baseline's"),
+    ],
+    ids=["repeats", "does not repeat", "no data between", "thick tails fail at once"],
+)
+def test_a_p99_on_a_thin_tail_must_repeat(windows: list[Window], outcomes: list[str], words: str) -> None:
+    step = StepJudge(POLICY, baseline=True, windows=1)
+    verdicts = observe_all(step, windows)
+    assert [v.outcome.value for v in verdicts] == outcomes
+    assert words in verdicts[-1].reason
+    if len(windows) > 1:
+        assert "on a thin tail (200 requests): confirming over the next window" in verdicts[0].reason
+    assert step.result is not None and step.result.numbers["windows_held"] == (len(windows) > 1)
+
+
+LEANING = Window(slot(1000, 12), slot(9000, 45))  # likelihood ratio about 12: above 10, below 100
+STILL_LEANING = Window(slot(1000, 8), slot(9000, 45))
+
+
+def test_the_weight_is_held_while_the_evidence_leans_against_the_new_version() -> None:
+    step = StepJudge(POLICY, baseline=True, windows=1)
+    verdicts = observe_all(step, [LEANING, STILL_LEANING, STILL_LEANING])
+    assert [v.outcome for v in verdicts] == [Outcome.INCONCLUSIVE, Outcome.INCONCLUSIVE, Outcome.PASS]
+    assert (
+        "holding this weight: the sequential test leans against the new version (p=0.08" in verdicts[0].reason
+    )
+    assert step.result is not None and step.result.passed
+    n = step.result.numbers
+    assert (n["windows_held"], n["windows_inconclusive"], n["windows_passed"]) == (MAX_HOLDS, 0, 1)
+    assert verdicts[1].evidence is not None and verdicts[1].evidence.log_mixture >= hold_level(0.01)
+
+
+def test_a_held_regression_fails_at_the_same_weight() -> None:
+    step = StepJudge(POLICY, baseline=True, windows=1)
+    verdicts = observe_all(step, [LEANING, LEANING])
+    assert [v.outcome for v in verdicts] == [Outcome.INCONCLUSIVE, Outcome.FAIL]
+    assert "higher (sequential test" in verdicts[1].reason
+
+
+def test_no_hold_without_a_baseline_comparison() -> None:
+    step = StepJudge(Analysis(baseline_comparison=False), baseline=True, windows=1)
+    assert step.observe(LEANING).outcome is Outcome.PASS
 
 
 def test_planned_windows() -> None:
