@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="apply the stack config as it is (the first update of a stack)")
     stack_args(up, service=False)
 
+    iam = sub.add_parser("iam-policy", help="print the least-privilege IAM policy the driver needs")
+    iam.add_argument("--stack", help="scope alarms and Auto Scaling groups to this stack's services")
+    iam.add_argument("--account", default="*", help="AWS account id for the ARNs (default *)")
+    iam.add_argument("--for", dest="principal", choices=("driver", "pulumi"), default="driver")
+    iam.set_defaults(command="iam_policy")  # the handler is cmd_iam_policy
+
     rb = sub.add_parser("rollback", help="restore a service to an earlier stack history version")
     stack_args(rb)
     rb.add_argument(

@@ -102,6 +102,33 @@ async def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_iam_policy(args: argparse.Namespace) -> int:
+    """The driver's least-privilege IAM policy (or Pulumi's, ``--for pulumi``) as JSON; no AWS call."""
+    import json
+
+    from rfs_deploy import iam
+
+    if args.principal == "pulumi":
+        print(json.dumps(iam.pulumi_policy(), indent=2))
+        return 0
+    services, region = None, "*"
+    if args.stack:
+        from rfs_deploy.config.loading import load_stack_file
+        from rfs_deploy.connect import project_dir
+        from rfs_deploy.errors import UnknownStack
+
+        path = project_dir() / "stacks" / f"Pulumi.{args.stack}.yaml"
+        if not path.is_file():
+            raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in stacks/")
+        config = load_stack_file(path)
+        services = list(config.services)
+        import yaml
+
+        region = (yaml.safe_load(path.read_text()) or {}).get("config", {}).get("aws:region") or "*"
+    print(json.dumps(iam.driver_policy(services, region=region, account=args.account), indent=2))
+    return 0
+
+
 async def cmd_rollback(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
     return _finish(args, await Driver(seams).rollback(args.service, args.to))

@@ -1,0 +1,197 @@
+"""The least-privilege IAM policy of the driver, and what ``pulumi up`` needs on top.
+
+The driver itself only *reads* AWS, plus one write: cancelling an instance refresh that is still
+rolling the bad version out when it rolls back. Every action below is one that an adapter in
+:mod:`rfs_deploy.aws` calls on the driver's behalf (the reliability tests record each API call
+of full sandbox deployments of every strategy and check this list against them, both ways):
+
+=================================  =============================  ===============================
+action                             called by                      resource scoping
+=================================  =============================  ===============================
+cloudwatch:GetMetricData           CloudWatchMetrics (each tick)  none possible (``*``)
+cloudwatch:DescribeAlarms          CloudWatchAlarms               the services' alarms by name
+elasticloadbalancing:Describe...   Elbv2Traffic: listeners,       none possible: ELBv2 Describe*
+  Listeners / Rules / TargetHealth rules, target health           actions take only ``*``
+autoscaling:DescribeInstance-      AutoScalingFleet.latest_       none possible (``*``)
+  Refreshes                        refresh
+autoscaling:CancelInstanceRefresh  AutoScalingFleet.cancel_       the services' Auto Scaling
+                                   refresh (rollback only)        groups by name
+=================================  =============================  ===============================
+
+The adapter also offers ``start_refresh``, ``rollback_refresh`` and ``in_service``
+(StartInstanceRefresh, RollbackInstanceRefresh, DescribeAutoScalingGroups); the driver never
+calls them — the program's ``instanceRefresh`` block starts refreshes during ``pulumi up`` — so
+they are not granted. Resource names follow the program's Pulumi auto-naming: ``<service>-asg-
+<slot>-<suffix>`` for groups and ``<service>-<kind>-<slot>-<suffix>`` for alarms.
+
+``pulumi up`` (run by the driver through the Automation API) creates and changes the program's
+resources; :func:`pulumi_actions` lists what the AWS provider needs for them, by resource type.
+Give those to the principal Pulumi's AWS provider uses — ideally a separate role assumed through
+the stack's ``aws:assumeRoles`` config — rather than widening the driver's policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+#: botocore service name -> IAM action prefix (CloudWatch signs as "monitoring", ELBv2 as
+#: "elasticloadbalancing"; IAM knows them as below).
+IAM_PREFIX = {"cloudwatch": "cloudwatch", "elbv2": "elasticloadbalancing", "autoscaling": "autoscaling"}
+
+READ_METRICS = ("cloudwatch:GetMetricData",)
+READ_ALARMS = ("cloudwatch:DescribeAlarms",)
+READ_LOAD_BALANCER = (
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetHealth",
+)
+READ_REFRESHES = ("autoscaling:DescribeInstanceRefreshes",)
+CANCEL_REFRESH = ("autoscaling:CancelInstanceRefresh",)
+
+#: Every action the driver needs.
+DRIVER_ACTIONS: tuple[str, ...] = (
+    *READ_METRICS,
+    *READ_ALARMS,
+    *READ_LOAD_BALANCER,
+    *READ_REFRESHES,
+    *CANCEL_REFRESH,
+)
+
+
+def action_name(service_name: str, operation: str) -> str:
+    """The IAM action of one API call, e.g. ``("elbv2", "DescribeRules")`` ->
+    ``elasticloadbalancing:DescribeRules``."""
+    return f"{IAM_PREFIX.get(service_name, service_name)}:{operation}"
+
+
+def driver_policy(
+    services: Iterable[str] | None = None, region: str = "*", account: str = "*"
+) -> dict[str, Any]:
+    """The driver's IAM policy document; ``services`` scopes alarms and groups by name prefix
+    (None: any name), ``region``/``account`` fill the ARNs."""
+    names = sorted(set(services)) if services is not None else ["*"]
+
+    def arns(template: str) -> list[str] | str:
+        found = [template.format(region=region, account=account, service=n) for n in names]
+        return found[0] if len(found) == 1 else found
+
+    alarm = "arn:aws:cloudwatch:{region}:{account}:alarm:{service}-*"
+    group = "arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{service}-asg-*"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _statement("ReadMetrics", READ_METRICS, "*"),
+            _statement("ReadServiceAlarms", READ_ALARMS, arns(alarm)),
+            _statement("ReadLoadBalancer", READ_LOAD_BALANCER, "*"),
+            _statement("ReadInstanceRefreshes", READ_REFRESHES, "*"),
+            _statement("CancelRefreshOnRollback", CANCEL_REFRESH, arns(group)),
+        ],
+    }
+
+
+def _statement(sid: str, actions: Iterable[str], resource: list[str] | str) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resource}
+
+
+def policy_actions(policy: dict[str, Any]) -> set[str]:
+    """Every action a policy document allows."""
+    found: set[str] = set()
+    for statement in policy["Statement"]:
+        actions = statement["Action"]
+        found.update([actions] if isinstance(actions, str) else actions)
+    return found
+
+
+#: What the AWS provider calls for each resource type of the program during ``pulumi up``
+#: (create, read, update, delete, tags). Indicative: the provider's exact calls change between
+#: versions; confirm against CloudTrail or IAM Access Analyzer's policy generation.
+PULUMI_ACTIONS: dict[str, tuple[str, ...]] = {
+    "aws:ec2/securityGroup:SecurityGroup": (
+        "ec2:CreateSecurityGroup",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSecurityGroupRules",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:CreateTags",
+        "ec2:DeleteTags",
+    ),
+    "aws:lb/loadBalancer:LoadBalancer": (
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        "elasticloadbalancing:SetSecurityGroups",
+        "elasticloadbalancing:SetSubnets",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:RemoveTags",
+        "elasticloadbalancing:DescribeTags",
+    ),
+    "aws:lb/targetGroup:TargetGroup": (
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
+    ),
+    "aws:lb/listener:Listener": (
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:DeleteListener",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeListenerAttributes",
+    ),
+    "aws:lb/listenerRule:ListenerRule": (
+        "elasticloadbalancing:CreateRule",
+        "elasticloadbalancing:DeleteRule",
+        "elasticloadbalancing:ModifyRule",
+        "elasticloadbalancing:DescribeRules",
+        "elasticloadbalancing:SetRulePriorities",
+    ),
+    "aws:ec2/launchTemplate:LaunchTemplate": (
+        "ec2:CreateLaunchTemplate",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:ModifyLaunchTemplate",
+        "ec2:DeleteLaunchTemplate",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+    ),
+    "aws:autoscaling/group:Group": (
+        "autoscaling:CreateAutoScalingGroup",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:DeleteAutoScalingGroup",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeScalingActivities",
+        "autoscaling:AttachLoadBalancerTargetGroups",
+        "autoscaling:DetachLoadBalancerTargetGroups",
+        "autoscaling:StartInstanceRefresh",
+        "autoscaling:DescribeInstanceRefreshes",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "iam:CreateServiceLinkedRole",
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:ListTagsForResource",
+        "cloudwatch:TagResource",
+        "cloudwatch:UntagResource",
+    ),
+}
+
+
+def pulumi_policy() -> dict[str, Any]:
+    """An IAM policy document for the principal of Pulumi's AWS provider (see the module docstring)."""
+    statements = [
+        _statement(kind.split(":")[-1], actions, "*") for kind, actions in sorted(PULUMI_ACTIONS.items())
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
