@@ -39,7 +39,7 @@ import yaml
 from rfs_deploy.aws import AwsAdapters, AwsSession
 from rfs_deploy.config.loading import NAMESPACE, read_namespace
 from rfs_deploy.drive.protocols import UpdateResult
-from rfs_deploy.errors import ConfigError, StackBusy
+from rfs_deploy.errors import BackendError, ConfigError, RfsDeployError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import Applied, MotoApplier
 from rfs_deploy.sim.aws import DEFAULT_REGION, SimulatedAws, seed_ids, unseed_ids
@@ -171,9 +171,17 @@ class Sandbox:
                 self._restore(saved)
             self._dirty = saved is None
             _arm_kill(self.backend, os.environ.get(KILL_ENV))
-        except BaseException:
+        except BaseException as exc:
             self.aws.stop()
-            raise
+            self._started = False
+            if saved is None or isinstance(exc, RfsDeployError) or not isinstance(exc, Exception):
+                raise
+            # a damaged session, or one an older sandbox wrote: one line, not a moto traceback
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendError(
+                f"the sandbox session in {self.session_dir} cannot be restored ({first}); "
+                "delete that directory to start afresh (`rfs-deploy simulate` does)"
+            ) from exc
         return self
 
     def close(self) -> None:
