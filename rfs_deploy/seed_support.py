@@ -13,7 +13,7 @@ from rfs_deploy.connect import backend_kind, open_seams
 from rfs_deploy.drive.context import Hooks, Seams
 from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.records import DeploymentRecord
-from rfs_deploy.errors import InvalidInput
+from rfs_deploy.errors import InvalidInput, PreconditionFailed
 
 if TYPE_CHECKING:
     from rfs_deploy import deployment as deployment_api
@@ -116,7 +116,12 @@ async def slot_health(environment: str, service: str, version: str) -> str:
 
 
 async def current_metrics(environment: str, service: str, version: str) -> Any:
-    """The last metric period of the slot running ``version`` as DeploymentMetrics."""
+    """The last metric period of the slot running ``version`` as DeploymentMetrics.
+
+    When that period has no request data yet (a stack that has just been created, such as a
+    fresh sandbox), one more period is observed; with still none, PreconditionFailed: zeros would
+    read as a perfectly healthy version.
+    """
     from datetime import datetime
 
     from rfs_deploy.aws.cloudwatch import service_queries
@@ -133,19 +138,26 @@ async def current_metrics(environment: str, service: str, version: str) -> Any:
     slot = next((s for s in SLOTS if release.slot(s).version == version and release.slot(s).capacity), None)
     if slot is None:
         raise InvalidInput(f"no slot of {service} runs {version}")
-    now = seams.clock.now()
-    series = seams.metrics.get_metric_data(service_queries(out, [slot], period), now - period, now)
-    m = _aggregate(series, slot)
+    queries = service_queries(out, [slot], period)
+    for attempt in range(2):
+        if attempt:
+            await seams.clock.sleep(period)
+        now = seams.clock.now()
+        m = _aggregate(seams.metrics.get_metric_data(queries, now - period, now), slot)
+        if m is not None:
+            break
+    else:
+        raise PreconditionFailed(f"no request metrics for {service} {version} in the last {2 * period}s")
     health = seams.traffic.target_health(out.slot(slot).target_group_arn)
-    rate = m.error_rate if m is not None and m.error_rate is not None else 0.0
+    rate = m.error_rate if m.error_rate is not None else 0.0
     return DeploymentMetrics(
         start_time=datetime.fromtimestamp(now - period),
         end_time=datetime.fromtimestamp(now),
         deployment_duration=0.0,
-        success_rate=1.0 - rate if m is not None and m.requests else 0.0,
+        success_rate=1.0 - rate if m.requests else 0.0,
         error_rate=rate,
-        p99_latency=(m.p99 or 0.0) if m is not None else 0.0,
-        cpu_usage=(m.cpu or 0.0) if m is not None else 0.0,
+        p99_latency=m.p99 or 0.0,
+        cpu_usage=m.cpu or 0.0,
         instance_count=release.slot(slot).capacity,
         healthy_instances=health.healthy,
     )
