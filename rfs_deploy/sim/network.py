@@ -13,8 +13,6 @@ from typing import Any
 from rfs_deploy.config.model import Network
 from rfs_deploy.sim.aws import SimulatedAws, seed_ids, unseed_ids
 
-_ZONES = "abcdef"
-
 
 class NetworkMap:
     """Configured network id -> moto id."""
@@ -38,6 +36,8 @@ class NetworkMap:
                 unseed_ids()
         vpc = self.ids[network.vpc_id]
         wanted = list(dict.fromkeys([*network.subnet_ids, *(network.instance_subnet_ids or [])]))
+        # the region's zones in moto, in order (eu-west-1 has three: a fourth subnet shares "a")
+        zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])
         for index, subnet in enumerate(wanted):
             if subnet in self.ids:
                 continue
@@ -46,7 +46,7 @@ class NetworkMap:
                 created = ec2.create_subnet(
                     VpcId=vpc,
                     CidrBlock=f"10.0.{index}.0/24",
-                    AvailabilityZone=f"{aws.region}{_ZONES[index % len(_ZONES)]}",
+                    AvailabilityZone=zones[index % len(zones)],
                 )
             finally:
                 unseed_ids()
