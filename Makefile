@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean engine
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The real Pulumi engine for tests/engine: the CLI built from its Go modules into bin/ (skipped
+# when built), and moto's server extra (the tests run moto as a server for the engine's processes).
+engine: $(STAMP)
+	$(BIN)/pip install --quiet "moto[server]==$$($(BIN)/python -c 'import moto; print(moto.__version__)')"
+	bash tools/build-engine.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_program.py
