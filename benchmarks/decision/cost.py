@@ -1,0 +1,166 @@
+"""What one deployment costs: stack updates, CloudWatch calls, metrics requested, driver CPU.
+
+The real :class:`~rfs_deploy.drive.driver.Driver` runs the production stack's default canary on the
+shipped fakes (:mod:`rfs_deploy.testing`) under a virtual clock, so every wait is free and
+``time.process_time()`` around the run is the driver's own CPU: planning, stack-update
+bookkeeping, listener verification, metric aggregation, the judge, records and events. The
+counts come from the fakes' counters and are checked against what the plan implies
+(:func:`expected_calls`): one GetMetricData call per analysis tick, with
+:func:`rfs_deploy.aws.cloudwatch.service_queries`'s four queries per slot in play.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from rfs_deploy.aws.cloudwatch import MAX_QUERIES_PER_REQUEST
+from rfs_deploy.config.loading import load_stack_file
+from rfs_deploy.drive.context import Seams
+from rfs_deploy.drive.driver import Driver
+from rfs_deploy.drive.records import DeploymentRecord
+from rfs_deploy.testing import (
+    Behaviour,
+    FakeAlarms,
+    FakeCloud,
+    FakeFleet,
+    FakeMetrics,
+    FakeStack,
+    FakeTraffic,
+    ManualClock,
+)
+
+STACK_FILE = Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.production.yaml"
+SERVICE = "api-service"
+NEW = "v2.0.0"
+#: CloudWatch's list price for GetMetricData: USD per 1,000 metrics requested.
+USD_PER_1000_METRICS = 0.01
+QUERIES_PER_SLOT = 4
+
+
+class CountingAlarms(FakeAlarms):
+    """FakeAlarms that counts DescribeAlarms-like reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def firing(self, names: Sequence[str]) -> list[str]:
+        self.calls += 1
+        return super().firing(names)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One deployment's cost."""
+
+    case: str
+    status: str
+    steps: int
+    stack_updates: int
+    ticks: int
+    get_metric_data_requests: int
+    metrics_requested: int
+    max_metrics_per_tick: int
+    describe_alarms_calls: int
+    listener_reads: int
+    cpu_ms_total: float
+    cpu_ms_per_step: float
+
+    @property
+    def usd(self) -> float:
+        return self.metrics_requested * USD_PER_1000_METRICS / 1000
+
+
+def _transport(cloud: FakeCloud) -> httpx.MockTransport:
+    """The test listener: 200 everywhere, ``/version`` answering the idle slot's version."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        state = cloud.applied[SERVICE]
+        version = state.slot(state.idle).version
+        if request.url.path == "/version":
+            return httpx.Response(200, json={"version": version})
+        return httpx.Response(200, text="ok")
+
+    return httpx.MockTransport(handler)
+
+
+async def _deploy(driver: Driver) -> DeploymentRecord:
+    return await driver.deploy(SERVICE, NEW)
+
+
+def deploy_once(error_rate: float, rpm: int = 1000) -> tuple[DeploymentRecord, Cost]:
+    """One canary of v2 with ``error_rate`` 5xx on the fakes; its record and its cost."""
+    config = load_stack_file(STACK_FILE)
+    clock = ManualClock()
+    cloud = FakeCloud(config, behaviours={NEW: Behaviour(error_rate=error_rate)}, requests_per_minute=rpm)
+    stack = FakeStack(config, cloud)
+    stack.clock = clock.now
+    metrics, traffic, alarms = FakeMetrics(cloud), FakeTraffic(cloud), CountingAlarms()
+    seams = Seams(
+        backend=stack,
+        metrics=metrics,
+        traffic=traffic,
+        fleet=FakeFleet(cloud),
+        alarms=alarms,
+        clock=clock,
+        http_transport=_transport(cloud),
+    )
+    updates_before = stack.updates
+    start = time.process_time()
+    record = asyncio.run(_deploy(Driver(seams)))
+    cpu = (time.process_time() - start) * 1000
+    steps = max(1, len(record.steps))
+    cost = Cost(
+        case="",
+        status=record.status.value,
+        steps=len(record.steps),
+        stack_updates=stack.updates - updates_before,
+        ticks=metrics.calls,
+        get_metric_data_requests=metrics.calls,  # one request per tick below 500 queries
+        metrics_requested=metrics.queries,
+        max_metrics_per_tick=QUERIES_PER_SLOT * 2,
+        describe_alarms_calls=alarms.calls,
+        listener_reads=traffic.reads,
+        cpu_ms_total=cpu,
+        cpu_ms_per_step=cpu / steps,
+    )
+    return record, cost
+
+
+def measure(case: str, error_rate: float, repeat: int = 15) -> Cost:
+    """The median CPU of ``repeat`` identical deployments (after one warm-up); counts of the last."""
+    deploy_once(error_rate)
+    runs = [deploy_once(error_rate)[1] for _ in range(repeat)]
+    last = runs[-1]
+    return Cost(
+        **{
+            **last.__dict__,
+            "case": case,
+            "cpu_ms_total": statistics.median(c.cpu_ms_total for c in runs),
+            "cpu_ms_per_step": statistics.median(c.cpu_ms_per_step for c in runs),
+        }
+    )
+
+
+def expected_calls(weights: Sequence[int]) -> tuple[int, int, int]:
+    """(stack updates, GetMetricData requests, metrics requested) of a promoted canary with one
+    tick per step: deploy idle, one update per weight, promote, scale down; per tick two slots
+    (8 queries) while the baseline has traffic, one slot (4) at 100 %, in one request each."""
+    per_tick = [QUERIES_PER_SLOT * (2 if w < 100 else 1) for w in weights]
+    requests = sum(-(-n // MAX_QUERIES_PER_REQUEST) for n in per_tick)
+    return 1 + len(weights) + 2, requests, sum(per_tick)
+
+
+def costs(repeat: int = 15) -> list[Cost]:
+    """A promoted healthy release and a release rolled back at its first step."""
+    return [
+        measure("healthy canary, promoted", 0.005, repeat),
+        measure("20 % 5xx, rolled back", 0.20, repeat),
+    ]

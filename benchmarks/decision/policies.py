@@ -1,0 +1,261 @@
+"""The decision policies the benchmark compares, each run minute by minute over one seed's draws.
+
+* :class:`Ours` — rfs-deploy: the real :class:`~rfs_deploy.drive.judge.StepJudge` driven the way
+  :meth:`rfs_deploy.drive.analysis.Analyst.analyze` drives it (one judged window per interval,
+  the sequential evidence handed from step to step, a window without data merged into the next,
+  the baseline compared up to 90 %, thresholds only at 100 %), plus the check the runner makes at
+  every tick of the new slot's own CloudWatch alarms.
+* :class:`Threshold` — a fixed threshold as Flagger and Argo Rollouts users set it: the new slot's
+  error rate above 5 % or p99 above 500 ms (Flagger's documented ``request-success-rate`` /
+  ``request-duration`` pair) in a 60 s interval is a failed check; the release rolls back at the
+  ``limit``-th failed check (Flagger ``threshold``; Argo ``failureLimit`` is this minus one).
+  As Flagger does, a failed check holds the weight for another interval, and an interval without
+  data neither passes nor fails.
+* :class:`Alarm` — CodeDeploy watching the CloudWatch alarms the program creates
+  (:mod:`rfs_deploy.infra.alarms`): 5xx rate above ``maxErrorRate`` or p99 above
+  ``maxP99Latency`` for ``failureLimit`` consecutive one-minute periods, missing data not
+  breaching. Traffic shifts on schedule; the alarm is assumed to see each minute at its end.
+* :class:`WaldPerMinute` — a reference, not a product: Wald's SPRT on the new slot's own counts,
+  told the true baseline and regressed rates, looking once a minute.
+
+Every policy returns a :class:`Decision`: rolled back or not, the minute it decided (counted from
+the first shift of traffic) and the requests the new version served until then.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from benchmarks.decision.traffic import Minute, SeedTrace
+from rfs_deploy.config.model import Analysis
+from rfs_deploy.drive.judge import SlotMetrics, StepJudge, Window, planned_windows
+
+#: Seconds per metric period and per canary step (the default plan: 60 s steps, 60 s ticks).
+PERIOD = 60
+#: Average CPU the simulated fleets report (well under every CPU threshold).
+CPU = 35.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How one simulated release ended."""
+
+    rolled_back: bool
+    #: Minute of the decision (rollback or the last passing check), from the first traffic shift.
+    minute: int
+    #: Requests the new version served up to the decision.
+    exposure: int
+    #: What decided: "promoted", "sequential test", "error rate", "p99 vs baseline", "p99",
+    #: "not enough data", "alarm", "SPRT".
+    reason: str
+
+
+class Policy(Protocol):
+    """Decides one release from one seed's draws."""
+
+    name: str
+
+    def decide(self, trace: SeedTrace) -> Decision: ...
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+@dataclass
+class AlarmState:
+    """The new slot's 5xx-rate and p99 alarms (M of M periods, missing data not breaching)."""
+
+    periods: int
+    max_error_rate: float
+    max_p99: float
+    _errors: int = 0
+    _latency: int = 0
+
+    def minute(self, m: Minute) -> str | None:
+        """Feed one minute; the name of an alarm in ALARM afterwards, or None."""
+        rate = m.new_errors / m.new_requests if m.new_requests > 0 else None
+        self._errors = self._errors + 1 if rate is not None and rate > self.max_error_rate else 0
+        slow = m.new_p99 is not None and m.new_p99 > self.max_p99
+        self._latency = self._latency + 1 if slow else 0
+        if self._errors >= self.periods:
+            return "5xx"
+        if self._latency >= self.periods:
+            return "p99"
+        return None
+
+
+# --------------------------------------------------------------------------- ours
+
+
+@dataclass
+class Ours:
+    """rfs-deploy's judge with ``analysis`` (default: the project's default Analysis policy)."""
+
+    name: str = "rfs-deploy"
+    analysis: Analysis = field(default_factory=Analysis)
+
+    def decide(self, trace: SeedTrace) -> Decision:
+        policy = self.analysis
+        interval = max(PERIOD, policy.period)
+        alarms = AlarmState(policy.failure_limit, policy.max_error_rate, policy.max_p99_latency)
+        t = exposure = 0
+        evidence = None
+        for step, weight in enumerate(trace.weights):
+            compare = weight < 100
+            judge = StepJudge(
+                policy,
+                baseline=compare,
+                windows=planned_windows(PERIOD, interval),
+                evidence=evidence if compare else None,
+            )
+            pending: list[Minute] = []
+            while judge.result is None:
+                t += 1
+                m = trace.minute(t, step)
+                exposure += m.new_requests
+                pending.append(m)
+                if alarms.minute(m) is not None:
+                    return Decision(True, t, exposure, "alarm")
+                window = window_of(pending, compare)
+                judge.observe(window)
+                if window.new is not None and (not compare or window.baseline is not None):
+                    pending = []
+            if compare:
+                evidence = judge.evidence
+            if not judge.result.passed:
+                return Decision(True, t, exposure, classify(judge.result.reason))
+        return Decision(False, t, exposure, "promoted")
+
+
+def window_of(minutes: list[Minute], compare: bool) -> Window:
+    """The window the runner builds from the minutes since its last window with data.
+
+    As :func:`rfs_deploy.drive.analysis._aggregate`: counts are summed, p99 is the worst minute's,
+    a slot without any request has no datapoint (None).
+    """
+    new = _slot([(m.new_requests, m.new_errors, m.new_p99) for m in minutes])
+    base = _slot([(m.base_requests, m.base_errors, m.base_p99) for m in minutes]) if compare else None
+    return Window(new=new, baseline=base)
+
+
+def _slot(minutes: list[tuple[int, int, float | None]]) -> SlotMetrics | None:
+    seen = [(n, e, p) for n, e, p in minutes if n > 0]
+    if not seen:
+        return None
+    p99s = [p for _, _, p in seen if p is not None]
+    return SlotMetrics(
+        requests=sum(n for n, _, _ in seen),
+        errors=sum(e for _, e, _ in seen),
+        p99=max(p99s) if p99s else None,
+        cpu=CPU,
+    )
+
+
+def classify(reason: str) -> str:
+    """A short name for what failed a step, from the judge's reason."""
+    if "not enough data" in reason:
+        return "not enough data"
+    if "sequential" in reason:
+        return "sequential test"
+    if "the baseline's" in reason:
+        return "p99 vs baseline"
+    if "error rate" in reason:
+        return "error rate"
+    if "p99" in reason:
+        return "p99"
+    return reason.split(":")[0]
+
+
+# --------------------------------------------------------------------------- thresholds and alarms
+
+
+@dataclass
+class Threshold:
+    """Flagger / Argo Rollouts: error rate > 5 % or p99 > 500 ms per interval; roll back at ``limit``."""
+
+    limit: int
+    max_error_rate: float = 0.05
+    max_p99: float = 0.5
+    name: str = ""
+    #: Intervals without data in a row before the release gives up (Flagger's progress deadline).
+    max_no_data: int = 10
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"threshold, limit {self.limit}"
+
+    def decide(self, trace: SeedTrace) -> Decision:
+        t = exposure = failed = 0
+        for step in range(len(trace.weights)):
+            empty = 0
+            while True:
+                t += 1
+                m = trace.minute(t, step)
+                exposure += m.new_requests
+                if m.new_requests == 0:
+                    empty += 1
+                    if empty > self.max_no_data:
+                        return Decision(True, t, exposure, "no data")
+                    continue
+                rate = m.new_errors / m.new_requests
+                slow = m.new_p99 is not None and m.new_p99 > self.max_p99
+                if rate <= self.max_error_rate and not slow:
+                    break
+                failed += 1
+                if failed >= self.limit:
+                    return Decision(True, t, exposure, "error rate" if rate > self.max_error_rate else "p99")
+        return Decision(False, t, exposure, "promoted")
+
+
+@dataclass
+class Alarm:
+    """CodeDeploy with the program's alarms: ``periods`` consecutive breaching minutes roll back."""
+
+    periods: int = 1
+    analysis: Analysis = field(default_factory=Analysis)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"alarm, {self.periods} period(s)"
+
+    def decide(self, trace: SeedTrace) -> Decision:
+        alarms = AlarmState(self.periods, self.analysis.max_error_rate, self.analysis.max_p99_latency)
+        exposure = 0
+        for step in range(len(trace.weights)):
+            t = step + 1
+            m = trace.minute(t, step)
+            exposure += m.new_requests
+            fired = alarms.minute(m)
+            if fired is not None:
+                return Decision(True, t, exposure, "error rate" if fired == "5xx" else "p99")
+        return Decision(False, len(trace.weights), exposure, "promoted")
+
+
+@dataclass
+class WaldPerMinute:
+    """Wald's SPRT of ``p0`` against ``p1`` on the new slot's counts, checked at each minute's end."""
+
+    p0: float
+    p1: float
+    alpha: float = 0.01
+    beta: float = 0.01
+    name: str = "SPRT told the rates, per minute"
+
+    def decide(self, trace: SeedTrace) -> Decision:
+        upper = math.log((1 - self.beta) / self.alpha)
+        lower = math.log(self.beta / (1 - self.alpha))
+        per_error = math.log(self.p1 / self.p0)
+        per_success = math.log((1 - self.p1) / (1 - self.p0))
+        llr = 0.0
+        t = exposure = 0
+        for step in range(len(trace.weights)):
+            t = step + 1
+            m = trace.minute(t, step)
+            exposure += m.new_requests
+            llr += m.new_errors * per_error + (m.new_requests - m.new_errors) * per_success
+            if llr >= upper:
+                return Decision(True, t, exposure, "SPRT")
+            if llr <= lower:
+                return Decision(False, t, exposure, "accepted")
+        return Decision(False, t, exposure, "promoted")

@@ -1,0 +1,110 @@
+"""The benchmark's tables as Markdown (printed and written) and CSV."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from benchmarks.decision.cells import Row
+from benchmarks.decision.cost import USD_PER_1000_METRICS, Cost
+from benchmarks.decision.floor import Floor
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _n(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def decision_table(rows: Sequence[Row]) -> str:
+    """Decision quality: one line per (cell, policy)."""
+    lines = [
+        "| cell | policy | rolled back | minutes to decision, median / p95 | exposure, mean / median / p95 "
+        "| mean exposure / floor | what decided (runs) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        kind = "detected" if r.faulty else "false"
+        ratio = "" if r.floor_ratio is None else f"{r.floor_ratio:.2f}x"
+        lines.append(
+            f"| {r.cell} | {r.policy} | {_pct(r.rolled_back)} {kind} | {r.minutes_median:.0f} / "
+            f"{r.minutes_p95:.0f} | {_n(r.exposure_mean)} / {_n(r.exposure_median)} / {_n(r.exposure_p95)} "
+            f"| {ratio} | {r.reasons} |"
+        )
+    return "\n".join(lines)
+
+
+def headline_table(rows: Sequence[Row]) -> str:
+    """One line per cell, one column per policy (its variants left out): rolled back, median
+    minutes to decision, mean exposure."""
+    cells = list(dict.fromkeys(r.cell for r in rows))
+    policies = list(dict.fromkeys(r.policy for r in rows if "latencyTolerance" not in r.policy))
+    found = {(r.cell, r.policy): r for r in rows}
+    lines = [
+        "| cell | floor | " + " | ".join(policies) + " |",
+        "|---|---|" + "---|" * len(policies),
+    ]
+    for cell in cells:
+        first = next(r for r in rows if r.cell == cell)
+        entries = []
+        for policy in policies:
+            r = found.get((cell, policy))
+            entries.append(
+                ""
+                if r is None
+                else f"{_pct(r.rolled_back)} · {r.minutes_median:.0f} min · {_n(r.exposure_mean)}"
+            )
+        floor = "" if first.floor is None else _n(first.floor)
+        lines.append(f"| {cell} | {floor} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def floor_table(floors: Iterable[tuple[str, Floor]]) -> str:
+    """The exposure floor per regression and first canary step."""
+    lines = [
+        "| regression | first step | SPRT E[N] (requests) | one period at the first step | floor | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, f in floors:
+        lines.append(
+            f"| {name} | {f.first_weight} % | {f.sprt_requests:,.0f} | {f.period_requests:,.0f} "
+            f"| {f.exposure:,.0f} | {f.minutes} |"
+        )
+    return "\n".join(lines)
+
+
+def cost_table(costs: Sequence[Cost]) -> str:
+    """Cost per deployment of the default canary."""
+    lines = [
+        "| deployment | steps | stack updates | analysis ticks = GetMetricData requests | metrics requested "
+        "(per tick, total) | USD per deployment | DescribeAlarms calls | listener reads "
+        "| driver CPU per step | driver CPU total |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in costs:
+        lines.append(
+            f"| {c.case} ({c.status}) | {c.steps} | {c.stack_updates} | {c.ticks} "
+            f"| {c.max_metrics_per_tick}, {c.metrics_requested} | {c.usd:.5f} | {c.describe_alarms_calls} "
+            f"| {c.listener_reads} | {c.cpu_ms_per_step:.2f} ms | {c.cpu_ms_total:.1f} ms |"
+        )
+    lines.append(
+        f"\nGetMetricData is billed per metric requested (USD {USD_PER_1000_METRICS} per 1,000); "
+        "DescribeAlarms and the ELBv2 reads are free."
+    )
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, items: Sequence[object]) -> None:
+    """Dataclass instances as CSV, one column per field."""
+    if not items:
+        return
+    names = [f.name for f in fields(items[0])]  # type: ignore[arg-type]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for item in items:
+            writer.writerow(asdict(item))  # type: ignore[call-overload]

@@ -1,0 +1,137 @@
+"""The decision benchmark's command: every cell, every policy, the floor, the cost; tables out.
+
+    python -m benchmarks.decision [--seeds 2000] [--before REV] [--out benchmarks/results]
+
+``--before REV`` also judges every cell with the judge as it was at git revision ``REV``
+(``rfs_deploy/drive/judge.py`` and ``stats.py`` from ``REV`` over a copy of today's package, run
+in a subprocess), so the table shows the judge before and after a change on the same draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks.decision.cells import MAIN_CELLS, Row, evaluate, first_step_cells, ours
+from benchmarks.decision.cost import costs
+from benchmarks.decision.floor import Floor, floor
+from benchmarks.decision.report import cost_table, decision_table, floor_table, headline_table, write_csv
+from benchmarks.decision.traffic import DEFAULT_WEIGHTS, Cell
+
+REPO = Path(__file__).resolve().parents[2]
+JUDGE_FILES = ("rfs_deploy/drive/judge.py", "rfs_deploy/drive/stats.py")
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decision", description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=2000, help="simulated releases per cell (default 2000)")
+    parser.add_argument("--seed", type=int, default=6, help="base random seed (default 6)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--before", metavar="REV", help="also run the judge as it was at git revision REV")
+    parser.add_argument("--no-cost", action="store_true", help="skip the driver cost measurement")
+    parser.add_argument("--ours-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--label", default="rfs-deploy", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def all_cells() -> tuple[Cell, ...]:
+    return MAIN_CELLS + first_step_cells()
+
+
+def ours_rows(seeds: int, base_seed: int, label: str) -> list[Row]:
+    """Only our judge's rows (the ``--before`` subprocess)."""
+    rows: list[Row] = []
+    for cell in all_cells():
+        rows += evaluate(cell, seeds, base_seed, list(ours(cell, label)))
+    return rows
+
+
+def before_rows(rev: str, seeds: int, base_seed: int) -> list[Row]:
+    """Our rows with the judge of ``rev``: a copy of the package with that revision's judge files."""
+    label = f"rfs-deploy before ({rev})"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        skip = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(REPO / "rfs_deploy", root / "rfs_deploy", ignore=skip)
+        shutil.copytree(Path(__file__).parent, root / "benchmarks" / "decision", ignore=skip)
+        for path in JUDGE_FILES:
+            shown = subprocess.run(
+                ["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+            )
+            (root / path).write_text(shown.stdout)
+        command = [sys.executable, "-m", "benchmarks.decision", "--ours-only", "--label", label]
+        command += ["--seeds", str(seeds), "--seed", str(base_seed)]
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
+    return [Row(**item) for item in json.loads(done.stdout)]
+
+
+def floors() -> list[tuple[str, Floor]]:
+    """The floor of each error-rate regression at 1,000 requests/min, first step 10, 5 and 1 %."""
+    found = []
+    for rate in (0.01, 0.02, 0.05, 0.20):
+        for first in (10, 5, 1):
+            weights = (first, *[w for w in DEFAULT_WEIGHTS if w > first])
+            found.append((f"5xx {100 * rate:g} %", floor(0.005, rate, 1000, weights)))
+    return found
+
+
+def _merge(rows: list[Row], before: list[Row]) -> list[Row]:
+    """Each cell's before rows right after its rows of today's judge."""
+    merged: list[Row] = []
+    for row in rows:
+        merged.append(row)
+        if row.policy.startswith("rfs-deploy"):
+            suffix = row.policy[len("rfs-deploy") :]
+            merged += [b for b in before if b.cell == row.cell and b.policy.endswith(")" + suffix)]
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    if args.ours_only:
+        print(json.dumps([asdict(r) for r in ours_rows(args.seeds, args.seed, args.label)]))
+        return 0
+    started = time.monotonic()
+    main_rows: list[Row] = []
+    step_rows: list[Row] = []
+    for cell in all_cells():
+        (main_rows if cell in MAIN_CELLS else step_rows).extend(evaluate(cell, args.seeds, args.seed))
+        print(f"  {cell.name}: done after {time.monotonic() - started:.0f}s", file=sys.stderr)
+    if args.before:
+        before = before_rows(args.before, args.seeds, args.seed)
+        main_rows, step_rows = _merge(main_rows, before), _merge(step_rows, before)
+    measured = [] if args.no_cost else costs()
+    sections = [
+        f"Seeds per cell: {args.seeds} (base seed {args.seed}); plan: "
+        + " → ".join(f"{w} %" for w in DEFAULT_WEIGHTS)
+        + ", 60 s per step; baseline 0.5 % 5xx.",
+        "## At a glance: rolled back · median minutes to decision · mean exposure (requests)",
+        headline_table(main_rows),
+        "## Decision quality (1,000 requests/min unless the cell says 50 rpm)",
+        decision_table(main_rows),
+        "## A smaller first canary step (1,000 requests/min, minRequests lowered to the step's traffic)",
+        decision_table(step_rows),
+        "## The exposure floor",
+        floor_table(floors()),
+    ]
+    if measured:
+        title = "## Cost per deployment (default canary, real driver on the fakes)"
+        sections += [title, cost_table(measured)]
+    text = "\n\n".join(sections) + "\n"
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "decision.md").write_text(text)
+    write_csv(args.out / "decision.csv", main_rows + step_rows)
+    if measured:
+        write_csv(args.out / "decision-cost.csv", measured)
+    print(f"wrote {args.out}/decision.md, decision.csv; {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return 0

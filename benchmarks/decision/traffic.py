@@ -1,0 +1,231 @@
+"""Simulated per-minute ALB metrics for the decision benchmark, drawn once per cell (numpy).
+
+The model is the sandbox's (:mod:`rfs_deploy.sim.traffic`), reduced to what one canary sees:
+
+* the load balancer gets ``round(Normal(rpm, 5 % x rpm))`` requests a minute (the scenarios'
+  ``noise: 0.05``); the new slot gets ``Binomial(total, weight)`` of them, the baseline the rest;
+* each slot's 5xx count is ``Binomial(requests, error rate)``;
+* each slot's p99 is what the sandbox reports: the 99th percentile (numpy's linear
+  interpolation) of ``min(requests, 2000)`` log-normal response times with the scenarios'
+  median 80 ms and p99 350 ms (a slower version multiplies both). Instead of drawing up to 2,000
+  samples per slot-minute, :func:`sample_p99` draws the two order statistics the percentile
+  interpolates between, exactly (uniform order statistics from exponential spacings, then the
+  log-normal quantile function), which has the same distribution.
+
+**Common random numbers.** Every (seed, minute, weight) gets its draws up front, so every policy
+judged on a cell sees the same traffic in the same minute at the same weight; only where a policy
+is in its plan (which weight, which minute) differs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rfs_deploy.sim.behaviour import Z99
+from rfs_deploy.sim.traffic import MAX_SAMPLES
+
+#: The sandbox scenarios' latency: median and p99 in seconds.
+MEDIAN = 0.08
+P99 = 0.35
+#: Relative standard deviation of the per-minute request count (the scenarios' ``noise``).
+NOISE = 0.05
+#: The project's default canary: 10 % + 10 % every 60 s, judged against the baseline up to 90 %,
+#: then 100 % judged on thresholds.
+DEFAULT_WEIGHTS: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row group of the table: traffic, how the new version behaves, and the plan."""
+
+    name: str
+    rpm: int
+    new_error_rate: float
+    base_error_rate: float = 0.005
+    #: Response times of the new version are this many times the baseline's (1 = as fast).
+    latency_factor: float = 1.0
+    weights: tuple[int, ...] = DEFAULT_WEIGHTS
+    #: Overrides of the project's Analysis policy for this cell (e.g. a smaller minRequests).
+    analysis: tuple[tuple[str, object], ...] = ()
+    #: Also judge with a tighter latency tolerance (the cells where latency is at stake).
+    variants: bool = False
+
+    @property
+    def faulty(self) -> bool:
+        """Whether a rollback is the right decision."""
+        return self.new_error_rate > self.base_error_rate or self.latency_factor > 1.0
+
+
+@dataclass
+class Traces:
+    """Draws of one cell: arrays indexed ``[seed, minute - 1, weight index]``.
+
+    p99 is NaN where a slot had no request in that minute (CloudWatch has no datapoint).
+    """
+
+    cell: Cell
+    new_requests: np.ndarray
+    new_errors: np.ndarray
+    new_p99: np.ndarray
+    base_requests: np.ndarray
+    base_errors: np.ndarray
+    base_p99: np.ndarray
+    seeds: int = field(init=False)
+    minutes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.seeds, self.minutes, _ = self.new_requests.shape
+
+    def seed(self, index: int) -> SeedTrace:
+        """Plain-Python view of one seed (fast to index in the policies' loops)."""
+        return SeedTrace(
+            weights=self.cell.weights,
+            new_requests=self.new_requests[index].tolist(),
+            new_errors=self.new_errors[index].tolist(),
+            new_p99=self.new_p99[index].tolist(),
+            base_requests=self.base_requests[index].tolist(),
+            base_errors=self.base_errors[index].tolist(),
+            base_p99=self.base_p99[index].tolist(),
+        )
+
+
+@dataclass(frozen=True)
+class Minute:
+    """What CloudWatch holds for one minute: requests, 5xx and p99 per slot (p99 None: no data)."""
+
+    new_requests: int
+    new_errors: int
+    new_p99: float | None
+    base_requests: int
+    base_errors: int
+    base_p99: float | None
+
+
+@dataclass(frozen=True)
+class SeedTrace:
+    """One seed's draws; :meth:`minute` is minute ``t`` (1-based) at the plan's step ``step``."""
+
+    weights: tuple[int, ...]
+    new_requests: list[list[int]]
+    new_errors: list[list[int]]
+    new_p99: list[list[float]]
+    base_requests: list[list[int]]
+    base_errors: list[list[int]]
+    base_p99: list[list[float]]
+
+    @property
+    def horizon(self) -> int:
+        return len(self.new_requests)
+
+    def minute(self, t: int, step: int) -> Minute:
+        if not 1 <= t <= self.horizon:
+            raise IndexError(f"minute {t} is beyond the simulated horizon of {self.horizon}")
+        i = t - 1
+        return Minute(
+            new_requests=self.new_requests[i][step],
+            new_errors=self.new_errors[i][step],
+            new_p99=_known(self.new_p99[i][step]),
+            base_requests=self.base_requests[i][step],
+            base_errors=self.base_errors[i][step],
+            base_p99=_known(self.base_p99[i][step]),
+        )
+
+
+def _known(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def latency_params(factor: float = 1.0) -> tuple[float, float]:
+    """(mu, sigma) of the log-normal response time, as :func:`rfs_deploy.sim.behaviour.conduct`."""
+    sigma = math.log(P99 / MEDIAN) / Z99
+    return math.log(MEDIAN * factor), sigma
+
+
+def simulate(cell: Cell, seeds: int, minutes: int, seed: int) -> Traces:
+    """Draw ``minutes`` minutes at every weight of the cell's plan for ``seeds`` seeds."""
+    rng = np.random.default_rng(seed)
+    shape = (seeds, minutes, len(cell.weights))
+    totals = np.maximum(0, np.rint(rng.normal(cell.rpm, cell.rpm * NOISE, size=(seeds, minutes)))).astype(
+        np.int64
+    )
+    share = np.array(cell.weights, dtype=float) / 100.0
+    new_requests = rng.binomial(np.broadcast_to(totals[:, :, None], shape), share)
+    base_requests = totals[:, :, None] - new_requests
+    new_errors = rng.binomial(new_requests, cell.new_error_rate)
+    base_errors = rng.binomial(base_requests, cell.base_error_rate)
+    mu_new, sigma = latency_params(cell.latency_factor)
+    mu_base, _ = latency_params(1.0)
+    return Traces(
+        cell=cell,
+        new_requests=new_requests,
+        new_errors=new_errors,
+        new_p99=sample_p99(rng, new_requests, mu_new, sigma),
+        base_requests=base_requests,
+        base_errors=base_errors,
+        base_p99=sample_p99(rng, base_requests, mu_base, sigma),
+    )
+
+
+def sample_p99(rng: np.random.Generator, requests: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    """The sandbox's per-minute p99 for each element of ``requests`` (NaN where it is 0).
+
+    The sandbox takes ``np.percentile(x, 99)`` of ``k = min(requests, 2000)`` log-normal draws:
+    with ``h = 0.99 (k - 1)`` and ``lo = floor(h)`` that is ``x[lo] + (h - lo)(x[lo+1] - x[lo])``
+    over the sorted draws, so only the ``a+1``-th and ``a``-th largest (``a = k - 1 - lo``) matter.
+    For ``k`` uniforms, ``1 - U`` sorted ascending is ``S_i / S_{k+1}`` with ``S_i`` the partial
+    sums of i.i.d. unit exponentials: ``S_a ~ Gamma(a)``, one more exponential, and
+    ``Gamma(k - a)`` for the rest.
+    """
+    k = np.minimum(np.asarray(requests, dtype=np.int64), MAX_SAMPLES)
+    has = k > 0
+    k1 = np.where(has, k, 1)
+    h = 0.99 * (k1 - 1)
+    lo = np.floor(h + 1e-9).astype(np.int64)
+    frac = h - lo
+    a = (k1 - 1) - lo
+    s_a = np.where(a > 0, rng.gamma(np.maximum(a, 1)), 0.0)
+    s_a1 = s_a + rng.exponential(size=k1.shape)
+    total = s_a1 + rng.gamma(k1 - a)
+    upper_lo = _lognormal_upper(s_a1 / total, mu, sigma)  # x[lo]
+    upper_hi = np.where(a > 0, _lognormal_upper(np.maximum(s_a, 1e-300) / total, mu, sigma), upper_lo)
+    value = upper_lo + frac * (upper_hi - upper_lo)
+    return np.where(has, value, np.nan)
+
+
+def _lognormal_upper(tail: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    """The log-normal value with upper-tail probability ``tail``."""
+    return np.exp(mu - sigma * norm_ppf(tail))
+
+
+# Rational approximation of the normal quantile function (P. J. Acklam's coefficients; relative
+# error below 1.2e-9 over (0, 1)), vectorised.
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
+      -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
+      -1.328068155288572e01)  # fmt: skip
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
+      4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+_LOW = 0.02425
+
+
+def norm_ppf(p: np.ndarray) -> np.ndarray:
+    """Standard normal quantile of each element of ``p`` (all in (0, 1))."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-300, 1 - 1e-16)
+    out = np.empty_like(p)
+    low, high = p < _LOW, p > 1 - _LOW
+    mid = ~(low | high)
+    q = p[mid] - 0.5
+    r = q * q
+    num = ((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]
+    den = ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0
+    out[mid] = q * num / den
+    for mask, sign, tail in ((low, 1.0, p[low]), (high, -1.0, 1.0 - p[high])):
+        t = np.sqrt(-2.0 * np.log(tail))
+        num = ((((_C[0] * t + _C[1]) * t + _C[2]) * t + _C[3]) * t + _C[4]) * t + _C[5]
+        den = (((_D[0] * t + _D[1]) * t + _D[2]) * t + _D[3]) * t + 1.0
+        out[mask] = sign * num / den
+    return out
