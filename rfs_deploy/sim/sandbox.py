@@ -37,7 +37,7 @@ import httpx
 import yaml
 
 from rfs_deploy.aws import AwsAdapters, AwsSession
-from rfs_deploy.config.loading import NAMESPACE, read_namespace
+from rfs_deploy.config.loading import NAMESPACE, load_stack_config, read_namespace
 from rfs_deploy.drive.protocols import UpdateResult
 from rfs_deploy.errors import BackendError, ConfigError, RfsDeployError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
@@ -134,9 +134,11 @@ class Sandbox:
             for k, v in (doc.get("config") or {}).items()
             if not k.startswith(f"{NAMESPACE}:") and not (isinstance(v, dict) and "secure" in v)
         }
+        namespace = read_namespace(path)
+        load_stack_config(namespace)  # a broken stack file: one ConfigError line before moto starts
         box = cls(
             stack,
-            read_namespace(path),
+            namespace,
             scenario=_scenario(scenario or "healthy"),
             extra_config=extra,
             session_dir=directory,
