@@ -31,7 +31,7 @@ Rules of a step that compares with the baseline, on top of those (:class:`StepJu
 * **thin windows are carried**: a window below ``min_requests`` is still INCONCLUSIVE, and its
   counts are added to the next window's for the thresholds and the p99 comparison. At 1,000
   requests/min a 10 % canary gets about 100 requests a minute, under ``min_requests`` half of
-  the time: without carrying, six thin minutes in a row failed 1 % of healthy releases for "not
+  the time: without carrying, six thin minutes in a row failed 1.6 % of healthy releases for "not
   enough data";
 * **a p99 on a thin tail must repeat**: a p99 above tolerance when either slot served fewer than
   :data:`STABLE_P99_REQUESTS` requests (the p99 of 100 requests is their second largest) holds the
@@ -353,12 +353,8 @@ class StepJudge:
     Inconclusive windows, failed windows below the limit and fetch errors do not count towards
     ``windows``, so they extend the step by one interval each, up to those limits.
 
-    When the step compares with the baseline, three rules of the step come on top of
-    :func:`judge` (see the module docstring): a thin window's counts are carried into the next
-    window; a p99 above tolerance resting on a thin tail is confirmed by the next window before
-    it fails the step; and the weight is held while the sequential test leans against the new
-    version. The last two *hold* a window (it extends the step, at most :data:`MAX_HOLDS` times,
-    without counting as inconclusive).
+    A step compared with the baseline adds the module docstring's step rules: thin windows are
+    carried, a p99 on a thin tail must repeat, and the weight is held while the evidence leans.
 
     Hand the previous step's ``evidence`` on to run one sequential baseline test over the whole
     release, which bounds the false-rollback probability per release rather than per step.
