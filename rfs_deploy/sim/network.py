@@ -23,12 +23,11 @@ class NetworkMap:
     def ensure(self, aws: SimulatedAws, network: Network) -> None:
         """Create the configured VPC and subnets in moto once (ids are seeded: stable on rebuild)."""
         ec2 = aws.raw("ec2")
-        # moto builds its EC2 backend (default VPC and all) lazily on the first call: make that
-        # call here, unseeded, so the seeded ids below do not depend on whether this process ran
-        # a sandbox before (a session made by a second sandbox could not be reopened otherwise)
-        known = ec2.describe_vpcs()["Vpcs"]
-        vpc_known = network.vpc_id in self.ids and any(v["VpcId"] == self.ids[network.vpc_id] for v in known)
-        if not vpc_known:
+        if network.vpc_id not in self.ids or not _exists(ec2, self.ids[network.vpc_id]):
+            # moto builds its EC2 backend (default VPC and all) lazily on the first call: make
+            # that call unseeded, so the seeded ids below do not depend on whether this process
+            # ran a sandbox before (a session made by a second sandbox could not be reopened)
+            ec2.describe_vpcs()
             seed_ids(f"network::{network.vpc_id}")
             try:
                 self.ids[network.vpc_id] = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -64,3 +63,7 @@ class NetworkMap:
 
     def reset(self) -> None:
         self.ids.clear()
+
+
+def _exists(ec2: Any, vpc_id: str) -> bool:
+    return bool(ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"])
