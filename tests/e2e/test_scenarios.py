@@ -184,3 +184,22 @@ def test_slow_start_rolling_replaces_a_batch_only_after_the_last_is_healthy(depl
     gaps = [b - a for a, b in itertools.pairwise(batches)]
     assert min(gaps) >= slow.unhealthy_for
     assert not [v for v in run.record.verdicts if v.outcome == "FAIL"]
+
+
+def test_ab_test_under_an_error_spike_stops_at_its_split(deployments: Deploy) -> None:
+    run = deployments("error-spike", "ab-test")
+    assert_back_at_checkpoint(run)
+    failed = [s for s in run.record.steps if s.outcome == "failed"]
+    assert [s.kind for s in failed] == ["decide"]
+    assert "5xx" in failed[0].reason
+    assert 0 < run.max_new_weight() < 100
+
+
+@pytest.mark.parametrize("strategy", ("canary", "blue-green"))
+def test_a_version_that_never_becomes_healthy_gets_no_traffic(deployments: Deploy, strategy: str) -> None:
+    run = deployments("never-healthy", strategy)
+    assert_back_at_checkpoint(run)
+    failed = [s for s in run.record.steps if s.outcome == "failed"]
+    assert [s.kind for s in failed] == ["wait-healthy"]
+    assert "0/10 healthy" in failed[0].reason
+    assert run.max_new_weight() == 0
