@@ -63,12 +63,17 @@ def open_seams(
     listeners: Sequence[Callable[[Any], None]] | None = None,
     seed: int | None = None,
     fresh: bool = False,
+    engine: str = "sim",
 ) -> Seams:
-    """Seams for ``stack`` on the chosen backend (see the module docstring)."""
+    """Seams for ``stack`` on the chosen backend (see the module docstring). With the sandbox,
+    ``engine="pulumi"`` runs its stack updates through the real Pulumi engine (`make engine`)."""
     kind = backend_kind(backend)
     root = project_dir()
     records = RecordStore(state_dir(root) / "deployments" / kind)
-    if kind == "sim":
+    if kind == "sim" and engine == "pulumi":
+        chosen = scenario or os.environ.get("RFS_DEPLOY_SCENARIO")
+        seams = open_engine_sandbox_seams(stack, root, chosen, fresh=fresh, seed=seed)
+    elif kind == "sim":
         chosen = scenario or os.environ.get("RFS_DEPLOY_SCENARIO")
         seams = open_sandbox(stack, root, chosen, fresh=fresh, seed=seed)
     else:
@@ -118,6 +123,35 @@ def open_sandbox(
         http_transport=box.http_transport(),
         closer=box.close,
     )
+
+
+def open_engine_sandbox_seams(
+    stack: str, root: Path, scenario: str | None, *, fresh: bool = False, seed: int | None = None
+) -> Seams:
+    """Seams over the sandbox of ``stack`` with its updates run by the real Pulumi engine (the
+    CLI built into ``bin/`` by `make engine`), kept in ``.rfs-deploy/engine/<stack>``."""
+    import shutil
+
+    from rfs_deploy.sim import load_scenario
+    from rfs_deploy.sim.engine import open_engine_sandbox
+
+    work = state_dir(root) / "engine" / stack
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    chosen = None
+    if scenario is not None or fresh:
+        chosen = load_scenario(scenario or DEFAULT_SCENARIO)
+        if seed is not None:
+            chosen = chosen.model_copy(update={"seed": seed})
+    sandbox = open_engine_sandbox(
+        root / "stacks" / f"Pulumi.{stack}.yaml", work, scenario=chosen, project=root
+    )
+    try:
+        sandbox.provision()
+    except BaseException:
+        sandbox.close()
+        raise
+    return sandbox.seams()
 
 
 def _pulumi_seams(stack: str, root: Path) -> Seams:

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--version", default="v2.0.0")
     si.add_argument("--seed", type=int, default=None)
     si.add_argument(
+        "--engine",
+        choices=("sim", "pulumi"),
+        default="sim",
+        help="stack updates under Pulumi's mock runtime (sim) or the real engine from `make engine` (pulumi)",
+    )
+    si.add_argument(
         "--report", metavar="DIR", default="out", help="where the timeline report goes (default out/)"
     )
     return p

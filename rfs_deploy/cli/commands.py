@@ -195,6 +195,14 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 async def cmd_simulate(args: argparse.Namespace) -> int:
     """The sandbox with defaults: a fresh world, api-service v1.0.0 → v2.0.0 on stack production."""
-    seams = _seams(args, SANDBOX_STACK, backend="sim", scenario=args.scenario, seed=args.seed, fresh=True)
+    seams = _seams(
+        args,
+        SANDBOX_STACK,
+        backend="sim",
+        scenario=args.scenario,
+        seed=args.seed,
+        fresh=True,
+        engine=args.engine,
+    )
     record = await Driver(seams).deploy(SANDBOX_SERVICE, args.version, args.strategy)
     return _finish(args, record, args.report)
