@@ -24,6 +24,9 @@ if [[ "${FORCE:-}" != 1 && -x "$bin/pulumi" && -f "$stamp" && "$(cat "$stamp")" 
     echo "build-engine: pulumi $version already built in $bin"
     exit 0
 fi
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="/usr/local/go/bin:$PATH"  # the toolchain's usual place, when a login shell did not add it
+fi
 if ! command -v go >/dev/null; then
     echo "build-engine: go is not installed; the engine tests will skip" >&2
     exit 1

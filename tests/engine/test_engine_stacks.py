@@ -34,3 +34,6 @@ def test_every_stack_file_comes_up_and_a_second_up_changes_nothing(stack_file: P
         assert second.version == 2
         assert set(second.changes) == {"same"}
         assert [e["result"] for e in cli_history(sandbox)] == ["succeeded", "succeeded"]
+        # the file backend reports version 0 for every entry; the engine sandbox numbers them
+        assert [e["version"] for e in cli_history(sandbox)] == [0, 0]
+        assert [e.version for e in sandbox.backend.history()] == [2, 1]
