@@ -273,7 +273,7 @@ class SandboxBackend:
     def to_json(self) -> dict[str, Any]:
         return {
             "stack": self.stack_name,
-            "namespace": self.namespace,
+            "namespace": redact_secrets(self.namespace),
             "extraConfig": self.extra_config,
             "history": self.entries,
             "outputs": self.stack_outputs,
@@ -287,6 +287,43 @@ class SandboxBackend:
             if entry["result"] == "in-progress":  # the process died during this update
                 entry.update(result="failed", endTime=entry.get("startTime"))
         self.stack_outputs = dict(data.get("outputs") or {})
+
+
+#: What a saved session holds instead of a secret config value (it stays in the stack file).
+SECRET_PLACEHOLDER = "[secret: not saved in the sandbox session; read from the stack file]"
+
+
+def _secret_slots(namespace: Mapping[str, Any]) -> Iterator[tuple[tuple[str, str], dict[str, Any], str]]:
+    """((service, header), mapping, key) of every secret value in ``namespace``: the services'
+    validation headers (the config model's SecretStr fields)."""
+    services = namespace.get("services")
+    if not isinstance(services, dict):
+        return
+    for name, service in services.items():
+        validation = service.get("validation") if isinstance(service, dict) else None
+        headers = validation.get("headers") if isinstance(validation, dict) else None
+        if isinstance(headers, dict):
+            for key in headers:
+                yield (str(name), str(key)), headers, key
+
+
+def redact_secrets(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``namespace`` fit to be written to disk: secret values replaced by a placeholder."""
+    import copy
+
+    copied = copy.deepcopy(dict(namespace))
+    for _, mapping, key in _secret_slots(copied):
+        mapping[key] = SECRET_PLACEHOLDER
+    return copied
+
+
+def restore_secrets(namespace: dict[str, Any], source: Mapping[str, Any]) -> None:
+    """Put back the secret values a saved session left out, from ``source`` (the stack file's
+    namespace); placeholders without a counterpart there stay."""
+    originals = {path: mapping[key] for path, mapping, key in _secret_slots(dict(source))}
+    for path, mapping, key in _secret_slots(namespace):
+        if mapping[key] == SECRET_PLACEHOLDER and path in originals:
+            mapping[key] = originals[path]
 
 
 def _lock_holder(path: Path) -> int | None:

@@ -14,6 +14,9 @@ in what moto cannot. With ``session_dir`` the sandbox keeps its state in ``state
 (stack config, history, outputs, applied resources, physics), so a new process can ``resume``:
 it rebuilds moto by re-creating the recorded resources with the same ids.
 
+Secret config values (the services' validation headers) are never written to ``state.json``:
+the session keeps a placeholder and a new process reads them from the stack file again.
+
 A session read by one process is never overwritten with a stale copy by another: each save
 bumps a generation number (``state.gen``), a process writes only over the generation it read
 (else StackBusy: someone else changed the stack meanwhile), and :meth:`Sandbox.close` writes only
@@ -43,7 +46,7 @@ from rfs_deploy.errors import BackendError, ConfigError, RfsDeployError, StackBu
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import Applied, MotoApplier
 from rfs_deploy.sim.aws import DEFAULT_REGION, SimulatedAws, seed_ids, unseed_ids
-from rfs_deploy.sim.backend import SandboxBackend
+from rfs_deploy.sim.backend import SandboxBackend, restore_secrets
 from rfs_deploy.sim.clock import VirtualClock
 from rfs_deploy.sim.gaps import GapHandlers
 from rfs_deploy.sim.http import sandbox_transport
@@ -87,6 +90,8 @@ class Sandbox:
         self._started = False
         #: The session generation this process read or last wrote (see the module docstring).
         self._generation = _read_generation(session_dir) if session_dir is not None else 0
+        #: The stack file's namespace, to put back the secrets a saved session leaves out.
+        self._secret_source: dict[str, Any] | None = None
         #: Something changed since the last save (time passed, a refresh was started or cancelled).
         self._dirty = False
 
@@ -121,6 +126,9 @@ class Sandbox:
                 start=start,
             )
             box._generation = generation
+            if stack_file is not None and Path(stack_file).is_file():
+                # secrets are never saved in the session: they are read from the stack file again
+                box._secret_source = read_namespace(stack_file)
             return box._start(saved)
         if stack_file is None:
             raise ConfigError(
@@ -263,6 +271,8 @@ class Sandbox:
     def _restore(self, saved: dict[str, Any]) -> None:
         """Rebuild moto from the recorded resources (same seeded ids), then the physics."""
         self.backend.load_json(saved["backend"])
+        if self._secret_source is not None:
+            restore_secrets(self.backend.namespace, self._secret_source)
         previous = self.world.load_json(saved["world"])
         config = self.backend.read_config()
         self.network.ensure(self.aws, config.network)
