@@ -7,10 +7,12 @@ tests that judge one deployment from different sides share it instead of running
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-from e2e_world import REPO, Deploy, Run, deploy
+from e2e_world import PLANNED, REPO, Deploy, Run, deploy, deploy_in
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,14 +30,37 @@ def sandbox_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 
 @pytest.fixture(scope="session")
-def deployments() -> Deploy:
-    """``deployments(scenario, strategy, seed=None)``: the run, made once per session."""
-    done: dict[tuple[str, str, int | None], Run] = {}
+def deployments(tmp_path_factory: pytest.TempPathFactory) -> Deploy:
+    """``deployments(scenario, strategy, seed=None)``: the run, made once per session.
+
+    On first use every :data:`e2e_world.PLANNED` deployment is made, two at a time in fresh
+    worker processes (each sandbox is a whole moto, which is process-global; each worker gets
+    its own state dir), so the matrix takes half the wall time on two cores.
+    """
+    done: dict[tuple[str, str, int | None], Run | BaseException] = {}
 
     def get(scenario: str, strategy: str, seed: int | None = None) -> Run:
+        if not done:
+            done.update(_make_planned(tmp_path_factory))
         key = (scenario, strategy, seed)
         if key not in done:
             done[key] = deploy(scenario, strategy, seed=seed)
-        return done[key]
+        made = done[key]
+        if isinstance(made, BaseException):
+            raise made  # only the tests of this deployment fail
+        return made
 
     return get
+
+
+def _make_planned(factory: pytest.TempPathFactory) -> dict[tuple[str, str, int | None], Run | BaseException]:
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process that has run moto
+    made: dict[tuple[str, str, int | None], Run | BaseException] = {}
+    with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
+        futures = {key: pool.submit(deploy_in, str(factory.mktemp("worker-state")), *key) for key in PLANNED}
+        for key, future in futures.items():
+            try:
+                made[key] = future.result()
+            except Exception as exc:
+                made[key] = exc
+    return made

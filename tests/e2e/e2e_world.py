@@ -11,6 +11,7 @@ the version the sandbox launched them on. Tests then assert on a :class:`Run` wi
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,30 @@ def sandbox_of(seams: Seams) -> Sandbox:
     box = getattr(seams.closer, "__self__", None)
     assert isinstance(box, Sandbox), "seams are not over a sandbox"
     return box
+
+
+#: Every deployment tests/e2e/test_scenarios.py judges, as (scenario, strategy, seed): made up
+#: front, two at a time in worker processes (see conftest.py). A key missing here still works;
+#: it is made in the test's own process when first asked for.
+PLANNED: tuple[tuple[str, str, int | None], ...] = (
+    *(("healthy", s, None) for s in ("canary", "blue-green", "rolling", "ab-test")),
+    *(
+        (sc, s, None)
+        for sc in ("error-spike", "latency-regression")
+        for s in ("canary", "blue-green", "rolling")
+    ),
+    ("error-spike", "ab-test", None),
+    *(("flaky-metrics", "canary", seed) for seed in (None, 14, 11)),
+    *(("flaky-metrics", "blue-green", seed) for seed in (None, 3)),
+    *(("slow-start", s, None) for s in ("canary", "blue-green", "rolling")),
+    *(("never-healthy", s, None) for s in ("canary", "blue-green")),
+)
+
+
+def deploy_in(state: str, scenario: str, strategy: str, seed: int | None) -> Run:
+    """:func:`deploy` with its sandbox session and records under ``state`` (a worker's own dir)."""
+    os.environ["RFS_DEPLOY_STATE"] = state
+    return deploy(scenario, strategy, seed=seed)
 
 
 def deploy(
