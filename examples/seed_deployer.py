@@ -38,7 +38,11 @@ deployer.config.post_deployment_hooks.append(post_deployment_hook)
 
 # 배포 실행
 async def deploy_to_production():
-    result = await deployer.deploy(version="v2.0.0", environment="production", strategy=DeploymentStrategy.CANARY)
+    result = await deployer.deploy(
+        version="v2.0.0",
+        environment="production",
+        strategy=DeploymentStrategy.CANARY
+    )
 
     if result.is_success():
         deployment = result.value
