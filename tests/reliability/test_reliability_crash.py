@@ -1,0 +1,83 @@
+"""Crash safety with real kills (a reduced crash matrix; the full one: benchmarks/reliability.py).
+
+A blue-green ``rfs-deploy deploy`` subprocess is SIGKILLed inside its switch-traffic update (the
+sandbox kills its own process after the listener change, before the update is recorded) and in
+the middle of its five-minute bake; from each kill point ``resume`` and ``abort`` run in new
+processes. Neither may leave a mixed state, and the journal must still find the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import crashkit
+import endstate
+import pytest
+
+POINTS = [
+    crashkit.KillPoint("update", update=2, label="inside the switch-traffic update"),
+    crashkit.KillPoint("bake", step=6, label="mid-bake of step 6"),
+]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return crashkit.fresh_base(tmp_path_factory.mktemp("crash"))
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[p.kind for p in POINTS])
+def test_a_killed_deployment_is_resumed_or_aborted_to_a_whole_state(
+    base: Path, tmp_path: Path, point: crashkit.KillPoint
+) -> None:
+    outcome = crashkit.run_point(
+        base, tmp_path, "blue-green", "healthy", point, crashkit.expectations("blue-green")
+    )
+
+    assert outcome.killed
+    assert outcome.journal["status"] == "in-progress" and not outcome.lost_checkpoint
+    assert outcome.journal["checkpoint"] == 2  # `up` made version 2: the pre-deployment state
+    assert (outcome.resume_exit, outcome.resume_state) == (0, "promoted"), outcome.notes
+    assert (outcome.abort_exit, outcome.abort_state) == (3, "rolled-back"), outcome.notes
+
+
+def test_a_kill_inside_an_update_leaves_its_cloud_change_and_an_in_progress_entry(
+    base: Path, tmp_path: Path
+) -> None:
+    """The sandbox is as durable as Pulumi and AWS: the half-applied update is in history (as
+    in-progress, read as failed by a new process) and the listener change it made is kept."""
+    state = crashkit.copy_state(base, tmp_path / "killed")
+    status = crashkit.run_and_kill(state, "blue-green", "healthy", POINTS[0])
+
+    assert status == -9
+    saved = json.loads((state / "sandbox" / "production" / "state.json").read_text())
+    newest = saved["backend"]["history"][-1]
+    assert newest["result"] == "in-progress" and "kind=set-weight" in newest["message"]
+    [seen] = crashkit.inspect_many([state])
+    assert seen["weights"] == {"green": 100}  # the switch reached the load balancer before the kill
+    assert seen["journal"]["next_step"] == 1  # the last recorded change is step 1: resume re-checks from 2
+    shutil.rmtree(state)
+
+
+def test_a_process_holding_an_old_copy_of_the_session_never_writes_it_back(
+    base: Path, tmp_path: Path
+) -> None:
+    """A command that read the session (``status``) before a deployment's updates and exits after
+    them must not write its stale copy back, and one that tries is refused (history would lose
+    the deployment's entries, checkpoint included)."""
+    from rfs_deploy.errors import StackBusy
+    from rfs_deploy.sim.sandbox import Sandbox, session_directory
+
+    state = crashkit.copy_state(base, tmp_path / "s")
+    reader = Sandbox.open(session_dir=session_directory(state, "production"))
+    try:
+        deployed = crashkit.cli(state, "--quiet", *crashkit.deploy_args("blue-green", "healthy"))
+        assert deployed.returncode == 0, deployed.stderr
+        after_deploy = endstate.history_entries(state)
+        with pytest.raises(StackBusy, match="changed by another rfs-deploy process"):
+            reader.save()
+    finally:
+        reader.close()  # read only: writes nothing
+    assert endstate.history_entries(state) == after_deploy
+    assert endstate.journal_view(after_deploy)["status"] == "completed"
