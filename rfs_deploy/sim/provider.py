@@ -26,7 +26,10 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import socket
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -197,6 +200,21 @@ def plugin_version() -> str:
         return "7.0.0"
 
 
+def watch_engine(address: str, interval: float = 1.0, misses: int = 3) -> None:
+    """Exit once the engine at ``host:port`` stops accepting connections (a killed ``pulumi``
+    must not leave its plugins running)."""
+    host, _, port = address.rpartition(":")
+    missed = 0
+    while missed < misses:
+        time.sleep(interval)
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2.0):
+                missed = 0
+        except OSError:
+            missed += 1
+    os._exit(1)
+
+
 def main(argv: list[str]) -> None:
     """Serve the provider (the engine's plugin handshake: print the port, serve until killed)."""
     from pulumi.provider.experimental.server import main as serve
@@ -207,6 +225,9 @@ def main(argv: list[str]) -> None:
             f"pulumi-resource-aws (rfs-deploy test double): {APPLIER_ENV} is not set; this plugin only "
             "serves a sandbox started by rfs_deploy.sim.engine, never real AWS"
         )
+    engine = next((arg for arg in argv if not arg.startswith("-")), None)
+    if engine is not None:
+        threading.Thread(target=watch_engine, args=(engine,), name="engine-health", daemon=True).start()
     serve(argv, plugin_version(), AwsProviderDouble(ApplierClient(url)))
 
 

@@ -7,6 +7,10 @@ with property values), and forward to a real sandbox's applier over HTTP on 127.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +141,23 @@ def test_the_plugin_refuses_to_start_without_a_sandbox(monkeypatch: pytest.Monke
 def test_the_double_is_named_plainly(tmp_path: Path) -> None:
     launcher = (PROJECT / "tools" / "pulumi-resource-aws").read_text()
     assert "TEST DOUBLE" in launcher and "never calls AWS" in launcher
+
+
+@pytest.mark.parametrize("plugin", ["language-host", "provider"])
+def test_a_plugin_exits_when_the_engine_is_gone(plugin: str) -> None:
+    """A killed `pulumi` must not leave its plugins (and a running program) behind."""
+    with socket.socket() as probe:  # a loopback port nobody listens on: the engine is gone
+        probe.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{probe.getsockname()[1]}"
+    if plugin == "language-host":
+        script = PROJECT / "tools" / "engine" / "langhost.py"
+        argv = [sys.executable, str(script), "--exec-script", "/nonexistent", gone]
+    else:
+        argv = [sys.executable, "-m", "rfs_deploy.sim.provider", gone]
+    env = {**os.environ, "RFS_DEPLOY_TEST_APPLIER": "http://127.0.0.1:1/unused"}
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip().isdigit(), "served a port"
+        assert child.wait(timeout=60) == 1
+    finally:
+        child.kill()

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,7 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     def __init__(self, engine: str, exec_script: str) -> None:
         self.engine = engine
         self.exec_script = exec_script
+        self.children: set[subprocess.Popen[bytes]] = set()
 
     def Handshake(self, request: Any, context: Any) -> Any:
         if request.engine_address:
@@ -122,7 +126,12 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         if request.organization:
             argv += ["--organization", request.organization]
         argv += [program, *request.args]
-        code = subprocess.run(argv, env=env, cwd=request.pwd or None, check=False).returncode
+        child = subprocess.Popen(argv, env=env, cwd=request.pwd or None)
+        self.children.add(child)
+        try:
+            code = child.wait()
+        finally:
+            self.children.discard(child)
         if code == 0:
             return language_pb2.RunResponse()
         if code == SHOWN_ERROR_EXIT:
@@ -144,15 +153,39 @@ def parse_args(argv: list[str]) -> tuple[str, str]:
     return exec_script, engine
 
 
+def engine_alive(address: str, timeout: float = 2.0) -> bool:
+    """Whether the engine still accepts connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def watch_engine(host: LanguageHost, interval: float = 1.0, misses: int = 3) -> None:
+    """Exit, ending a running program, once the engine is gone (as the real hosts' health check
+    does): a killed ``pulumi`` must not leave its language host and program behind."""
+    missed = 0
+    while missed < misses:
+        time.sleep(interval)
+        missed = 0 if engine_alive(host.engine) else missed + 1
+    for child in list(host.children):
+        child.kill()
+    os._exit(1)
+
+
 def main(argv: list[str]) -> None:
     """Serve on a free loopback port, print it (the plugin handshake) and wait."""
     exec_script, engine = parse_args(argv)
+    host = LanguageHost(engine, exec_script)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(LanguageHost(engine, exec_script), server)
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(host, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
+    threading.Thread(target=watch_engine, args=(host,), name="engine-health", daemon=True).start()
     server.wait_for_termination()
 
 
