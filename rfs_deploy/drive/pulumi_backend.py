@@ -16,6 +16,7 @@ A :class:`pulumi.automation.LocalWorkspace` on the project directory (the reposi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -129,20 +130,27 @@ class PulumiBackend:
             ),
         )
         summary = result.summary
+        # self-managed backends number nothing: the update is the newest entry of the history
+        version = summary.version or self.history(limit=1)[0].version
         return UpdateResult(
-            version=summary.version or 0,
+            version=version,
             message=summary.message,
             changes={_op_name(op): int(n) for op, n in (summary.resource_changes or {}).items()},
         )
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
-        """Stack history newest first; all of it unless ``limit`` (one CLI call per 100 entries)."""
-        if limit is not None:
-            if limit <= 0:
-                return []
-            pages = [self._history_page(limit, 1)]
-        else:
-            pages = self._all_history_pages()
+        """Stack history newest first; all of it unless ``limit`` (one CLI call per 100 entries).
+
+        Pulumi's self-managed backends (file, S3) report ``version`` 0 for every entry; their
+        history is then read whole and numbered 1..n from the oldest by position (history files
+        are only ever added), which is the number the Pulumi Cloud backend would give.
+        """
+        if limit is not None and limit <= 0:
+            return []
+        first = self._history_page(limit or HISTORY_PAGE, 1)
+        if any(s.version == 0 for s in first):
+            return number_by_position(self._every_page(first))[:limit]
+        pages = [first] if limit is not None else self._all_history_pages(first)
         seen: dict[int, HistoryEntry] = {}
         for page in pages:
             for summary in page:
@@ -150,12 +158,20 @@ class PulumiBackend:
                 seen.setdefault(entry.version, entry)
         return sorted(seen.values(), key=lambda e: e.version, reverse=True)
 
-    def _all_history_pages(self) -> list[list[auto.UpdateSummary]]:
+    def _every_page(self, first: list[auto.UpdateSummary]) -> list[auto.UpdateSummary]:
+        """All entries, newest first, paging by page length (versions cannot tell pages apart)."""
+        summaries, page, batch = list(first), 1, first
+        while len(batch) >= HISTORY_PAGE:
+            page += 1
+            batch = self._history_page(HISTORY_PAGE, page)
+            summaries += batch
+        return summaries
+
+    def _all_history_pages(self, first: list[auto.UpdateSummary]) -> list[list[auto.UpdateSummary]]:
         pages: list[list[auto.UpdateSummary]] = []
         versions: set[int | None] = set()
-        page_number = 1
+        page_number, page = 1, first
         while True:
-            page = self._history_page(HISTORY_PAGE, page_number)
             fresh = {s.version for s in page} - versions
             # An empty page ends the history; a page of nothing new means the backend ignores paging.
             if not page or not fresh:
@@ -163,6 +179,7 @@ class PulumiBackend:
             pages.append(page)
             versions |= fresh
             page_number += 1
+            page = self._history_page(HISTORY_PAGE, page_number)
 
     def _history_page(self, size: int, page: int) -> list[auto.UpdateSummary]:
         return self._call("read stack history", lambda: self.stack.history(size, page, show_secrets=False))
@@ -241,6 +258,13 @@ def release_from_config(config: Mapping[str, auto.ConfigValue]) -> dict[str, Rel
 
 
 _RESULTS = {"succeeded": "succeeded", "failed": "failed", "in-progress": "in-progress"}
+
+
+def number_by_position(summaries: list[auto.UpdateSummary]) -> list[HistoryEntry]:
+    """Entries of a history read whole, newest first, numbered n..1 where the backend gave 0."""
+    total = len(summaries)
+    entries = [summary_to_entry(s) for s in summaries]
+    return [e if e.version else dataclasses.replace(e, version=total - i) for i, e in enumerate(entries)]
 
 
 def summary_to_entry(summary: auto.UpdateSummary) -> HistoryEntry:

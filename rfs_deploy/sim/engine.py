@@ -21,8 +21,6 @@ One process owns the world, as with the mock-runtime sandbox: :class:`~rfs_deplo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import json
 import logging
 import os
@@ -36,13 +34,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pulumi import automation as auto
-
 from rfs_deploy.aws import AwsAdapters, AwsSession
 from rfs_deploy.config import ReleaseState, StackConfig
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
-from rfs_deploy.drive.pulumi_backend import HISTORY_PAGE, PulumiBackend, summary_to_entry
+from rfs_deploy.drive.pulumi_backend import PulumiBackend
 from rfs_deploy.errors import InvalidInput
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import MotoApplier, resource_key
@@ -216,13 +212,10 @@ class EngineBackend:
             self.box.applier.warm = False
             self._outputs = None
             self.box.save()
-        if result.version == 0:  # a self-managed backend: the update is the newest history entry
-            result = dataclasses.replace(result, version=self.history(limit=1)[0].version)
         return result
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
-        entries = diy_history(self.pulumi)
-        return entries if limit is None else entries[: max(limit, 0)]
+        return self.pulumi.history(limit)
 
     def outputs(self) -> dict[str, Any]:
         if self._outputs is None:
@@ -238,29 +231,6 @@ class EngineBackend:
         if not isinstance(services, dict):
             return {}
         return {name: parse_service_outputs(value) for name, value in services.items()}
-
-
-def diy_history(backend: PulumiBackend) -> list[HistoryEntry]:
-    """The whole stack history, newest first, numbered 1..n from the oldest where the backend
-    gives no version.
-
-    Pulumi's self-managed (DIY) backends, the file and S3 ones, report ``version`` 0 for every
-    entry of ``pulumi stack history`` (pkg/backend/diy keeps no update counter), so
-    :meth:`PulumiBackend.history`, which tells entries apart by version, collapses them into one.
-    History files are only ever added, so numbering by position gives each update the number the
-    Pulumi Cloud backend would."""
-    summaries: list[auto.UpdateSummary] = []
-    page = 1
-    while True:
-        read = functools.partial(backend.stack.history, HISTORY_PAGE, page, show_secrets=False)
-        batch = backend._call("read stack history", read)
-        summaries += batch
-        if len(batch) < HISTORY_PAGE:
-            break
-        page += 1
-    total = len(summaries)
-    entries = [summary_to_entry(s) for s in summaries]
-    return [e if e.version else dataclasses.replace(e, version=total - i) for i, e in enumerate(entries)]
 
 
 # --------------------------------------------------------------------------- the whole

@@ -492,3 +492,11 @@ def test_outputs_and_export_hide_secrets(project: Path, fake: FakeCli) -> None:
     assert b.outputs() == {"a": 1, "token": "[secret]"}
     exported = b.export()
     assert exported["version"] == 3 and "hunter2" not in json.dumps(exported)
+
+
+def test_self_managed_backends_version_zero_is_numbered_by_position() -> None:
+    # The file and S3 backends report version 0 for every history entry (found by the real
+    # engine tests); entries are numbered 1..n from the oldest so none collapse into another.
+    newest_first = [summary(version=0, message=f"update {n}") for n in (3, 2, 1)]
+    entries = pb.number_by_position(newest_first)
+    assert [(e.version, e.message) for e in entries] == [(3, "update 3"), (2, "update 2"), (1, "update 1")]
