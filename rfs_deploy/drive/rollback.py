@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rfs_deploy.config.model import ReleaseState
 from rfs_deploy.drive import journal
 from rfs_deploy.errors import RfsDeployError
 
@@ -30,7 +31,7 @@ async def restore(
     rec = runner.record
     target = checkpoint.release[rec.service]
     attempts = runner.service.deploy.max_rollback_attempts
-    await _stop_refresh(runner)
+    await _stop_refresh(runner, target)
     for attempt in range(1, attempts + 1):
         rec.rollback_attempts = attempt
         tag = journal.JournalTag(
@@ -50,7 +51,10 @@ async def restore(
             previous = _latest_refresh_id(runner)
             await runner.update(target, message)
             await runner.verify(target)
-            if before.slot(before.live).version != target.slot(target.live).version:
+            # follow the refresh back when this update changed the live version, or when one is
+            # running anyway: a killed earlier attempt wrote the config and its update started it
+            changed = before.slot(before.live).version != target.slot(target.live).version
+            if changed or _refresh_active(runner):
                 await _wait_refresh(runner, previous)
             return True
         except (RfsDeployError, StepFailed) as exc:
@@ -60,9 +64,16 @@ async def restore(
     return False
 
 
-async def _stop_refresh(runner: Runner) -> None:
-    """A refresh still replacing instances with the bad version is cancelled first."""
+async def _stop_refresh(runner: Runner, target: ReleaseState) -> None:
+    """A refresh still replacing instances with the bad version is cancelled first.
+
+    Not when the stack config already holds the target: an earlier attempt (killed, or failed
+    after its update) wrote it, cancelled the bad refresh then, and any refresh running now is
+    the one back to the target — cancelling it would leave the slot half old, half new.
+    """
     release = runner.release()
+    if release == target:
+        return
     try:
         asg = runner.outputs().slot(release.live).asg_name
         status = runner.seams.fleet.latest_refresh(asg)
@@ -73,6 +84,12 @@ async def _stop_refresh(runner: Runner) -> None:
             )
     except RfsDeployError as exc:
         runner.record.errors.append(f"could not cancel the instance refresh: {exc}")
+
+
+def _refresh_active(runner: Runner) -> bool:
+    release = runner.release()
+    status = runner.seams.fleet.latest_refresh(runner.outputs().slot(release.live).asg_name)
+    return status is not None and not status.done
 
 
 def _latest_refresh_id(runner: Runner) -> str | None:
@@ -97,7 +114,9 @@ async def _wait_refresh(runner: Runner, previous_id: str | None) -> None:
         status = runner.seams.fleet.latest_refresh(asg)
         if status is None or status.status == "Successful":
             return
-        if status.refresh_id == previous_id:
+        if not status.done:
+            pass  # one is running (this update's, or a killed attempt's): wait for it to end
+        elif status.refresh_id == previous_id:
             if waited >= 4 * poll:
                 return
         elif status.done:
