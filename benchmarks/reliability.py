@@ -57,9 +57,9 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def crash_section(quick: bool, jobs: int) -> str:
+def crash_section(quick: bool, jobs: int, rows: list[tuple[str, str]] | None = None) -> str:
     summary, detail = [], []
-    for strategy, scenario in ROWS[:1] if quick else ROWS:
+    for strategy, scenario in rows or (ROWS[:1] if quick else ROWS):
         started = time.perf_counter()
         row = crashkit.crash_row(strategy, scenario, quick=quick, jobs=jobs)
         seconds = time.perf_counter() - started
@@ -155,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one crash row, a few kill points")
     parser.add_argument("--jobs", type=int, default=2, help="kill points run in parallel")
     parser.add_argument("--only", default="crash,faults,concurrency")
+    parser.add_argument("--rows", help="crash rows to run, e.g. rolling/error-spike,blue-green/healthy")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reliability.md"))
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     started = time.perf_counter()
     sections = []
     if "crash" in parts:
-        sections.append(crash_section(args.quick, args.jobs))
+        rows = [tuple(r.split("/", 1)) for r in args.rows.split(",")] if args.rows else None
+        sections.append(crash_section(args.quick, args.jobs, rows))  # type: ignore[arg-type]
     if "faults" in parts:
         sections.append(fault_section())
     if "concurrency" in parts:

@@ -8,7 +8,8 @@ For one (strategy, scenario) row:
 3. kill points from it: every step boundary (SIGKILL as soon as ``step k/n:`` is on stderr, i.e.
    before step k completes), the first tick of multi-window bakes (mid-bake), every stack update
    half-applied (``RFS_DEPLOY_SIM_KILL=mid:N``: the sandbox SIGKILLs itself after the update's
-   first resource change) and the moment after the last step;
+   first resource change; in rows that roll back also after its last change, before it is
+   recorded) and the moment after the last step;
 4. per kill point: copy the base, run ``deploy`` and kill it; copy the killed session twice; run
    ``resume`` on one and ``abort`` on the other (new processes); inspect both (:mod:`endstate`).
 
@@ -137,19 +138,25 @@ def kill_points(ref: Reference, quick: bool = False) -> list[KillPoint]:
     bakes = [k for k, n in ref.ticked.items() if n > 1 or k == min(ref.ticked)]
     points += [KillPoint("bake", step=k, label=f"mid-bake of step {k}") for k in bakes]
     points += [KillPoint("update", update=n, label=f"inside update {n}") for n in range(1, ref.updates + 1)]
+    if ref.exit_code == 3:  # the run rolls back: also kill updates fully applied but not recorded
+        points += [
+            KillPoint("update-end", update=n, label=f"update {n} applied, not recorded")
+            for n in range(1, ref.updates + 1)
+        ]
     if ref.steps:
         points.append(KillPoint("end", step=ref.steps[-1][0], label="after the last step"))
     if quick:
         keep = {("boundary", 1), ("boundary", 2), ("bake", min(ref.ticked) if ref.ticked else -1)}
         chosen = [p for p in points if (p.kind, p.step) in keep]
-        chosen += [p for p in points if p.kind == "update" and p.update in (1, 2)]
+        chosen += [p for p in points if p.kind.startswith("update") and p.update in (1, 2)]
         points = chosen
     return points
 
 
 def run_and_kill(state: Path, strategy: str, scenario: str, point: KillPoint) -> int:
     """Run ``deploy`` and SIGKILL it at ``point``; returns its exit status (-9 when killed)."""
-    extra = {"RFS_DEPLOY_SIM_KILL": f"mid:{point.update}"} if point.kind == "update" else {}
+    stage = {"update": "mid", "update-end": "end"}.get(point.kind)
+    extra = {"RFS_DEPLOY_SIM_KILL": f"{stage}:{point.update}"} if stage else {}
     proc = subprocess.Popen(
         [*CLI, "--backend", "sim", *deploy_args(strategy, scenario)],
         env=env(state, **extra),
