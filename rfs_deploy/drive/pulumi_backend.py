@@ -149,7 +149,9 @@ class PulumiBackend:
             return []
         first = self._history_page(limit or HISTORY_PAGE, 1)
         if any(s.version == 0 for s in first):
-            return number_by_position(self._every_page(first))[:limit]
+            # numbering needs the whole history: read it in full pages from the start
+            whole = first if limit is None else self._history_page(HISTORY_PAGE, 1)
+            return number_by_position(self._every_page(whole))[:limit]
         pages = [first] if limit is not None else self._all_history_pages(first)
         seen: dict[int, HistoryEntry] = {}
         for page in pages:
