@@ -8,6 +8,7 @@ false-rollback probability is bounded per release, not per step.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from rfs_deploy.aws.cloudwatch import query_id, service_queries
@@ -67,10 +68,13 @@ class Analyst:
             windows=planned_windows(step.duration, interval),
             evidence=self.evidence if compare else None,
         )
-        # Windows are contiguous: after a failed fetch, or a window CloudWatch had no data for
-        # yet (ALB datapoints can arrive minutes late), the next window covers the missed time
-        # too. A failed fetch is tried again after FETCH_RETRY seconds, not a whole interval.
-        since = self.seams.clock.now()
+        # Windows are whole metric periods on CloudWatch's boundaries (a window ending mid-period
+        # would ask for the period still being filled, which has no datapoint yet) and contiguous:
+        # after a failed fetch, or a window CloudWatch had no data for yet (ALB datapoints can
+        # arrive minutes late), the next window covers the missed time too. A failed fetch is
+        # tried again after FETCH_RETRY seconds, not a whole interval.
+        period = self.policy.period
+        since = _boundary(self.seams.clock.now(), period)
         wait = interval
         while sj.result is None:
             await self._tick_wait(wait)
@@ -78,12 +82,16 @@ class Analyst:
             if firing:
                 return StepOutcome(False, f"alarm {firing[0]} is firing")
             now = self.seams.clock.now()
+            end = _boundary(now, period)
+            if end <= since:  # no period has ended since the last window: wait for the next one
+                wait = round(since + period - now) or 1
+                continue
             try:
-                window, slots = self._window(out, new, base if compare else None, round(now - since))
+                window, slots = self._window(out, new, base if compare else None, since, end)
                 verdict = sj.observe(window)
                 wait = interval
                 if _has_data(window, compare):
-                    since = now
+                    since = end
             except AwsError as exc:
                 verdict, slots = sj.fetch_failed(str(exc)), {}
                 wait = min(interval, FETCH_RETRY)
@@ -145,7 +153,8 @@ class Analyst:
             if firing:
                 return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
             try:
-                window, slots = self._window(out, b, a, interval)
+                end = _boundary(self.seams.clock.now(), self.policy.period)
+                window, slots = self._window(out, b, a, end - interval, end)
             except AwsError as exc:
                 self.record.errors.append(f"A/B tick skipped: {exc}")
                 continue
@@ -185,12 +194,12 @@ class Analyst:
         return self.seams.alarms.firing(list(names)) if names else []
 
     def _window(
-        self, out: ServiceOutputs, new: SlotName, base: SlotName | None, seconds: int
+        self, out: ServiceOutputs, new: SlotName, base: SlotName | None, start: float, end: float
     ) -> tuple[Window, dict[str, dict[str, Any]]]:
+        """Per-slot aggregates of the metric periods in [start, end)."""
         slots: list[SlotName] = [new] if base is None else [new, base]
-        end = self.seams.clock.now()
         queries = service_queries(out, slots, self.policy.period)
-        series = self.seams.metrics.get_metric_data(queries, end - seconds, end)
+        series = self.seams.metrics.get_metric_data(queries, start, end)
         partial = any(not s.complete for s in series.values())
         aggregates = {slot: _aggregate(series, slot) for slot in slots}
         numbers: dict[str, dict[str, Any]] = {slot: _as_numbers(m) for slot, m in aggregates.items()}
@@ -201,7 +210,8 @@ class Analyst:
         self, index: int, release: ReleaseState, slot: SlotName, out: ServiceOutputs, seconds: int
     ) -> Verdict | None:
         try:
-            window, slots = self._window(out, slot, None, max(seconds, self.policy.period))
+            end = _boundary(self.seams.clock.now(), self.policy.period)
+            window, slots = self._window(out, slot, None, end - max(seconds, self.policy.period), end)
         except AwsError as exc:
             self.record.errors.append(f"metrics unavailable during refresh: {exc}")
             return None
@@ -232,6 +242,11 @@ class Analyst:
             numbers=numbers,
         )
         self.seams.notify(event)
+
+
+def _boundary(moment: float, period: int) -> float:
+    """The last metric-period boundary at or before ``moment`` (CloudWatch aligns periods to the epoch)."""
+    return math.floor(moment / period) * period
 
 
 def _has_data(window: Window, compare: bool) -> bool:

@@ -117,17 +117,9 @@ def test_rolling_stops_and_rolls_back_its_refresh(deployments: Deploy, scenario:
 FLAKY_SEEDS = [
     ("canary", None),
     ("canary", 14),
-    pytest.param(
-        "canary",
-        11,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "driver gap: 19 windows without new-slot data exhaust the time budget "
-                "(deploymentTimeout 1800 s) and roll a healthy version back"
-            ),
-        ),
-    ),
+    # seed 11 used to run out of its time budget: windows ended mid-period and asked for the
+    # minute still being filled, so every other window found no data (fixed by aligning windows)
+    ("canary", 11),
     ("blue-green", None),
     ("blue-green", 3),
 ]
