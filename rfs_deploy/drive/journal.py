@@ -306,8 +306,8 @@ def last_good_checkpoint(
 def checkpoint_at(history: Sequence[HistoryEntry], version: int) -> Checkpoint:
     """The checkpoint at history ``version`` (for a rollback asked for by version).
 
-    Raises UnknownVersion when the version is not in history, did not succeed, or ran without a
-    release state.
+    Raises UnknownVersion when the version is not in history, did not succeed, ran without a
+    release state, or is the middle of a deployment (not a resting state).
     """
     entry = next((e for e in history if e.version == version), None)
     if entry is None:
@@ -318,6 +318,17 @@ def checkpoint_at(history: Sequence[HistoryEntry], version: int) -> Checkpoint:
         raise UnknownVersion(f"stack version {version} did not succeed ({entry.result}); pick one that did")
     if entry.release is None:
         raise UnknownVersion(f"stack version {version} ran without an rfs-deploy release state")
+    if not _resting(entry):
+        # a mid-release state (a 20 % canary, a split A/B) restored as if it were a release
+        # would leave a traffic split that no driver watches
+        tag = decode(entry.message)
+        assert tag is not None  # only tagged updates are mid-deployment
+        resting = last_good_checkpoint(history, before_version=version)
+        nearest = f"; the resting state before it is version {resting.version}" if resting else ""
+        raise UnknownVersion(
+            f"stack version {version} is step {tag.step + 1}/{tag.total} ({tag.kind}) of deployment "
+            f"{tag.deployment_id}, not a resting state{nearest}"
+        )
     return Checkpoint(entry.version, entry.release)
 
 

@@ -418,6 +418,19 @@ def test_checkpoint_at_a_version() -> None:
         journal.checkpoint_at([], 1)
 
 
+def test_checkpoint_at_a_mid_deployment_version_is_refused() -> None:
+    h = History()
+    first = h.add("initial")
+    middle = h.step("dep1", 0)
+    h.step("dep1", 1)
+    with pytest.raises(UnknownVersion) as refused:
+        journal.checkpoint_at(h.entries, middle)
+    text = str(refused.value)
+    assert text.startswith(f"stack version {middle} is step 1/")
+    assert "of deployment dep1, not a resting state" in text
+    assert text.endswith(f"the resting state before it is version {first}")
+
+
 def test_checkpoint_release_for_an_unknown_service() -> None:
     with pytest.raises(UnknownService, match="no release state for service 'web'"):
         journal.Checkpoint(3, BASE).release_for("web")
