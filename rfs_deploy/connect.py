@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfs_deploy.drive.context import Hooks, Seams
 from rfs_deploy.drive.protocols import SystemClock
 from rfs_deploy.drive.records import RecordStore
 from rfs_deploy.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from rfs_deploy.sim.scenario import Scenario
 
 BACKENDS = ("sim", "pulumi")
 DEFAULT_SCENARIO = "healthy"
@@ -94,23 +97,22 @@ def open_sandbox(
     """
     import shutil
 
-    from rfs_deploy.sim import Sandbox, load_scenario, session_directory
+    from rfs_deploy.sim import Sandbox, session_directory
 
     session = session_directory(state_dir(root), stack)
-    if fresh and session.exists():
-        shutil.rmtree(session)
     stack_file = root / "stacks" / f"Pulumi.{stack}.yaml"
-    if not (session / "state.json").exists() and not stack_file.is_file():
+    kept = not fresh and (session / "state.json").exists()
+    if not kept and not stack_file.is_file():
         from rfs_deploy.errors import UnknownStack
 
         files = (root / "stacks").glob("Pulumi.*.yaml")
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in files)
         raise UnknownStack(f"unknown stack {stack!r} (stacks/ has: {', '.join(known) or 'none'})")
-    chosen = None
-    if scenario is not None or fresh:
-        chosen = load_scenario(scenario or DEFAULT_SCENARIO)
-        if seed is not None:
-            chosen = chosen.model_copy(update={"seed": seed})
+    # bad input is refused before the old session is touched: a typo in --scenario must not
+    # cost the user the session they may still want to resume or inspect
+    chosen = _scenario(scenario, fresh, seed)
+    if fresh and session.exists():
+        shutil.rmtree(session)
     box = Sandbox.open(stack_file, scenario=chosen, session_dir=session)
     box.provision()
     return Seams(
@@ -125,6 +127,17 @@ def open_sandbox(
     )
 
 
+def _scenario(scenario: str | None, fresh: bool, seed: int | None) -> Scenario | None:
+    """The scenario a (fresh) session starts with; None keeps a session's own. Raises
+    ScenarioError for a bad name or file."""
+    from rfs_deploy.sim import load_scenario
+
+    if scenario is None and not fresh:
+        return None
+    chosen = load_scenario(scenario or DEFAULT_SCENARIO)
+    return chosen if seed is None else chosen.model_copy(update={"seed": seed})
+
+
 def open_engine_sandbox_seams(
     stack: str, root: Path, scenario: str | None, *, fresh: bool = False, seed: int | None = None
 ) -> Seams:
@@ -132,17 +145,12 @@ def open_engine_sandbox_seams(
     CLI built into ``bin/`` by `make engine`), kept in ``.rfs-deploy/engine/<stack>``."""
     import shutil
 
-    from rfs_deploy.sim import load_scenario
     from rfs_deploy.sim.engine import open_engine_sandbox
 
     work = state_dir(root) / "engine" / stack
+    chosen = _scenario(scenario, fresh, seed)
     if fresh and work.exists():
         shutil.rmtree(work)
-    chosen = None
-    if scenario is not None or fresh:
-        chosen = load_scenario(scenario or DEFAULT_SCENARIO)
-        if seed is not None:
-            chosen = chosen.model_copy(update={"seed": seed})
     sandbox = open_engine_sandbox(
         root / "stacks" / f"Pulumi.{stack}.yaml", work, scenario=chosen, project=root
     )

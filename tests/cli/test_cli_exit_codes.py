@@ -108,6 +108,14 @@ def test_a_broken_scenario_file_is_one_line(created: Place) -> None:
     assert "new.errorRat" in line and "did you mean 'errorRate'" in line
 
 
+def test_simulate_with_a_bad_scenario_keeps_the_existing_session(created: Place) -> None:
+    """simulate starts a fresh session, but only once its input is good: the session of the
+    stack (checked by the next test) survives a typo in --scenario."""
+    assert STACK == "production", "simulate runs on the production stack"
+    line = one_error_line(created.run("simulate", "--scenario", str(created.cwd / "missing.yaml")), 2)
+    assert "missing.yaml" in line
+
+
 def test_bad_input_changed_nothing(created: Place) -> None:
     """After every bad command above: the stack history is its first two updates, no deployment."""
     history = created.run("--json", "history", "--stack", STACK).json()
