@@ -346,12 +346,17 @@ class StepJudge:
     The runner calls :meth:`observe` once per interval (or :meth:`fetch_failed` when the metric
     query failed) until :attr:`result` is not None. The step
 
-    * FAILs at ``failure_limit`` failed windows, at more than ``max_inconclusive`` inconclusive
-      windows ("not enough data"), or at ``consecutive_error_limit`` fetch errors in a row;
+    * FAILs at ``failure_limit`` failed windows, at more than ``max_inconclusive`` windows too
+      thin to judge or more than ``max_inconclusive`` windows *in a row* without data ("not
+      enough data"), or at ``consecutive_error_limit`` fetch errors in a row;
     * PASSes once ``windows`` windows passed.
 
     Inconclusive windows, failed windows below the limit and fetch errors do not count towards
-    ``windows``, so they extend the step by one interval each, up to those limits.
+    ``windows``, so they extend the step by one interval each, up to those limits. Missing data
+    is limited by its run, not its total: CloudWatch that answers every other minute (late and
+    dropped datapoints) still lets the step judge ``windows`` windows of real data, within the
+    deployment's time budget; CloudWatch that stopped answering fails the step. A window
+    without data is merged into the next, so no minute goes unjudged.
 
     A step compared with the baseline adds the module docstring's step rules: thin windows are
     carried, a p99 on a thin tail must repeat, and the weight is held while the evidence leans.
@@ -368,6 +373,8 @@ class StepJudge:
         self.verdicts: list[Verdict] = []
         self.passed = self.failed = self.inconclusive = self.fetch_errors = self.consecutive_errors = 0
         self.held = 0
+        #: Inconclusive windows without usable data (none, partial): all of them, and the run so far.
+        self.missing = self.missing_run = 0
         self.result: Verdict | None = None
         self._carry: Window | None = None
         self._slow = False
@@ -400,6 +407,11 @@ class StepJudge:
             self.held += 1
         else:
             self.inconclusive += 1
+        if "data" in kinds:
+            self.missing += 1
+            self.missing_run += 1
+        else:
+            self.missing_run = 0
         self._settle()
         return verdict
 
@@ -458,11 +470,18 @@ class StepJudge:
         elif self.consecutive_errors >= p.consecutive_error_limit:
             errors = self.consecutive_errors
             self._end(Outcome.FAIL, f"{errors} metric fetch errors in a row: {last.reason}", last)
-        elif self.inconclusive > p.max_inconclusive:
+        elif self.missing_run > p.max_inconclusive:
             self._end(
                 Outcome.FAIL,
-                f"not enough data: {self.inconclusive} inconclusive windows (limit {p.max_inconclusive}): "
-                f"{last.reason}",
+                f"not enough data: {self.missing_run} windows in a row without data "
+                f"(limit {p.max_inconclusive}): {last.reason}",
+                last,
+            )
+        elif self.inconclusive - self.missing > p.max_inconclusive:
+            self._end(
+                Outcome.FAIL,
+                f"not enough data: {self.inconclusive - self.missing} inconclusive windows "
+                f"(limit {p.max_inconclusive}): {last.reason}",
                 last,
             )
         elif self.passed >= self.windows:
@@ -475,6 +494,7 @@ class StepJudge:
             windows_passed=self.passed,
             windows_failed=self.failed,
             windows_inconclusive=self.inconclusive,
+            windows_without_data=self.missing,
             windows_held=self.held,
             fetch_errors=self.fetch_errors,
         )

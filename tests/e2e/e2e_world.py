@@ -123,7 +123,7 @@ PLANNED: tuple[tuple[str, str, int | None], ...] = (
     ),
     ("error-spike", "ab-test", None),
     *(("flaky-metrics", "canary", seed) for seed in (None, 14, 11)),
-    *(("flaky-metrics", "blue-green", seed) for seed in (None, 3)),
+    *(("flaky-metrics", "blue-green", seed) for seed in (None, 3, 6)),
     *(("slow-start", s, None) for s in ("canary", "blue-green", "rolling")),
     *(("never-healthy", s, None) for s in ("canary", "blue-green")),
 )
