@@ -147,6 +147,34 @@ class SmokeTest(Model):
         return self.name or f"{self.method} {self.path}"
 
 
+class Probe(Model):
+    """A burst of requests through the test listener before blue-green switches traffic.
+
+    The checks above are functional (one request each); the probe measures rates. Its batches
+    of ``requests`` go to the idle slot (test listener) and, with ``compare_live``, the same
+    requests to the live slot (production listener); each batch is judged as an analysis window
+    with the service's ``analysis`` policy, so a blue-green release is judged under load before
+    it takes any user traffic.
+    """
+
+    #: Requests per batch to each listener; 0 turns the probe off.
+    requests: int = Field(default=200, ge=0, le=10_000)
+    #: Requests in flight at once.
+    concurrency: int = Field(default=10, ge=1, le=100)
+    #: GET paths the batch cycles through; empty: the critical endpoints, else the health path.
+    paths: list[str] = Field(default_factory=list)
+    #: Also probe the live slot and compare (error-rate test, p99 ratio), not only thresholds.
+    compare_live: bool = True
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.startswith("/"):
+                raise ValueError(f"probe path {path!r} must start with '/'")
+        return paths
+
+
 class ValidationSettings(Model):
     """What to check and how patiently. Defaults follow the seed (10 s health check timeout)."""
 
@@ -157,12 +185,15 @@ class ValidationSettings(Model):
     smoke_tests: list[SmokeTest] = Field(default_factory=list)
     #: Seconds one attempt of one check may take in total (connect, send, read the body).
     timeout: float = Field(default=10.0, gt=0, le=300)
-    #: Extra attempts after a connection error; timeouts and HTTP answers are never retried.
+    #: Extra attempts after a connection error, or after a critical endpoint's 5xx answer (a broken
+    #: endpoint answers 5xx every time; one unlucky request does not fail it). Timeouts are final.
     retries: int = Field(default=2, ge=0, le=10)
     #: Seconds before the first retry; doubles on every further retry.
     backoff: float = Field(default=0.5, ge=0, le=30)
     #: Sent with every request; values are secrets (redacted in reprs and details).
     headers: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    #: Load through the test listener before a blue-green switch (see :class:`Probe`).
+    probe: Probe = Field(default_factory=Probe)
 
     @field_validator("critical_endpoints")
     @classmethod

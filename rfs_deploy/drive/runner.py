@@ -162,7 +162,7 @@ class Runner:
         if isinstance(step, WaitHealthy):
             return await self._wait_healthy(step)
         if isinstance(step, Validate):
-            return await self._validate(step)
+            return await self._validate(index, step)
         if isinstance(step, Pause):
             await self._sleep(step.seconds)
             return StepOutcome(True, f"waited {step.seconds}s")
@@ -270,10 +270,20 @@ class Runner:
             await self._sleep(poll)
             waited += poll
 
-    async def _validate(self, step: Validate) -> StepOutcome:
+    async def _validate(self, index: int, step: Validate) -> StepOutcome:
         from rfs_deploy.drive.validators import run_validation
 
-        return await run_validation(self.seams, self.record, self.service, self.outputs(), step.version)
+        outcome = await run_validation(self.seams, self.record, self.service, self.outputs(), step.version)
+        if not outcome.passed or not step.probe:
+            return outcome
+        from rfs_deploy.drive.validators import run_load_probe
+
+        probed = await run_load_probe(
+            self.seams, self.record, self.service, self.outputs(), index, self.release()
+        )
+        if not probed.passed:
+            return probed
+        return StepOutcome(True, f"{outcome.reason}; {probed.reason}")
 
     # ------------------------------------------------------------------ rollback
 

@@ -168,9 +168,12 @@ class Validate(Step):
 
     kind: ClassVar[str] = "validate"
     version: str
+    #: Also judge the slot under load (``validation.probe``) before any traffic moves to it.
+    probe: bool = False
 
     def describe(self) -> str:
-        return f"validate {self.version} through the test listener"
+        load = " and under probe load" if self.probe else ""
+        return f"validate {self.version} through the test listener{load}"
 
 
 @dataclass(frozen=True)

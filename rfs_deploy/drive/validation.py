@@ -7,14 +7,16 @@ URL (in production the ALB's test listener, which forwards to the idle slot):
 * ``version``: ``GET <version_path>`` reports the expected version, as JSON ``{"version": ...}``
   or as plain text;
 * ``critical <path>``: ``GET <path>`` answers without a 5xx (a 401 or 404 is the service's own
-  business; a 5xx means it is broken);
+  business; a 5xx means it is broken). A 5xx is asked again up to ``retries`` times with the
+  same backoff, so the check fails on an endpoint that is broken, not on one unlucky request;
 * ``smoke <name>``: a request whose status must equal ``expect_status`` and whose body must
   contain ``body_contains``.
 
 Each check becomes a :class:`CheckResult`; a check that errors (connection refused, timeout, bad
 JSON) is a failed check with a one-line reason, so :func:`validate` never raises for the
 service's faults. Connection errors are retried a bounded number of times with exponential
-backoff, which covers a listener that is still coming up.
+backoff, which covers a listener that is still coming up (other HTTP answers are final, except a
+critical endpoint's 5xx, above).
 
 All IO goes through one ``httpx.AsyncClient``. Pass ``client=`` (or ``transport=``, for example an
 ``httpx.MockTransport``) to answer from tests or the sandbox. Header values (``Authorization`` and
@@ -262,12 +264,29 @@ def _reported_version(response: httpx.Response) -> str:
 
 
 def _critical(path: str) -> _Check:
+    """A 5xx fails the check only when it persists: the answer is asked again ``retries`` times.
+
+    One request is a functional check, not a measurement — a service with a 0.2 % background
+    error rate answers one request in 500 with a 5xx, and three critical endpoints would then
+    fail one healthy release in 170. Error *rates* are the analysis' and the load probe's job;
+    an endpoint that is really broken answers 5xx every time and still fails here.
+    """
+
     async def check(session: _Session) -> tuple[str, int]:
-        response = await session.request("GET", path)
-        status = response.status_code
-        if response.is_server_error:
-            raise _Failed(f"GET {path} answered {status}", status)
-        return f"GET {path} answered {status}", status
+        settings = session.settings
+        delay = settings.backoff
+        for attempt in range(settings.retries + 1):
+            response = await session.request("GET", path)
+            status = response.status_code
+            if not response.is_server_error:
+                again = f" (after {attempt} 5xx answer{'s' if attempt > 1 else ''})" if attempt else ""
+                return f"GET {path} answered {status}{again}", status
+            if attempt < settings.retries:
+                log.debug("GET %s answered %d; asking again in %.2fs", path, status, delay)
+                await session.clock.sleep(delay)
+                delay *= 2
+        tries = f" on all {settings.retries + 1} attempts" if settings.retries else ""
+        raise _Failed(f"GET {path} answered {status}{tries}", status)
 
     return check
 

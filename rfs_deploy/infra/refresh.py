@@ -82,7 +82,9 @@ class RefreshPreferences:
             skip_matching=self.skip_matching,
             auto_rollback=self.auto_rollback,
             alarm_specification=(
-                aws.autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs(alarms=list(alarm_names))
+                aws.autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs(
+                    alarms=list(alarm_names)
+                )
                 if self.guarded
                 else None
             ),

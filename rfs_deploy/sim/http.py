@@ -7,17 +7,25 @@ largest weight; then to a healthy instance of it. That instance answers:
 
 * ``/health``  200 ``{"status": "healthy"}`` (503 when the target group has no healthy target)
 * ``/version`` 200 ``{"version": "<the instance's release version>"}``
-* the scenario's critical endpoints: 200, or 500 when the version lists them as failing
+* the scenario's critical endpoints: 500 when the version lists them as failing; otherwise 500
+  with the instance's current error rate, else 200 — and, like any real server could, a W3C
+  ``Server-Timing: total;dur=<ms>`` header with a latency drawn from the instance's latency
+  distribution (the load probe reads it: a mock transport answers in no wall time at all)
 * anything else: 404
+
+Each request goes to one of the target group's healthy instances at random, and the draws come
+from their own generator (seeded by the scenario), so HTTP traffic never shifts the physics'.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
+import numpy as np
 
 from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions
 from rfs_deploy.outputs import ServiceOutputs
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
 
 def sandbox_transport(world: World) -> httpx.MockTransport:
     """A transport answering the stack's services as the sandbox's instances would."""
+    rng = np.random.default_rng([world.scenario.seed, 1])
 
     def handle(request: httpx.Request) -> httpx.Response:
         found = _service(world, request.url.host)
@@ -46,10 +55,10 @@ def sandbox_transport(world: World) -> httpx.MockTransport:
         target_group = _route(world, listener, request)
         if target_group is None:
             return httpx.Response(503, json={"error": "no target group behind the listener"})
-        serving = [i for i, c in world.targets(target_group) if c.in_service]
+        serving = [(i, c) for i, c in world.targets(target_group) if c.in_service]
         if not serving:
             return httpx.Response(503, json={"error": "no healthy target"})
-        instance = serving[0]
+        instance, conduct = serving[int(rng.integers(len(serving)))]
         behaviour = world.scenario.behaviour(instance.version, world.baseline_version)
         path = request.url.path
         if path == "/health":
@@ -57,9 +66,12 @@ def sandbox_transport(world: World) -> httpx.MockTransport:
         if path == "/version":
             return httpx.Response(200, json={"version": instance.version})
         if path in world.scenario.endpoints:
-            if path in behaviour.failing_endpoints:
-                return httpx.Response(500, json={"error": "internal error", "version": instance.version})
-            return httpx.Response(200, json={"ok": True, "version": instance.version})
+            latency = math.exp(rng.normal(conduct.mu, conduct.sigma))
+            timing = {"server-timing": f"total;dur={latency * 1000:.1f}"}
+            if path in behaviour.failing_endpoints or rng.random() < conduct.error_rate:
+                body = {"error": "internal error", "version": instance.version}
+                return httpx.Response(500, json=body, headers=timing)
+            return httpx.Response(200, json={"ok": True, "version": instance.version}, headers=timing)
         return httpx.Response(404, json={"error": "not found"})
 
     return httpx.MockTransport(handle)

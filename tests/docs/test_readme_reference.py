@@ -24,6 +24,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (m.Analysis, "analysis."),
     (m.DeploySettings, "deploy."),
     (m.ValidationSettings, "validation."),
+    (m.Probe, "validation.probe."),
     (m.ReleaseState, ""),
 ]
 STRATEGIES = [m.BlueGreen, m.Canary, m.Rolling, m.ABTest]
@@ -35,6 +36,7 @@ def keys(model: type[BaseModel], prefix: str) -> list[str]:
         prefix + (field.alias or name)
         for name, field in model.model_fields.items()
         if not (model is m.ServiceConfig and (field.alias or name) in nested)
+        and not (model is m.ValidationSettings and name == "probe")
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from rfs_deploy.drive.context import Hooks, Seams
 from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.journal import JournalDeployment, JournalTag
 from rfs_deploy.drive.records import DeploymentRecord, RecordStore
+from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.testing import (
     Behaviour,
     FakeAlarms,
@@ -92,16 +94,32 @@ class World:
     # ---------------------------------------------------------------- seams & driver
 
     def transport(self) -> httpx.MockTransport:
-        """The test listener: answers as the idle slot's version does."""
+        """The listeners: the test listener answers as the idle slot's version does, the
+        production listener as the live slot's (what the load probe compares).
+
+        ``/health`` answers 200 (503 when the version is unhealthy), ``/version`` the version;
+        any other path fails exactly ``error_rate`` of the version's requests with a 500 and
+        reports a ``Server-Timing`` latency of ``p99`` on every 50th request, a fifth of it
+        otherwise — deterministic, so tests can count on the probe's numbers.
+        """
+        served: dict[str | None, int] = {}
 
         def handler(request: httpx.Request) -> httpx.Response:
             state = self.cloud.applied[SERVICE]
-            version = state.slot(state.idle).version
+            test_port = parse_outputs(self.stack.outputs(), SERVICE).test_listener_port
+            slot = state.idle if request.url.port == test_port else state.live
+            version = state.slot(slot).version
             self.http_requests.append((request.url.path, version))
             behaviour = self.cloud.behaviour(version)
             if request.url.path == "/version":
                 return httpx.Response(200, json={"version": version})
-            return httpx.Response(200 if behaviour.healthy else 503, text="ok")
+            if request.url.path == "/health" or not behaviour.healthy:
+                return httpx.Response(200 if behaviour.healthy else 503, text="ok")
+            n = served[version] = served.get(version, -1) + 1
+            failed = math.floor((n + 1) * behaviour.error_rate) > math.floor(n * behaviour.error_rate)
+            seconds = behaviour.p99 if n % 50 == 0 else behaviour.p99 / 5
+            timing = {"server-timing": f"total;dur={seconds * 1000:.1f}"}
+            return httpx.Response(500 if failed else 200, text="ok", headers=timing)
 
         return httpx.MockTransport(handler)
 

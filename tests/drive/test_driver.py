@@ -148,7 +148,12 @@ def test_the_deployment_timeout_caps_the_whole_run() -> None:
 
 
 def test_auto_rollback_off_leaves_the_stack_and_says_how_to_finish() -> None:
-    world = build_world({NEW: Behaviour(p99=3.0)}, service_changes={"deploy": {"autoRollback": False}})
+    # without the load probe the slow version is switched to and fails its bake: a failure
+    # with all traffic on the new slot, which is what auto rollback off must leave alone
+    no_probe = {"validation": {"probe": {"requests": 0}}}
+    world = build_world(
+        {NEW: Behaviour(p99=3.0)}, service_changes={"deploy": {"autoRollback": False}, **no_probe}
+    )
 
     record = world.deploy("blue-green")
 
@@ -230,7 +235,8 @@ def test_validation_hooks_run_at_the_validate_step_before_traffic_moves(world: W
             "weight": 0,
         }
     ]
-    assert [path for path, _ in world.http_requests] == ["/health", "/version"]
+    critical = world.config_service().validation.critical_endpoints
+    assert [path for path, _ in world.http_requests] == ["/health", "/version", *critical]
     assert {version for _, version in world.http_requests} == {NEW}
 
 

@@ -66,13 +66,15 @@ def start(live: SlotName = "blue") -> ReleaseState:
 
 
 PREPARE = (DeployIdle(NEW, 10), WaitHealthy(600), Validate(NEW))
+#: Blue-green's switch moves everyone at once, so its validation also runs the load probe.
+PREPARE_PROBED = (DeployIdle(NEW, 10), WaitHealthy(600), Validate(NEW, probe=True))
 
 PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
     (
         "blue-green defaults",
         BlueGreen(),
         (
-            *PREPARE,
+            *PREPARE_PROBED,
             Pause(60, "switch delay"),
             SetWeight(100),
             Analyze(300, 60, baseline=False),
@@ -84,7 +86,7 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
     (
         "blue-green without delays or bake",
         BlueGreen(switch_delay=0, validation_duration=0, scale_down_delay=0),
-        (*PREPARE, SetWeight(100), Promote(), ScaleDown()),
+        (*PREPARE_PROBED, SetWeight(100), Promote(), ScaleDown()),
     ),
     (
         "canary explicit steps with stickiness",

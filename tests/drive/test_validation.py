@@ -182,7 +182,39 @@ def test_503_on_a_critical_endpoint_fails(service: Service) -> None:
     failed = report.failures
     assert [c.name for c in failed] == ["critical /api/users"]
     assert failed[0].status_code == 503
-    assert report.summary == "critical /api/users: GET /api/users answered 503"
+    assert report.summary == "critical /api/users: GET /api/users answered 503 on all 3 attempts"
+    asked = [path for method, path, _, _ in service.seen if path == "/api/users"]
+    assert len(asked) == 3, "a 5xx is asked again `retries` times before the check fails"
+
+
+def test_a_transient_5xx_on_a_critical_endpoint_is_asked_again_after_backoff() -> None:
+    answers = iter([503, 502, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/users":
+            return httpx.Response(next(answers), text="x")
+        return httpx.Response(200, text="ok")
+
+    clock = RecordingClock()
+    settings = ValidationSettings(
+        version_path=None, critical_endpoints=["/api/users"], retries=2, backoff=0.5
+    )
+    report = run("http://slot.sim", settings=settings, transport=httpx.MockTransport(handler), clock=clock)
+    assert report.ok, report.summary
+    assert (
+        by_name(report)["critical /api/users"].detail == "GET /api/users answered 200 (after 2 5xx answers)"
+    )
+    assert clock.sleeps == [0.5, 1.0]
+
+
+def test_a_critical_5xx_without_retries_fails_at_once() -> None:
+    settings = ValidationSettings(version_path=None, critical_endpoints=["/api/users"], retries=0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500 if request.url.path == "/api/users" else 200, text="x")
+
+    report = run("http://slot.sim", settings=settings, transport=httpx.MockTransport(handler))
+    assert report.summary == "critical /api/users: GET /api/users answered 500"
 
 
 def test_unhealthy_health_endpoint_fails(service: Service) -> None:

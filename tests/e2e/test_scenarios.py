@@ -21,15 +21,9 @@ from rfs_deploy.sim import load_scenario
 STRATEGIES = ("canary", "blue-green", "rolling", "ab-test")
 BAD = ("error-spike", "latency-regression")
 #: What the rollback reason names, per scenario: the 5xx alarm or error rate, the p99 alarm or latency.
-CAUSE = {"error-spike": ("5xx", "error rate"), "latency-regression": ("p99",)}
-
-BLUE_GREEN_SWITCHES_FIRST = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "driver gap: the blue-green plan switches 100% of traffic and only then judges the new "
-        "slot (its bake); nothing before the switch observes the new version under load"
-    ),
-)
+CAUSE = {"error-spike": ("5xx", "error rate", "answered 500"), "latency-regression": ("p99",)}
+#: The step that judges a bad version before full traffic, per strategy.
+JUDGED_BY = {"canary": "analyze", "blue-green": "validate"}
 
 
 def assert_back_at_checkpoint(run: Run) -> None:
@@ -79,13 +73,14 @@ def test_bad_version_is_rolled_back_to_the_checkpoint(
     run = deployments(scenario, strategy)
     assert_back_at_checkpoint(run)
     failed = [s for s in run.record.steps if s.outcome == "failed"]
-    assert [s.kind for s in failed] == ["analyze"]
+    # canary judges its first 10% step; blue-green judges the idle slot under probe load
+    assert [s.kind for s in failed] == [JUDGED_BY[strategy]]
     assert any(word in failed[0].reason for word in CAUSE[scenario]), failed[0].reason
     # the deployment never got as far as promoting the new slot
     assert all(r.live == run.checkpoint.live for r in run.deployment_releases())
 
 
-@pytest.mark.parametrize("strategy", ["canary", pytest.param("blue-green", marks=BLUE_GREEN_SWITCHES_FIRST)])
+@pytest.mark.parametrize("strategy", ["canary", "blue-green"])
 @pytest.mark.parametrize("scenario", BAD)
 def test_bad_version_never_gets_full_traffic(deployments: Deploy, strategy: str, scenario: str) -> None:
     run = deployments(scenario, strategy)
@@ -122,6 +117,9 @@ FLAKY_SEEDS = [
     ("canary", 11),
     ("blue-green", None),
     ("blue-green", 3),
+    # seed 6 used to run out of data in its bake: six empty windows in nine (never more than
+    # three in a row) counted against maxInconclusive (fixed by limiting the run of empty windows)
+    ("blue-green", 6),
 ]
 
 

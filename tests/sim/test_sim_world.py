@@ -11,6 +11,7 @@ import pytest
 
 from rfs_deploy.aws import service_queries
 from rfs_deploy.config import Rolling
+from rfs_deploy.drive.probe import server_timing
 from rfs_deploy.drive.steps import DeployIdle, RollRefresh, SetWeight
 from rfs_deploy.sim.sandbox import Sandbox
 
@@ -102,6 +103,29 @@ def test_http_transport_answers_through_the_test_listener(open_sandbox: Open) ->
         assert client.get(f"{out.url}/health").status_code == 200
         assert client.get(f"{out.url}/api/users").status_code == 200
         assert client.get(f"{out.url}/nope").status_code == 404
+
+
+def test_http_transport_draws_errors_and_latency_from_each_versions_behaviour(open_sandbox: Open) -> None:
+    """Critical endpoints answer like the scenario says the version serves: the error-spike
+    version fails about 12 % of requests and the baseline about 0.2 %, each with a Server-Timing
+    latency from its distribution; /health stays a plain liveness answer."""
+    box = open_sandbox("error-spike")
+    out = box.topology()["api-service"]
+    release_step(box, DeployIdle("v2.0.0", 4), "deploy idle")
+    sleep(box, 120)
+    counts: dict[str, list[int]] = {}
+    timings: dict[str, list[float]] = {}
+    with httpx.Client(transport=box.http_transport()) as client:
+        for name, url in (("new", out.test_url), ("live", out.url)):
+            answers = [client.get(f"{url}/api/orders") for _ in range(2000)]
+            counts[name] = [a.status_code for a in answers]
+            timings[name] = sorted(server_timing(a) or 0.0 for a in answers)
+        assert all(client.get(f"{out.test_url}/health").status_code == 200 for _ in range(50))
+    new_errors, live_errors = counts["new"].count(500), counts["live"].count(500)
+    assert 160 <= new_errors <= 330, new_errors  # 12 % of 2,000 is 240
+    assert live_errors <= 15, live_errors  # 0.2 % of 2,000 is 4
+    median = timings["live"][1000]
+    assert 0.06 < median < 0.1, median  # the baseline's median latency is 0.08 s
 
 
 def test_error_spike_fires_the_new_slots_alarm(open_sandbox: Open) -> None:

@@ -10,13 +10,16 @@ from rfs_deploy.drive.steps import Analyze, Pause, SetWeight, Step
 def plan(
     service: ServiceConfig, strategy: BlueGreen, release: ReleaseState, version: str
 ) -> tuple[Step, ...]:
-    """Deploy idle → healthy → validate → switch delay → switch → bake → promote → scale down.
+    """Deploy idle → healthy → validate and probe → switch delay → switch → bake → promote → scale down.
+
+    The validate step also runs the load probe (``validation.probe``): the switch moves every
+    user at once, so the new slot is judged under load through the test listener before it.
 
     The bake (``validationDuration``) judges the new slot alone: after the switch the old slot has
     no traffic to compare with. A zero switch delay or validation duration drops that step.
     """
     check_start(service, release, version)
-    steps: list[Step] = list(prepare_idle(service, version))
+    steps: list[Step] = list(prepare_idle(service, version, probe=True))
     if strategy.switch_delay > 0:
         steps.append(Pause(seconds=strategy.switch_delay, reason="switch delay"))
     steps.append(SetWeight(weight=100))

@@ -59,12 +59,15 @@ def analysis_interval(service: ServiceConfig, duration: int) -> int:
     return max(1, min(interval, duration))
 
 
-def prepare_idle(service: ServiceConfig, version: str) -> tuple[Step, ...]:
-    """The new version on the idle slot, healthy and validated, before any traffic moves."""
+def prepare_idle(service: ServiceConfig, version: str, probe: bool = False) -> tuple[Step, ...]:
+    """The new version on the idle slot, healthy and validated, before any traffic moves.
+
+    ``probe`` also judges the slot under load (when ``validation.probe.requests`` is above 0).
+    """
     return (
         DeployIdle(version=version, capacity=service.instance_count),
         WaitHealthy(timeout=wait_healthy_timeout(service), warmup=service.warmup),
-        Validate(version=version),
+        Validate(version=version, probe=probe and service.validation.probe.requests > 0),
     )
 
 
