@@ -31,7 +31,12 @@ def render_png(record: DeploymentRecord) -> bytes:
     for slot in ("blue", "green"):
         colour = COLOURS[slot]
         ax_w.step(
-            times, [s.weights.get(slot, 0) for s in record.samples], where="post", color=colour, label=slot
+            times,
+            [s.weights.get(slot, 0) for s in record.samples],
+            where="post",
+            marker=".",  # a deployment that failed before moving traffic has a single sample
+            color=colour,
+            label=slot,
         )
         rates = [_val(s.slots.get(slot, {}).get("error_rate"), 100) for s in record.samples]
         p99s = [_val(s.slots.get(slot, {}).get("p99"), 1) for s in record.samples]

@@ -9,8 +9,11 @@ an open one from its last completed step, ``abort`` restores its pre-deployment 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from pydantic.alias_generators import to_camel
 
 from rfs_deploy.config.model import STRATEGY_NAMES, ReleaseState, ServiceConfig, Strategy
 from rfs_deploy.drive import journal
@@ -43,8 +46,10 @@ def resolve(
     strategy, the defaults otherwise), a strategy object, or None for the service's default.
     ``overrides`` holds ``strategy`` / ``analysis`` / ``deploy`` sections (snake_case or camelCase).
     """
-    overrides = dict(overrides or {})
-    data = service.model_dump()
+    # one spelling throughout (the config's camelCase): a snake_case override merged onto a
+    # camelCase key would otherwise be a second, unknown key for the same setting
+    overrides = _camel(dict(overrides or {}))
+    data = service.model_dump(by_alias=True)
     strategy_data = overrides.pop("strategy", None)
     if isinstance(strategy, str):
         if strategy not in STRATEGY_NAMES:
@@ -52,7 +57,7 @@ def resolve(
         if service.strategy.type != strategy:
             data["strategy"] = {"type": strategy}
     elif strategy is not None:
-        data["strategy"] = strategy.model_dump()
+        data["strategy"] = strategy.model_dump(by_alias=True)
     if strategy_data:
         data["strategy"] = {**data["strategy"], **strategy_data}
     for key, value in overrides.items():
@@ -68,6 +73,34 @@ def resolve(
             raise format_error(exc, ServiceConfig, prefix="deployment settings") from None
         raise
     return merged, merged.strategy
+
+
+_SNAKE = re.compile(r"\A[a-z][a-z0-9]*(?:_[a-z0-9]+)+\Z")
+
+
+def _camel(value: Any) -> Any:
+    """``value`` with snake_case setting names camelCased (other keys — AMI versions, header
+    names — are left as they are)."""
+    if isinstance(value, dict):
+        return {
+            (to_camel(k) if isinstance(k, str) and _SNAKE.match(k) else k): _camel(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    return value
+
+
+def deployment_settings(service: ServiceConfig) -> dict[str, Any]:
+    """What ``resume`` needs to rebuild a deployment's plan on top of the stack config: its
+    strategy and the sections a deployment may override, as JSON (validation headers left out:
+    they are secrets, and resume takes them from the config)."""
+    return {
+        "strategy": service.strategy.model_dump(mode="json", by_alias=True),
+        "analysis": service.analysis.model_dump(mode="json", by_alias=True),
+        "deploy": service.deploy.model_dump(mode="json", by_alias=True),
+        "validation": service.validation.model_dump(mode="json", by_alias=True, exclude={"headers"}),
+    }
 
 
 P = ParamSpec("P")
@@ -164,6 +197,7 @@ class Driver:
             )
         record = self._new_record(service, version, strat.type, release, journal.new_deployment_id())
         record.total_steps = len(steps)
+        record.settings = deployment_settings(svc)
         pre = await run_hooks(
             self.seams.hooks.pre_deployment, self._hook_context(record), HookPhase.PRE_DEPLOYMENT
         )
@@ -184,7 +218,8 @@ class Driver:
             phase: journal.Phase = "rollback" if found.status == "rolling-back" else "abort"
             return await self._restore_open(found, phase, f"finishing an interrupted {phase}")
         config = self.seams.backend.read_config()
-        svc, strat = resolve(config.service(found.service), found.strategy)
+        record = self._load_or_new(found, config.release[found.service])
+        svc, strat = self._resume_settings(found, config.service(found.service), record)
         checkpoint = self._checkpoint_of(found)
         start_release = checkpoint.release_for(found.service)
         steps = plan(svc, strat, start_release, found.version)
@@ -193,7 +228,8 @@ class Driver:
                 f"cannot resume deployment {found.deployment_id}: its plan had {found.total_steps} steps, "
                 f"the stack's settings now give {len(steps)}; run `{self._cmd('abort')}` instead"
             )
-        record = self._load_or_new(found, start_release)
+        if record.total_steps == 0:
+            record.total_steps = len(steps)
         record.status = DeploymentStatus.IN_PROGRESS
         record.errors.append(f"resumed at step {found.next_step + 1} of {len(steps)}")
         # the budget covers the part of the plan still to run, from now: observation steps after
@@ -326,6 +362,32 @@ class Driver:
             previous_version=release.slot(release.live).version,
             strategy=strategy,
             started_at=self.seams.clock.now(),
+        )
+
+    def _resume_settings(
+        self, found: JournalDeployment, configured: ServiceConfig, record: DeploymentRecord
+    ) -> tuple[ServiceConfig, Strategy]:
+        """The settings the deployment's plan was made from: the stack's, or the stack's with the
+        deployment's recorded overrides — whichever its tags' digest names. Refuses when neither
+        does (the stack's settings changed, or the overrides were not recorded here)."""
+        svc, strat = resolve(configured, found.strategy)
+        wanted = found.settings
+        if wanted is None or journal.settings_digest(svc) == wanted:
+            return svc, strat
+        if record.settings is not None:
+            recorded = record.settings
+            svc, strat = resolve(configured, recorded["strategy"]["type"], recorded)
+            if journal.settings_digest(svc) == wanted:
+                return svc, strat
+        why = (
+            "the stack's service settings changed since it started"
+            if record.settings is not None
+            else "it ran with per-deployment settings that are not recorded on this machine, or the "
+            "stack's service settings changed since it started"
+        )
+        raise InvalidInput(
+            f"cannot resume deployment {found.deployment_id}: {why}, so it would run another plan; "
+            f"run `{self._cmd('abort')}` instead"
         )
 
     def _load_or_new(self, found: JournalDeployment, start: ReleaseState) -> DeploymentRecord:

@@ -19,13 +19,17 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
            update restoring the pre-deployment checkpoint (automatic / asked for); ``done``: the
            update that finishes the deployment
 ``cp``     optional: the pre-deployment checkpoint (history version) that rollback restores
+``cfg``    optional: :func:`settings_digest` of the service settings the plan was made from
+           (config plus per-deployment overrides), so ``resume`` never continues a deployment
+           with settings other than those it started with
 =========  =====================================================================================
 
 Every tag carries every field, so any single history entry says what the deployment was; a
 missing first entry (history read with a limit) loses nothing but the inferred checkpoint.
 Values are percent-encoded when they hold a space, ``=``, ``[``, ``]`` or ``%``. The human text
-after the tag is one line. Tags hold names, versions and numbers only, never config values, so no
-secret can reach stack history through them.
+after the tag is one line. Tags hold names, versions, numbers and a digest only, never config
+values (the digest is taken with secret values masked), so no secret can reach stack history
+through them.
 
 A deployment has *finished* when its newest update succeeded and was a ``done``, ``rollback`` or
 ``abort`` update, or a ``step`` update of the plan's last step (nothing follows it). Anything else
@@ -40,6 +44,7 @@ newest *succeeded* entry is where the stack last stood for sure.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,7 +52,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, unquote
 
-from rfs_deploy.config.model import ReleaseState
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.errors import UnknownService, UnknownVersion
 
@@ -61,6 +66,7 @@ PROGRESS_PHASES = frozenset({"step", "resume", "done"})
 
 _TAG = re.compile(r"\A\s*rfs-deploy\[(?P<fields>[^\]\n]*)\](?: (?P<text>.*))?\Z", re.DOTALL)
 _STEP = re.compile(r"\A(\d{1,6})/(\d{1,6})\Z")
+_DIGEST = re.compile(r"\A[0-9a-f]{12}\Z")
 _SAFE = "!$&'()*+,;:@/~"  # kept as is; everything else outside [A-Za-z0-9_.-] is percent-encoded
 
 
@@ -81,6 +87,8 @@ class JournalTag:
     strategy: str
     #: History version of the pre-deployment checkpoint, when the runner knows it.
     checkpoint: int | None = None
+    #: :func:`settings_digest` of the settings the plan was made from (None in older tags).
+    settings: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("deployment_id", "service", "kind", "version", "strategy"):
@@ -92,6 +100,14 @@ class JournalTag:
             raise ValueError(f"journal tag: step {self.step} outside a plan of {self.total} steps")
         if self.checkpoint is not None and self.checkpoint < 0:
             raise ValueError("journal tag: checkpoint must be a history version (>= 0)")
+        if self.settings is not None and _DIGEST.match(self.settings) is None:
+            raise ValueError("journal tag: settings must be a settings digest (12 hex characters)")
+
+
+def settings_digest(service: ServiceConfig) -> str:
+    """12 hex characters naming the settings a plan is made from (secret values masked)."""
+    text = service.model_dump_json(by_alias=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def new_deployment_id() -> str:
@@ -112,6 +128,8 @@ def encode(tag: JournalTag, text: str) -> str:
     ]
     if tag.checkpoint is not None:
         fields.append(("cp", str(tag.checkpoint)))
+    if tag.settings is not None:
+        fields.append(("cfg", tag.settings))
     head = " ".join(f"{key}={quote(value, safe=_SAFE)}" for key, value in fields)
     line = " ".join(text.split())
     return f"{PREFIX}[{head}] {line}" if line else f"{PREFIX}[{head}]"
@@ -162,6 +180,7 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
         version=fields["ver"],
         strategy=fields["strat"],
         checkpoint=None if cp is None else int(cp),
+        settings=fields.get("cfg"),
     )
 
 
@@ -211,6 +230,8 @@ class JournalDeployment:
     #: Versions of updates newer than this deployment's newest that are not part of it
     #: (a hand-run ``pulumi up``, another service's deployment); resuming may undo them.
     foreign_after: tuple[int, ...] = ()
+    #: The settings digest its plan steps were tagged with (None: tags older than digests).
+    settings: str | None = None
 
     @property
     def newest(self) -> HistoryEntry:
@@ -275,6 +296,7 @@ def latest_deployment(
         progress=_first_checkpoint(e for e in mine if e.result == "succeeded"),
         entries=tuple(mine),
         foreign_after=tuple(e.version for e in ordered if e.version > mine[0].version),
+        settings=_plan_settings(mine),
     )
 
 
@@ -372,6 +394,15 @@ def _pre_deployment_checkpoint(
             return None
         return Checkpoint(entry.version, entry.release)
     return last_good_checkpoint(ordered, before_version=mine[-1].version)
+
+
+def _plan_settings(entries: Sequence[HistoryEntry]) -> str | None:
+    """The settings digest of the deployment's plan steps (its newest step or resume update)."""
+    for entry in entries:
+        tag = decode(entry.message)
+        if tag is not None and tag.phase in PROGRESS_PHASES and tag.settings is not None:
+            return tag.settings
+    return None
 
 
 def _resting(entry: HistoryEntry) -> bool:

@@ -96,6 +96,10 @@ class DeploymentRecord:
     #: Live slot's instances and healthy targets when the deployment ended.
     instance_count: int = 0
     healthy_instances: int = 0
+    #: The per-deployment settings on top of the stack config: the resolved ``strategy`` (dumped)
+    #: and any ``analysis`` / ``deploy`` / ``validation`` overrides, so ``resume`` can rebuild
+    #: the same plan. None for rollbacks and records from before it was kept.
+    settings: dict[str, Any] | None = None
 
     @property
     def progress(self) -> int:

@@ -343,6 +343,7 @@ class Runner:
             version=self.record.version,
             strategy=self.record.strategy,
             checkpoint=self.checkpoint.version,
+            settings=journal.settings_digest(self.service),
         )
         return journal.encode(tag, step.describe())
 

@@ -291,6 +291,83 @@ def test_resume_with_a_record_store_continues_the_same_record(tmp_path: Any) -> 
     assert "resumed at step 7 of 25" in saved.errors
 
 
+# A canary with per-deployment settings: other weights than the stack's (same number of steps, so
+# only the recorded settings tell them apart) and a stricter error-rate threshold.
+OVERRIDES = {"strategy": {"steps": [20, 40, 60, 80, 90]}, "analysis": {"maxErrorRate": 0.02}}
+
+
+def crashed_with_overrides(store: Any) -> World:
+    from rfs_deploy.drive.driver import Driver
+
+    world = build_world()
+    crash = crash_at_boundary(6, 25)
+    with pytest.raises(Crash):
+        run(Driver(world.seams([crash], records=store)).deploy(SERVICE, "v2.0.0", "canary", OVERRIDES))
+    world.events.clear()
+    return world
+
+
+def canary_weights(world: World) -> list[int]:
+    return [
+        tag_release.weights["green"]
+        for entry in reversed(world.stack.history())
+        if (tag := decode(entry.message)) is not None and tag.kind == "set-weight"
+        if (tag_release := entry.release[SERVICE] if entry.release else None) is not None
+    ]
+
+
+def test_resume_rebuilds_the_plan_from_the_deployments_recorded_settings(tmp_path: Any) -> None:
+    from rfs_deploy.drive.driver import Driver
+    from rfs_deploy.drive.records import RecordStore
+
+    store = RecordStore(tmp_path)
+    world = crashed_with_overrides(store)
+    assert store.load(world.latest().deployment_id).settings is not None
+
+    record = run(Driver(world.seams(records=store)).resume(SERVICE))
+
+    assert record.status is DeploymentStatus.COMPLETED, record.errors
+    assert canary_weights(world) == [20, 40, 60, 80, 90, 100]
+    assert {v.numbers["max_error_rate"] for v in record.verdicts if "max_error_rate" in v.numbers} == {0.02}
+
+
+def test_resume_without_the_recorded_settings_refuses_rather_than_run_another_plan(tmp_path: Any) -> None:
+    from rfs_deploy.drive.records import RecordStore
+
+    world = crashed_with_overrides(RecordStore(tmp_path))
+    updates = world.stack.updates
+
+    # a new machine: stack history, but not the record with the deployment's settings
+    with pytest.raises(InvalidInput, match="per-deployment settings that are not recorded on this machine"):
+        run(world.driver().resume(SERVICE))
+    assert world.stack.updates == updates
+    assert run(world.driver().abort(SERVICE)).status is DeploymentStatus.ROLLED_BACK
+    assert world.release() == world.start and world.applied() == world.start
+
+
+def test_resume_refuses_when_the_stacks_settings_changed_even_with_the_same_plan_length() -> None:
+    world = crashed_world("canary", 8)
+    config = world.stack.read_config()
+    service = config.services[SERVICE]
+    stricter = service.model_copy(
+        update={"analysis": service.analysis.model_copy(update={"max_error_rate": 0.5})}
+    )
+    world.stack._config = config.model_copy(update={"services": {SERVICE: stricter}})
+
+    with pytest.raises(InvalidInput, match=r"cannot resume deployment .* settings changed since it started"):
+        run(world.driver().resume(SERVICE))
+
+
+def test_every_plan_update_names_the_settings_digest() -> None:
+    from rfs_deploy.drive.journal import settings_digest
+
+    world = build_world()
+    digest = settings_digest(world.driver().plan(SERVICE, "v2.0.0", "canary")[0])
+    world.deploy("canary")
+    tags = [decode(e.message) for e in world.stack.history()]
+    assert {t.settings for t in tags if t is not None and t.phase in ("step", "done")} == {digest}
+
+
 # --------------------------------------------------------------------------- resume that cannot re-apply
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from drive_world import NEW, OLD, SERVICE, Crash, World, build_world, promoted, run, same_release
+from drive_world import (
+    NEW,
+    OLD,
+    SERVICE,
+    Crash,
+    World,
+    build_world,
+    promoted,
+    run,
+    same_release,
+    stack_config,
+)
 
 from rfs_deploy.drive import events
 from rfs_deploy.drive.driver import planned_seconds
@@ -131,6 +142,17 @@ def test_per_deployment_overrides_count_against_the_timeout(world: World) -> Non
     record = world.deploy("ab-test", overrides={"strategy": {"duration": 600}})
     assert record.status is DeploymentStatus.COMPLETED
     assert world.clock.slept == pytest.approx(600, abs=60)
+
+
+@pytest.mark.parametrize("key", ["maxErrorRate", "max_error_rate"])
+def test_overrides_may_spell_settings_in_camel_or_snake_case(key: str) -> None:
+    from rfs_deploy.drive.driver import resolve
+
+    service = stack_config().services[SERVICE]
+    svc, strat = resolve(service, "canary", {"analysis": {key: 0.02}, "strategy": {"canary_percentage": 20}})
+    assert svc.analysis.max_error_rate == 0.02
+    assert strat.type == "canary" and strat.canary_percentage == 20
+    assert svc.analysis.min_requests == service.analysis.min_requests  # the rest is the config's
 
 
 def test_the_deployment_timeout_caps_the_whole_run() -> None:
