@@ -70,5 +70,8 @@ class ProgressPrinter:
             f"p99 {_fmt_num(n.get('p99'), 's')}",
         ]
         if n.get("baseline_error_rate") is not None:
-            parts.append(f"baseline err {_fmt_rate(n.get('baseline_error_rate'))}")
+            base = f"baseline err {_fmt_rate(n.get('baseline_error_rate'))}"
+            if n.get("baseline_p99") is not None:
+                base += f", p99 {_fmt_num(n.get('baseline_p99'), 's')}"
+            parts.append(base)
         return " | ".join(parts) + f" — {event.reason}"

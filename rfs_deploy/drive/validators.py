@@ -82,11 +82,8 @@ async def run_load_probe(
     def recorded(batch: Batch) -> None:
         now = seams.clock.now()
         verdict = batch.verdict
+        # the live slot's batch is the verdict's baseline_* numbers
         numbers = dict(verdict.numbers, probe=True)
-        if batch.live is not None:
-            numbers.update(
-                live_requests=batch.live.requests, live_errors=batch.live.errors, live_p99=batch.live.p99
-            )
         reason = f"probe: {verdict.reason}"
         record.verdicts.append(VerdictRecord(now, index, verdict.outcome.value, reason, numbers))
         slots: dict[str, dict[str, float | None]] = {release.idle: _slot_numbers(batch.new)}

@@ -223,7 +223,7 @@ def test_a_blue_green_release_that_fails_its_probe_is_rolled_back_before_the_swi
     assert all(tag.kind != "set-weight" for tag in world.tags())
     probe_verdicts = [v for v in record.verdicts if v.numbers.get("probe")]
     assert [v.outcome for v in probe_verdicts] == ["FAIL"]
-    assert probe_verdicts[0].numbers["live_requests"] == 200
+    assert probe_verdicts[0].numbers["baseline_requests"] == 200
     sample = record.samples[-1]
     assert sample.weights == {"blue": 100, "green": 0}
     assert sample.slots["green"]["errors"] == 20 and sample.slots["blue"]["requests"] == 200
@@ -241,3 +241,17 @@ def test_a_healthy_blue_green_release_passes_its_probe_and_says_so() -> None:
     assert [v.outcome for v in record.verdicts if v.numbers.get("probe")] == ["PASS"]
     served = [path for path, version in world.http_requests if version == NEW and path.startswith("/api/")]
     assert len(served) == 3 + 200  # three critical checks, then one probe batch
+
+
+def test_the_progress_line_of_a_probe_batch_shows_both_slots() -> None:
+    import io
+
+    from rfs_deploy.cli.progress import ProgressPrinter
+
+    out = io.StringIO()
+    world = build_world({NEW: Behaviour(p99=3.0)})
+    world.deploy("blue-green", listeners=[ProgressPrinter(out, color=False)])
+    line = next(text for text in out.getvalue().splitlines() if "probe:" in text and "FAIL" in text)
+    assert "[blue 100%/green 0%]" in line
+    assert "new: 200 req, err 0.50% | p99 3s | baseline err 0.50%, p99 0.25s" in line
+    assert line.endswith("(tolerance 1.50x)")
