@@ -81,6 +81,7 @@ class Runner:
         self.checkpoint = checkpoint
         self.analyst = Analyst(seams, record, service)
         self._outputs: ServiceOutputs | None = None
+        self._settings = journal.settings_digest(service)
         overrun = max(service.deploy.max_deployment_time, planned_seconds)
         budget = min(planned_seconds + overrun, service.deploy.deployment_timeout)
         #: The budget runs from ``started_at`` (default: the record's start; resume: now).
@@ -343,7 +344,7 @@ class Runner:
             version=self.record.version,
             strategy=self.record.strategy,
             checkpoint=self.checkpoint.version,
-            settings=journal.settings_digest(self.service),
+            settings=self._settings,
         )
         return journal.encode(tag, step.describe())
 
