@@ -28,6 +28,8 @@ from benchmarks.decision.traffic import DEFAULT_WEIGHTS, Cell
 
 REPO = Path(__file__).resolve().parents[2]
 JUDGE_FILES = ("rfs_deploy/drive/judge.py", "rfs_deploy/drive/stats.py")
+#: The A/B decision, in judge.py until it moved to its own module.
+AB_FILE = "rfs_deploy/drive/ab.py"
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -67,6 +69,16 @@ def before_rows(rev: str, seeds: int, base_seed: int) -> list[Row]:
                 ["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
             )
             (root / path).write_text(shown.stdout)
+        has_ab = subprocess.run(["git", "cat-file", "-e", f"{rev}:{AB_FILE}"], cwd=REPO, capture_output=True)
+        if has_ab.returncode == 0:
+            shown = subprocess.run(
+                ["git", "show", f"{rev}:{AB_FILE}"], cwd=REPO, capture_output=True, text=True, check=True
+            )
+            (root / AB_FILE).write_text(shown.stdout)
+        else:  # before the A/B decision moved out of judge.py, it lived there
+            (root / AB_FILE).write_text(
+                "from rfs_deploy.drive.judge import ABDecision, decide_ab  # noqa: F401\n"
+            )
         command = [sys.executable, "-m", "benchmarks.decision", "--ours-only", "--label", label]
         command += ["--seeds", str(seeds), "--seed", str(base_seed)]
         env = {**os.environ, "PYTHONPATH": str(root)}

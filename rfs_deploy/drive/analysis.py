@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from rfs_deploy.aws.cloudwatch import query_id, service_queries
 from rfs_deploy.config.model import ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
+from rfs_deploy.drive.ab import decide_ab
 from rfs_deploy.drive.judge import (
     Outcome,
     SlotMetrics,
     StepJudge,
     Verdict,
     Window,
-    decide_ab,
     judge,
     planned_windows,
 )

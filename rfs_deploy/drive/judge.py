@@ -3,7 +3,8 @@
 * :func:`judge` turns one analysis window into a :class:`Verdict` (PASS, FAIL or INCONCLUSIVE,
   one-line reason, the numbers behind it).
 * :class:`StepJudge` accumulates the windows of one step and says when the step is over.
-* :func:`decide_ab` picks the winner of an A/B test (D9).
+
+The A/B decision, built on the same windows and thresholds, is :mod:`rfs_deploy.drive.ab`.
 
 No IO here: the runner fetches the aggregates and hands them in.
 
@@ -49,18 +50,15 @@ and does not count towards ``max_inconclusive``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Literal, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from rfs_deploy.config.model import Analysis
 from rfs_deploy.drive.stats import (
     Evidence,
     hold_level,
-    rate_comparison,
-    sample_ratio,
-    sign_test,
     threshold,
 )
 
@@ -204,7 +202,8 @@ def _assess(
         text = f"only {judged.requests} requests (need {policy.min_requests})"
         findings.append(_Finding(Outcome.INCONCLUSIVE, text, "thin"))
     else:
-        findings += [_Finding(o, t, "threshold") for o, t in _thresholds(judged, seen.baseline, policy)]
+        breaches = absolute_thresholds(judged, seen.baseline, policy)
+        findings += [_Finding(o, t, "threshold") for o, t in breaches]
         if compare:
             latency = _latency_vs_baseline(judged, seen.baseline, policy, numbers)
             findings += [_Finding(o, t, "latency") for o, t in latency]
@@ -225,7 +224,11 @@ def _data_problem(window: Window) -> str | None:
     return None
 
 
-def _thresholds(new: SlotMetrics, base: SlotMetrics | None, policy: Analysis) -> list[tuple[Outcome, str]]:
+def absolute_thresholds(
+    new: SlotMetrics, base: SlotMetrics | None, policy: Analysis
+) -> list[tuple[Outcome, str]]:
+    """FAILs for ``new`` above ``maxErrorRate``, ``maxP99Latency`` or ``maxCpu`` (the baseline
+    only adds "baseline also ..." to the error-rate reason)."""
     found: list[tuple[Outcome, str]] = []
     rate = new.errors / new.requests
     if rate > policy.max_error_rate:
@@ -515,139 +518,11 @@ def merge(first: SlotMetrics | None, second: SlotMetrics | None) -> SlotMetrics 
         requests=first.requests + second.requests,
         errors=first.errors + second.errors,
         p99=max(p99s) if p99s else None,
-        cpu=_weighted([(first.cpu, first.requests), (second.cpu, second.requests)]),
+        cpu=weighted_mean([(first.cpu, first.requests), (second.cpu, second.requests)]),
     )
 
 
-# --------------------------------------------------------------------------- A/B decision
-
-
-@dataclass(frozen=True)
-class ABDecision:
-    """The winner of an A/B test ("A" = the live version, "B" = the new one), why, and the numbers."""
-
-    winner: Literal["A", "B"]
-    reason: str
-    numbers: Mapping[str, Number] = field(default_factory=dict)
-    srm: bool = False
-
-
-def decide_ab(
-    windows: Sequence[Window], split: int, policy: Analysis, *, require_improvement: bool = False
-) -> ABDecision:
-    """Decide an A/B test from its windows (``new`` = variant B, ``baseline`` = variant A).
-
-    Complete windows with data for both variants are pooled. A is kept when: either variant has
-    fewer than ``min_requests`` requests; the split of requests does not match ``split`` (a
-    sample ratio mismatch makes every comparison suspect); B breaks an absolute threshold; B's
-    error rate is higher than A's by the exact conditional binomial test at ``significance``; or
-    B's p99 is above ``latency_tolerance`` x A's in significantly more than half of the windows
-    (one-sided sign test — CloudWatch gives percentiles per window, not distributions).
-    Otherwise B, the release being shipped, wins for being no worse; with
-    ``require_improvement`` it must also be significantly better on errors or latency.
-    Each comparison runs at ``significance``, so a sound B loses with probability at most
-    twice that — the safe direction.
-    """
-    usable = [w for w in windows if w.new is not None and w.baseline is not None and not w.partial]
-    a = [w.baseline for w in usable if w.baseline is not None]
-    b = [w.new for w in usable if w.new is not None]
-    a_total, b_total = _pool(a), _pool(b)
-    numbers: dict[str, Number] = {
-        "windows": len(usable),
-        "split": split,
-        "a_requests": a_total.requests,
-        "a_errors": a_total.errors,
-        "a_error_rate": a_total.error_rate,
-        "b_requests": b_total.requests,
-        "b_errors": b_total.errors,
-        "b_error_rate": b_total.error_rate,
-        "a_p99": a_total.p99,
-        "b_p99": b_total.p99,
-        "significance": policy.significance,
-    }
-    need = policy.min_requests
-    if a_total.requests < need or b_total.requests < need:
-        return ABDecision(
-            "A",
-            f"not enough data: A {a_total.requests}, B {b_total.requests} requests (need {need}); keep A",
-            numbers,
-        )
-    ratio = sample_ratio([m.requests for m in a], [m.requests for m in b], split / 100)
-    numbers.update(srm_chi2=ratio.chi2, srm_dispersion=ratio.dispersion, srm_p_value=ratio.p_value)
-    numbers["b_share"] = ratio.observed_share
-    if ratio.mismatch:
-        return ABDecision(
-            "A",
-            f"sample ratio mismatch: B got {ratio.observed_share:.1%} of requests, configured {split}% "
-            f"(chi-square p={ratio.p_value:.2g}); keep A",
-            numbers,
-            srm=True,
-        )
-    losing = _ab_losses(a, b, a_total, b_total, policy, numbers)
-    if losing:
-        return ABDecision("A", "; ".join(losing) + "; keep A", numbers)
-    better = [
-        name
-        for name, key in (("error rate", "errors_p_better"), ("latency", "latency_p_faster"))
-        if float(numbers.get(key) or 1.0) < policy.significance
-    ]
-    if require_improvement and not better:
-        return ABDecision("A", "B is not significantly better than A; keep A", numbers)
-    how = f"better on {' and '.join(better)}" if better else "no worse"
-    return ABDecision(
-        "B",
-        f"B is {how}: error rate {b_total.error_rate:.2%} vs A {a_total.error_rate:.2%} "
-        f"over {b_total.requests} requests",
-        numbers,
-    )
-
-
-def _ab_losses(
-    a: list[SlotMetrics],
-    b: list[SlotMetrics],
-    a_total: SlotMetrics,
-    b_total: SlotMetrics,
-    policy: Analysis,
-    numbers: dict[str, Number],
-) -> list[str]:
-    """Reasons B loses (empty when it does not); fills in the comparison numbers."""
-    losing = [f"B {text}" for _, text in _thresholds(b_total, a_total, policy)]
-    errors = rate_comparison(a_total.requests, a_total.errors, b_total.requests, b_total.errors)
-    numbers.update(errors_p_worse=errors.p_worse, errors_p_better=errors.p_better)
-    if errors.p_worse < policy.significance:
-        losing.append(
-            f"B's error rate {b_total.error_rate:.2%} is higher than A's {a_total.error_rate:.2%} "
-            f"(conditional binomial test p={errors.p_worse:.2g})"
-        )
-    pairs = [
-        (x.p99, y.p99)
-        for x, y in zip(a, b, strict=True)
-        if x.p99 and y.p99 is not None and min(x.requests, y.requests) >= policy.min_requests
-    ]
-    slower = sum(1 for pa, pb in pairs if pb > policy.latency_tolerance * pa)
-    faster = sum(1 for pa, pb in pairs if pb < pa)
-    p_slower, p_faster = sign_test(slower, len(pairs)), sign_test(faster, len(pairs))
-    numbers.update(latency_windows=len(pairs), latency_p_slower=p_slower, latency_p_faster=p_faster)
-    if pairs and p_slower < policy.significance:
-        losing.append(
-            f"B's p99 exceeds {policy.latency_tolerance:.2f}x A's in {slower} of {len(pairs)} windows "
-            f"(sign test p={p_slower:.2g})"
-        )
-    return losing
-
-
-def _pool(slots: list[SlotMetrics]) -> SlotMetrics:
-    """Sum counts; p99 and CPU become request-weighted means of the windows' values."""
-    requests = sum(m.requests for m in slots)
-    return SlotMetrics(
-        requests=requests,
-        errors=sum(m.errors for m in slots),
-        p99=_weighted([(m.p99, m.requests) for m in slots]),
-        cpu=_weighted([(m.cpu, m.requests) for m in slots]),
-    )
-
-
-def _weighted(values: list[tuple[float | None, int]]) -> float | None:
+def weighted_mean(values: list[tuple[float | None, int]]) -> float | None:
     known = [(v, n) for v, n in values if v is not None]
     weight = sum(n for _, n in known)
     if not known or weight == 0:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rfs_deploy.config.model import Analysis
+from rfs_deploy.drive.ab import decide_ab
 from rfs_deploy.drive.judge import (
     MAX_HOLDS,
     Outcome,
@@ -15,7 +16,6 @@ from rfs_deploy.drive.judge import (
     StepJudge,
     Verdict,
     Window,
-    decide_ab,
     judge,
     planned_windows,
     worst,

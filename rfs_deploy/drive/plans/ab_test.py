@@ -11,7 +11,7 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
     """Deploy idle → healthy → validate → start variants → decide → promote → scale down.
 
     B (the new version, on the idle slot) gets ``split`` percent of users. The plan is written
-    for B winning; when :func:`rfs_deploy.drive.judge.decide_ab` keeps A, the runner rolls back
+    for B winning; when :func:`rfs_deploy.drive.ab.decide_ab` keeps A, the runner rolls back
     to the checkpoint before the variants started instead of promoting.
     """
     check_start(service, release, version)
