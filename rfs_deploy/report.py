@@ -13,7 +13,7 @@ import html
 import io
 from pathlib import Path
 
-from rfs_deploy.drive.records import DeploymentRecord
+from rfs_deploy.drive.records import DeploymentRecord, Sample
 
 COLOURS = {"blue": "#1f77b4", "green": "#2ca02c"}
 
@@ -61,6 +61,18 @@ def render_png(record: DeploymentRecord) -> bytes:
     for verdict in record.verdicts:
         if verdict.outcome == "FAIL":
             ax_e.plot([(verdict.at - t0) / 60], [0], marker="x", color="red", ms=9)
+    for sample in probe_samples(record):
+        # numbers for a slot no user is sent to: the load probe's own requests (blue-green)
+        ax_p.annotate(
+            "probe",
+            ((sample.at - t0) / 60, 0),
+            xytext=(0, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color="#555",
+            ha="center",
+            xycoords=("data", "axes fraction"),
+        )
     failed = next((s for s in record.steps if s.outcome == "failed"), None)
     if failed is not None and failed.ended_at is not None and record.ended_at is not None:
         for ax in axes:
@@ -82,6 +94,15 @@ def render_png(record: DeploymentRecord) -> bytes:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def probe_samples(record: DeploymentRecord) -> list[Sample]:
+    """Samples measured by the load probe: numbers for a new slot that carried no user traffic."""
+    return [
+        s
+        for s in record.samples
+        if s.new_slot and s.weights.get(s.new_slot, 0) == 0 and s.slots.get(s.new_slot)
+    ]
 
 
 def _val(value: object, scale: float) -> float:

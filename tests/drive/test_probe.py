@@ -255,3 +255,14 @@ def test_the_progress_line_of_a_probe_batch_shows_both_slots() -> None:
     assert "[blue 100%/green 0%]" in line
     assert "new: 200 req, err 0.50% | p99 3s | baseline err 0.50%, p99 0.25s" in line
     assert line.endswith("(tolerance 1.50x)")
+
+
+def test_the_report_marks_probe_samples_and_only_those() -> None:
+    from rfs_deploy.report import probe_samples, render_png
+
+    world = build_world()
+    record = world.deploy("blue-green")
+    probed = probe_samples(record)
+    assert len(probed) == 1 and probed[0].weights == {"blue": 100, "green": 0}
+    assert len(record.samples) > 1, "the bake's samples (green at 100 %) are not probe samples"
+    assert render_png(record).startswith(b"\x89PNG")
