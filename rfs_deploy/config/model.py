@@ -147,6 +147,14 @@ class SmokeTest(Model):
         return self.name or f"{self.method} {self.path}"
 
 
+def _url_paths(paths: list[str], what: str) -> list[str]:
+    """``paths`` when every one is an absolute URL path; else a one-line error naming ``what``."""
+    for path in paths:
+        if not path.startswith("/"):
+            raise ValueError(f"{what} {path!r} must start with '/'")
+    return paths
+
+
 class Probe(Model):
     """A burst of requests through the test listener before blue-green switches traffic.
 
@@ -169,10 +177,7 @@ class Probe(Model):
     @field_validator("paths")
     @classmethod
     def _paths(cls, paths: list[str]) -> list[str]:
-        for path in paths:
-            if not path.startswith("/"):
-                raise ValueError(f"probe path {path!r} must start with '/'")
-        return paths
+        return _url_paths(paths, "probe path")
 
 
 class ValidationSettings(Model):
@@ -198,10 +203,7 @@ class ValidationSettings(Model):
     @field_validator("critical_endpoints")
     @classmethod
     def _paths(cls, paths: list[str]) -> list[str]:
-        for path in paths:
-            if not path.startswith("/"):
-                raise ValueError(f"critical endpoint {path!r} must start with '/'")
-        return paths
+        return _url_paths(paths, "critical endpoint")
 
 
 class Analysis(Model):
