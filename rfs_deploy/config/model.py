@@ -147,6 +147,14 @@ class SmokeTest(Model):
         return self.name or f"{self.method} {self.path}"
 
 
+#: Strategies that have an idle slot behind the test listener, so a probe before traffic.
+ProbedStrategy = Literal["blue-green", "canary", "ab-test"]
+
+
+def _blue_green_only() -> list[ProbedStrategy]:
+    return ["blue-green"]
+
+
 def _url_paths(paths: list[str], what: str) -> list[str]:
     """``paths`` when every one is an absolute URL path; else a one-line error naming ``what``."""
     for path in paths:
@@ -156,7 +164,7 @@ def _url_paths(paths: list[str], what: str) -> list[str]:
 
 
 class Probe(Model):
-    """A burst of requests through the test listener before blue-green switches traffic.
+    """A burst of requests through the test listener before traffic moves (blue-green's switch).
 
     The checks above are functional (one request each); the probe measures rates. Its batches
     of ``requests`` go to the idle slot (test listener) and, with ``compare_live``, the same
@@ -173,6 +181,10 @@ class Probe(Model):
     paths: list[str] = Field(default_factory=list)
     #: Also probe the live slot and compare (error-rate test, p99 ratio), not only thresholds.
     compare_live: bool = True
+    #: Strategies whose validate step runs the probe. Blue-green by default: its switch moves
+    #: everyone at once. A canary or A/B test may add it as a gate before its first real traffic.
+    #: (A rolling release has no idle slot behind the test listener to probe.)
+    strategies: list[ProbedStrategy] = Field(default_factory=_blue_green_only)
 
     @field_validator("paths")
     @classmethod

@@ -202,6 +202,31 @@ def test_blue_green_plans_probe_in_its_validate_step_unless_turned_off() -> None
     assert not _validate_step(canary).probe
 
 
+@pytest.mark.parametrize("strategy", ["canary", "ab-test"])
+def test_a_canary_or_ab_test_may_add_the_probe_as_a_gate_before_traffic(strategy: str) -> None:
+    gated = {**BASE, "strategy": {"type": strategy}, "validation": {"probe": {"strategies": [strategy]}}}
+    assert _validate_step(gated).probe
+    # listing another strategy replaces the default: blue-green no longer probes
+    assert not _validate_step({**gated, "strategy": {"type": "blue-green"}}).probe
+
+
+def test_a_rolling_release_cannot_be_probed() -> None:
+    with pytest.raises(ValidationError, match="blue-green"):
+        ValidationSettings.model_validate({"probe": {"strategies": ["rolling"]}})
+
+
+def test_a_canary_gated_by_the_probe_rolls_back_before_its_first_step() -> None:
+    world = build_world(
+        {NEW: Behaviour(error_rate=0.10)},
+        service_changes={"validation": {"probe": {"strategies": ["canary"]}}},
+    )
+    record = world.deploy("canary")
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    failed = next(s for s in record.steps if s.outcome == "failed")
+    assert failed.kind == "validate" and "load probe of 200 requests" in failed.reason
+    assert all(tag.kind != "set-weight" for tag in world.tags())
+
+
 # --------------------------------------------------------------------------- through the driver
 
 

@@ -16,7 +16,7 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
     """
     check_start(service, release, version)
     return (
-        *prepare_idle(service, version),
+        *prepare_idle(service, version, "ab-test"),
         StartVariants(
             split=strategy.split,
             stickiness=strategy.stickiness_duration,

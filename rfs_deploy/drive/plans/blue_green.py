@@ -19,7 +19,7 @@ def plan(
     no traffic to compare with. A zero switch delay or validation duration drops that step.
     """
     check_start(service, release, version)
-    steps: list[Step] = list(prepare_idle(service, version, probe=True))
+    steps: list[Step] = list(prepare_idle(service, version, "blue-green"))
     if strategy.switch_delay > 0:
         steps.append(Pause(seconds=strategy.switch_delay, reason="switch delay"))
     steps.append(SetWeight(weight=100))

@@ -18,7 +18,7 @@ def plan(service: ServiceConfig, strategy: Canary, release: ReleaseState, versio
     check_start(service, release, version)
     duration = strategy.canary_interval
     interval = analysis_interval(service, duration)
-    steps: list[Step] = list(prepare_idle(service, version))
+    steps: list[Step] = list(prepare_idle(service, version, "canary"))
     for weight in strategy.weights():
         if weight >= 100:
             break

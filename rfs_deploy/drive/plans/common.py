@@ -59,15 +59,17 @@ def analysis_interval(service: ServiceConfig, duration: int) -> int:
     return max(1, min(interval, duration))
 
 
-def prepare_idle(service: ServiceConfig, version: str, probe: bool = False) -> tuple[Step, ...]:
+def prepare_idle(service: ServiceConfig, version: str, strategy: str) -> tuple[Step, ...]:
     """The new version on the idle slot, healthy and validated, before any traffic moves.
 
-    ``probe`` also judges the slot under load (when ``validation.probe.requests`` is above 0).
+    The validate step also judges the slot under load when ``strategy`` is one of
+    ``validation.probe.strategies`` (blue-green by default) and the probe sends requests.
     """
+    probe = service.validation.probe
     return (
         DeployIdle(version=version, capacity=service.instance_count),
         WaitHealthy(timeout=wait_healthy_timeout(service), warmup=service.warmup),
-        Validate(version=version, probe=probe and service.validation.probe.requests > 0),
+        Validate(version=version, probe=strategy in probe.strategies and probe.requests > 0),
     )
 
 
