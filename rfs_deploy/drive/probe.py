@@ -10,9 +10,10 @@ service's own :class:`~rfs_deploy.config.model.Analysis` policy and the same
 
 * a 5xx answer, a connection error or a timeout is an error (a user would have seen it);
   4xx answers are the service's business and count as successes;
-* a request's latency is its round-trip time, or the server's own total from a W3C
-  ``Server-Timing`` header when that is larger (the sandbox's instances report the latency
-  they simulate this way; a real round trip is never shorter than the server's part of it);
+* a request's latency is its round-trip time on the driver's clock, or the server's own total
+  from a W3C ``Server-Timing`` header when that is larger (a real round trip is never shorter
+  than the server's part of it; the sandbox's instances report the latency they simulate this
+  way, and under its virtual clock the round trip itself takes no time);
 * fewer than ``min_requests`` requests per batch are INCONCLUSIVE and carried into the next
   batch, a p99 above tolerance on fewer than a thousand requests must repeat in the next batch,
   and the sequential error-rate test holds the decision while it leans against the new
@@ -29,7 +30,6 @@ import asyncio
 import itertools
 import math
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +37,7 @@ import httpx
 
 from rfs_deploy.config.model import Analysis, ValidationSettings
 from rfs_deploy.drive.judge import MAX_HOLDS, SlotMetrics, StepJudge, Verdict, Window
+from rfs_deploy.drive.protocols import Clock, SystemClock
 
 _SERVER_TIMING = re.compile(r"(?:^|,)\s*(?:total|app)\s*;(?:[^,]*;)?\s*dur=([0-9.]+)", re.IGNORECASE)
 
@@ -85,20 +86,25 @@ async def run_probe(
     policy: Analysis,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock | None = None,
     on_batch: Callable[[Batch], None] | None = None,
 ) -> ProbeResult:
     """Probe ``test_url`` (and ``live_url`` when given) batch by batch until the judge decides.
 
+    Round trips are timed on ``clock`` (default: the wall clock). The driver passes its own
+    clock, so under the sandbox's virtual clock a simulated request takes no time of its own and
+    its latency is what the simulated server reports — never the sandbox's CPU time.
     ``on_batch`` sees every judged batch as it is decided (the driver records and displays it).
     """
+    now = (clock or SystemClock()).now
     headers = {name: value.get_secret_value() for name, value in settings.headers.items()}
     judge = StepJudge(policy, baseline=live_url is not None, windows=1)
     batches: list[Batch] = []
     limit = 1 + MAX_HOLDS + policy.max_inconclusive + policy.failure_limit + policy.consecutive_error_limit
     async with httpx.AsyncClient(transport=transport, timeout=settings.timeout, headers=headers) as client:
         for _ in range(limit):
-            new = await _batch(client, test_url, settings)
-            live = await _batch(client, live_url, settings) if live_url is not None else None
+            new = await _batch(client, test_url, settings, now)
+            live = await _batch(client, live_url, settings, now) if live_url is not None else None
             verdict = judge.observe(Window(new=new, baseline=live))
             batch = Batch(new, live, verdict)
             batches.append(batch)
@@ -109,7 +115,9 @@ async def run_probe(
     raise AssertionError("the probe's judge always decides within its limits")  # pragma: no cover
 
 
-async def _batch(client: httpx.AsyncClient, base_url: str, settings: ValidationSettings) -> SlotMetrics:
+async def _batch(
+    client: httpx.AsyncClient, base_url: str, settings: ValidationSettings, now: Callable[[], float]
+) -> SlotMetrics:
     """Send one batch to ``base_url``; the slot's requests, errors and p99 latency."""
     probe = settings.probe
     paths = itertools.islice(itertools.cycle(probe_paths(settings)), probe.requests)
@@ -118,12 +126,12 @@ async def _batch(client: httpx.AsyncClient, base_url: str, settings: ValidationS
 
     async def one(path: str) -> tuple[bool, float]:
         async with gate:
-            started = time.perf_counter()
+            started = now()
             try:
                 response = await client.get(base + path)
             except httpx.HTTPError:
-                return False, time.perf_counter() - started
-            elapsed = time.perf_counter() - started
+                return False, now() - started
+            elapsed = now() - started
             reported = server_timing(response)
             latency = max(elapsed, reported) if reported is not None else elapsed
             return not response.is_server_error, latency

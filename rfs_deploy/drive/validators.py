@@ -108,6 +108,7 @@ async def run_load_probe(
         settings,
         service.analysis,
         transport=seams.http_transport,
+        clock=seams.clock,
         on_batch=recorded,
     )
     paths = ", ".join(probe_paths(settings))

@@ -291,3 +291,30 @@ def test_the_report_marks_probe_samples_and_only_those() -> None:
     assert len(probed) == 1 and probed[0].weights == {"blue": 100, "green": 0}
     assert len(record.samples) > 1, "the bake's samples (green at 100 %) are not probe samples"
     assert render_png(record).startswith(b"\x89PNG")
+
+
+def test_the_probe_times_round_trips_on_the_drivers_clock_not_the_machines() -> None:
+    """Under a virtual clock a simulated request takes no time of its own: CPU spent answering
+    it (here: a real 30 ms sleep in one request of 20 to the idle slot, as a busy sandbox would)
+    must not look like a slow new version. This rolled back a healthy release once, on a loaded
+    machine, when the probe used the wall clock."""
+    import time
+
+    world = build_world(service_changes={"validation": {"criticalEndpoints": []}})  # probe /health
+    answer = world.transport()
+    calls = itertools.count()
+
+    def slow_idle_slot(request: httpx.Request) -> httpx.Response:
+        if request.url.port != 80 and next(calls) % 20 == 0:
+            time.sleep(0.03)
+        return answer.handle_request(request)
+
+    seams = world.seams()
+    seams.http_transport = httpx.MockTransport(slow_idle_slot)
+    from rfs_deploy.drive.driver import Driver
+
+    record = asyncio.run(Driver(seams).deploy("api-service", NEW, "blue-green"))
+    assert record.status is DeploymentStatus.COMPLETED, record.errors
+    probe = [v for v in record.verdicts if v.numbers.get("probe")]
+    assert [v.outcome for v in probe] == ["PASS"]
+    assert probe[0].numbers["p99"] == 0  # /health reports no Server-Timing; no virtual time passed
