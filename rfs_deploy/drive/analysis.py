@@ -9,6 +9,7 @@ false-rollback probability is bounded per release, not per step.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rfs_deploy.aws.cloudwatch import query_id, service_queries
@@ -24,6 +25,7 @@ from rfs_deploy.drive.judge import (
     judge,
     planned_windows,
 )
+from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
 from rfs_deploy.drive.protocols import MetricSeries
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
 from rfs_deploy.drive.stats import Evidence
@@ -41,7 +43,8 @@ FETCH_RETRY = 15
 
 
 class Analyst:
-    """Observes the world for the runner's Analyze, WatchRefresh and Decide steps."""
+    """Observes the world for the runner's Analyze, WatchRefresh and Decide steps, and the load
+    probe of a Validate step."""
 
     def __init__(self, seams: Seams, record: DeploymentRecord, service: ServiceConfig) -> None:
         self.seams = seams
@@ -99,6 +102,43 @@ class Analyst:
         if compare:
             self.evidence = sj.evidence
         return StepOutcome(sj.result.passed, sj.result.reason)
+
+    async def probe(self, index: int, release: ReleaseState, out: ServiceOutputs) -> StepOutcome:
+        """Judge the idle slot under ``validation.probe`` load (the validate step of a probed plan).
+
+        Every batch is recorded like an analysis tick: its verdict (marked ``probe``), and a
+        sample of what each slot answered — the probe's requests are the only traffic the idle
+        slot has served.
+        """
+        from rfs_deploy.drive.runner import StepOutcome
+        from rfs_deploy.drive.validators import validation_settings
+
+        settings = validation_settings(self.service)
+
+        def recorded(batch: Batch) -> None:
+            # the live slot's batch is the verdict's baseline_* numbers
+            verdict = batch.verdict
+            marked = replace(
+                verdict, reason=f"probe: {verdict.reason}", numbers={**verdict.numbers, "probe": True}
+            )
+            slots: dict[str, dict[str, Any]] = {release.idle: _as_numbers(batch.new)}
+            if batch.live is not None:
+                slots[release.live] = _as_numbers(batch.live)
+            self._record(index, release, release.idle, slots, marked)
+
+        result = await run_probe(
+            out.test_url,
+            out.url if settings.probe.compare_live else None,
+            settings,
+            self.policy,
+            transport=self.seams.http_transport,
+            clock=self.seams.clock,
+            on_batch=recorded,
+        )
+        what = f"load probe of {result.requests} requests ({', '.join(probe_paths(settings))})"
+        if not result.passed:
+            return StepOutcome(False, f"{what} failed: {result.verdict.reason}")
+        return StepOutcome(True, f"{what} passed: {result.verdict.reason}")
 
     async def watch_refresh(
         self, index: int, step: WatchRefresh, release: ReleaseState, out: ServiceOutputs

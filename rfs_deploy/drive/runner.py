@@ -277,11 +277,7 @@ class Runner:
         outcome = await run_validation(self.seams, self.record, self.service, self.outputs(), step.version)
         if not outcome.passed or not step.probe:
             return outcome
-        from rfs_deploy.drive.validators import run_load_probe
-
-        probed = await run_load_probe(
-            self.seams, self.record, self.service, self.outputs(), index, self.release()
-        )
+        probed = await self.analyst.probe(index, self.release(), self.outputs())
         if not probed.passed:
             return probed
         return StepOutcome(True, f"{outcome.reason}; {probed.reason}")
