@@ -5,12 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean engine
+.PHONY: demo test lint typecheck bench clean engine lock
 
-$(STAMP): pyproject.toml
+# Every install is pinned by constraints.txt, so CI, `make` and `pulumi install` (requirements.txt)
+# get the same versions.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,11 +33,25 @@ typecheck: $(STAMP)
 # The real Pulumi engine for tests/engine: the CLI built from its Go modules into bin/ (skipped
 # when built), and moto's server extra (the tests run moto as a server for the engine's processes).
 engine: $(STAMP)
-	$(BIN)/pip install --quiet "moto[server]==$$($(BIN)/python -c 'import moto; print(moto.__version__)')"
+	$(BIN)/pip install --quiet -c constraints.txt 'moto[server]'
 	bash tools/build-engine.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_program.py
+
+# Refresh constraints.txt: resolve the newest versions pyproject.toml allows (test extras and moto's
+# server extra included) in a scratch virtualenv, and pin exactly what was installed. Commit the result.
+LOCK_VENV := build/lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[test]' 'moto[server]'
+	{ sed -n '/^#/p;/^#/!q' constraints.txt; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable --exclude rfs-deploy; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+	@echo "lock: constraints.txt refreshed; review with git diff constraints.txt"
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
