@@ -476,9 +476,17 @@ def _template_version(inputs: Mapping[str, Any]) -> str | None:
 class SandboxMocks(AwsMocks):
     """Pulumi mocks that apply the modelled resource types to moto through a :class:`MotoApplier`."""
 
-    def __init__(self, applier: MotoApplier) -> None:
+    def __init__(self, applier: MotoApplier, stack_outputs: Mapping[str, Any] | None = None) -> None:
         super().__init__(region=applier.aws.region, account_id=ACCOUNT)
         self.applier = applier
+        #: The stack's outputs from its last successful update, for the engine's
+        #: ``pulumi:pulumi:readStackOutputs`` (the program reads its live release state there).
+        self.stack_outputs = dict(stack_outputs or {})
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            return {"name": args.args.get("name"), "outputs": self.stack_outputs}, []
+        return super().call(args)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if not self.applier.handles(args.typ):

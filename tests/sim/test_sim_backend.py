@@ -41,8 +41,23 @@ def test_write_release_changes_only_the_release(open_sandbox: Open) -> None:
     result = box.backend.up("deploy idle")
     assert result.version == 2 and result.changes.get("update", 0) >= 2
     newest = box.backend.history(limit=1)[0]
-    assert newest.message == "deploy idle"
+    # an untagged update after write_release takes the config's release state, and says so
+    assert newest.message == "rfs-deploy[release=config] deploy idle"
     assert newest.release is not None and newest.release["api-service"].green.version == "v2.0.0"
+
+
+def test_an_update_that_owns_no_release_keeps_the_live_one(open_sandbox: Open) -> None:
+    """A plain update (``pulumi up``) with a stale release state in its config changes no weight
+    and no version: the program keeps the live release state (rfs_deploy.releases)."""
+    box = open_sandbox()
+    live = box.backend.read_config().release["api-service"]
+    stale = DeployIdle("v2.0.0", 2).apply(live)
+    box.backend.namespace["release"] = {"api-service": stale.to_config()}  # a stale checkout
+    result = box.backend.up("change the instance type")
+    assert result.changes.get("update", 0) == 0
+    newest = box.backend.history(limit=1)[0]
+    assert newest.release is not None and newest.release["api-service"] == live
+    assert box.backend.read_config().release["api-service"] == live
 
 
 def test_concurrent_update_raises_stack_busy(open_sandbox: Open) -> None:
@@ -73,7 +88,10 @@ def test_session_resumes_in_a_new_sandbox(open_sandbox: Open, tmp_path: Path) ->
     box.close()
 
     again = open_sandbox(provision=False, session_dir=session, stack=None)
-    assert [e.message for e in again.backend.history()] == ["deploy idle", "sandbox: create the stack"]
+    assert [e.message for e in again.backend.history()] == [
+        "rfs-deploy[release=config] deploy idle",
+        "sandbox: create the stack",
+    ]
     assert again.backend.outputs() == outputs
     assert again.clock.now() >= now
     out = parse_outputs(outputs, "api-service")
