@@ -164,16 +164,16 @@ def open_engine_sandbox_seams(
 
 def _pulumi_seams(stack: str, root: Path) -> Seams:
     from rfs_deploy.aws import connect
-    from rfs_deploy.config import read_namespace
+    from rfs_deploy.config import read_namespace, read_other_config
     from rfs_deploy.drive.pulumi_backend import PulumiBackend
 
     stack_file = root / "stacks" / f"Pulumi.{stack}.yaml"
     region = None
     if stack_file.is_file():
-        import yaml
-
-        region = (yaml.safe_load(stack_file.read_text()) or {}).get("config", {}).get("aws:region")
-        read_namespace(stack_file)  # a broken stack file fails here, before any AWS call
+        # a broken stack file fails here, before any AWS call; its secrets stay encrypted (the
+        # Pulumi CLI decrypts them for the driver, with any secrets provider)
+        read_namespace(stack_file, decrypt=False)
+        region = read_other_config(stack_file, decrypt=False).get("aws:region")
     backend = PulumiBackend(stack, root)
     aws = connect(region=region)
     aws.session.require_credentials()

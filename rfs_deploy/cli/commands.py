@@ -113,18 +113,17 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         return 0
     services, region = None, "*"
     if args.stack:
-        from rfs_deploy.config.loading import load_stack_file
+        from rfs_deploy.config.loading import load_stack_config, read_namespace, read_other_config
         from rfs_deploy.connect import project_dir
         from rfs_deploy.errors import UnknownStack
 
         path = project_dir() / "stacks" / f"Pulumi.{args.stack}.yaml"
         if not path.is_file():
             raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in stacks/")
-        config = load_stack_file(path)
+        # the policy needs no secret value: Pulumi secrets are masked, never decrypted, here
+        config = load_stack_config(read_namespace(path, decrypt=False))
         services = list(config.services)
-        import yaml
-
-        region = (yaml.safe_load(path.read_text()) or {}).get("config", {}).get("aws:region") or "*"
+        region = str(read_other_config(path, decrypt=False).get("aws:region") or "*")
     print(json.dumps(iam.driver_policy(services, region=region, account=args.account), indent=2))
     return 0
 

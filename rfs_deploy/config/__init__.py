@@ -8,6 +8,8 @@ from rfs_deploy.config.loading import (
     load_stack_file,
     parse_release,
     read_namespace,
+    read_other_config,
+    read_stack_document,
 )
 from rfs_deploy.config.model import (
     SLOTS,
@@ -32,8 +34,10 @@ from rfs_deploy.config.model import (
     Variants,
     other_slot,
 )
+from rfs_deploy.config.secrets import MASKED, Revealed, StackSecrets, conceal, require_plaintext
 
 __all__ = [
+    "MASKED",
     "NAMESPACE",
     "RELEASE_KEY",
     "SLOTS",
@@ -47,19 +51,25 @@ __all__ = [
     "HealthCheck",
     "Network",
     "ReleaseState",
+    "Revealed",
     "Rolling",
     "ServiceConfig",
     "SlotName",
     "SlotState",
     "SmokeTest",
     "StackConfig",
+    "StackSecrets",
     "Strategy",
     "ValidationSettings",
     "Variants",
+    "conceal",
     "load_from_pulumi",
     "load_stack_config",
     "load_stack_file",
     "other_slot",
     "parse_release",
     "read_namespace",
+    "read_other_config",
+    "read_stack_document",
+    "require_plaintext",
 ]

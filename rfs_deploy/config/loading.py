@@ -3,6 +3,10 @@
 Pulumi hands structured config values to a program as JSON strings, and a value written by the
 driver through the Automation API is a JSON string too; so every top-level value may arrive as a
 mapping (parsed YAML) or as a JSON string, and both mean the same.
+
+A stack file's Pulumi secrets (``secure:`` values) are decrypted in memory when this process can
+(the passphrase provider with a passphrase at hand) and masked otherwise: see
+:mod:`rfs_deploy.config.secrets`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from rfs_deploy.config import secrets
 from rfs_deploy.config.model import ReleaseState, StackConfig
 from rfs_deploy.errors import ConfigError
 
@@ -28,6 +33,8 @@ TOP_LEVEL_KEYS = tuple(StackConfig.model_fields)
 
 
 def _decode(key: str, value: Any) -> Any:
+    if isinstance(value, str) and value in (secrets.MASKED, secrets.SAVED_PLACEHOLDER):
+        raise ConfigError(f"{NAMESPACE}:{key}", f"the whole value is {secrets.locked_hint()}")
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -54,20 +61,51 @@ def load_stack_file(path: str | Path) -> StackConfig:
     return load_stack_config(raw)
 
 
-def read_namespace(path: str | Path) -> dict[str, Any]:
-    """The ``rfs-deploy:*`` values of a stack file, prefix stripped."""
+def read_stack_document(path: str | Path) -> dict[str, Any]:
+    """A stack file parsed (its ``config`` a mapping); one-line ConfigError when it is not."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path} is not a text file") from None
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("", f"{path}: a stack file must be a mapping (with a 'config' key)")
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError("", f"{path}: 'config' must be a mapping")
+    return {**doc, "config": config}
+
+
+def read_namespace(path: str | Path, *, decrypt: bool = True) -> dict[str, Any]:
+    """The ``rfs-deploy:*`` values of a stack file, prefix stripped.
+
+    Secrets are decrypted when they can be here (``decrypt`` and the passphrase provider with a
+    passphrase), else :data:`~rfs_deploy.config.secrets.MASKED`; a wrong passphrase is a
+    ConfigError."""
+    doc = read_stack_document(path)
+    found = secrets.StackSecrets.of(doc, path)
     prefix = f"{NAMESPACE}:"
-    return {key[len(prefix) :]: value for key, value in config.items() if key.startswith(prefix)}
+    return {
+        key[len(prefix) :]: secrets.reveal(value, found, prefix=key, decrypt=decrypt)
+        for key, value in doc["config"].items()
+        if key.startswith(prefix)
+    }
+
+
+def read_other_config(path: str | Path, *, decrypt: bool = True, keep_secrets: bool = True) -> dict[str, Any]:
+    """The stack file's keys of other namespaces (``aws:region``), fully qualified; their secrets
+    decrypted or masked as by :func:`read_namespace`, or left out (``keep_secrets=False``)."""
+    doc = read_stack_document(path)
+    found = secrets.StackSecrets.of(doc, path)
+    return {
+        key: secrets.reveal(value, found, prefix=key, decrypt=decrypt)
+        for key, value in doc["config"].items()
+        if not key.startswith(f"{NAMESPACE}:") and (keep_secrets or not secrets.has_secrets(value))
+    }
 
 
 def load_from_pulumi() -> StackConfig:
@@ -103,7 +141,12 @@ def format_error(exc: ValidationError, model: type[BaseModel], prefix: str = NAM
         loc = _strip_union_tags(raw_loc)
         key = ".".join(loc)
         reason = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
+        if isinstance(first.get("input"), str) and first["input"] in (
+            secrets.MASKED,
+            secrets.SAVED_PLACEHOLDER,
+        ):
+            reason = secrets.locked_hint()
+        elif first["type"] == "extra_forbidden":
             reason = _unknown_key_reason(loc[-1], _siblings(model, raw_loc[:-1]))
         elif first["type"] == "union_tag_invalid":
             reason = f"unknown strategy {ctx.get('tag')!r}; use one of {ctx.get('expected_tags')}"

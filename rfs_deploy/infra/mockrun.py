@@ -41,14 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockEngine, MockMonitor, MockSettings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import configure
 from pulumi.runtime.stack import run_in_stack
 
-from rfs_deploy.config.loading import NAMESPACE, read_namespace
+from rfs_deploy.config.loading import NAMESPACE, read_namespace, read_other_config
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 DEFAULT_PROJECT = "rfs-deploy"
@@ -407,12 +406,13 @@ def run_stack_file(
 
     The stack name comes from the file name; ``overrides`` replaces top-level namespace keys
     (for instance ``{"release": {...}}``); other namespaces' keys (``aws:region``) pass through.
+    Pulumi secrets (``secure:``) reach the program decrypted, as the engine gives them, when the
+    passphrase is at hand (:mod:`rfs_deploy.config.secrets`), masked otherwise.
     """
     path = Path(path)
     stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
     namespace = {**read_namespace(path), **(overrides or {})}
-    doc = yaml.safe_load(path.read_text()) or {}
-    others = {k: v for k, v in (doc.get("config") or {}).items() if not k.startswith(f"{NAMESPACE}:")}
+    others = read_other_config(path)
     return run_program(namespace, stack=stack, mocks=mocks, config=others, program=program, preview=preview)
 
 

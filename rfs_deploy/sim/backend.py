@@ -289,13 +289,14 @@ class SandboxBackend:
         self.stack_outputs = dict(data.get("outputs") or {})
 
 
-#: What a saved session holds instead of a secret config value (it stays in the stack file).
+#: What a saved session holds instead of a secret config value (it stays in the stack file); the
+#: same text as :data:`rfs_deploy.config.secrets.SAVED_PLACEHOLDER`.
 SECRET_PLACEHOLDER = "[secret: not saved in the sandbox session; read from the stack file]"
 
 
 def _secret_slots(namespace: Mapping[str, Any]) -> Iterator[tuple[tuple[str, str], dict[str, Any], str]]:
-    """((service, header), mapping, key) of every secret value in ``namespace``: the services'
-    validation headers (the config model's SecretStr fields)."""
+    """((service, header), mapping, key) of every validation header in ``namespace``: secrets
+    whether or not the stack file made them Pulumi secrets (the config model's SecretStr fields)."""
     services = namespace.get("services")
     if not isinstance(services, dict):
         return
@@ -308,22 +309,48 @@ def _secret_slots(namespace: Mapping[str, Any]) -> Iterator[tuple[tuple[str, str
 
 
 def redact_secrets(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``namespace`` fit to be written to disk: secret values replaced by a placeholder."""
-    import copy
+    """A copy of ``namespace`` fit to be written to disk: the validation headers, every value
+    decrypted from a Pulumi secret (at any depth, whole top-level values too) and every masked
+    one replaced by :data:`SECRET_PLACEHOLDER`."""
+    from rfs_deploy.config.secrets import MASKED, conceal
 
-    copied = copy.deepcopy(dict(namespace))
+    copied: dict[str, Any] = conceal(dict(namespace), SECRET_PLACEHOLDER)
     for _, mapping, key in _secret_slots(copied):
         mapping[key] = SECRET_PLACEHOLDER
-    return copied
+    return _replace_masked(copied, MASKED)
+
+
+def _replace_masked(value: Any, masked: str) -> Any:
+    if isinstance(value, str):
+        return SECRET_PLACEHOLDER if value == masked else value
+    if isinstance(value, dict):
+        return {k: _replace_masked(v, masked) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_masked(v, masked) for v in value]
+    return value
 
 
 def restore_secrets(namespace: dict[str, Any], source: Mapping[str, Any]) -> None:
     """Put back the secret values a saved session left out, from ``source`` (the stack file's
-    namespace); placeholders without a counterpart there stay."""
-    originals = {path: mapping[key] for path, mapping, key in _secret_slots(dict(source))}
-    for path, mapping, key in _secret_slots(namespace):
-        if mapping[key] == SECRET_PLACEHOLDER and path in originals:
-            mapping[key] = originals[path]
+    namespace, as read now: decrypted, or masked without the passphrase); placeholders without a
+    counterpart there stay."""
+
+    def walk(saved: Any, original: Any) -> Any:
+        if isinstance(saved, str):
+            return original if saved == SECRET_PLACEHOLDER and original is not _MISSING else saved
+        if isinstance(saved, dict):
+            fields = original if isinstance(original, Mapping) else {}
+            return {k: walk(v, fields.get(k, _MISSING)) for k, v in saved.items()}
+        if isinstance(saved, list):
+            items = original if isinstance(original, list) else []
+            return [walk(v, items[i] if i < len(items) else _MISSING) for i, v in enumerate(saved)]
+        return saved
+
+    for key, value in list(namespace.items()):
+        namespace[key] = walk(value, source.get(key, _MISSING))
+
+
+_MISSING: Any = object()
 
 
 def _lock_holder(path: Path) -> int | None:

@@ -14,8 +14,10 @@ in what moto cannot. With ``session_dir`` the sandbox keeps its state in ``state
 (stack config, history, outputs, applied resources, physics), so a new process can ``resume``:
 it rebuilds moto by re-creating the recorded resources with the same ids.
 
-Secret config values (the services' validation headers) are never written to ``state.json``:
-the session keeps a placeholder and a new process reads them from the stack file again.
+Secret config values (the services' validation headers, and every Pulumi secret of the stack
+file, decrypted in memory when the passphrase is at hand: :mod:`rfs_deploy.config.secrets`) are
+never written to ``state.json``: the session keeps a placeholder and a new process reads them
+from the stack file again.
 
 A session read by one process is never overwritten with a stale copy by another: each save
 bumps a generation number (``state.gen``), a process writes only over the generation it read
@@ -37,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from rfs_deploy.aws import AwsAdapters, AwsSession
-from rfs_deploy.config.loading import NAMESPACE, load_stack_config, read_namespace
+from rfs_deploy.config.loading import load_stack_config, read_namespace, read_other_config
 from rfs_deploy.drive.protocols import UpdateResult
 from rfs_deploy.errors import BackendError, ConfigError, RfsDeployError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
@@ -136,13 +137,9 @@ class Sandbox:
             )
         path = Path(stack_file)
         stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        doc = yaml.safe_load(path.read_text()) or {}
-        extra = {
-            k: v
-            for k, v in (doc.get("config") or {}).items()
-            if not k.startswith(f"{NAMESPACE}:") and not (isinstance(v, dict) and "secure" in v)
-        }
         namespace = read_namespace(path)
+        # the session keeps these as they are: a secret of another namespace is left out
+        extra = read_other_config(path, keep_secrets=False)
         load_stack_config(namespace)  # a broken stack file: one ConfigError line before moto starts
         box = cls(
             stack,

@@ -1,0 +1,290 @@
+"""Pulumi secrets in stack files: ``secure:`` values, decrypted in memory for the passphrase provider.
+
+``pulumi config set --secret --path 'rfs-deploy:services.api.validation.headers.X-Api-Key' ...``
+writes the value as ``{secure: v1:<nonce>:<ciphertext>}`` at that leaf; ``pulumi config set
+--secret 'rfs-deploy:tags' '{...}'`` makes the whole top-level value one ``secure`` string (its
+plaintext is the JSON text). A mapping with the single key ``secure`` and a string value is a
+secret wherever it sits: in a mapping or in a list, at any depth.
+
+Pulumi's passphrase provider (the stack file has ``encryptionsalt: v1:<salt>:<check>`` and no
+``secretsprovider`` other than ``passphrase``) derives a 32-byte key with PBKDF2-HMAC-SHA256
+(1,000,000 iterations) from the passphrase and the salt; every value is AES-256-GCM under that key
+with its own 12-byte nonce, and ``<check>`` is the word ``pulumi`` encrypted the same way, so a
+wrong passphrase is known before any value is read. The passphrase comes from
+``PULUMI_CONFIG_PASSPHRASE`` (set, even empty) or the file named by
+``PULUMI_CONFIG_PASSPHRASE_FILE`` (trimmed), as for the Pulumi CLI.
+
+When the values cannot be decrypted here (no passphrase, or another provider: ``awskms://``,
+``azurekeyvault://``, ``gcpkms://``, ``hashivault://``, or Pulumi Cloud's own), each secret
+becomes :data:`MASKED`: what only reads the config (``plan``, ``iam-policy``) still works, and
+what would send the value (validation) is stopped by :func:`require_plaintext`, naming the key.
+
+Decrypted values live in memory only, as :class:`Revealed` strings: equal to the plaintext for
+every use, shown as ``'[secret]'`` by ``repr``, and recognised by :func:`conceal`, which whatever
+is written to disk passes its config through.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfs_deploy.errors import ConfigError
+
+PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "PULUMI_CONFIG_PASSPHRASE_FILE"
+#: What a secret that cannot be decrypted here reads as (Pulumi's own mask for hidden values).
+MASKED = "[secret]"
+#: What a saved sandbox session holds instead of a secret value (it stays in the stack file).
+SAVED_PLACEHOLDER = "[secret: not saved in the sandbox session; read from the stack file]"
+SECURE = "secure"
+_ITERATIONS = 1_000_000
+_KEY_BYTES = 32
+_NONCE_BYTES = 12
+_CHECK_VALUE = "pulumi"
+
+
+class Revealed(str):
+    """A decrypted secret value: a plain ``str`` to its users, ``'[secret]'`` in reprs."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(MASKED)
+
+
+def is_secure(value: Any) -> bool:
+    """Whether ``value`` is Pulumi's encoding of a secret: ``{"secure": "<ciphertext>"}``."""
+    return isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get(SECURE), str)
+
+
+def secure_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted path, ciphertext) of every secret in ``value`` (list items as ``name[i]``)."""
+    if is_secure(value):
+        yield path, value[SECURE]
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from secure_leaves(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from secure_leaves(item, f"{path}[{index}]")
+
+
+def has_secrets(value: Any) -> bool:
+    return next(secure_leaves(value), None) is not None
+
+
+# --------------------------------------------------------------------------- the stack's provider
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """How one stack file's secrets are encrypted, read from its top-level keys."""
+
+    #: ``passphrase``, or the scheme of another provider (``awskms``, ...), or ``service``.
+    provider: str
+    #: ``encryptionsalt`` (passphrase provider only).
+    salt: str | None
+    #: The stack file, for messages.
+    source: str
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any], source: str | Path) -> StackSecrets:
+        name = Path(source).name
+        configured = str(doc.get("secretsprovider") or "").strip()
+        salt = doc.get("encryptionsalt")
+        salt = str(salt) if salt else None
+        if configured and configured != "passphrase":
+            provider = configured.split("://", 1)[0] or configured
+        elif salt or configured == "passphrase":
+            provider = "passphrase"
+        else:
+            provider = "service"  # Pulumi Cloud keeps the key; the file names no provider
+        return cls(provider, salt, name)
+
+    def decryptable(self, env: Mapping[str, str]) -> bool:
+        """Whether this process can decrypt the values itself."""
+        return self.provider == "passphrase" and passphrase(env) is not None
+
+    def why_locked(self) -> str:
+        """Why a secret of this stack is not decrypted here, and what to do (one clause)."""
+        if self.provider == "passphrase":
+            return f"set {PASSPHRASE_ENV} or {PASSPHRASE_FILE_ENV} to decrypt it"
+        where = "Pulumi Cloud" if self.provider == "service" else f"the {self.provider} secrets provider"
+        return f"{where} decrypts it only through the Pulumi CLI (use --backend pulumi)"
+
+    def decrypter(self, env: Mapping[str, str]) -> _Decrypter:
+        phrase = passphrase(env)
+        if self.provider != "passphrase" or phrase is None:
+            reason = f"the secrets of {self.source} cannot be decrypted here; {self.why_locked()}"
+            raise ConfigError("", reason)
+        if not self.salt:
+            raise ConfigError("", f"{self.source} has secure values but no encryptionsalt")
+        origin = PASSPHRASE_ENV if PASSPHRASE_ENV in env else PASSPHRASE_FILE_ENV
+        return _decrypter(phrase, self.salt, self.source, origin)
+
+
+def passphrase(env: Mapping[str, str] | None = None) -> str | None:
+    """The passphrase as the Pulumi CLI finds it, or None. An unreadable file is a ConfigError."""
+    env = os.environ if env is None else env
+    if PASSPHRASE_ENV in env:
+        return env[PASSPHRASE_ENV]
+    name = env.get(PASSPHRASE_FILE_ENV)
+    if not name:
+        return None
+    try:
+        return Path(name).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(PASSPHRASE_FILE_ENV, f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(PASSPHRASE_FILE_ENV, f"{name} is not a text file") from None
+
+
+class _Decrypter:
+    """AES-256-GCM under a key already checked against the stack's ``encryptionsalt``."""
+
+    def __init__(self, key: bytes, source: str) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(key)
+        self._source = source
+
+    def decrypt(self, ciphertext: str, key: str = "") -> str:
+        """The plaintext of one ``v1:<nonce>:<ciphertext>`` value; ConfigError naming ``key``."""
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            nonce, data = _split_value(ciphertext)
+            return self._aead.decrypt(nonce, data, None).decode("utf-8")
+        except (ValueError, InvalidTag):
+            raise ConfigError(
+                key, f"the secure value in {self._source} cannot be decrypted (damaged, or of another stack)"
+            ) from None
+
+
+def _split_value(value: str) -> tuple[bytes, bytes]:
+    parts = value.split(":")
+    if len(parts) != 3 or parts[0] != "v1":
+        raise ValueError("not a v1 value")
+    try:
+        nonce = base64.b64decode(parts[1], validate=True)
+        data = base64.b64decode(parts[2], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+    if len(nonce) != _NONCE_BYTES:
+        raise ValueError("bad nonce")
+    return nonce, data
+
+
+@functools.lru_cache(maxsize=8)
+def _derive(phrase: str, salt: bytes) -> bytes:
+    """PBKDF2-HMAC-SHA256, 1,000,000 iterations: slow on purpose, so computed once per process."""
+    return hashlib.pbkdf2_hmac("sha256", phrase.encode("utf-8"), salt, _ITERATIONS, _KEY_BYTES)
+
+
+@functools.lru_cache(maxsize=8)
+def _decrypter(phrase: str, state: str, source: str, origin: str) -> _Decrypter:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    version, _, rest = state.partition(":")
+    salt_b64, _, check = rest.partition(":")
+    try:
+        if version != "v1" or not check:
+            raise ValueError("unknown format")
+        salt = base64.b64decode(salt_b64, validate=True)
+        nonce, data = _split_value(check)
+    except (ValueError, binascii.Error):
+        raise ConfigError("encryptionsalt", f"{source}: not a passphrase provider's salt (v1:...)") from None
+    key = _derive(phrase, salt)
+    try:
+        ok = AESGCM(key).decrypt(nonce, data, None) == _CHECK_VALUE.encode()
+    except InvalidTag:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            origin, f"incorrect passphrase for the secrets of {source}; set the stack's own passphrase"
+        )
+    return _Decrypter(key, source)
+
+
+# --------------------------------------------------------------------------- whole namespaces
+
+
+def reveal(
+    value: Any,
+    secrets: StackSecrets,
+    *,
+    prefix: str = "",
+    decrypt: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """A copy of ``value`` with every secret decrypted (:class:`Revealed`), or :data:`MASKED` when
+    it cannot be decrypted here (or ``decrypt`` is False). ``prefix`` names keys in errors.
+
+    A wrong passphrase or a damaged value is a ConfigError; a missing passphrase is not."""
+    env = os.environ if env is None else env
+    if not has_secrets(value):
+        return value
+    decrypter = secrets.decrypter(env) if decrypt and secrets.decryptable(env) else None
+
+    def walk(item: Any, path: str) -> Any:
+        if is_secure(item):
+            if decrypter is None:
+                return MASKED
+            return Revealed(decrypter.decrypt(item[SECURE], path))
+        if isinstance(item, Mapping):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        return item
+
+    return walk(value, prefix)
+
+
+def conceal(value: Any, placeholder: str = SAVED_PLACEHOLDER) -> Any:
+    """A copy of ``value`` with every :class:`Revealed` string (at any depth) replaced by
+    ``placeholder``: what may be written to disk."""
+    if isinstance(value, Revealed):
+        return placeholder
+    if isinstance(value, Mapping):
+        return {k: conceal(v, placeholder) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [conceal(v, placeholder) for v in value]
+    return value
+
+
+def locked_keys(value: Any, path: str = "") -> Iterator[str]:
+    """Dotted paths of the values in ``value`` that stand for a secret not available here."""
+    if isinstance(value, str):
+        if value in (MASKED, SAVED_PLACEHOLDER):
+            yield path
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from locked_keys(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from locked_keys(item, f"{path}[{index}]")
+
+
+def locked_hint() -> str:
+    """The fix for a secret that was not decrypted, when the stack's provider is not at hand."""
+    return (
+        f"a Pulumi secret not decrypted here; set {PASSPHRASE_ENV} (or {PASSPHRASE_FILE_ENV}) for the "
+        "passphrase provider, or use --backend pulumi for another secrets provider"
+    )
+
+
+def require_plaintext(service: Any, name: str) -> None:
+    """Refuse, in one line naming the key, a service whose validation headers (sent with every
+    validation request) hold a secret that was not decrypted. ``service`` is a ServiceConfig."""
+    for header, value in service.validation.headers.items():
+        if value.get_secret_value() in (MASKED, SAVED_PLACEHOLDER):
+            raise ConfigError(f"rfs-deploy:services.{name}.validation.headers.{header}", locked_hint())
