@@ -1,31 +1,33 @@
-"""The seed's Canary example; only the import paths changed (and the call at the bottom)."""
+"""The seed's Canary example; only the import paths, the language of its output and the call at the
+bottom changed. Run it with RFS_DEPLOY_BACKEND=sim (see docs/examples.md)."""
 
-import asyncio
+import sys
 
+from rfs_deploy.seed_support import run_example
 from rfs_deploy.strategies import CanaryStrategy, DeploymentConfig, DeploymentType
 
-# Canary 배포 설정
+# Canary deployment settings
 config = DeploymentConfig(
     deployment_type=DeploymentType.CANARY,
-    canary_percentage=10,  # 초기 10% 트래픽
-    canary_increment=10,  # 10%씩 증가
-    canary_interval=60,  # 60초마다 증가
+    canary_percentage=10,  # 10% of the traffic first
+    canary_increment=10,  # then 10% more at a time
+    canary_interval=60,  # every 60 seconds
     auto_rollback=True,
-    rollback_on_error_rate=0.02,  # 2% 에러율 시 롤백
+    rollback_on_error_rate=0.02,  # roll back at a 2% error rate
 )
 
 strategy = CanaryStrategy(config)
 
 
 async def deploy_canary():
-    """점진적 Canary 배포"""
+    """Progressive canary deployment"""
     result = await strategy.deploy(service_name="api-service", new_version="v2.0.0")
-    # 배포 과정 모니터링
+    # Watching the deployment:
     # 10% -> 20% -> 30% -> ... -> 100%
-    # 각 단계에서 메트릭 확인 후 자동 진행
+    # each step goes ahead on its own once its metrics pass
+    print("success" if result.is_success() else f"failed: {result.error}")
     return result
 
 
 if __name__ == "__main__":
-    r = asyncio.run(deploy_canary())
-    print("success" if r.is_success() else f"failed: {r.error}")
+    sys.exit(run_example(deploy_canary))

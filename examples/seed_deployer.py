@@ -1,42 +1,43 @@
-"""The seed's ProductionDeployer example; only the import paths changed (and the call at the bottom)."""
+"""The seed's ProductionDeployer example; only the import paths, the language of its output and the
+call at the bottom changed (and it says when the deployment failed). Run it with
+RFS_DEPLOY_BACKEND=sim (see docs/examples.md)."""
 
-import asyncio
+import sys
 
 from rfs_deploy.deployment import DeploymentConfig, DeploymentStrategy, ProductionDeployer
+from rfs_deploy.seed_support import run_example
 
-# 통합 배포 관리자
+# The deployment manager
 deployer_config = DeploymentConfig(
     strategy=DeploymentStrategy.BLUE_GREEN,
     target_environment="production",
     health_check_url="/health",
     rollback_on_failure=True,
     max_rollback_attempts=3,
-    deployment_timeout=1800,  # 30분
+    deployment_timeout=1800,  # 30 minutes
 )
 
 deployer = ProductionDeployer(deployer_config)
 
-calls = []
 
-
-# 배포 훅 설정
+# Deployment hooks
 async def pre_deployment_hook(result):
-    """배포 전 실행"""
-    print("배포 전 데이터베이스 마이그레이션...")
-    calls.append("pre")
+    """Runs before the deployment"""
+    print("Migrating the database before the deployment...")
+    # migration logic
 
 
 async def post_deployment_hook(result):
-    """배포 후 실행"""
-    print("캐시 초기화...")
-    calls.append("post")
+    """Runs after the deployment"""
+    print("Clearing the cache...")
+    # cache clearing logic
 
 
 deployer.config.pre_deployment_hooks.append(pre_deployment_hook)
 deployer.config.post_deployment_hooks.append(post_deployment_hook)
 
 
-# 배포 실행
+# Run the deployment
 async def deploy_to_production():
     result = await deployer.deploy(
         version="v2.0.0",
@@ -46,16 +47,18 @@ async def deploy_to_production():
 
     if result.is_success():
         deployment = result.value
-        print(f"배포 ID: {deployment.deployment_id}")
-        print(f"상태: {deployment.status}")
-        print(f"버전: {deployment.version}")
+        print(f"Deployment ID: {deployment.deployment_id}")
+        print(f"Status: {deployment.status}")
+        print(f"Version: {deployment.version}")
 
-        # 배포 히스토리 조회
+        # The deployment history
         history = deployer.get_deployment_history()
         for dep in history[:5]:
             print(f"- {dep.deployment_id}: {dep.status}")
+    else:
+        print(f"Deployment failed: {result.error}")
     return result
 
 
 if __name__ == "__main__":
-    asyncio.run(deploy_to_production())
+    sys.exit(run_example(deploy_to_production))

@@ -1,14 +1,17 @@
-"""The seed's Rolling example; only the import paths changed (and the call at the bottom)."""
+"""The seed's Rolling example; only the import paths, the language of its output and the call at the
+bottom changed (and it says when the deployment failed). Run it with RFS_DEPLOY_BACKEND=sim (see
+docs/examples.md)."""
 
-import asyncio
+import sys
 
+from rfs_deploy.seed_support import run_example
 from rfs_deploy.strategies import DeploymentConfig, DeploymentType, RollingStrategy
 
-# Rolling 배포 설정
+# Rolling deployment settings
 config = DeploymentConfig(
     deployment_type=DeploymentType.ROLLING,
-    batch_size=2,  # 한 번에 2개 인스턴스 업데이트
-    batch_interval=30,  # 배치 간 30초 대기
+    batch_size=2,  # update 2 instances at a time
+    batch_interval=30,  # wait 30 seconds between batches
     health_check_timeout=10,
     auto_rollback=True,
 )
@@ -17,21 +20,21 @@ strategy = RollingStrategy(config)
 
 
 async def deploy_rolling():
-    """순차적 Rolling 배포"""
+    """Instance-by-instance rolling deployment"""
     result = await strategy.deploy(
         service_name="api-service",
         new_version="v2.0.0",
-        instance_count=10,  # 총 10개 인스턴스
+        instance_count=10,  # 10 instances in all
     )
 
     if result.is_success():
         metrics = result.value
-        print("모든 인스턴스 업데이트 완료")
-        print(f"건강한 인스턴스: {metrics.healthy_instances}/{metrics.instance_count}")
+        print("All instances updated")
+        print(f"Healthy instances: {metrics.healthy_instances}/{metrics.instance_count}")
     else:
-        print(f"배포 실패: {result.error}")
+        print(f"Deployment failed: {result.error}")
     return result
 
 
 if __name__ == "__main__":
-    asyncio.run(deploy_rolling())
+    sys.exit(run_example(deploy_rolling))

@@ -3,40 +3,100 @@
 The facades keep the seed's shapes; this module turns their settings into driver calls. Seams are
 opened once per (stack, backend) in a process, so a sandbox keeps its simulated world between the
 calls of one script (deploy, then history, then status).
+
+:func:`run_example` runs one of the seed's examples (``examples/seed_*.py``): on the sandbox it
+starts every stack the example touches from a fresh session, so an example gives the same result
+however often and in whatever order it runs (``RFS_DEPLOY_KEEP_SANDBOX=1`` keeps the saved
+session instead), and it turns the example's result into the process exit code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rfs_deploy.connect import backend_kind, open_seams
 from rfs_deploy.drive.context import Hooks, Seams
 from rfs_deploy.drive.driver import Driver
-from rfs_deploy.drive.records import DeploymentRecord
+from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.errors import InvalidInput, PreconditionFailed
 
 if TYPE_CHECKING:
     from rfs_deploy import deployment as deployment_api
     from rfs_deploy import strategies as strategies_api
+    from rfs_deploy.result import Result
+
+#: Set to 1 to let an example continue the saved sandbox session instead of starting a fresh one.
+KEEP_SANDBOX_ENV = "RFS_DEPLOY_KEEP_SANDBOX"
 
 _seams: dict[tuple[str, str], Seams] = {}
+#: While an example runs with fresh sessions: the stacks already started fresh (None: not fresh).
+_started_fresh: set[str] | None = None
 
 
 def seams_for(stack: str) -> Seams:
     """The process's seams for ``stack`` on the backend the environment selects."""
-    key = (stack, backend_kind())
+    kind = backend_kind()
+    key = (stack, kind)
     if key not in _seams:
-        _seams[key] = open_seams(stack)
+        fresh = kind == "sim" and _started_fresh is not None and stack not in _started_fresh
+        _seams[key] = open_seams(stack, fresh=fresh)
+        if fresh and _started_fresh is not None:
+            _started_fresh.add(stack)
     return _seams[key]
 
 
 def reset() -> None:
-    """Forget the process's seams (tests; a new scenario)."""
+    """Forget the process's seams (tests; a new scenario). A sandbox saves its session on close."""
     for seams in _seams.values():
         close = getattr(seams, "close", None)
         if callable(close):
             close()
     _seams.clear()
+
+
+def _keep_sandbox() -> bool:
+    return os.environ.get(KEEP_SANDBOX_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def completed(result: Result[Any, Any]) -> bool:
+    """Whether an example's result stands for a deployment that completed.
+
+    A ``Failure`` never does; a ``Success`` whose value carries a deployment status (the
+    deployer's records) does only when that status is COMPLETED.
+    """
+    if not result.is_success():
+        return False
+    status = getattr(result.value, "status", None)
+    return status is None or status is DeploymentStatus.COMPLETED
+
+
+def run_example(main: Callable[[], Awaitable[Result[Any, Any]]]) -> int:
+    """Run a seed example's coroutine function; the exit code: 0 completed, 1 not.
+
+    On the sandbox (``RFS_DEPLOY_BACKEND=sim``) each stack the example uses starts from a fresh
+    session (the stack file's release live, the scenario from ``RFS_DEPLOY_SCENARIO``), as
+    ``rfs-deploy simulate`` does, unless ``RFS_DEPLOY_KEEP_SANDBOX=1``. The sessions are saved when
+    the example ends, so ``rfs-deploy status`` and ``history`` show what it did.
+    """
+    global _started_fresh
+    _started_fresh = None if _keep_sandbox() else set()
+    try:
+        result = asyncio.run(_awaited(main))
+    except KeyboardInterrupt:
+        print("interrupted; run `rfs-deploy resume` or `rfs-deploy abort` for the stack", file=sys.stderr)
+        return 130
+    finally:
+        reset()
+        _started_fresh = None
+    return 0 if completed(result) else 1
+
+
+async def _awaited(main: Callable[[], Awaitable[Result[Any, Any]]]) -> Result[Any, Any]:
+    return await main()
 
 
 def _only_service(seams: Seams, service: str | None) -> str:
@@ -91,10 +151,18 @@ async def run_deployer(
 
 
 def recorded_deployments(environment: str) -> list[DeploymentRecord]:
+    """The local records of the deployments the stack's history knows, newest first.
+
+    Records of deployments that never reached this stack's history (an earlier sandbox session
+    since replaced, a stack removed and created again) are left out.
+    """
+    from rfs_deploy.drive import journal
+
     seams = seams_for(environment)
     if seams.records is None:
         return []
-    return seams.records.all(stack=seams.backend.stack_name)
+    known = {tag.deployment_id for e in seams.backend.history() if (tag := journal.decode(e.message))}
+    return [r for r in seams.records.all(stack=seams.backend.stack_name) if r.deployment_id in known]
 
 
 async def slot_health(environment: str, service: str, version: str) -> str:

@@ -1,8 +1,11 @@
-"""The seed's examples, run as written (``examples/seed_*.py``) against the sandbox.
+"""The seed's examples, run as a newcomer runs them (``.venv/bin/python examples/seed_*.py``).
 
-Each example runs in its own process, chosen by the environment as a user would: the sandbox by
-``RFS_DEPLOY_BACKEND=sim``, the scenario by ``RFS_DEPLOY_SCENARIO``, state in a temp dir. The
-tests check what the seed says each example prints, and the deployment record it leaves.
+Each example is its own process, chosen by the environment as a user would choose: the sandbox by
+``RFS_DEPLOY_BACKEND=sim``, the scenario by ``RFS_DEPLOY_SCENARIO``, state in a temp dir. Two
+sequences share nothing but the code: one runs every example twice in a row; the other starts
+with ``rfs-deploy simulate`` (``make demo``), runs the examples in the reverse order with failing
+scenarios among them, and ends with ``simulate`` again. Every run of an example is held to what
+the seed says it prints, its exit code, and the one deployment record it adds.
 The custom strategy's building blocks (``health_check``, ``collect_metrics``,
 ``should_rollback``) are also driven in-process, with numbers the sandbox's traffic produced.
 """
@@ -29,20 +32,29 @@ from rfs_deploy import seed_support
 from rfs_deploy.strategies import HealthStatus
 
 EXAMPLES = REPO / "examples"
-RUNS = (
-    ("blue_green", "healthy"),
-    ("canary", "healthy"),
-    ("canary", "error-spike"),
-    ("rolling", "healthy"),
-    ("deployer", "healthy"),
-    ("custom_strategy", "healthy"),
-)
+NAMES = ("blue_green", "canary", "rolling", "deployer", "custom_strategy")
+CLI = "import sys; from rfs_deploy.cli import main; sys.exit(main())"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One process of a sequence: an example (``name``), or the CLI (``cli`` arguments)."""
+
+    name: str
+    #: RFS_DEPLOY_SCENARIO; None leaves it unset (a kept session keeps its own).
+    scenario: str | None = "healthy"
+    cli: tuple[str, ...] = ()
+    #: RFS_DEPLOY_KEEP_SANDBOX=1: continue the saved session instead of a fresh one.
+    keep: bool = False
 
 
 @dataclass(frozen=True)
 class Ran:
-    """One example's process: exit code, output, and the deployment records it left."""
+    """One process: what ran, its exit code, its output, and the deployment records it added."""
 
+    step: Step
+    sequence: str
+    position: int
     returncode: int
     stdout: str
     stderr: str
@@ -52,72 +64,107 @@ class Ran:
     def lines(self) -> list[str]:
         return self.stdout.splitlines()
 
+    def __repr__(self) -> str:  # what a failing assertion shows
+        return f"<{self.sequence}#{self.position} {self.step.name}/{self.step.scenario} rc={self.returncode}>"
 
-def run_example(name: str, scenario: str, base: Path) -> Ran:
-    work = base / f"{name}-{scenario}"
-    work.mkdir()
-    env = {
-        **os.environ,
-        "RFS_DEPLOY_BACKEND": "sim",
-        "RFS_DEPLOY_SCENARIO": scenario,
-        "RFS_DEPLOY_STATE": str(work / "state"),
-        "PYTHONIOENCODING": "utf-8",
-    }
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"seed_{name}.py")],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=600,
-    )
-    folder = work / "state" / "deployments" / "sim"
-    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return Ran(done.returncode, done.stdout, done.stderr, records)
+
+TWICE_EACH = [Step(name) for name in NAMES for _ in range(2)]
+SIMULATE = Step("simulate", cli=("simulate", "--report", "{state}/report"))
+REVERSED = [
+    SIMULATE,
+    Step("custom_strategy"),
+    Step("deployer"),
+    Step("rolling"),
+    Step("deployer", "error-spike"),
+    Step("canary", "error-spike"),
+    Step("canary"),
+    Step("status", cli=("--json", "status", "--stack", "production")),
+    Step("blue_green"),
+    SIMULATE,
+    Step("canary", None, keep=True),
+]
+
+
+def run_sequence(label: str, steps: list[Step], state: Path) -> list[Ran]:
+    """Run ``steps`` one after another from the repository, all with sandbox state in ``state``."""
+    folder = state / "deployments" / "sim"
+    done: list[Ran] = []
+    for position, step in enumerate(steps):
+        before = set(folder.glob("*.json")) if folder.is_dir() else set()
+        unset = ("RFS_DEPLOY_SCENARIO", "RFS_DEPLOY_KEEP_SANDBOX")
+        env = {k: v for k, v in os.environ.items() if k not in unset}
+        env.update(RFS_DEPLOY_BACKEND="sim", RFS_DEPLOY_STATE=str(state), PYTHONIOENCODING="utf-8")
+        if step.scenario is not None:
+            env["RFS_DEPLOY_SCENARIO"] = step.scenario
+        if step.keep:
+            env["RFS_DEPLOY_KEEP_SANDBOX"] = "1"
+        if step.cli:
+            argv = [sys.executable, "-c", CLI, *(a.format(state=state) for a in step.cli)]
+        else:
+            argv = [sys.executable, f"examples/seed_{step.name}.py"]
+        proc = subprocess.run(
+            argv, cwd=REPO, env=env, capture_output=True, text=True, encoding="utf-8", timeout=600
+        )
+        added = sorted(set(folder.glob("*.json")) - before) if folder.is_dir() else []
+        records = [json.loads(p.read_text()) for p in added]
+        done.append(Ran(step, label, position, proc.returncode, proc.stdout, proc.stderr, records))
+    return done
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Ran]:
-    """Every example run once, two at a time (each is its own process and its own sandbox)."""
+def ran(tmp_path_factory: pytest.TempPathFactory) -> list[Ran]:
+    """Both sequences, side by side (each is its own state dir and its own processes)."""
     base = tmp_path_factory.mktemp("examples")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {key: pool.submit(run_example, *key, base) for key in RUNS}
-        return {key: future.result() for key, future in futures.items()}
+        twice = pool.submit(run_sequence, "twice-each", TWICE_EACH, base / "twice-each")
+        reverse = pool.submit(run_sequence, "reversed", REVERSED, base / "reversed")
+        return twice.result() + reverse.result()
+
+
+def runs_of(ran: list[Ran], name: str, scenario: str | None = "healthy", keep: bool = False) -> list[Ran]:
+    found = [r for r in ran if (r.step.name, r.step.scenario, r.step.keep) == (name, scenario, keep)]
+    assert found, (name, scenario, keep)
+    return found
 
 
 def only_record(run: Ran) -> dict[str, Any]:
-    assert len(run.records) == 1, run.records
+    assert len(run.records) == 1, (run, run.records)
     return run.records[0]
 
 
-def test_blue_green_prints_success_duration_and_rate(ran: dict[tuple[str, str], Ran]) -> None:
-    run = ran["blue_green", "healthy"]
-    assert run.returncode == 0, run.stderr
-    assert run.lines[0] == "배포 성공!"
-    duration = re.fullmatch(r"소요 시간: ([0-9.]+)", run.lines[1])
-    rate = re.fullmatch(r"성공률: ([0-9.]+)%", run.lines[2])
-    assert duration and rate, run.lines
-    record = only_record(run)
-    assert (record["strategy"], record["status"]) == ("blue-green", "COMPLETED")
-    assert float(duration.group(1)) == record["ended_at"] - record["started_at"] > 0
-    assert 99.0 <= float(rate.group(1)) < 100.0
+def test_every_example_ran_at_least_twice(ran: list[Ran]) -> None:
+    for name in NAMES:
+        assert len(runs_of(ran, name)) >= 3, name  # twice in a row, and once in the other order
 
 
-def test_canary_succeeds_when_healthy(ran: dict[tuple[str, str], Ran]) -> None:
-    run = ran["canary", "healthy"]
-    assert run.returncode == 0, run.stderr
-    assert run.lines == ["success"]
-    record = only_record(run)
-    assert (record["strategy"], record["status"], record["version"]) == ("canary", "COMPLETED", "v2.0.0")
-    weights = [s["weights"]["green"] for s in record["samples"]]
-    assert weights == sorted(weights)
-    assert list(dict.fromkeys(weights)) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]  # 10% → 20% → ...
+def test_blue_green_prints_success_duration_and_rate(ran: list[Ran]) -> None:
+    for run in runs_of(ran, "blue_green"):
+        assert run.returncode == 0, (run, run.stdout, run.stderr)
+        assert run.lines[0] == "Deployment succeeded!", run
+        duration = re.fullmatch(r"Duration: ([0-9.]+)", run.lines[1])
+        rate = re.fullmatch(r"Success rate: ([0-9.]+)%", run.lines[2])
+        assert duration and rate, (run, run.lines)
+        record = only_record(run)
+        assert (record["strategy"], record["status"]) == ("blue-green", "COMPLETED")
+        assert (record["previous_version"], record["version"]) == ("v1.0.0", "v2.0.0")
+        assert float(duration.group(1)) == record["ended_at"] - record["started_at"] > 0
+        assert 99.0 <= float(rate.group(1)) < 100.0
 
 
-def test_canary_fails_and_rolls_back_under_an_error_spike(ran: dict[tuple[str, str], Ran]) -> None:
-    run = ran["canary", "error-spike"]
-    assert run.returncode == 0, run.stderr
+def test_canary_succeeds_when_healthy(ran: list[Ran]) -> None:
+    for run in runs_of(ran, "canary"):
+        assert run.returncode == 0, (run, run.stdout, run.stderr)
+        assert run.lines == ["success"], run
+        record = only_record(run)
+        assert (record["strategy"], record["status"], record["version"]) == ("canary", "COMPLETED", "v2.0.0")
+        weights = [s["weights"]["green"] for s in record["samples"]]
+        assert weights == sorted(weights)
+        assert list(dict.fromkeys(weights)) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]  # 10% → 20% → ...
+
+
+def test_canary_fails_rolls_back_and_exits_non_zero_under_an_error_spike(ran: list[Ran]) -> None:
+    [run] = runs_of(ran, "canary", "error-spike")
+    assert run.returncode == 1, (run, run.stderr)
     [line] = run.lines
     assert line.startswith("failed: ROLLED_BACK: ") and "5xx" in line
     record = only_record(run)
@@ -125,37 +172,84 @@ def test_canary_fails_and_rolls_back_under_an_error_spike(ran: dict[tuple[str, s
     assert all(s["weights"]["green"] < 100 for s in record["samples"])
 
 
-def test_rolling_updates_every_instance(ran: dict[tuple[str, str], Ran]) -> None:
-    run = ran["rolling", "healthy"]
-    assert run.returncode == 0, run.stderr
-    assert run.lines == ["모든 인스턴스 업데이트 완료", "건강한 인스턴스: 10/10"]
+def test_rolling_updates_every_instance(ran: list[Ran]) -> None:
+    for run in runs_of(ran, "rolling"):
+        assert run.returncode == 0, (run, run.stdout, run.stderr)
+        assert run.lines == ["All instances updated", "Healthy instances: 10/10"], run
+        record = only_record(run)
+        assert (record["strategy"], record["status"]) == ("rolling", "COMPLETED")
+        assert (record["instance_count"], record["healthy_instances"]) == (10, 10)
+
+
+def test_deployer_runs_hooks_in_order_and_lists_its_session_history(ran: list[Ran]) -> None:
+    for run in runs_of(ran, "deployer"):
+        assert run.returncode == 0, (run, run.stdout, run.stderr)
+        record = only_record(run)
+        assert (record["strategy"], record["status"]) == ("canary", "COMPLETED")
+        dep_id = record["deployment_id"]
+        # the history is the fresh session's: earlier runs' records are not listed
+        assert run.lines == [
+            "Migrating the database before the deployment...",
+            "Clearing the cache...",
+            f"Deployment ID: {dep_id}",
+            "Status: COMPLETED",
+            "Version: v2.0.0",
+            f"- {dep_id}: COMPLETED",
+        ], run
+
+
+def test_deployer_rolled_back_prints_its_status_and_exits_non_zero(ran: list[Ran]) -> None:
+    [run] = runs_of(ran, "deployer", "error-spike")
+    assert run.returncode == 1, (run, run.stderr)
     record = only_record(run)
-    assert (record["strategy"], record["status"]) == ("rolling", "COMPLETED")
-    assert (record["instance_count"], record["healthy_instances"]) == (10, 10)
+    assert record["status"] == "ROLLED_BACK"
+    assert run.lines[0] == "Migrating the database before the deployment..."
+    assert f"Deployment ID: {record['deployment_id']}" in run.lines
+    assert "Status: ROLLED_BACK" in run.lines
 
 
-def test_deployer_runs_hooks_in_order_and_lists_history(ran: dict[tuple[str, str], Ran]) -> None:
-    run = ran["deployer", "healthy"]
-    assert run.returncode == 0, run.stderr
-    record = only_record(run)
-    assert (record["strategy"], record["status"]) == ("canary", "COMPLETED")
-    dep_id = record["deployment_id"]
-    assert run.lines == [
-        "배포 전 데이터베이스 마이그레이션...",
-        "캐시 초기화...",
-        f"배포 ID: {dep_id}",
-        "상태: COMPLETED",
-        "버전: v2.0.0",
-        f"- {dep_id}: COMPLETED",
-    ]
+def test_custom_strategy_runs_as_written(ran: list[Ran]) -> None:
+    for run in runs_of(ran, "custom_strategy"):
+        assert run.returncode == 0, (run, run.stdout, run.stderr)
+        assert run.lines[0] == "Custom deployment started: api-service -> v1.0.0", run
+        assert run.lines[1].startswith("Success(value=DeploymentMetrics(")
+        assert "success_rate=0.99" in run.lines[1]
+        assert run.records == []  # it checks the running version; it deploys nothing
 
 
-def test_custom_strategy_runs_as_written(ran: dict[tuple[str, str], Ran]) -> None:
-    run = ran["custom_strategy", "healthy"]
-    assert run.returncode == 0, run.stderr
-    assert run.lines[0] == "커스텀 배포 시작: api-service -> v1.0.0"
-    assert run.lines[1].startswith("Success(value=DeploymentMetrics(") and "success_rate=0.99" in run.lines[1]
-    assert run.records == []  # it checks the running version; it deploys nothing
+def test_simulate_before_and_after_the_examples_completes(ran: list[Ran]) -> None:
+    simulated = runs_of(ran, "simulate")
+    assert len(simulated) == 2
+    for run in simulated:
+        assert run.returncode == 0, (run, run.stderr)
+        assert only_record(run)["status"] == "COMPLETED"
+
+
+def test_status_after_an_example_shows_its_deployment(ran: list[Ran]) -> None:
+    [status] = runs_of(ran, "status")
+    before = ran[ran.index(status) - 1]
+    assert before.step.name == "canary" and before.returncode == 0
+    assert status.returncode == 0, status.stderr
+    payload = json.loads(status.stdout)
+    assert payload["deployment_id"] == only_record(before)["deployment_id"]
+    assert payload["status"] == "COMPLETED"
+
+
+def test_keeping_the_sandbox_continues_the_saved_session(ran: list[Ran]) -> None:
+    # after simulate has released v2.0.0, the kept session has nothing to release
+    [run] = runs_of(ran, "canary", None, keep=True)
+    assert run.returncode == 1, (run, run.stderr)
+    assert run.lines == ["failed: version 'v2.0.0' is already live (slot green)"]
+    assert run.records == []
+
+
+def test_no_example_writes_a_traceback_or_korean(ran: list[Ran]) -> None:
+    hangul = re.compile("[\uac00-\ud7a3]")
+    for run in ran:
+        assert "Traceback" not in run.stderr, (run, run.stderr)
+        assert not hangul.search(run.stdout + run.stderr), run
+    for path in EXAMPLES.glob("seed_*.py"):
+        assert not hangul.search(path.read_text(encoding="utf-8")), path
 
 
 # --------------------------------------------------------------------------- custom strategy, in-process
@@ -205,7 +299,7 @@ def test_custom_strategy_rolls_back_on_bad_metrics(
     assert 0.15 < metrics.error_rate < 0.25
     assert strategy.should_rollback(metrics) is True
     result = asyncio.run(strategy.deploy("api-service", "v1.0.0"))
-    assert not result.is_success() and result.error == "메트릭 기준 미달"
+    assert not result.is_success() and result.error == "Metrics below the thresholds"
 
 
 def test_custom_strategy_metrics_of_a_fresh_stack_come_from_its_first_minute(custom_strategy: type) -> None:
