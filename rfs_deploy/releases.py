@@ -87,9 +87,7 @@ def owned_message(message: str, wrote_release: bool) -> tuple[str, str | None]:
     return message, owner
 
 
-def update_environment(
-    owner: str | None, live: Mapping[str, ReleaseState] | None
-) -> dict[str, str]:
+def update_environment(owner: str | None, live: Mapping[str, ReleaseState] | None) -> dict[str, str]:
     """The environment the driver gives an update run by ``owner`` (see the module docstring)."""
     if owner is None:
         return {OWNER_ENV: ""}

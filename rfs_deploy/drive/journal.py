@@ -22,7 +22,13 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
 ``cfg``    optional: :func:`settings_digest` of the service settings the plan was made from
            (config plus per-deployment overrides), so ``resume`` never continues a deployment
            with settings other than those it started with
+``own``    optional: the process running the deployment, ``host/pid`` (its *owner*)
+``until``  optional: the owner's lease, seconds since the epoch: past it, a deployment whose owner
+           runs on another host counts as abandoned (the runner's own time budget ends earlier)
 =========  =====================================================================================
+
+``abort`` and ``resume`` refuse while the owner is alive (:func:`owner_alive`): on its own host
+that is its process id, elsewhere its lease.
 
 Every tag carries every field, so any single history entry says what the deployment was; a
 missing first entry (history read with a limit) loses nothing but the inferred checkpoint.
@@ -45,9 +51,12 @@ newest *succeeded* entry is where the stack last stood for sure.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, unquote
@@ -57,6 +66,8 @@ from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.errors import UnknownService, UnknownVersion
 
 PREFIX = "rfs-deploy"
+#: The ``strat`` of the updates of a rollback asked for on the command line (``rollback --to``).
+ROLLBACK_STRATEGY = "rollback"
 Phase = Literal["step", "resume", "rollback", "abort", "done"]
 PHASES: tuple[Phase, ...] = ("step", "resume", "rollback", "abort", "done")
 #: Phases whose successful update ends a deployment.
@@ -89,6 +100,10 @@ class JournalTag:
     checkpoint: int | None = None
     #: :func:`settings_digest` of the settings the plan was made from (None in older tags).
     settings: str | None = None
+    #: ``host/pid`` of the process running the deployment (None in older tags).
+    owner: str | None = None
+    #: The owner's lease: seconds since the epoch (None in older tags).
+    lease: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("deployment_id", "service", "kind", "version", "strategy"):
@@ -130,6 +145,10 @@ def encode(tag: JournalTag, text: str) -> str:
         fields.append(("cp", str(tag.checkpoint)))
     if tag.settings is not None:
         fields.append(("cfg", tag.settings))
+    if tag.owner is not None:
+        fields.append(("own", tag.owner))
+    if tag.lease is not None:
+        fields.append(("until", str(tag.lease)))
     head = " ".join(f"{key}={quote(value, safe=_SAFE)}" for key, value in fields)
     line = " ".join(text.split())
     return f"{PREFIX}[{head}] {line}" if line else f"{PREFIX}[{head}]"
@@ -170,6 +189,9 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
     phase = fields["phase"]
     if phase not in PHASES:
         raise ValueError("unknown phase")
+    lease = fields.get("until")
+    if lease is not None and not lease.isdigit():
+        raise ValueError("bad lease")
     return JournalTag(
         deployment_id=fields["dep"],
         service=fields["svc"],
@@ -181,7 +203,38 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
         strategy=fields["strat"],
         checkpoint=None if cp is None else int(cp),
         settings=fields.get("cfg"),
+        owner=fields.get("own"),
+        lease=None if lease is None else int(lease),
     )
+
+
+def this_owner() -> str:
+    """The ``own`` value of this process: ``host/pid``."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
+    """Whether the process that wrote ``tag`` may still be running its deployment: on this host,
+    its process exists (this process counts as alive); elsewhere, its lease has not run out.
+    Tags without an owner (older versions) count as not alive."""
+    if tag.owner is None:
+        return False
+    host, _, pid = tag.owner.rpartition("/")
+    if host == socket.gethostname() and pid.isdigit():
+        return _process_exists(int(pid))
+    return tag.lease is not None and (time.time() if now is None else now) < tag.lease
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- reading history
@@ -275,13 +328,63 @@ def latest_deployment(
     Pass the whole history (``StackBackend.history()`` without a limit): the checkpoint is found
     before the deployment's first update.
     """
+    return next(_deployments(history, service), None)
+
+
+def latest_release(history: Sequence[HistoryEntry], service: str) -> JournalDeployment | None:
+    """The most recent deployment of ``service`` that released a version (not a rollback asked
+    for by ``rfs-deploy rollback``), open or not."""
+    return next((d for d in _deployments(history, service) if d.strategy != ROLLBACK_STRATEGY), None)
+
+
+def open_deployments(history: Sequence[HistoryEntry]) -> list[JournalDeployment]:
+    """Every service's most recent deployment that has not finished, newest first."""
+    services = dict.fromkeys(t.service for t in (decode(e.message) for e in history) if t is not None)
+    found = [latest_deployment(history, name) for name in services]
+    opened = [d for d in found if d is not None and d.open]
+    return sorted(opened, key=lambda d: d.newest.version, reverse=True)
+
+
+def _deployments(history: Sequence[HistoryEntry], service: str | None) -> Iterator[JournalDeployment]:
+    """The deployments in ``history`` (of ``service``), newest first, without those that lost a
+    race (:func:`_superseded`)."""
     ordered = sorted(history, key=lambda e: e.version, reverse=True)
     tagged = [(entry, decode(entry.message)) for entry in ordered]
-    newest = next((t for _, t in tagged if t is not None and service in (None, t.service)), None)
-    if newest is None:
-        return None
-    key = (newest.deployment_id, newest.service)
-    mine = [e for e, t in tagged if t is not None and (t.deployment_id, t.service) == key]
+    keys = dict.fromkeys(
+        (t.deployment_id, t.service) for _, t in tagged if t is not None and service in (None, t.service)
+    )
+    for key in keys:
+        mine = [e for e, t in tagged if t is not None and (t.deployment_id, t.service) == key]
+        if not _superseded(tagged, mine):
+            yield _deployment(ordered, mine)
+
+
+def _superseded(
+    tagged: Sequence[tuple[HistoryEntry, JournalTag | None]], mine: Sequence[HistoryEntry]
+) -> bool:
+    """A deployment lost a race: none of its updates succeeded, and another deployment of its
+    service had an update succeed after the deployment's checkpoint and before its first update.
+    The program's compare-and-swap (:mod:`rfs_deploy.releases`) then refused every update it
+    tried, so it changed nothing: it is no open deployment, whether or not its process lives."""
+    if any(e.result == "succeeded" for e in mine):
+        return False
+    tags = [t for t in (decode(e.message) for e in mine) if t is not None]
+    cp = next((t.checkpoint for t in tags if t.checkpoint is not None), None)
+    if cp is None or not tags:
+        return False
+    first = mine[-1].version
+    me = (tags[0].deployment_id, tags[0].service)
+    return any(
+        t is not None
+        and t.service == me[1]
+        and t.deployment_id != me[0]
+        and e.result == "succeeded"
+        and cp < e.version < first
+        for e, t in tagged
+    )
+
+
+def _deployment(ordered: Sequence[HistoryEntry], mine: list[HistoryEntry]) -> JournalDeployment:
     last_tag = decode(mine[0].message)
     assert last_tag is not None
     return JournalDeployment(
@@ -303,9 +406,13 @@ def latest_deployment(
 def find_open_deployment(
     history: Sequence[HistoryEntry], service: str | None = None
 ) -> JournalDeployment | None:
-    """The most recent deployment when it has not finished; None when it has or there is none."""
-    found = latest_deployment(history, service)
-    return found if found is not None and found.open else None
+    """The open deployment of ``service`` (its most recent, when it has not finished); without a
+    service, the most recently active of every service's open deployment. None: nothing open."""
+    if service is not None:
+        found = latest_deployment(history, service)
+        return found if found is not None and found.open else None
+    opened = open_deployments(history)
+    return opened[0] if opened else None
 
 
 def last_good_checkpoint(

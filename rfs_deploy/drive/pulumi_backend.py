@@ -21,15 +21,19 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import yaml
 from pulumi import automation as auto
 
+from rfs_deploy import releases
 from rfs_deploy.config import (
     NAMESPACE,
     RELEASE_KEY,
@@ -101,34 +105,102 @@ class PulumiBackend:
         )
         init = auto.Stack.create_or_select if create else auto.Stack.select
         self.stack: auto.Stack = self._call("select the stack", lambda: init(stack_name, self.workspace))
+        #: The release state as this object knows it (see release_state), and the live one.
+        self._release: dict[str, ReleaseState] | None = None
+        self._live: dict[str, ReleaseState] | None = None
+        self._live_read = False
+        self._wrote_release = False
 
     # ------------------------------------------------------------------ config
 
     def read_config(self) -> StackConfig:
-        """The ``rfs-deploy:*`` config of the stack as it stands now, validated."""
-        config = self._call("read config", self.stack.get_all_config)
-        return load_stack_config(namespace_values(config))
+        """The ``rfs-deploy:*`` config of the stack, validated: the settings from the workspace
+        (the checkout's stack file, secrets decrypted by the CLI), the release state from the
+        backend (:meth:`release_state`), never from the checkout, which may be stale."""
+        values = namespace_values(self._call("read config", self.stack.get_all_config))
+        release = self.release_state()
+        if release is not None:
+            values["release"] = release_json(release)
+        return load_stack_config(values)
+
+    def release_state(self) -> dict[str, ReleaseState] | None:
+        """The stack's release state as the backend knows it: what the last successful update
+        applied (its ``release`` output), with the service of a newer failed or running driver
+        update at the state that update tried to reach. None for a stack with no update yet
+        (the checkout's release state is then the first one). Read once, then kept up to date
+        by this object's own writes and updates."""
+        if self._release is None:
+            live = self.live_release()
+            newest = next(iter(self.history(limit=1)), None)
+            if newest is None:
+                return None
+            release = dict(live) if live is not None else dict(newest.release or {})
+            owner = releases.owner_of(newest.message)
+            if newest.result != "succeeded" and newest.release is not None:
+                if owner == releases.ALL:
+                    release = dict(newest.release)
+                elif owner is not None and owner in newest.release:
+                    release[owner] = newest.release[owner]
+            self._release = release or None
+        return None if self._release is None else dict(self._release)
+
+    def live_release(self) -> dict[str, ReleaseState] | None:
+        """The release state the last successful update applied (the ``release`` output)."""
+        if not self._live_read:
+            outputs = self._call("read stack outputs", self.stack.outputs)
+            value = outputs.get(releases.RELEASE_OUTPUT)
+            self._live = releases.parse_release_output(value.value) if value is not None else None
+            self._live_read = True
+        return None if self._live is None else dict(self._live)
 
     def write_release(self, release: Mapping[str, ReleaseState]) -> None:
-        """Set ``rfs-deploy:release`` (every service's state) and nothing else."""
-        value = auto.ConfigValue(value=release_json(release), secret=False)
-        self._call("write the release state", lambda: self.stack.set_config(RELEASE_KEY, value))
+        """Set ``rfs-deploy:release`` (every service's state) for the next update, and nothing
+        else. The update applies it for the service its message's journal tag names (for every
+        service when the message has no tag; see :mod:`rfs_deploy.releases`).
+
+        The checkout's stack file is not written: the update reads a private copy of it with the
+        new release state (``pulumi up --config-file``), so two processes sharing one checkout
+        cannot write over each other's release state, and the checkout stays as committed."""
+        parse = {name: state.to_config() for name, state in release.items()}  # validates the states
+        del parse
+        self._release = dict(release)
+        self._wrote_release = True
 
     # ------------------------------------------------------------------ updates
 
     def up(self, message: str, on_event: Callable[[str], None] | None = None) -> UpdateResult:
         """Run ``pulumi up`` with ``message``; ``on_event`` gets one line per resource change."""
         handler = _event_forwarder(on_event) if on_event is not None else None
-        result = self._call(
-            "stack update",
-            lambda: self.stack.up(
-                message=message,
-                on_event=handler,
-                color="never",
-                suppress_progress=True,
-                show_secrets=False,
-            ),
-        )
+        message, owner = releases.owned_message(message, self._wrote_release)
+        env = {releases.OWNER_ENV: "", releases.EXPECT_ENV: ""}
+        env.update(releases.update_environment(owner, self.live_release()))
+        workspace_env = cast(dict[str, str], self.workspace.env_vars)  # a dict the CLI calls read
+        workspace_env.update(env)
+        private = tempfile.mkdtemp(prefix="rfs-deploy-config-") if self._wrote_release else None
+        try:
+            config_file = self._config_copy(private) if private is not None else None
+            result = self._call(
+                "stack update",
+                lambda: self.stack.up(
+                    message=message,
+                    on_event=handler,
+                    color="never",
+                    suppress_progress=True,
+                    show_secrets=False,
+                    config_file=config_file,
+                ),
+            )
+        finally:
+            for key in env:
+                workspace_env.pop(key, None)
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
+        self._wrote_release = False
+        applied = result.outputs.get(releases.RELEASE_OUTPUT)
+        self._live = releases.parse_release_output(applied.value) if applied is not None else None
+        self._live_read = True
+        if self._live is not None:
+            self._release = dict(self._live)
         summary = result.summary
         # self-managed backends number nothing: the update is the newest entry of the history
         version = summary.version or self.history(limit=1)[0].version
@@ -137,6 +209,40 @@ class PulumiBackend:
             message=summary.message,
             changes={_op_name(op): int(n) for op, n in (summary.resource_changes or {}).items()},
         )
+
+    def stack_file(self) -> Path:
+        """The checkout's stack config file (``stackConfigDir`` of Pulumi.yaml honoured)."""
+        project = next(
+            (
+                self.work_dir / f"Pulumi{ext}"
+                for ext in (".yaml", ".yml")
+                if (self.work_dir / f"Pulumi{ext}").is_file()
+            ),
+            None,
+        )
+        try:
+            settings = yaml.safe_load(project.read_text()) if project is not None else {}
+        except (OSError, yaml.YAMLError):
+            settings = {}
+        config_dir = settings.get("stackConfigDir") if isinstance(settings, dict) else None
+        directory = self.work_dir / (config_dir or ".")
+        return directory / f"Pulumi.{self.stack_name.rsplit('/', 1)[-1]}.yaml"
+
+    def _config_copy(self, directory: str) -> str:
+        """A copy of the stack file with this object's release state, in ``directory``. Secret
+        values stay as the ciphertexts the stack file holds."""
+        source = self.stack_file()
+        try:
+            doc = yaml.safe_load(source.read_text()) if source.is_file() else {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError("", f"cannot read {source.name}: {str(exc).splitlines()[0]}") from None
+        doc = doc if isinstance(doc, dict) else {}
+        config = dict(doc.get("config") or {})
+        config[RELEASE_KEY] = release_json(self._release or {})
+        doc["config"] = config
+        target = Path(directory) / source.name
+        target.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return str(target)
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Stack history newest first; all of it unless ``limit`` (one CLI call per 100 entries).
@@ -151,14 +257,14 @@ class PulumiBackend:
         if any(s.version == 0 for s in first):
             # numbering needs the whole history: read it in full pages from the start
             whole = first if limit is None else self._history_page(HISTORY_PAGE, 1)
-            return number_by_position(self._every_page(whole))[:limit]
+            return releases.effective_history(number_by_position(self._every_page(whole)))[:limit]
         pages = [first] if limit is not None else self._all_history_pages(first)
         seen: dict[int, HistoryEntry] = {}
         for page in pages:
             for summary in page:
                 entry = summary_to_entry(summary)
                 seen.setdefault(entry.version, entry)
-        return sorted(seen.values(), key=lambda e: e.version, reverse=True)
+        return releases.effective_history(list(seen.values()))
 
     def _every_page(self, first: list[auto.UpdateSummary]) -> list[auto.UpdateSummary]:
         """All entries, newest first, paging by page length (versions cannot tell pages apart)."""
@@ -313,6 +419,12 @@ _LOCK_HOLDER = re.compile(r"created by (?P<user>\S+)@(?P<host>\S+) \(pid (?P<pid
 def translate_error(exc: auto.CommandError, stack: str, action: str) -> RfsDeployError:
     """The rfs-deploy error for an Automation API error, with a one-line message."""
     stdout, stderr = command_streams(exc)
+    if releases.CONFLICT_MARK in stdout or releases.CONFLICT_MARK in stderr:
+        line = next(
+            (ln for ln in _lines(stderr) + _lines(stdout) if releases.CONFLICT_MARK in ln),
+            releases.CONFLICT_MARK,
+        )
+        return releases.ReleaseConflict(_clip(line[line.index(releases.CONFLICT_MARK) :]))
     if isinstance(exc, auto.ConcurrentUpdateError):
         return StackBusy(lock_message(stderr, stack))
     if isinstance(exc, auto.StackNotFoundError):

@@ -65,6 +65,13 @@ if words[:2] == ["stack", "history"]:  # the DIY backend slices pages like this
     entries = scenario.get("history", [])
     print(json.dumps(entries if scenario.get("no_paging") else entries[(page - 1) * size : page * size]))
     sys.exit(0)
+if "--config-file" in args:  # keep what the update was given, for the test to read
+    with open(flag("--config-file", None)) as src, open(os.path.join(here, "config-file.yaml"), "w") as dst:
+        dst.write(src.read())
+if words[:1] == ["up"]:
+    with open(os.path.join(here, "up-env.json"), "w") as out:
+        keys = ("RFS_DEPLOY_RELEASE_OWNER", "RFS_DEPLOY_RELEASE_EXPECT")
+        out.write(json.dumps({{k: os.environ.get(k) for k in keys}}))
 if "--event-log" in args:
     with open(flag("--event-log", None), "a") as log:
         for event in scenario.get("events", []) + [{{"sequence": 999, "timestamp": 0, "cancelEvent": {{}}}}]:
@@ -372,40 +379,78 @@ def test_unknown_stack_or_create(project: Path, fake: FakeCli) -> None:
     assert fake.calls()[-1] == ["--non-interactive", "stack", "init", "production"]
 
 
-def test_read_config(project: Path, fake: FakeCli) -> None:
-    fake.scenario(rules=[{"command": ["config"], "stdout": config_json()}])
+def test_read_config_of_a_new_stack_takes_the_checkout(project: Path, fake: FakeCli) -> None:
+    fake.scenario(rules=[{"command": ["config"], "stdout": config_json()}, OUTPUTS_NONE])
     config = backend(project, fake).read_config()
     assert config == load_stack_file(STACK_FILE)
-    assert fake.calls()[-1] == [
+    assert [
         "--non-interactive",
         "config",
         "--show-secrets",
         "--json",
         "--stack",
         "production",
-    ]
+    ] in fake.calls()
 
 
-def test_write_release_sends_one_config_set_of_one_key(project: Path, fake: FakeCli) -> None:
+def moved_release() -> dict[str, Any]:
+    """The example stack's release state after a blue-green of v2.0.0: what the backend holds
+    while a fresh checkout's stack file still says v1.0.0 on blue."""
+    state = load_stack_file(STACK_FILE).release["api-service"]
+    moved = state.evolve(
+        green={"version": "v2.0.0", "capacity": 10}, live="green", weights={"blue": 0, "green": 100}
+    )
+    return {"api-service": moved}
+
+
+def test_read_config_takes_the_release_state_from_the_backend_not_the_checkout(
+    project: Path, fake: FakeCli
+) -> None:
+    live = moved_release()
+    tag = (
+        "rfs-deploy[dep=ab12cd34 svc=api-service ver=v2.0.0 strat=blue-green step=9/9 kind=scale-down "
+        "phase=step]"
+    )
+    fake.scenario(
+        rules=[
+            {"command": ["config"], "stdout": config_json()},
+            {
+                "command": ["stack", "output"],
+                "stdout": json.dumps({"release": pb.json.loads(pb.release_json(live))}),
+            },
+        ],
+        history=[update_json(7, tag, release=pb.json.loads(pb.release_json(live)))],
+    )
+    config = backend(project, fake).read_config()
+    assert config.release == live  # the checkout's v1.0.0 on blue is stale
+    assert config.services == load_stack_file(STACK_FILE).services  # settings from the checkout
+
+
+def test_write_release_leaves_the_checkout_and_up_reads_a_private_copy(project: Path, fake: FakeCli) -> None:
+    before = (project / "stacks" / STACK_FILE.name).read_text()
     b = backend(project, fake)
     release = dict(load_stack_file(STACK_FILE).release)
     release["api-service"] = release["api-service"].evolve(green={"version": "v2.0.0", "capacity": 10})
     b.write_release(release)
-    calls = fake.calls()[1:]
-    assert calls == [
-        [
-            "config",
-            "set",
-            RELEASE_KEY,
-            "--plaintext",
-            "--stack",
-            "production",
-            "--non-interactive",
-            "--",
-            calls[0][-1],
-        ]
-    ]
-    assert pb.release_from_config({RELEASE_KEY: auto.ConfigValue(calls[0][-1])}) == release
+    assert not [c for c in fake.calls() if "config" in c]  # nothing written yet
+    message = (
+        "rfs-deploy[dep=ab12cd34 svc=api-service ver=v2.0.0 strat=canary step=1/9 kind=deploy-idle "
+        "phase=step]"
+    )
+    fake.scenario(rules=[{"command": ["up"]}, OUTPUTS_NONE], history=[update_json(2, message)])
+    b.up(message)
+    up = next(c for c in fake.calls() if "up" in c)
+    given = yaml.safe_load((fake.bin / "config-file.yaml").read_text())["config"]
+    assert pb.release_from_config({RELEASE_KEY: auto.ConfigValue(given[RELEASE_KEY])}) == release
+    assert "--config-file" in up and not Path(up[up.index("--config-file") + 1]).exists()  # removed after
+    assert (project / "stacks" / STACK_FILE.name).read_text() == before
+    env = json.loads((fake.bin / "up-env.json").read_text())
+    # the update applies the config's state for api-service only, and only over the state it expects
+    assert env["RFS_DEPLOY_RELEASE_OWNER"] == "api-service"
+    assert json.loads(env["RFS_DEPLOY_RELEASE_EXPECT"]) == {"api-service": "none"}
+
+
+OUTPUTS_NONE = {"command": ["stack", "output"], "stdout": "{}"}
 
 
 def test_history_pages_through_everything_without_secrets(project: Path, fake: FakeCli) -> None:
@@ -469,7 +514,7 @@ def test_up_forwards_resource_changes_as_lines(project: Path, fake: FakeCli) -> 
 
 def test_up_on_a_locked_stack_is_stack_busy(project: Path, fake: FakeCli) -> None:
     lock = DIY_LOCK.format(host="runner-7", pid=4242)
-    fake.scenario(rules=[{"command": ["up"], "stderr": lock, "code": 255}])
+    fake.scenario(rules=[{"command": ["up"], "stderr": lock, "code": 255}, OUTPUTS_NONE])
     with pytest.raises(StackBusy, match=r"locked by ci@runner-7 \(pid 4242\) since 2025-01-02T03:04:05Z"):
         backend(project, fake).up("m")
 
