@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfs_deploy.drive.protocols import (
     AlarmReader,
@@ -16,6 +16,9 @@ from rfs_deploy.drive.protocols import (
     TrafficReader,
 )
 from rfs_deploy.drive.records import RecordStore
+
+if TYPE_CHECKING:
+    from rfs_deploy.drive.cancel import Cancellation
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ class Seams:
     command_prefix: str = "rfs-deploy"
     #: Releases what the seams hold (the sandbox saves its session and stops moto).
     closer: Callable[[], None] | None = None
+    #: A request to stop (SIGINT/SIGTERM, ``task.cancel()``) and what to do then; the driver
+    #: attaches one for each operation (see :mod:`rfs_deploy.drive.cancel`).
+    cancellation: Cancellation | None = None
 
     def notify(self, event: Any) -> None:
         """Hand ``event`` to every listener. A listener that fails (a closed terminal, a bug in a

@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from rfs_deploy.config.model import STRATEGY_NAMES, ReleaseState, ServiceConfig, Strategy
 from rfs_deploy.drive import journal
+from rfs_deploy.drive.cancel import cancellable
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
@@ -165,6 +166,7 @@ class Driver:
     # ------------------------------------------------------------------ deploy
 
     @_exclusive
+    @cancellable
     async def deploy(
         self,
         service: str,
@@ -211,6 +213,7 @@ class Driver:
     # ------------------------------------------------------------------ crash recovery
 
     @_exclusive
+    @cancellable
     async def resume(self, service: str | None = None) -> DeploymentRecord:
         """Continue the open deployment from its last completed step (a new process may call this)."""
         found = self._open(service)
@@ -259,12 +262,14 @@ class Driver:
         return record
 
     @_exclusive
+    @cancellable
     async def abort(self, service: str | None = None) -> DeploymentRecord:
         """Restore the open deployment's pre-deployment checkpoint."""
         found = self._open(service)
         return await self._restore_open(found, "abort", "aborted on request")
 
     @_exclusive
+    @cancellable
     async def rollback(self, service: str, to_version: int | None = None) -> DeploymentRecord:
         """Restore ``service`` to history version ``to_version`` (default: the last resting state
         before the newest deployment). Refuses while a deployment is open: abort it instead —

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from rfs_deploy.config.model import SLOTS, ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events, journal
 from rfs_deploy.drive.analysis import Analyst
+from rfs_deploy.drive.cancel import CancelRequested
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.journal import Checkpoint
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, StepRecord
@@ -55,6 +56,8 @@ class StepOutcome:
     reason: str = ""
     #: A/B only: the test decided for A, so the deployment ends by restoring A (not a failure).
     keep_baseline: bool = False
+    #: The step's wait was interrupted by a cancel request (see :mod:`rfs_deploy.drive.cancel`).
+    cancelled: bool = False
 
 
 class StepFailed(Exception):
@@ -93,27 +96,44 @@ class Runner:
         rec = self.record
         rec.status = DeploymentStatus.IN_PROGRESS
         rec.total_steps = len(self.steps)
+        rec.recovery = None  # a resumed deployment: the old way out no longer applies
         self._save()
+        cancel = self.seams.cancellation
         for index in range(start, len(self.steps)):
             step = self.steps[index]
+            if cancel is not None and cancel.requested:
+                await self._cancelled(index)
+                return rec
             if self.seams.clock.now() > self.deadline:
                 reason = f"deployment exceeded its time budget before step {index + 1}"
                 rec.errors.append(reason)
                 await self.roll_back(reason)
                 return rec
             outcome = await self._run_step(index, step)
+            # a failed stack change while a cancel is pending is the cancel's: the engine may
+            # have cancelled its update on the same signal (a failed judgement still rolls back)
+            if outcome.cancelled or (
+                cancel is not None and cancel.requested and not outcome.passed and isinstance(step, Change)
+            ):
+                await self._cancelled(index)
+                return rec
             if outcome.keep_baseline:
                 await self.roll_back(outcome.reason, status_reason="kept A")
                 return rec
             if not outcome.passed:
                 await self.roll_back(f"step {index + 1} ({step.kind}) failed: {outcome.reason}")
                 return rec
+        if cancel is not None and cancel.requested:
+            await self._cancelled(len(self.steps))
+            return rec
         if self.steps and not self.steps[-1].changes_stack:
             # the journal needs an update that says the deployment ended (see journal.py)
             last = len(self.steps) - 1
             await self.update(self.release(), self._message(last, self.steps[last], "done"))
         rec.status = DeploymentStatus.COMPLETED
         rec.ended_at = self.seams.clock.now()
+        if cancel is not None:
+            cancel.stage = "finished"
         self._emit(events.DeploymentFinished, status=rec.status.value, reason="all steps passed")
         self._save()
         return rec
@@ -137,15 +157,17 @@ class Runner:
             outcome = await self._handle(index, step, srec)
         except StepFailed as exc:
             outcome = StepOutcome(False, str(exc))
+        except CancelRequested as exc:
+            outcome = StepOutcome(False, f"{exc}; the step's wait was interrupted", cancelled=True)
         except StackBusy:
             raise
         except RfsDeployError as exc:
             outcome = StepOutcome(False, str(exc))
         rec.status = DeploymentStatus.IN_PROGRESS
         srec.ended_at = self.seams.clock.now()
-        srec.outcome = "passed" if outcome.passed else "failed"
+        srec.outcome = "passed" if outcome.passed else "cancelled" if outcome.cancelled else "failed"
         srec.reason = outcome.reason
-        if not outcome.passed:
+        if not outcome.passed and not outcome.cancelled:
             rec.errors.append(f"step {index + 1} ({step.kind}): {outcome.reason}")
         self._emit(
             events.StepFinished, index=index, kind=step.kind, outcome=srec.outcome, reason=outcome.reason
@@ -300,6 +322,10 @@ class Runner:
         from rfs_deploy.drive.rollback import restore
 
         rec = self.record
+        cancel = self.seams.cancellation
+        if cancel is not None:
+            cancel.stage = "restoring"  # a first cancel request no longer interrupts its waits
+            cancel.record = cancel.record or rec
         if not on_request and not self.service.deploy.auto_rollback:
             rec.status = DeploymentStatus.FAILED
             rec.ended_at = self.seams.clock.now()
@@ -310,7 +336,12 @@ class Runner:
             self._save()
             return
         self._emit(events.RollbackStarted, reason=reason, target_version=self.checkpoint.version)
-        ok = await restore(self, self.checkpoint, reason, phase=phase)
+        rec.rollback_attempts = 0
+        stopped: str | None = None
+        try:
+            ok = await restore(self, self.checkpoint, reason, phase=phase)
+        except CancelRequested as exc:  # a second signal, or the cancel grace period ran out
+            ok, stopped = False, str(exc)
         rec.ended_at = self.seams.clock.now()
         if ok:
             rec.status = DeploymentStatus.ROLLED_BACK
@@ -318,8 +349,78 @@ class Runner:
         else:
             rec.status = DeploymentStatus.FAILED
             rec.recovery = self._recovery_command()
+        if stopped is not None:
+            if rec.rollback_attempts == 0:
+                # no restoring update ran: stack history still shows the deployment open
+                rec.recovery = self._cancel_commands()["abort"]
+            rec.errors.append(f"{phase} stopped right after the update in flight: {stopped}")
+            found = journal.latest_deployment(self.seams.backend.history(), rec.service)
+            if found is not None and found.deployment_id == rec.deployment_id and found.finished:
+                # the restoring update itself succeeded; the wait for AWS to show it was cut short
+                rec.errors.append(
+                    f"its update to stack version {self.checkpoint.version}'s release state succeeded; "
+                    "the check that the load balancer and instances show it did not finish"
+                )
+            if cancel is not None:
+                cancel.outcome = "stopped"
+        if cancel is not None:
+            cancel.stage = "finished"
         self._emit(events.DeploymentFinished, status=rec.status.value, reason=f"{status_reason}: {reason}")
         self._save()
+
+    # ------------------------------------------------------------------ cancellation
+
+    async def _cancelled(self, next_index: int) -> None:
+        """Act on a cancel request at a safe point, before plan step ``next_index`` (see
+        :mod:`rfs_deploy.drive.cancel`): nothing changed yet, leave, or abort to the checkpoint."""
+        cancel = self.seams.cancellation
+        assert cancel is not None
+        rec = self.record
+        cancel.record = rec
+        cancel.commands = self._cancel_commands()
+        total = len(self.steps)
+        where = f"before step {next_index + 1}/{total}" if next_index < total else "after the last step"
+        why = f"cancelled by {cancel.name} {where}"
+        if not self._touched():
+            rec.status = DeploymentStatus.ROLLED_BACK
+            rec.ended_at = self.seams.clock.now()
+            rec.errors.append(f"{why}; nothing was changed")
+            cancel.outcome, cancel.stage = "untouched", "finished"
+            self._emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
+            self._save()
+            return
+        if cancel.on_cancel == "leave":
+            resume, abort = cancel.commands["resume"], cancel.commands["abort"]
+            rec.errors.append(f"{why}; left as it is (--on-cancel leave)")
+            rec.recovery = f"{resume} (continue) or {abort} (roll back)"
+            cancel.outcome, cancel.stage = "left", "finished"
+            self._emit(events.Note, message=f"{why}: left as it is; continue: {resume}; roll back: {abort}")
+            self._save()
+            return
+        if cancel.forced:
+            # a second signal (or the end of the grace period) came before the rollback could start
+            rec.status = DeploymentStatus.FAILED
+            rec.ended_at = self.seams.clock.now()
+            rec.recovery = cancel.commands["abort"]
+            rec.errors.append(f"{why}; {cancel.stop_reason()} before the rollback started: still open")
+            cancel.outcome, cancel.stage = "stopped", "finished"
+            self._emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
+            self._save()
+            return
+        rec.errors.append(why)
+        await self.roll_back(why, status_reason="cancelled", on_request=True, phase="abort")
+        if cancel.outcome is None:
+            cancel.outcome = "rolled-back" if rec.status is DeploymentStatus.ROLLED_BACK else "failed"
+
+    def _touched(self) -> bool:
+        """Whether stack history holds an update of this deployment."""
+        found = journal.latest_deployment(self.seams.backend.history(), self.record.service)
+        return found is not None and found.deployment_id == self.record.deployment_id
+
+    def _cancel_commands(self) -> dict[str, str]:
+        where = f"--stack {self.record.stack} --service {self.record.service}"
+        prefix = self.seams.command_prefix
+        return {"resume": f"{prefix} resume {where}", "abort": f"{prefix} abort {where}"}
 
     def _recovery_command(self) -> str:
         return (
