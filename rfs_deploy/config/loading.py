@@ -33,8 +33,13 @@ TOP_LEVEL_KEYS = tuple(StackConfig.model_fields)
 
 
 def _decode(key: str, value: Any) -> Any:
-    if isinstance(value, str) and value in (secrets.MASKED, secrets.SAVED_PLACEHOLDER):
+    if isinstance(value, str) and value == secrets.MASKED:
         raise ConfigError(f"{NAMESPACE}:{key}", f"the whole value is {secrets.locked_hint()}")
+    if isinstance(value, str) and value == secrets.SAVED_PLACEHOLDER:
+        raise ConfigError(
+            f"{NAMESPACE}:{key}",
+            "a Pulumi secret the sandbox session does not keep; open it with its stack file",
+        )
     if isinstance(value, str):
         try:
             return json.loads(value)

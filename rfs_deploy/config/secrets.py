@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rfs_deploy.errors import ConfigError
+from rfs_deploy.errors import ConfigError, InvalidInput
 
 PASSPHRASE_ENV = "PULUMI_CONFIG_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "PULUMI_CONFIG_PASSPHRASE_FILE"
@@ -209,9 +209,7 @@ def _decrypter(phrase: str, state: str, source: str, origin: str) -> _Decrypter:
     except InvalidTag:
         ok = False
     if not ok:
-        raise ConfigError(
-            origin, f"incorrect passphrase for the secrets of {source}; set the stack's own passphrase"
-        )
+        raise InvalidInput(f"incorrect passphrase in {origin} for the secrets of {source}")
     return _Decrypter(key, source)
 
 
@@ -259,6 +257,39 @@ def conceal(value: Any, placeholder: str = SAVED_PLACEHOLDER) -> Any:
     if isinstance(value, list | tuple):
         return [conceal(v, placeholder) for v in value]
     return value
+
+
+def revealed_values(value: Any) -> set[str]:
+    """Every :class:`Revealed` string in ``value`` (at any depth)."""
+    if isinstance(value, Revealed):
+        return {str(value)}
+    if isinstance(value, Mapping):
+        return set().union(*(revealed_values(v) for v in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(revealed_values(v) for v in value))
+    return set()
+
+
+def scrub(value: Any, texts: set[str], placeholder: str = SAVED_PLACEHOLDER) -> Any:
+    """A copy of ``value`` (JSON-like) in which every string containing one of ``texts`` has it
+    replaced by ``placeholder``; ``value`` itself when ``texts`` is empty."""
+    if not texts:
+        return value
+    ordered = sorted(texts, key=len, reverse=True)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            for text in ordered:
+                if text in item:
+                    item = item.replace(text, placeholder)
+            return item
+        if isinstance(item, Mapping):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
 
 
 def locked_keys(value: Any, path: str = "") -> Iterator[str]:

@@ -16,6 +16,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pydantic.alias_generators import to_camel
 
 from rfs_deploy.config.model import STRATEGY_NAMES, ReleaseState, ServiceConfig, Strategy
+from rfs_deploy.config.secrets import require_plaintext
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.cancel import cancellable
 from rfs_deploy.drive.context import Seams
@@ -191,6 +192,7 @@ class Driver:
         config.service(service)
         checkpoint = self._current_checkpoint(history, service, config.release[service])
         svc, strat, release, steps = self.plan(service, version, strategy, overrides)
+        require_plaintext(svc, service)  # validation sends the headers: a masked one stops here
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
         if firing:
@@ -223,6 +225,7 @@ class Driver:
         config = self.seams.backend.read_config()
         record = self._load_or_new(found, config.release[found.service])
         svc, strat = self._resume_settings(found, config.service(found.service), record)
+        require_plaintext(svc, found.service)
         checkpoint = self._checkpoint_of(found)
         start_release = checkpoint.release_for(found.service)
         steps = plan(svc, strat, start_release, found.version)

@@ -42,6 +42,7 @@ import httpx
 
 from rfs_deploy.aws import AwsAdapters, AwsSession
 from rfs_deploy.config.loading import load_stack_config, read_namespace, read_other_config
+from rfs_deploy.config.secrets import revealed_values, scrub
 from rfs_deploy.drive.protocols import UpdateResult
 from rfs_deploy.errors import BackendError, ConfigError, RfsDeployError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
@@ -59,6 +60,9 @@ STATE_FILE = "state.json"
 LOCK_FILE = "update.lock"
 GENERATION_FILE = "state.gen"
 SAVE_LOCK_FILE = ".save.lock"
+#: Decrypted secrets at least this long are kept out of everything the session saves (shorter
+#: ones would match unrelated text; validation headers are kept out whatever their length).
+MIN_SCRUBBED = 4
 #: ``STAGE:N``: SIGKILL the process inside its N-th stack update (crash tests; see module docstring).
 KILL_ENV = "RFS_DEPLOY_SIM_KILL"
 
@@ -118,6 +122,11 @@ class Sandbox:
             chosen = (
                 _scenario(scenario) if scenario is not None else parse_scenario(saved["scenario"], "session")
             )
+            source = None
+            if stack_file is not None and Path(stack_file).is_file():
+                # secrets are never saved in the session: they are read from the stack file again
+                source = read_namespace(stack_file)
+                restore_secrets(saved["backend"]["namespace"], source)
             box = cls(
                 saved["backend"]["stack"],
                 saved["backend"]["namespace"],
@@ -127,9 +136,7 @@ class Sandbox:
                 start=start,
             )
             box._generation = generation
-            if stack_file is not None and Path(stack_file).is_file():
-                # secrets are never saved in the session: they are read from the stack file again
-                box._secret_source = read_namespace(stack_file)
+            box._secret_source = source
             return box._start(saved)
         if stack_file is None:
             raise ConfigError(
@@ -246,6 +253,8 @@ class Sandbox:
             "resources": self.applier.to_json(),
             "world": self.world.to_json(),
         }
+        # a decrypted secret the program used (a secret tag, say) is in resource inputs too
+        state = scrub(state, self._secret_texts())
         directory = self.session_dir
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / SAVE_LOCK_FILE, "a") as guard:
@@ -264,6 +273,11 @@ class Sandbox:
             self._generation = on_disk + 1
             _write_generation(directory, self._generation)
         self._dirty = False
+
+    def _secret_texts(self) -> set[str]:
+        """The decrypted secret values this process holds (never saved); too short ones aside."""
+        found = revealed_values(self.backend.namespace) | revealed_values(self._secret_source or {})
+        return {text for text in found if len(text) >= MIN_SCRUBBED}
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Rebuild moto from the recorded resources (same seeded ids), then the physics."""
