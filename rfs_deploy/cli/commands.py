@@ -3,33 +3,153 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from rfs_deploy.cli import SANDBOX_SERVICE, SANDBOX_STACK, emit, exit_code
-from rfs_deploy.cli.progress import ProgressPrinter
-from rfs_deploy.connect import open_seams
+from rfs_deploy.cli import SANDBOX_SERVICE, SANDBOX_STACK, emit, exit_code, views
+from rfs_deploy.cli.progress import WATCHDOG_SECONDS, ProgressPrinter
+from rfs_deploy.connect import backend_kind, open_seams, project_dir, state_dir
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.plans import describe
-from rfs_deploy.drive.records import DeploymentRecord
+from rfs_deploy.drive.protocols import HistoryEntry
+from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, RecordStore
 from rfs_deploy.drive.summary import summarize
 from rfs_deploy.errors import InvalidInput
 
 _opened: list[Seams] = []
+_printers: list[ProgressPrinter] = []
+
+
+def _check_stack_file(stack: str) -> None:
+    """A stack file that is not valid YAML: one line naming it and where, before any backend
+    opens it."""
+    import yaml
+
+    from rfs_deploy.cli import yaml_problem
+    from rfs_deploy.config.loading import read_namespace
+    from rfs_deploy.errors import ConfigError
+
+    path = project_dir() / "stacks" / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+    if not path.is_file():
+        return
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"stacks/{path.name} is not valid YAML: {yaml_problem(exc)}") from None
+    except OSError:
+        pass  # read_namespace says it in one line
+    read_namespace(path)
 
 
 def _seams(args: argparse.Namespace, stack: str, backend: str | None = None, **kw: Any) -> Seams:
-    listeners = [] if args.quiet or args.json else [ProgressPrinter()]
+    _check_stack_file(stack)
+    listeners: list[Callable[[Any], None]] = []
+    if not args.quiet:
+        printer = ProgressPrinter(watchdog=WATCHDOG_SECONDS)
+        _printers.append(printer)
+        listeners.append(printer)
     seams = open_seams(stack, backend=backend or args.backend, listeners=listeners, **kw)
     _opened.append(seams)
     return seams
 
 
 def close_all() -> None:
-    """Release every seams a command opened (the sandbox saves its session)."""
+    """Release every seams a command opened (the sandbox saves its session) and stop the
+    progress watchdogs."""
+    while _printers:
+        _printers.pop().close()
     while _opened:
         _opened.pop().close()
+
+
+# --------------------------------------------------------------------------- overrides
+
+SECTIONS = ("strategy", "analysis", "deploy", "validation")
+_SNAKE = re.compile(r"\A[a-z][a-z0-9]*(?:_[a-z0-9]+)+\Z")
+_KEY_PART = re.compile(r"\A[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _camel(key: str) -> str:
+    from pydantic.alias_generators import to_camel
+
+    return to_camel(key) if _SNAKE.match(key) else key
+
+
+def parse_overrides(
+    pairs: list[str], steps: str | None, current: Callable[[], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """``--set KEY=VALUE`` (dotted keys, camelCase or snake_case, values parsed as YAML) and
+    ``--steps W1,W2,...`` as the ``overrides`` of Driver.plan / Driver.deploy, which validate them
+    as the stack file is validated. ``current`` gives the service's settings (``by_alias``) so a
+    key nested deeper than a section's own keys (``validation.probe.requests``) changes only
+    itself. None when there is nothing to override."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidInput(f"--set expects KEY=VALUE (e.g. analysis.maxErrorRate=0.02), got {pair!r}")
+        parts = key.split(".")
+        if parts[0] not in SECTIONS or len(parts) < 2:
+            raise InvalidInput(
+                f"--set {key}: the key must be SECTION.NAME with SECTION one of {', '.join(SECTIONS)}"
+            )
+        if parts[0] == "validation" and _camel(parts[1]) == "headers":
+            raise InvalidInput(
+                f"--set {key}: validation headers are secrets; set them in the stack config "
+                "(pulumi config set --secret), not on a command line"
+            )
+        if not all(_KEY_PART.match(p) for p in parts[1:]):
+            raise InvalidInput(f"--set {key}: not a setting name")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise InvalidInput(f"--set {key}: {text!r} is not a YAML value") from None
+        _put(overrides, [_camel(p) for p in parts], value, current)
+    if steps is not None:
+        try:
+            weights = [int(w) for w in steps.split(",")]
+        except ValueError:
+            raise InvalidInput(f"--steps {steps!r}: give canary weights in percent, e.g. 5,25,50") from None
+        overrides.setdefault("strategy", {})["steps"] = weights
+    return overrides or None
+
+
+def _put(target: dict[str, Any], path: list[str], value: Any, current: Callable[[], dict[str, Any]]) -> None:
+    section, *rest = path
+    node = target.setdefault(section, {})
+    for depth, part in enumerate(rest[:-1]):
+        if part not in node:
+            # a nested block is replaced as a whole by the deployment's settings: start from the
+            # service's own, so the other keys of the block keep their values
+            here: Any = current().get(section, {})
+            for name in rest[: depth + 1]:
+                here = here.get(name) if isinstance(here, dict) else None
+            node[part] = dict(here) if isinstance(here, dict) else {}
+        if not isinstance(node[part], dict):
+            raise InvalidInput(f"--set {'.'.join(path)}: {part} is not a block of settings")
+        node = node[part]
+    node[rest[-1]] = value
+
+
+def _service_settings(seams: Seams, service: str) -> Callable[[], dict[str, Any]]:
+    def current() -> dict[str, Any]:
+        settings: dict[str, Any] = (
+            seams.backend.read_config().service(service).model_dump(mode="json", by_alias=True)
+        )
+        return settings
+
+    return current
+
+
+# --------------------------------------------------------------------------- results
 
 
 def _record_payload(record: DeploymentRecord) -> dict[str, Any]:
@@ -56,9 +176,10 @@ def _finish(args: argparse.Namespace, record: DeploymentRecord, report_dir: str 
         paths = [str(p) for p in write_report(record, report_dir)]
     payload = _record_payload(record)
     payload["report"] = paths
-    lines = [
-        f"deployment {record.deployment_id}: {record.status.value} ({record.service} → {record.version})"
-    ]
+    status = record.status.value
+    if record.status is DeploymentStatus.ROLLED_BACK and record.on_request:
+        status += " (on request)"
+    lines = [f"deployment {record.deployment_id}: {status} ({record.service} → {record.version})"]
     if record.rolled_back_to is not None:
         lines.append(f"restored stack version {record.rolled_back_to}")
     if record.decision:
@@ -72,20 +193,43 @@ def _finish(args: argparse.Namespace, record: DeploymentRecord, report_dir: str 
     return exit_code(record)
 
 
+def _mark_requested(seams: Seams, record: DeploymentRecord, asked: bool) -> DeploymentRecord:
+    """A restore that was asked for (``abort``, ``rollback``, or ``resume`` finishing an
+    interrupted abort) and succeeded: its command succeeded (exit 0), see DeploymentRecord."""
+    if record.status is not DeploymentStatus.ROLLED_BACK or record.on_request:
+        return record
+    if not asked:
+        found = journal.latest_deployment(seams.backend.history(), record.service)
+        asked = (
+            found is not None and found.deployment_id == record.deployment_id and found.status == "aborted"
+        )
+    if asked:
+        record.on_request = True
+        if seams.records is not None:
+            seams.records.save(record)
+    return record
+
+
+# --------------------------------------------------------------------------- commands
+
+
 async def cmd_deploy(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack, scenario=args.scenario)
-    record = await Driver(seams).deploy(args.service, args.version, args.strategy)
+    overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
+    record = await Driver(seams).deploy(args.service, args.version, args.strategy, overrides)
     return _finish(args, record, args.report)
 
 
 async def cmd_plan(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
-    _, strategy, release, steps = Driver(seams).plan(args.service, args.version, args.strategy)
+    overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
+    _, strategy, release, steps = Driver(seams).plan(args.service, args.version, args.strategy, overrides)
     lines = describe(steps)
     payload = {
         "service": args.service,
         "version": args.version,
         "strategy": strategy.model_dump(by_alias=True),
+        "overrides": overrides or {},
         "from": release.to_config(),
         "steps": [{"kind": s.kind, "description": s.describe()} for s in steps],
     }
@@ -95,7 +239,17 @@ async def cmd_plan(args: argparse.Namespace) -> int:
 
 async def cmd_up(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
-    result = seams.backend.up("rfs-deploy up: apply the stack config")
+    if args.release_from_config:
+        from rfs_deploy.config.loading import load_stack_file
+        from rfs_deploy.connect import short_stack_name
+        from rfs_deploy.releases import TAKE_ALL_MESSAGE
+
+        path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(args.stack)}.yaml"
+        seams.backend.write_release(load_stack_file(path).release)
+        result = seams.backend.up(f"{TAKE_ALL_MESSAGE} rfs-deploy up: apply the checkout's release state")
+    else:
+        # every service keeps its live release state (rfs_deploy.releases)
+        result = seams.backend.up("rfs-deploy up: apply the stack's settings")
     emit(
         args, {"version": result.version, "changes": dict(result.changes)}, f"stack version {result.version}"
     )
@@ -103,90 +257,110 @@ async def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def cmd_iam_policy(args: argparse.Namespace) -> int:
-    """The driver's least-privilege IAM policy (or Pulumi's, ``--for pulumi``) as JSON; no AWS call."""
-    import json
-
+    """The driver's least-privilege IAM policy (or Pulumi's, ``--for pulumi``) as JSON; no AWS call.
+    The policy document itself is the output, with or without --json (it pipes into the AWS CLI)."""
     from rfs_deploy import iam
 
     if args.principal == "pulumi":
-        print(json.dumps(iam.pulumi_policy(), indent=2))
+        policy = iam.pulumi_policy()
+        emit(args, policy, json.dumps(policy, indent=2), raw=True)
         return 0
     services, region = None, "*"
     if args.stack:
-        from rfs_deploy.config.loading import load_stack_config, read_namespace, read_other_config
-        from rfs_deploy.connect import project_dir
+        _check_stack_file(args.stack)
+        from rfs_deploy.config.loading import load_stack_file
         from rfs_deploy.errors import UnknownStack
 
-        path = project_dir() / "stacks" / f"Pulumi.{args.stack}.yaml"
+        path = project_dir() / "stacks" / f"Pulumi.{args.stack.rsplit('/', 1)[-1]}.yaml"
         if not path.is_file():
             raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in stacks/")
-        # the policy needs no secret value: Pulumi secrets are masked, never decrypted, here
-        config = load_stack_config(read_namespace(path, decrypt=False))
+        config = load_stack_file(path)
         services = list(config.services)
-        region = str(read_other_config(path, decrypt=False).get("aws:region") or "*")
-    print(json.dumps(iam.driver_policy(services, region=region, account=args.account), indent=2))
+        import yaml
+
+        region = (yaml.safe_load(path.read_text()) or {}).get("config", {}).get("aws:region") or "*"
+    policy = iam.driver_policy(services, region=region, account=args.account)
+    emit(args, policy, json.dumps(policy, indent=2), raw=True)
     return 0
 
 
 async def cmd_rollback(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
-    return _finish(args, await Driver(seams).rollback(args.service, args.to))
+    record = await Driver(seams).rollback(args.service, args.to)
+    return _finish(args, _mark_requested(seams, record, asked=True))
 
 
 async def cmd_resume(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
-    return _finish(args, await Driver(seams).resume(args.service))
+    record = await Driver(seams).resume(args.service)
+    return _finish(args, _mark_requested(seams, record, asked=False))
 
 
 async def cmd_abort(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
-    return _finish(args, await Driver(seams).abort(args.service))
+    record = await Driver(seams).abort(args.service)
+    return _finish(args, _mark_requested(seams, record, asked=True))
+
+
+# --------------------------------------------------------------------------- read-only commands
+
+
+def _read_history(args: argparse.Namespace) -> tuple[list[HistoryEntry], list[DeploymentRecord]]:
+    """Stack history and this machine's records (maybe none), opening nothing that writes: a
+    sandbox stack without a session has no history (``status`` does not create one), and the
+    Pulumi backend is opened without AWS credentials (history needs only the state backend)."""
+    _check_stack_file(args.stack)
+    kind = backend_kind(args.backend)
+    root = project_dir()
+    records = RecordStore(state_dir(root) / "deployments" / kind).all(stack=args.stack)
+    if kind == "sim":
+        from rfs_deploy.sim import session_directory
+
+        if not (session_directory(state_dir(root), args.stack) / "state.json").is_file():
+            return [], records
+        seams = open_seams(args.stack, backend="sim")
+        _opened.append(seams)
+        return seams.backend.history(), records
+    from rfs_deploy.drive.pulumi_backend import PulumiBackend
+
+    return PulumiBackend(args.stack, root).history(), records
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    seams = _seams(args, args.stack)
-    assert seams.records is not None
+    history, records = _read_history(args)
+    found = views.deployments(history, records, args.stack, args.service)
     if args.deployment_id:
-        record = seams.records.load(args.deployment_id)
+        view = views.find(found, args.deployment_id)
+    elif found:
+        view = found[0]
     else:
-        records = seams.records.all(stack=args.stack)
-        if not records:
-            raise InvalidInput(f"no deployments recorded for stack {args.stack}")
-        record = records[0]
-    found = journal.latest_deployment(seams.backend.history(), record.service)
-    journal_state = (
-        found.status if found is not None and found.deployment_id == record.deployment_id else None
-    )
-    payload = _record_payload(record)
-    payload["journal"] = journal_state
-    step = record.steps[-1].description if record.steps else "-"
-    text = (
-        f"{record.deployment_id}: {record.status.value} {record.progress}% — "
-        f"{record.service} → {record.version} ({record.strategy}); "
-        f"step {record.current_step + 1}/{record.total_steps}: {step}"
-        + (f"; journal: {journal_state}" if journal_state else "")
-    )
-    emit(args, payload, text)
+        whose = f" of {args.service}" if args.service else ""
+        raise InvalidInput(f"no deployments{whose} on stack {args.stack} (stack history has none)")
+    emit(args, view, views.status_line(view))
     return 0
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
-    seams = _seams(args, args.stack)
-    assert seams.records is not None
-    entries = seams.backend.history(limit=args.limit)
-    records = seams.records.all(stack=args.stack)[: args.limit]
+    if args.limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, not {args.limit}")
+    history, records = _read_history(args)
+    found = views.deployments(history, records, args.stack, args.service)[: args.limit]
+    entries = sorted(history, key=lambda e: e.version, reverse=True)[: args.limit]
     payload = {
-        "deployments": [
-            {"id": r.deployment_id, "service": r.service, "version": r.version, "status": r.status.value}
-            for r in records
+        "deployments": [views.brief(v) for v in found],
+        "stack_history": [
+            {
+                "version": e.version,
+                "result": e.result,
+                "message": e.message,
+                "start_time": e.start_time,
+                "end_time": e.end_time,
+                "deployment_id": tag.deployment_id if (tag := journal.decode(e.message)) else None,
+            }
+            for e in entries
         ],
-        "stack_history": [{"version": e.version, "result": e.result, "message": e.message} for e in entries],
     }
-    lines = ["deployments:"] + [
-        f"  {r.deployment_id} {r.status.value:<11} {r.service} "
-        f"{r.previous_version} → {r.version} ({r.strategy})"
-        for r in records
-    ]
+    lines = ["deployments:"] + [views.history_line(v) for v in found]
     lines += ["stack history:"] + [f"  {e.version:>4} {e.result:<10} {e.message}" for e in entries]
     emit(args, payload, "\n".join(lines))
     return 0
@@ -205,3 +379,35 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     )
     record = await Driver(seams).deploy(SANDBOX_SERVICE, args.version, args.strategy)
     return _finish(args, record, args.report)
+
+
+async def cmd_sandbox_reset(args: argparse.Namespace) -> int:
+    """Delete the sandbox's sessions (``.rfs-deploy/sandbox``, ``.rfs-deploy/engine``) and its
+    deployment records (``.rfs-deploy/deployments/sim``), of one stack or all; nothing else."""
+    import shutil
+
+    base = state_dir()
+    removed: list[Path] = []
+    if args.stack:
+        if "/" in args.stack or args.stack in ("", ".", ".."):
+            raise InvalidInput(f"--stack {args.stack!r}: not a sandbox stack name")
+        targets = [base / "sandbox" / args.stack, base / "engine" / args.stack]
+    else:
+        targets = [base / "sandbox", base / "engine"]
+    for target in targets:
+        if target.exists():
+            shutil.rmtree(target)
+            removed.append(target)
+    store = RecordStore(base / "deployments" / "sim")
+    if args.stack:
+        for record in store.all(stack=args.stack):
+            path = store.directory / f"{record.deployment_id}.json"
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    elif store.directory.exists():
+        shutil.rmtree(store.directory)
+        removed.append(store.directory)
+    what = f"the sandbox of stack {args.stack}" if args.stack else "the sandbox"
+    text = "\n".join(f"removed {p}" for p in removed) if removed else f"nothing to remove: {what} is empty"
+    emit(args, {"stack": args.stack, "removed": [str(p) for p in removed]}, text)
+    return 0

@@ -62,3 +62,19 @@ class RollbackStarted(Event):
 class DeploymentFinished(Event):
     status: str
     reason: str
+
+
+#: The longest a wait inside a step stays silent: the runner sleeps in chunks of at most this
+#: many seconds and reports each one that leaves more to wait (CI kills jobs that print nothing).
+HEARTBEAT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Heartbeat(Event):
+    """Still waiting inside step ``step``: ``waited`` seconds so far of ``total`` (None: until a
+    condition holds, e.g. targets healthy)."""
+
+    step: int
+    label: str
+    waited: float
+    total: float | None = None

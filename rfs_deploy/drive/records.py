@@ -88,6 +88,9 @@ class DeploymentRecord:
     errors: list[str] = field(default_factory=list)
     #: Stack history version restored by a rollback or abort.
     rolled_back_to: int | None = None
+    #: The restore was asked for (``abort``, ``rollback``), not decided by the judge: a
+    #: ROLLED_BACK record with it set is a success of the command that asked (exit 0, not 3).
+    on_request: bool = False
     rollback_attempts: int = 0
     #: A/B outcome: "A" or "B" with its reason.
     decision: str | None = None

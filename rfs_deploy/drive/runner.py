@@ -446,7 +446,37 @@ class Runner:
         return journal.encode(tag, step.describe())
 
     async def _sleep(self, seconds: float) -> None:
-        await self.seams.clock.sleep(seconds)
+        """Wait ``seconds`` on the clock, in chunks that end on multiples of
+        ``events.HEARTBEAT_SECONDS`` of the current step's time; each chunk that leaves the step
+        still waiting emits a Heartbeat, so a 300 s switch delay or a long run of health polls
+        is never silent for more than that (CI kills jobs that print nothing)."""
+        every = events.HEARTBEAT_SECONDS
+        index = self.record.current_step
+        step = self.steps[index] if 0 <= index < len(self.steps) else None
+        srec = next((s for s in self.record.steps if s.index == index and s.ended_at is None), None)
+        now = self.seams.clock.now()
+        # inside a running step its time counts from the step's start; elsewhere (a resume
+        # re-applying a step, a rollback's checks) from this wait's start
+        base = srec.started_at if step is not None and srec is not None else now
+        if isinstance(step, Pause) and srec is not None:
+            label, total = step.reason, float(step.seconds)
+        elif step is not None and srec is not None:
+            label, total = step.describe(), None
+        else:
+            label, total = "restoring the stack", None
+        end = now + seconds
+        while True:
+            chunk = min(end - now, every - round(now - base, 3) % every)
+            await self.seams.clock.sleep(chunk)
+            now += chunk
+            done = now >= end
+            on_beat = round(now - base, 3) % every == 0
+            # a pause's last chunk ends its step, which reports itself; a poll that ends on a
+            # beat reports, as more polls of the step may follow
+            if not done or (on_beat and srec is not None and not isinstance(step, Pause)):
+                self._emit(events.Heartbeat, step=index, label=label, waited=round(now - base), total=total)
+            if done:
+                return
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)

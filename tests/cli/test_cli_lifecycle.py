@@ -39,9 +39,11 @@ def test_deploy_then_status_then_history(place: Place) -> None:
     history = place.run("--json", "history", "--stack", STACK, "--limit", "50")
     assert history.code == 0, history.stderr
     entries = history.json()
-    assert entries["deployments"] == [
-        {"id": deployment, "service": SERVICE, "version": "v2.0.0", "status": "COMPLETED"}
-    ]
+    [listed] = entries["deployments"]
+    assert (listed["deployment_id"], listed["status"]) == (deployment, "COMPLETED")
+    assert listed["service"] == SERVICE
+    assert (listed["from_version"], listed["version"], listed["strategy"]) == ("v1.0.0", "v2.0.0", "canary")
+    assert (listed["step"], listed["total_steps"], listed["source"]) == (25, 25, "journal+record")
     stack = entries["stack_history"]
     assert [e["version"] for e in stack] == list(range(len(stack), 0, -1))
     assert all(e["result"] == "succeeded" for e in stack)
@@ -100,13 +102,14 @@ def test_killed_deploy_is_rolled_back_by_abort_in_a_new_process(place: Place) ->
     killed = open_deployment(place)
 
     aborted = place.run("--json", "abort", "--stack", STACK)
-    assert aborted.code == 3, aborted.stderr
+    assert aborted.code == 0, aborted.stderr  # the abort asked for did what it was asked
     payload = aborted.json()
     assert payload["deployment_id"] == killed["deployment_id"]
-    assert payload["status"] == "ROLLED_BACK" and payload["exit_code"] == 3
+    assert payload["status"] == "ROLLED_BACK" and payload["exit_code"] == 0 and payload["on_request"]
 
     after = place.run("--json", "status", "--stack", STACK).json()
-    assert after["status"] == "ROLLED_BACK"
+    assert (after["status"], after["journal"], after["requested"]) == ("ROLLED_BACK", "aborted", True)
+    assert after["deployment_exit_code"] == 0
     world = read_world(place, checkpoint=payload["rolled_back_to"])
     assert world["release"] == world["checkpoint_release"]
     assert world["live_version"] == "v1.0.0" and world["weights"] == {"blue": 100, "green": 0}
