@@ -1,7 +1,9 @@
 """``rfs-deploy`` exit codes, ``--json`` and the timeline report, each in a new process.
 
-0 completed, 3 rolled back cleanly, 2 invalid input (one line on stderr, no traceback, nothing
-changed).
+0 completed (and a requested abort or rollback that restored the checkpoint: see
+test_cli_status_journal.py and test_cli_lifecycle.py), 3 rolled back by the judge, 2 invalid input
+(one line on stderr, no traceback, nothing changed); 4 internal errors and 141 a closed stdout are
+in test_cli_pipeline.py.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ pipe, a stack file that is not YAML, an unexpected error), overrides, the sandbo
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -345,3 +346,21 @@ def test_sandbox_reset_removes_the_sessions_and_records(place: Place) -> None:
     assert place.run("sandbox-reset").stdout.strip() == "nothing to remove: the sandbox is empty"
     status = place.run("status", "--stack", STACK)
     assert "no deployments" in one_error_line(status, 2)
+
+
+# --------------------------------------------------------------------------- heartbeat
+
+STAMP = re.compile(r"\A\[\s*(\d+)s\] (.*)\Z")
+
+
+def test_long_waits_print_a_heartbeat_at_least_once_a_minute(deployed: tuple[Place, dict[str, Any]]) -> None:
+    """Blue-green pauses 60 s (switch delay) and 300 s (scale-down delay) in one sleep each."""
+    _, run = deployed
+    lines = [m.groups() for m in map(STAMP.match, run["stderr"].splitlines()) if m]
+    texts = [text for _, text in lines]
+    assert "  … waiting: switch delay, 30s of 60s" in texts
+    scale_down = [t for t in texts if t.startswith("  … waiting: scale-down delay, ")]
+    assert scale_down == [f"  … waiting: scale-down delay, {s}s of 300s" for s in range(30, 300, 30)]
+    stamps = [int(at) for at, _ in lines]
+    assert stamps == sorted(stamps) and stamps[-1] >= 360
+    assert max(b - a for a, b in itertools.pairwise(stamps)) <= 60
