@@ -8,7 +8,8 @@ Exit codes:
 3    rolled back by the judge: the release failed its analysis, the stack is back at its checkpoint
 4    failed and not safely rolled back (the message names the command that finishes the job),
      or an internal error (one line; ``--debug`` shows the traceback)
-130  interrupted (run ``resume`` or ``abort``)
+130  interrupted (run ``resume`` or ``abort``); a stack-changing command cancelled by SIGINT
+143  a stack-changing command cancelled by SIGTERM (see docs/cancellation.md)
 141  stdout was closed by the reader (``rfs-deploy history ... | head -1``): 128 + SIGPIPE
 ===  =======================================================================================
 
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         if service:
             sp.add_argument("--service", required=required, help="service name in the stack")
 
+    from rfs_deploy.cli.signals import add_arguments as cancel_args  # --on-cancel, --cancel-grace
+
     def override_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--set",
@@ -181,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     override_args(d)
     d.add_argument("--scenario", help="sandbox scenario (env RFS_DEPLOY_SCENARIO)")
     d.add_argument("--report", metavar="DIR", help="write the timeline report (PNG and HTML) into DIR")
+    cancel_args(d)
 
     pl = command("plan", "print the steps a deployment would run; changes nothing")
     stack_args(pl)
@@ -215,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sp = command(name, text)
         stack_args(sp, required=False)
+        if name == "resume":
+            cancel_args(sp)
 
     st = command("status", "a deployment's status and progress (from stack history)")
     stack_args(st, required=False)
@@ -341,14 +347,15 @@ def yaml_problem(exc: Exception) -> str:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    from rfs_deploy.cli import commands
+    from rfs_deploy.cli import commands, signals
 
     handler = getattr(commands, f"cmd_{args.command}")
-    try:
-        result: int = await handler(args)
-    finally:
-        commands.close_all()
-    return result
+    with signals.installed(args):  # SIGINT/SIGTERM: stop safely (docs/cancellation.md)
+        try:
+            result: int = await handler(args)
+        finally:
+            commands.close_all()
+        return signals.finish(result)
 
 
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: str, raw: bool = False) -> None:
@@ -389,9 +396,11 @@ def isoformat_times(value: Any) -> Any:
 
 def exit_code(record: DeploymentRecord) -> int:
     """The exit code a command ending with ``record`` returns."""
+    from rfs_deploy.cli.signals import adjust  # a cancelled command: 130/143 or 4
+
     if record.status is DeploymentStatus.ROLLED_BACK and record.on_request:
-        return EXIT_RESTORED_ON_REQUEST
-    return EXIT_CODES.get(record.status, 4)
+        return adjust(EXIT_RESTORED_ON_REQUEST)
+    return adjust(EXIT_CODES.get(record.status, 4))
 
 
 __all__ = ["InvalidInput", "build_parser", "emit", "exit_code", "iso", "isoformat_times", "main"]
