@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 BACKENDS = ("sim", "pulumi")
 DEFAULT_SCENARIO = "healthy"
+#: Seconds a stack update waits for the lock another process holds (Seams.lock_wait).
+LOCK_WAIT = 900
 
 
 def project_dir() -> Path:
@@ -67,8 +69,11 @@ def open_seams(
     seed: int | None = None,
     fresh: bool = False,
     engine: str = "sim",
+    readonly: bool = False,
 ) -> Seams:
-    """Seams for ``stack`` on the chosen backend (see the module docstring). With the sandbox,
+    """Seams for ``stack`` on the chosen backend (see the module docstring). ``readonly`` is
+    for commands that change nothing (status, history, plan): in the sandbox they neither wait
+    for nor save the session. With the sandbox,
     ``engine="pulumi"`` runs its stack updates through the real Pulumi engine (`make engine`)."""
     kind = backend_kind(backend)
     root = project_dir()
@@ -78,28 +83,71 @@ def open_seams(
         seams = open_engine_sandbox_seams(stack, root, chosen, fresh=fresh, seed=seed)
     elif kind == "sim":
         chosen = scenario or os.environ.get("RFS_DEPLOY_SCENARIO")
-        seams = open_sandbox(stack, root, chosen, fresh=fresh, seed=seed)
+        seams = open_sandbox(stack, root, chosen, fresh=fresh, seed=seed, readonly=readonly)
     else:
         seams = _pulumi_seams(stack, root)
     seams.records = records
+    seams.lock_wait = LOCK_WAIT
     seams.hooks = hooks or Hooks()
     seams.listeners = list(listeners or [])
     return seams
 
 
+def short_stack_name(stack: str) -> str:
+    """``production`` for ``production`` and for ``acme/rfs-deploy/production`` (an org-qualified
+    name, usual with Pulumi Cloud): the name of the stack's config file."""
+    return stack.rstrip("/").rsplit("/", 1)[-1]
+
+
 def open_sandbox(
-    stack: str, root: Path, scenario: str | None, *, fresh: bool = False, seed: int | None = None
+    stack: str,
+    root: Path,
+    scenario: str | None,
+    *,
+    fresh: bool = False,
+    seed: int | None = None,
+    readonly: bool = False,
 ) -> Seams:
     """Seams over the sandbox session of ``stack`` (kept in ``.rfs-deploy/sandbox/<stack>``).
 
     A session lives on between commands and processes, so ``resume`` and ``abort`` work from a new
-    process; ``fresh`` starts a new one from ``stacks/Pulumi.<stack>.yaml``.
+    process; ``fresh`` starts a new one from ``stacks/Pulumi.<stack>.yaml``. A command that may
+    change the stack holds the session while it runs (a second one waits, see
+    :mod:`rfs_deploy.sim.session_lock`); ``readonly`` reads the last saved state and never saves.
     """
+    from rfs_deploy.sim.session_lock import SessionLock
+
+    stack = short_stack_name(stack)
+    session_lock = SessionLock(_session_dir(root, stack), stack)
+    if not readonly:
+        session_lock.acquire(LOCK_WAIT)
+    try:
+        return _open_sandbox(stack, root, scenario, fresh, seed, readonly, session_lock)
+    except BaseException:
+        session_lock.release()
+        raise
+
+
+def _session_dir(root: Path, stack: str) -> Path:
+    from rfs_deploy.sim import session_directory
+
+    return session_directory(state_dir(root), stack)
+
+
+def _open_sandbox(
+    stack: str,
+    root: Path,
+    scenario: str | None,
+    fresh: bool,
+    seed: int | None,
+    readonly: bool,
+    session_lock: Any,
+) -> Seams:
     import shutil
 
-    from rfs_deploy.sim import Sandbox, session_directory
+    from rfs_deploy.sim import Sandbox
 
-    session = session_directory(state_dir(root), stack)
+    session = _session_dir(root, stack)
     stack_file = root / "stacks" / f"Pulumi.{stack}.yaml"
     kept = not fresh and (session / "state.json").exists()
     if not kept and not stack_file.is_file():
@@ -113,17 +161,25 @@ def open_sandbox(
     chosen = _scenario(scenario, fresh, seed)
     if fresh and session.exists():
         shutil.rmtree(session)
-    box = Sandbox.open(stack_file, scenario=chosen, session_dir=session)
+    box = Sandbox.open(stack_file, scenario=chosen, session_dir=session, readonly=readonly)
     box.provision()
+
+    def close() -> None:
+        try:
+            box.close()
+        finally:
+            session_lock.release()
+
     return Seams(
         backend=box.backend,
         metrics=box.adapters.metrics,
         traffic=box.adapters.traffic,
         fleet=box.adapters.fleet,
+        images=box.adapters.images,
         alarms=box.adapters.alarms,
         clock=box.clock,
         http_transport=box.http_transport(),
-        closer=box.close,
+        closer=close,
     )
 
 
@@ -147,12 +203,12 @@ def open_engine_sandbox_seams(
 
     from rfs_deploy.sim.engine import open_engine_sandbox
 
-    work = state_dir(root) / "engine" / stack
+    work = state_dir(root) / "engine" / short_stack_name(stack)
     chosen = _scenario(scenario, fresh, seed)
     if fresh and work.exists():
         shutil.rmtree(work)
     sandbox = open_engine_sandbox(
-        root / "stacks" / f"Pulumi.{stack}.yaml", work, scenario=chosen, project=root
+        root / "stacks" / f"Pulumi.{short_stack_name(stack)}.yaml", work, scenario=chosen, project=root
     )
     try:
         sandbox.provision()
@@ -167,7 +223,7 @@ def _pulumi_seams(stack: str, root: Path) -> Seams:
     from rfs_deploy.config import read_namespace, read_other_config
     from rfs_deploy.drive.pulumi_backend import PulumiBackend
 
-    stack_file = root / "stacks" / f"Pulumi.{stack}.yaml"
+    stack_file = root / "stacks" / f"Pulumi.{short_stack_name(stack)}.yaml"
     region = None
     if stack_file.is_file():
         # a broken stack file fails here, before any AWS call; its secrets stay encrypted (the
@@ -182,6 +238,7 @@ def _pulumi_seams(stack: str, root: Path) -> Seams:
         metrics=aws.metrics,
         traffic=aws.traffic,
         fleet=aws.fleet,
+        images=aws.images,
         alarms=aws.alarms,
         clock=SystemClock(),
     )

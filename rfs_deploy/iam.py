@@ -16,6 +16,8 @@ autoscaling:DescribeInstance-      AutoScalingFleet.latest_       none possible 
   Refreshes                        refresh
 autoscaling:CancelInstanceRefresh  AutoScalingFleet.cancel_       the services' Auto Scaling
                                    refresh (rollback only)        groups by name
+ec2:DescribeImages                 Ec2Images.find (only for a     none possible (``*``)
+                                   service with lookupTag)
 =================================  =============================  ===============================
 
 The adapter also offers ``start_refresh``, ``rollback_refresh`` and ``in_service``
@@ -37,7 +39,12 @@ from typing import Any
 
 #: botocore service name -> IAM action prefix (CloudWatch signs as "monitoring", ELBv2 as
 #: "elasticloadbalancing"; IAM knows them as below).
-IAM_PREFIX = {"cloudwatch": "cloudwatch", "elbv2": "elasticloadbalancing", "autoscaling": "autoscaling"}
+IAM_PREFIX = {
+    "cloudwatch": "cloudwatch",
+    "elbv2": "elasticloadbalancing",
+    "autoscaling": "autoscaling",
+    "ec2": "ec2",
+}
 
 READ_METRICS = ("cloudwatch:GetMetricData",)
 READ_ALARMS = ("cloudwatch:DescribeAlarms",)
@@ -48,6 +55,8 @@ READ_LOAD_BALANCER = (
 )
 READ_REFRESHES = ("autoscaling:DescribeInstanceRefreshes",)
 CANCEL_REFRESH = ("autoscaling:CancelInstanceRefresh",)
+#: Only when a service finds its AMIs by tag (``artifact.lookupTag``).
+FIND_IMAGES = ("ec2:DescribeImages",)
 
 #: Every action the driver needs.
 DRIVER_ACTIONS: tuple[str, ...] = (
@@ -66,10 +75,14 @@ def action_name(service_name: str, operation: str) -> str:
 
 
 def driver_policy(
-    services: Iterable[str] | None = None, region: str = "*", account: str = "*"
+    services: Iterable[str] | None = None,
+    region: str = "*",
+    account: str = "*",
+    image_lookup: bool = False,
 ) -> dict[str, Any]:
     """The driver's IAM policy document; ``services`` scopes alarms and groups by name prefix
-    (None: any name), ``region``/``account`` fill the ARNs."""
+    (None: any name), ``region``/``account`` fill the ARNs; ``image_lookup`` adds
+    DescribeImages, for services that find their AMIs by tag."""
     names = sorted(set(services)) if services is not None else ["*"]
 
     def arns(template: str) -> list[str] | str:
@@ -86,6 +99,7 @@ def driver_policy(
             _statement("ReadLoadBalancer", READ_LOAD_BALANCER, "*"),
             _statement("ReadInstanceRefreshes", READ_REFRESHES, "*"),
             _statement("CancelRefreshOnRollback", CANCEL_REFRESH, arns(group)),
+            *([_statement("FindReleaseImages", FIND_IMAGES, "*")] if image_lookup else []),
         ],
     }
 

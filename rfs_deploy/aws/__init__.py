@@ -5,6 +5,7 @@
     CloudWatchAlarms    AlarmReader     (DescribeAlarms)
     Elbv2Traffic        TrafficReader   (DescribeListeners / DescribeRules / DescribeTargetHealth)
     AutoScalingFleet    FleetControl    (instance refresh, InService count)
+    Ec2Images           ImageFinder     (DescribeImages: a release's AMI by tag)
 
 :func:`connect` builds all four over one session. botocore errors never leave this package:
 :func:`~rfs_deploy.aws.session.aws_errors` turns them into AwsError / MissingCredentials.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from rfs_deploy.aws.autoscaling import AutoScalingFleet
 from rfs_deploy.aws.cloudwatch import CloudWatchAlarms, CloudWatchMetrics, service_queries
 from rfs_deploy.aws.elbv2 import Elbv2Traffic
+from rfs_deploy.aws.images import Ec2Images
 from rfs_deploy.aws.session import DEFAULT_MAX_ATTEMPTS, AwsSession, aws_errors
 
 
@@ -29,6 +31,7 @@ class AwsAdapters:
     alarms: CloudWatchAlarms
     traffic: Elbv2Traffic
     fleet: AutoScalingFleet
+    images: Ec2Images
 
     @classmethod
     def from_session(cls, session: AwsSession) -> AwsAdapters:
@@ -39,6 +42,7 @@ class AwsAdapters:
             alarms=CloudWatchAlarms.from_session(session),
             traffic=Elbv2Traffic.from_session(session),
             fleet=AutoScalingFleet.from_session(session),
+            images=Ec2Images.from_session(session),
         )
 
 
@@ -61,6 +65,7 @@ __all__ = [
     "AwsSession",
     "CloudWatchAlarms",
     "CloudWatchMetrics",
+    "Ec2Images",
     "Elbv2Traffic",
     "aws_errors",
     "connect",

@@ -98,11 +98,14 @@ class Artifact(Model):
     amis: dict[str, Annotated[str, Field(pattern=r"^ami-[0-9a-f]+$")]] = Field(default_factory=dict)
     default_ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
     user_data: str | None = None
+    #: A tag whose value is the version, on AMIs of this account: a version without an AMI in
+    #: ``amis`` is looked up by it when deployed (the newest image with ``<lookupTag>=<version>``).
+    lookup_tag: str | None = Field(default=None, min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _some_image(self) -> Artifact:
-        if not self.amis and self.default_ami is None:
-            raise ValueError("give amis (one per version) or defaultAmi")
+        if not self.amis and self.default_ami is None and self.lookup_tag is None:
+            raise ValueError("give amis (one per version), defaultAmi or lookupTag")
         if self.user_data is not None:
             try:
                 Template(self.user_data).substitute(version="x")
@@ -361,15 +364,23 @@ class ServiceConfig(Model):
 
 
 class SlotState(Model):
-    """What one slot runs: a version (or nothing) and how many instances."""
+    """What one slot runs: a version (or nothing) and how many instances.
+
+    ``image`` is the version's AMI when the release gave one itself (``rfs-deploy deploy --ami``,
+    or found by ``artifact.lookupTag``) rather than ``artifact.amis``: kept in the release state,
+    so a rollback restores the very image the slot ran.
+    """
 
     version: str | None = None
     capacity: int = Field(default=0, ge=0, le=1000)
+    image: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
 
     @model_validator(mode="after")
     def _version_when_running(self) -> SlotState:
         if self.capacity > 0 and self.version is None:
             raise ValueError("a slot with capacity needs a version")
+        if self.image is not None and self.version is None:
+            raise ValueError("a slot with an image needs a version")
         return self
 
 
@@ -427,7 +438,9 @@ class ReleaseState(Model):
         return self.blue if name == "blue" else self.green
 
     def with_slot(self, name: SlotName, **changes: Any) -> ReleaseState:
-        """A copy with one slot changed (validated)."""
+        """A copy with one slot changed (validated). A new version drops the old one's image."""
+        if "version" in changes and changes["version"] != self.slot(name).version:
+            changes.setdefault("image", None)
         slot = self.slot(name).model_copy(update=changes)
         return self.evolve(**{name: slot})
 
@@ -477,7 +490,8 @@ class StackConfig(Model):
             artifact = self.services[name].artifact
             for slot in SLOTS:
                 version = state.slot(slot).version
-                if version is not None and not artifact.has_image(version):
+                own_image = state.slot(slot).image is not None
+                if version is not None and not own_image and not artifact.has_image(version):
                     raise _KeyedError(
                         f"release.{name}.{slot}.version",
                         f"version {version!r} has no image: add it to services.{name}.artifact.amis "

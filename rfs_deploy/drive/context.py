@@ -11,6 +11,7 @@ from rfs_deploy.drive.protocols import (
     AlarmReader,
     Clock,
     FleetControl,
+    ImageFinder,
     MetricsSource,
     StackBackend,
     TrafficReader,
@@ -56,6 +57,11 @@ class Seams:
     #: A request to stop (SIGINT/SIGTERM, ``task.cancel()``) and what to do then; the driver
     #: attaches one for each operation (see :mod:`rfs_deploy.drive.cancel`).
     cancellation: Cancellation | None = None
+    #: Seconds of real time a stack update waits while another process holds the stack lock
+    #: (0: StackBusy at once). :func:`rfs_deploy.connect.open_seams` sets 900.
+    lock_wait: float = 0
+    #: Finds a version's AMI by tag (``artifact.lookupTag``); None: lookups are refused.
+    images: ImageFinder | None = None
 
     def notify(self, event: Any) -> None:
         """Hand ``event`` to every listener. A listener that fails (a closed terminal, a bug in a

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic.alias_generators import to_camel
@@ -28,6 +29,7 @@ from rfs_deploy.drive.runner import Runner, StepFailed
 from rfs_deploy.drive.steps import Step
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, StackBusy
 from rfs_deploy.outputs import parse_outputs
+from rfs_deploy.releases import ReleaseConflict
 
 
 def planned_seconds(steps: tuple[Step, ...]) -> float:
@@ -93,6 +95,15 @@ def _camel(value: Any) -> Any:
     return value
 
 
+def with_image(service: ServiceConfig, version: str, image: str | None) -> ServiceConfig:
+    """``service`` with ``image`` as ``version``'s AMI (for the plan's checks; the image itself
+    travels in the release state, not in the settings)."""
+    if image is None:
+        return service
+    amis = {**service.artifact.amis, version: image}
+    return service.model_copy(update={"artifact": service.artifact.model_copy(update={"amis": amis})})
+
+
 def deployment_settings(service: ServiceConfig) -> dict[str, Any]:
     """What ``resume`` needs to rebuild a deployment's plan on top of the stack config: its
     strategy and the sections a deployment may override, as JSON (validation headers left out:
@@ -150,12 +161,14 @@ class Driver:
         version: str,
         strategy: str | Strategy | None = None,
         overrides: dict[str, Any] | None = None,
+        image: str | None = None,
     ) -> tuple[ServiceConfig, Strategy, ReleaseState, tuple[Step, ...]]:
-        """The plan a deployment would run, without changing anything."""
+        """The plan a deployment would run, without changing anything. ``image``: the version's
+        AMI given for this deployment (see :meth:`deploy`)."""
         config = self.seams.backend.read_config()
         svc, strat = resolve(config.service(service), strategy, overrides)
         release = config.release[service]
-        steps = plan(svc, strat, release, version)
+        steps = plan(with_image(svc, version, image), strat, release, version)
         scheduled = planned_seconds(steps)
         if scheduled > svc.deploy.deployment_timeout:
             raise InvalidInput(
@@ -174,24 +187,32 @@ class Driver:
         version: str,
         strategy: str | Strategy | None = None,
         overrides: dict[str, Any] | None = None,
+        image: str | None = None,
     ) -> DeploymentRecord:
-        """Release ``version`` of ``service``; ends COMPLETED, ROLLED_BACK or FAILED (with recovery)."""
+        """Release ``version`` of ``service``; ends COMPLETED, ROLLED_BACK or FAILED (with recovery).
+
+        ``image``: the version's AMI (a pipeline that baked one need not edit the stack file);
+        without it a version missing from ``artifact.amis`` is looked up by ``artifact.lookupTag``.
+        The image is kept in the release state, so rollbacks restore it too."""
         history = self.seams.backend.history()
-        if history and history[0].result == "in-progress":
-            # another process's update is running (its config change may already be written)
+        running = journal.decode(history[0].message) if history else None
+        if history and history[0].result == "in-progress" and (running is None or running.service == service):
+            # an update of this service (or a hand-run one) is running: its change may be written
             raise StackBusy(
                 f"stack {self.seams.backend.stack_name} has an update in progress (version "
                 f"{history[0].version}); wait for it, or run `{self._cmd('status')}`"
             )
         # before planning: an open deployment's traffic split would fail the plan's starting-point
-        # check with a vaguer InvalidInput instead of StackBusy naming resume and abort
-        self._refuse_if_open(history)
+        # check with a vaguer InvalidInput instead of StackBusy naming resume and abort. Other
+        # services' deployments may run meanwhile: each update changes only its own service.
+        self._refuse_if_open(history, service=service)
         # and before planning: the plan judges its starting point from the config, which a killed
         # update may have left ahead of the cloud ("v2 is already live" when it never ran)
         config = self.seams.backend.read_config()
         config.service(service)
         checkpoint = self._current_checkpoint(history, service, config.release[service])
-        svc, strat, release, steps = self.plan(service, version, strategy, overrides)
+        image = self._image(config.service(service), version, image)
+        svc, strat, release, steps = self.plan(service, version, strategy, overrides, image)
         require_plaintext(svc, service)  # validation sends the headers: a masked one stops here
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
@@ -207,8 +228,12 @@ class Driver:
         )
         if not pre.ok:
             return self._finish_untouched(record, f"{pre.summary}; nothing was changed")
-        runner = Runner(self.seams, record, svc, steps, checkpoint, planned_seconds(steps))
-        await runner.run()
+        runner = Runner(self.seams, record, svc, steps, checkpoint, planned_seconds(steps), image=image)
+        try:
+            await runner.run()
+        except (StackBusy, ReleaseConflict) as exc:
+            self._lost_the_stack(record, exc)
+            raise
         await self._after(runner)
         return record
 
@@ -216,9 +241,11 @@ class Driver:
 
     @_exclusive
     @cancellable
-    async def resume(self, service: str | None = None) -> DeploymentRecord:
-        """Continue the open deployment from its last completed step (a new process may call this)."""
+    async def resume(self, service: str | None = None, force: bool = False) -> DeploymentRecord:
+        """Continue the open deployment from its last completed step (a new process may call this).
+        Refused while the process running it is alive (``force``: its machine is known to be gone)."""
         found = self._open(service)
+        self._refuse_if_owned(found, "resume", force)
         if found.status in ("rolling-back", "aborting"):
             phase: journal.Phase = "rollback" if found.status == "rolling-back" else "abort"
             return await self._restore_open(found, phase, f"finishing an interrupted {phase}")
@@ -228,7 +255,8 @@ class Driver:
         require_plaintext(svc, found.service)
         checkpoint = self._checkpoint_of(found)
         start_release = checkpoint.release_for(found.service)
-        steps = plan(svc, strat, start_release, found.version)
+        image = journal.deployment_image(found)
+        steps = plan(with_image(svc, found.version, image), strat, start_release, found.version)
         if len(steps) != found.total_steps:
             raise InvalidInput(
                 f"cannot resume deployment {found.deployment_id}: its plan had {found.total_steps} steps, "
@@ -243,8 +271,10 @@ class Driver:
         # the deployment waiting on the world
         remaining = planned_seconds(steps[found.next_step :])
         now = self.seams.clock.now()
-        runner = Runner(self.seams, record, svc, steps, checkpoint, remaining, started_at=now)
-        expected = replay(start_release, steps[: found.next_step])
+        runner = Runner(
+            self.seams, record, svc, steps, checkpoint, remaining, started_at=now, image=image
+        )
+        expected = runner._with_image(replay(start_release, steps[: found.next_step]))
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state
             last = found.next_step - 1
@@ -266,9 +296,11 @@ class Driver:
 
     @_exclusive
     @cancellable
-    async def abort(self, service: str | None = None) -> DeploymentRecord:
-        """Restore the open deployment's pre-deployment checkpoint."""
+    async def abort(self, service: str | None = None, force: bool = False) -> DeploymentRecord:
+        """Restore the open deployment's pre-deployment checkpoint. Refused while the process
+        running it is alive (``force``: its machine is known to be gone)."""
         found = self._open(service)
+        self._refuse_if_owned(found, "abort", force)
         return await self._restore_open(found, "abort", "aborted on request")
 
     @_exclusive
@@ -279,15 +311,17 @@ class Driver:
         unless its rollback or abort already failed: restoring a checkpoint is how that one is
         finished (the recovery command of its FAILED record)."""
         history = self.seams.backend.history()
-        open_one = journal.find_open_deployment(history)
+        open_one = journal.find_open_deployment(history, service)
         if open_one is None or open_one.status not in ("rolling-back", "aborting"):
-            self._refuse_if_open(history, hint="abort")
+            self._refuse_if_open(history, hint="abort", service=service)
         config = self.seams.backend.read_config()
         svc = config.service(service)
         if to_version is not None:
             checkpoint = journal.checkpoint_at(history, to_version)
         else:
-            latest = journal.latest_deployment(history, service)
+            # the newest *release* of the service: a rollback is no release to undo, so a second
+            # bare rollback does not bring back the version the first one rolled away from
+            latest = journal.latest_release(history, service)
             before = latest.entries[-1].version if latest is not None else None
             found = journal.last_good_checkpoint(history, before_version=before)
             if found is None:
@@ -295,6 +329,11 @@ class Driver:
             checkpoint = found
         target = checkpoint.release_for(service)
         current = config.release[service]
+        newest = history[0] if history else None
+        live = newest.release.get(service) if newest is not None and newest.release is not None else None
+        if newest is not None and newest.result == "succeeded" and live == target == current:
+            # the stack really runs the target (not after a failed or killed update since)
+            return self._nothing_to_roll_back(service, checkpoint, target)
         record = self._new_record(
             service, target.slot(target.live).version or "?", "rollback", current, journal.new_deployment_id()
         )
@@ -305,8 +344,28 @@ class Driver:
 
     # ------------------------------------------------------------------ helpers
 
-    def _refuse_if_open(self, history: list[Any], hint: str = "resume") -> None:
-        found = journal.find_open_deployment(history)
+    def _image(self, service: ServiceConfig, version: str, given: str | None) -> str | None:
+        """The AMI a deployment brings for ``version``: ``given`` (checked), else the one found by
+        ``artifact.lookupTag`` when the config has none; None: the config's."""
+        if given is not None:
+            if not re.fullmatch(r"ami-[0-9a-f]+", given):
+                raise InvalidInput(f"--ami {given!r} is not an AMI id (ami-0123abcd...)")
+            return given
+        artifact = service.artifact
+        if artifact.has_image(version) or artifact.lookup_tag is None:
+            return None
+        if self.seams.images is None:
+            raise InvalidInput(f"version {version!r} has no AMI and no image lookup is available here")
+        found = self.seams.images.find(artifact.lookup_tag, version)
+        if found is None:
+            raise InvalidInput(
+                f"version {version!r} has no image: no AMI of this account is tagged "
+                f"{artifact.lookup_tag}={version} (artifact.lookupTag), and artifact.amis has none"
+            )
+        return found
+
+    def _refuse_if_open(self, history: list[Any], hint: str = "resume", service: str | None = None) -> None:
+        found = journal.find_open_deployment(history, service)
         if found is not None:
             step = found.next_step
             commands = " or ".join(f"`{self._cmd(verb)}`" for verb in dict.fromkeys((hint, "abort")))
@@ -316,10 +375,86 @@ class Driver:
             )
 
     def _open(self, service: str | None) -> JournalDeployment:
-        found = journal.find_open_deployment(self.seams.backend.history(), service)
+        history = self.seams.backend.history()
+        if service is None:
+            opened = journal.open_deployments(history)
+            if len(opened) > 1:
+                names = ", ".join(f"{d.service} ({d.deployment_id})" for d in opened)
+                raise InvalidInput(
+                    f"stack {self.seams.backend.stack_name} has open deployments of {names}; "
+                    "name one with --service"
+                )
+        found = journal.find_open_deployment(history, service)
         if found is None:
-            raise InvalidInput(f"no open deployment on stack {self.seams.backend.stack_name}; nothing to do")
+            of = f" of {service}" if service else ""
+            raise InvalidInput(
+                f"no open deployment{of} on stack {self.seams.backend.stack_name}; nothing to do"
+            )
         return found
+
+    def refuse_if_open(self, service: str | None, hint: str = "resume") -> None:
+        """StackBusy when a deployment of ``service`` (of any service: None) is open."""
+        self._refuse_if_open(self.seams.backend.history(), hint=hint, service=service)
+
+    def refuse_if_owned(self, service: str | None, verb: str) -> None:
+        """StackBusy naming the owner when the open deployment (of ``service``) is still run by
+        a live process; nothing when none is open or its owner is gone."""
+        history = self.seams.backend.history()
+        found = journal.find_open_deployment(history, service)
+        if found is not None:
+            self._refuse_if_owned(found, verb, force=False)
+
+    def _refuse_if_owned(self, found: JournalDeployment, verb: str, force: bool) -> None:
+        """Refuse to take over a deployment whose owner still runs it (see journal.owner_alive)."""
+        tag = found.last_tag
+        if force or tag.owner is None or tag.owner == journal.this_owner():
+            return
+        if journal.owner_alive(tag):
+            host, _, pid = tag.owner.rpartition("/")
+            until = (
+                datetime.fromtimestamp(tag.lease, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if tag.lease is not None
+                else "its end"
+            )
+            raise StackBusy(
+                f"deployment {found.deployment_id} of {found.service} is being run by process {pid} on "
+                f"{host} (lease until {until}); stop that process (on SIGTERM it aborts the deployment "
+                f"itself) or wait for it. Only if that machine is gone: `{self._cmd(verb)} --service "
+                f"{found.service} --force`"
+            )
+
+    def _lost_the_stack(self, record: DeploymentRecord, exc: RfsDeployError) -> None:
+        """The deployment stopped because another process holds or changed the stack: the record
+        says what state it is left in, so no record stays IN_PROGRESS."""
+        changed = any(step.stack_version is not None for step in record.steps)
+        record.ended_at = self.seams.clock.now()
+        if not changed:
+            record.status = DeploymentStatus.ROLLED_BACK
+            record.errors.append(f"did not start: {exc}; nothing was changed")
+        else:
+            record.status = DeploymentStatus.FAILED
+            record.errors.append(f"stopped: {exc}")
+            record.recovery = f"{self._cmd('resume')} --service {record.service}"
+        if self.seams.records is not None:
+            self.seams.records.save(record)
+
+    def _nothing_to_roll_back(
+        self, service: str, checkpoint: Checkpoint, current: ReleaseState
+    ) -> DeploymentRecord:
+        record = self._new_record(
+            service,
+            current.slot(current.live).version or "?",
+            "rollback",
+            current,
+            journal.new_deployment_id(),
+        )
+        record.status = DeploymentStatus.COMPLETED
+        record.ended_at = record.started_at
+        record.errors.append(
+            f"nothing to roll back: {service} already runs the release state of stack version "
+            f"{checkpoint.version}; nothing was changed (pick another with --to VERSION)"
+        )
+        return record
 
     def _checkpoint_of(self, found: JournalDeployment) -> Checkpoint:
         if found.checkpoint is None:

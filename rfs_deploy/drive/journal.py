@@ -337,6 +337,17 @@ def latest_release(history: Sequence[HistoryEntry], service: str) -> JournalDepl
     return next((d for d in _deployments(history, service) if d.strategy != ROLLBACK_STRATEGY), None)
 
 
+def deployment_image(found: JournalDeployment) -> str | None:
+    """The AMI a deployment brought for its version (``deploy --ami``, or found by tag), from
+    the release states of its updates; None when they show none."""
+    for entry in found.entries:
+        state = (entry.release or {}).get(found.service)
+        for slot in (state.blue, state.green) if state is not None else ():
+            if slot.version == found.version and slot.image is not None:
+                return slot.image
+    return None
+
+
 def open_deployments(history: Sequence[HistoryEntry]) -> list[JournalDeployment]:
     """Every service's most recent deployment that has not finished, newest first."""
     services = dict.fromkeys(t.service for t in (decode(e.message) for e in history) if t is not None)

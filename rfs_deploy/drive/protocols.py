@@ -77,6 +77,14 @@ class StackBackend(Protocol):
         ...
 
 
+class ImageFinder(Protocol):
+    """A release's machine image by tag (``artifact.lookupTag``)."""
+
+    def find(self, tag: str, value: str) -> str | None:
+        """The newest image of this account tagged ``tag=value``, or None."""
+        ...
+
+
 # --------------------------------------------------------------------------- metrics
 
 

@@ -44,6 +44,8 @@ async def restore(
             version=rec.version,
             strategy=rec.strategy,
             checkpoint=checkpoint.version,
+            owner=journal.this_owner(),
+            lease=runner.lease(),
         )
         message = journal.encode(tag, f"restore stack version {checkpoint.version}: {reason}"[:200])
         try:

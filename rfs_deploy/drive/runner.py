@@ -18,6 +18,7 @@ that sparse metrics can stretch, so its allowance grows with it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from rfs_deploy.drive.steps import (
 )
 from rfs_deploy.errors import RfsDeployError, StackBusy
 from rfs_deploy.outputs import ServiceOutputs, parse_outputs
+from rfs_deploy.releases import ReleaseConflict
 
 T = TypeVar("T")
 
@@ -48,6 +50,10 @@ T = TypeVar("T")
 VERIFY_POLL = 5
 #: How long a listener change may take to become visible before the step fails.
 VERIFY_TIMEOUT = 120
+#: Seconds between tries while another process holds the stack lock (see Seams.lock_wait).
+LOCK_POLL = 10
+#: Seconds a journal lease adds to the runner's time budget: time to roll back.
+LEASE_MARGIN = 900
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Runner:
         checkpoint: Checkpoint,
         planned_seconds: float,
         started_at: float | None = None,
+        image: str | None = None,
     ) -> None:
         self.seams = seams
         self.record = record
@@ -83,6 +90,8 @@ class Runner:
         self.steps = steps
         self.checkpoint = checkpoint
         self.analyst = Analyst(seams, record, service)
+        #: The AMI this deployment brings for its version (None: the config's artifact).
+        self.image = image
         self._outputs: ServiceOutputs | None = None
         self._settings = journal.settings_digest(service)
         overrun = max(service.deploy.max_deployment_time, planned_seconds)
@@ -159,8 +168,8 @@ class Runner:
             outcome = StepOutcome(False, str(exc))
         except CancelRequested as exc:
             outcome = StepOutcome(False, f"{exc}; the step's wait was interrupted", cancelled=True)
-        except StackBusy:
-            raise
+        except (StackBusy, ReleaseConflict):
+            raise  # another process holds or changed the stack: no step failure, no rollback
         except RfsDeployError as exc:
             outcome = StepOutcome(False, str(exc))
         rec.status = DeploymentStatus.IN_PROGRESS
@@ -177,7 +186,7 @@ class Runner:
 
     async def _handle(self, index: int, step: Step, srec: StepRecord) -> StepOutcome:
         if isinstance(step, Change):
-            target = step.apply(self.release())
+            target = self._with_image(step.apply(self.release()))
             message = self._message(index, step, "step")
             srec.stack_version = await self.update(target, message)
             await self.verify(target)
@@ -208,14 +217,46 @@ class Runner:
         return self._outputs
 
     async def update(self, target: ReleaseState, message: str) -> int:
-        """Write ``target`` as this service's release state and run one stack update."""
+        """Write ``target`` as this service's release state and run one stack update.
+
+        While another update holds the stack (another service's deployment, a ``pulumi up``)
+        this waits for it, up to ``seams.lock_wait`` seconds of real time, saying so every
+        :data:`LOCK_POLL` seconds; then StackBusy. ReleaseConflict (another process changed this
+        service's live state) passes straight up: the update changed nothing."""
         backend = self.seams.backend
         releases = dict(backend.read_config().release)
         releases[self.record.service] = target
-        backend.write_release(releases)
-        result = await asyncio.to_thread(backend.up, message)
+        waited = 0.0
+        while True:
+            backend.write_release(releases)
+            try:
+                result = await asyncio.to_thread(backend.up, message)
+                break
+            except StackBusy as exc:
+                if waited >= self.seams.lock_wait:
+                    raise StackBusy(f"{exc}; gave up after waiting {waited:.0f}s for the stack lock") from exc
+                self._emit(
+                    events.Heartbeat,
+                    step=self.record.current_step,
+                    label=f"waiting for the stack lock ({exc})",
+                    waited=waited,
+                    total=self.seams.lock_wait,
+                )
+                pause = min(LOCK_POLL, self.seams.lock_wait - waited)
+                await asyncio.sleep(pause)  # another process: real time, not the plan's clock
+                waited += pause
         self._outputs = None  # outputs may change with an update
         return result.version
+
+    def _with_image(self, target: ReleaseState) -> ReleaseState:
+        """``target`` with this deployment's AMI on the slots that run its version."""
+        if self.image is None:
+            return target
+        for slot in SLOTS:
+            state = target.slot(slot)
+            if state.version == self.record.version and state.image is None:
+                target = target.with_slot(slot, image=self.image)
+        return target
 
     async def verify(self, target: ReleaseState) -> None:
         """Poll ELBv2 until the listeners show ``target``; fail the step after VERIFY_TIMEOUT."""
@@ -442,8 +483,16 @@ class Runner:
             strategy=self.record.strategy,
             checkpoint=self.checkpoint.version,
             settings=self._settings,
+            owner=journal.this_owner(),
+            lease=self.lease(),
         )
         return journal.encode(tag, step.describe())
+
+    def lease(self) -> int:
+        """The owner's lease for the journal: the wall-clock time by which this runner has
+        either finished or given up (its time budget), plus time to roll back."""
+        left = max(0.0, self.deadline - self.seams.clock.now())
+        return int(time.time() + left + LEASE_MARGIN)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on the clock, in chunks that end on multiples of

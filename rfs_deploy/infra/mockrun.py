@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import runpy
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +127,7 @@ class AwsMocks(pulumi.runtime.Mocks):
         self.account_id = account_id
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return dict(args.args), None
+        return dict(args.args), []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         handler = self._handlers().get(args.typ, AwsMocks._generic)
@@ -367,6 +369,7 @@ def run_program(
     config: Mapping[str, Any] | None = None,
     program: Callable[[], None] | None = None,
     preview: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Evaluate the program with ``namespace`` as the ``rfs-deploy:*`` config.
 
@@ -374,7 +377,9 @@ def run_program(
     mappings or JSON strings, e.g. the result of :func:`rfs_deploy.config.read_namespace`.
     ``config`` adds other fully qualified keys (``aws:region``). ``mocks`` defaults to
     :class:`AwsMocks`; ``program`` to the real one. Exceptions raised by the program (such as
-    ``pulumi.RunError`` for invalid config) propagate unchanged.
+    ``pulumi.RunError`` for invalid config) propagate unchanged. ``env`` sets environment
+    variables for the run, as the engine's environment would (the update's release owner,
+    :mod:`rfs_deploy.releases`); runs are serialised, so nothing else sees them.
     """
     job = _Job(
         flat_config=encode_config(namespace, config),
@@ -384,7 +389,7 @@ def run_program(
         program=program or default_program,
         preview=preview,
     )
-    with _RUN_LOCK:
+    with _RUN_LOCK, _environment(env or {}):
         worker = threading.Thread(target=job.evaluate, name=f"pulumi-mockrun-{stack}")
         worker.start()
         worker.join()
@@ -392,6 +397,20 @@ def run_program(
         raise job.error
     assert job.result is not None
     return job.result
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def run_stack_file(

@@ -142,6 +142,7 @@ class Service(pulumi.ComponentResource):
         cfg, release, network = self._args.config, self._args.release, self._args.network
         live_version = release.slot(release.live).version
         boot_version = release.slot(slot).version or live_version
+        booted = release.slot(slot) if release.slot(slot).version else release.slot(release.live)
         assert boot_version is not None, "the live slot always has a version (ReleaseState checks it)"
         refresh = refresh_preferences(
             rolling_settings(cfg.strategy, release),
@@ -155,6 +156,7 @@ class Service(pulumi.ComponentResource):
             slot=slot,
             config=cfg,
             boot_version=boot_version,
+            boot_image=booted.image,
             capacity=release.slot(slot).capacity,
             refresh=refresh,
             vpc_id=network.vpc_id,

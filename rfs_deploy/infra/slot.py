@@ -40,6 +40,8 @@ class SlotArgs:
     config: ServiceConfig
     #: The version the launch template boots: the slot's own, else the live slot's.
     boot_version: str
+    #: That version's AMI when the release state carries it (else ``artifact.amis``).
+    boot_image: str | None
     capacity: int
     refresh: RefreshPreferences
     vpc_id: str
@@ -147,7 +149,7 @@ class Slot(pulumi.ComponentResource):
         return aws.ec2.LaunchTemplate(
             self._child("lt"),
             description=f"{self._label}: {version}",
-            image_id=artifact.image_for(version),
+            image_id=args.boot_image or artifact.image_for(version),
             instance_type=args.config.instance_type,
             user_data=encode_user_data(artifact.user_data_for(version)),
             vpc_security_group_ids=[args.instance_security_group_id],

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rfs_deploy import releases
 from rfs_deploy.config.loading import load_stack_config, parse_release
 from rfs_deploy.config.model import ReleaseState, StackConfig
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
@@ -78,6 +79,8 @@ class SandboxBackend:
         self._fault: _Fault | None = None
         self._kill: tuple[str, int] | None = None
         self._updates_run = 0
+        #: write_release was called since the last update (see releases.owned_message).
+        self._wrote_release = False
         self._changed_in_update = 0
         self._now = now
         applier.on_change = self._resource_changed
@@ -92,6 +95,7 @@ class SandboxBackend:
     def write_release(self, release: Mapping[str, ReleaseState]) -> None:
         """Replace ``rfs-deploy:release`` and nothing else."""
         self.namespace["release"] = {name: state.to_config() for name, state in release.items()}
+        self._wrote_release = True
         self._save()
 
     # ----------------------------------------------------------------- updates
@@ -108,6 +112,8 @@ class SandboxBackend:
 
     def _update(self, message: str, emit: Callable[[str], None]) -> UpdateResult:
         version = (self.entries[-1]["version"] + 1) if self.entries else 1
+        message, owner = releases.owned_message(message, self._wrote_release)
+        self._wrote_release = False
         entry: dict[str, Any] = {
             "version": version,
             "message": message,
@@ -133,8 +139,9 @@ class SandboxBackend:
             run = run_program(
                 self.namespace,
                 stack=self.stack_name,
-                mocks=SandboxMocks(self.applier),
+                mocks=SandboxMocks(self.applier, self.stack_outputs),
                 config=self.extra_config,
+                env=releases.update_environment(owner, self.live_release()),
             )
             changes = self.applier.finish()
             self._maybe_kill("end")
@@ -142,6 +149,10 @@ class SandboxBackend:
         except BaseException as exc:
             entry.update(result="failed", endTime=self._now())
             self._save()
+            if releases.CONFLICT_MARK in str(exc):
+                raise releases.ReleaseConflict(
+                    f"update {version} of stack {self.stack_name!r} changed nothing: {exc}"
+                ) from exc
             if isinstance(exc, RfsDeployError) and not isinstance(exc, BackendError):
                 raise BackendError(f"update {version} of stack {self.stack_name!r} failed: {exc}") from exc
             if isinstance(exc, BackendError):
@@ -154,6 +165,10 @@ class SandboxBackend:
         for key, res in self.applier.resources.items():
             res.urn = urns.get(key, res.urn)
         self.stack_outputs = dict(run.outputs)
+        applied = self.live_release()
+        if applied is not None:
+            # the config now says what the program applied (it may have kept live states)
+            self.namespace["release"] = {name: state.to_config() for name, state in applied.items()}
         entry.update(result="succeeded", endTime=self._now(), changes=changes)
         self._save()
         emit(f"update {version} succeeded: " + ", ".join(f"{k} {v}" for k, v in sorted(changes.items())))
@@ -163,8 +178,12 @@ class SandboxBackend:
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Stack history, newest first."""
-        newest = list(reversed(self.entries))[: limit if limit is not None else None]
-        return [self._history_entry(e) for e in newest]
+        entries = releases.effective_history([self._history_entry(e) for e in self.entries])
+        return entries[: limit if limit is not None else None]
+
+    def live_release(self) -> dict[str, ReleaseState] | None:
+        """The release state the last successful update applied (its ``release`` output)."""
+        return releases.parse_release_output(self.stack_outputs.get(releases.RELEASE_OUTPUT))
 
     def _history_entry(self, entry: Mapping[str, Any]) -> HistoryEntry:
         release: dict[str, ReleaseState] | None = None

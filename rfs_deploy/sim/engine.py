@@ -279,6 +279,7 @@ class EngineSandbox:
             metrics=aws.metrics,
             traffic=aws.traffic,
             fleet=aws.fleet,
+            images=aws.images,
             alarms=aws.alarms,
             clock=self.box.clock,
             http_transport=self.box.http_transport(),

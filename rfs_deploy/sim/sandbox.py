@@ -99,6 +99,8 @@ class Sandbox:
         self._secret_source: dict[str, Any] | None = None
         #: Something changed since the last save (time passed, a refresh was started or cancelled).
         self._dirty = False
+        #: Never save (see :meth:`open`).
+        self.readonly = False
 
     # ----------------------------------------------------------------- construction
 
@@ -110,10 +112,24 @@ class Sandbox:
         scenario: str | Path | Scenario | None = None,
         session_dir: str | Path | None = None,
         start: float | None = None,
+        readonly: bool = False,
     ) -> Sandbox:
         """A started sandbox for ``stack_file`` (``stacks/Pulumi.<stack>.yaml``), or for the session
         kept in ``session_dir`` when it holds one (then ``stack_file`` may be omitted; a given
-        ``scenario`` replaces the recorded one)."""
+        ``scenario`` replaces the recorded one). ``readonly``: never save the session (a command
+        that only reads it, while another process may be changing it)."""
+        box = cls._open(stack_file, scenario, session_dir, start)
+        box.readonly = readonly
+        return box
+
+    @classmethod
+    def _open(
+        cls,
+        stack_file: str | Path | None,
+        scenario: str | Path | Scenario | None,
+        session_dir: str | Path | None,
+        start: float | None,
+    ) -> Sandbox:
         directory = Path(session_dir) if session_dir is not None else None
         # the generation first: a save landing between the two reads then shows as a conflict
         generation = _read_generation(directory) if directory is not None else 0
@@ -244,7 +260,7 @@ class Sandbox:
         """Write the session to ``session_dir/state.json`` (atomically); no-op without a directory.
 
         Raises StackBusy when another process saved the session since this one read it."""
-        if self.session_dir is None or not self._started:
+        if self.session_dir is None or not self._started or self.readonly:
             return
         state = {
             "scenario": self.scenario.model_dump(by_alias=True),
