@@ -368,3 +368,43 @@ def test_a_timeout_around_a_deploy_still_times_out_after_the_rollback(world: Wor
 
     assert_back_at_checkpoint(world)
     assert world.latest().status == "aborted"
+
+
+def test_cancelling_a_production_deployer_task_ends_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's Python API on the sandbox: ``task.cancel()`` during validation (step 3)."""
+    from rfs_deploy import seed_support
+    from rfs_deploy.deployment import DeploymentConfig, DeploymentStrategy, ProductionDeployer
+
+    monkeypatch.setenv("RFS_DEPLOY_BACKEND", "sim")
+    monkeypatch.setenv("RFS_DEPLOY_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("RFS_DEPLOY_PROJECT", str(Path(__file__).resolve().parents[2]))
+    monkeypatch.delenv("RFS_DEPLOY_SCENARIO", raising=False)
+    holder: dict[str, asyncio.Task[Any]] = {}
+
+    def cancel_the_task(_context: Any) -> bool:
+        holder["task"].cancel()
+        return True
+
+    config = DeploymentConfig(strategy=DeploymentStrategy.CANARY, validation_hooks=[cancel_the_task])
+    deployer = ProductionDeployer(config)
+
+    async def main() -> None:
+        holder["task"] = asyncio.ensure_future(deployer.deploy("v2.0.0"))
+        await holder["task"]
+
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            run(main())
+        (record, *_) = deployer.get_deployment_history()
+        assert record.status is DeploymentStatus.ROLLED_BACK
+        assert any("cancelled by cancellation" in e for e in record.errors)
+        seams = seed_support.seams_for("production")
+        found = journal.latest_deployment(seams.backend.history(), record.service)
+        assert found is not None and found.status == "aborted"
+        release = seams.backend.read_config().release[record.service]
+        assert release.slot(release.live).version == "v1.0.0"
+        assert release.weights[release.live] == 100 and release.slot(release.idle).capacity == 0
+    finally:
+        seed_support.reset()
