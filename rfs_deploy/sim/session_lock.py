@@ -5,7 +5,7 @@ resources, the traffic physics and a virtual clock, loaded into the process that
 processes changing it at once would each run their own copy of the world and the second to save
 would lose the first's work, so a command that changes the stack (``deploy``, ``resume``,
 ``abort``, ``rollback``, ``up``) holds the session for its whole run, and a second one waits for
-it (saying so every 30 s), as a deployment waits for Pulumi's stack lock on a real backend. Two
+it (saying so after 10 s, then every 30 s), as a deployment waits for Pulumi's stack lock on a real backend. Two
 deployments of different services of one sandbox stack therefore run one after the other; on a
 real backend they interleave update by update. Read-only commands (``status``, ``history``,
 ``plan``) take no lock: they read the last saved state and never write it.
@@ -29,7 +29,8 @@ from pathlib import Path
 
 from rfs_deploy.errors import StackBusy
 
-#: Seconds between "still waiting" lines.
+#: Seconds before the first "waiting" line (a short wait goes unsaid), and between the next ones.
+FIRST_NOTICE = 10.0
 NOTICE_EVERY = 30.0
 
 _held: dict[Path, list[int]] = {}  # path -> [fd, holds] in this process
@@ -69,7 +70,7 @@ class SessionLock:
                 return
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
         start = time.monotonic()
-        told = -NOTICE_EVERY
+        told = FIRST_NOTICE - NOTICE_EVERY
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -76,7 +76,7 @@ CASES: list[tuple[str, Callable[[Namespace], Any], str, str]] = [
     ("capacity without a version", lambda ns: rel(ns).update(green={"capacity": 2}),
      "release.api-service.green", "a slot with capacity needs a version"),
     ("artifact without any image", lambda ns: svc(ns).update(artifact={"userData": "x"}),
-     "services.api-service.artifact", "give amis (one per version) or defaultAmi"),
+     "services.api-service.artifact", "give amis (one per version), defaultAmi or lookupTag"),
     ("malformed AMI id", lambda ns: svc(ns)["artifact"]["amis"].update({"v3": "ami-XYZ"}),
      "services.api-service.artifact.amis.v3", "should match pattern"),
     ("user data with another placeholder", lambda ns: svc(ns)["artifact"].update(userData="echo ${foo}"),

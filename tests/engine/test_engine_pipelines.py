@@ -58,8 +58,10 @@ def test_fresh_clones_sharing_a_backend_deploy_release_after_release(tmp_path: P
             # the checkout was not written: a fresh runner never commits it back
             assert (runner.pulumi.work_dir / "stacks" / stack_file.name).read_text() == committed
         # what the load balancer serves is the last release
-        out = sandbox.backend.topology()[SERVICE]
-        release = sandbox.backend.read_config().release[SERVICE]
+        newest = clone(sandbox, stack_file, tmp_path / "runner-last")  # one more fresh checkout
+        out = newest.topology()[SERVICE]
+        release = newest.read_config().release[SERVICE]
+        assert release.slot(release.live).version == versions[-1]
         weights = sandbox.box.adapters.traffic.forward_weights(out.listener_arn)
         assert weights.get(out.slot(release.live).target_group_arn) == 100
 
