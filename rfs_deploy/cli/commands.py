@@ -316,9 +316,11 @@ def _read_history(args: argparse.Namespace) -> tuple[list[HistoryEntry], list[De
     if kind == "sim":
         from rfs_deploy.sim import session_directory
 
-        if not (session_directory(state_dir(root), args.stack) / "state.json").is_file():
+        short = args.stack.rstrip("/").rsplit("/", 1)[-1]  # org/project/stack: the session of stack
+        if not (session_directory(state_dir(root), short) / "state.json").is_file():
             return [], records
-        seams = open_seams(args.stack, backend="sim")
+        # readonly: no wait for the session a running deployment holds, and nothing saved
+        seams = open_seams(args.stack, backend="sim", readonly=True)
         _opened.append(seams)
         return seams.backend.history(), records
     from rfs_deploy.drive.pulumi_backend import PulumiBackend
