@@ -230,6 +230,26 @@ def test_leave_then_resume_completes(session: Place, base_seen: dict[str, Any]) 
     assert seen["journal"]["status"] == "completed"
 
 
+def test_a_resumed_deployment_is_cancelled_the_same_way(session: Place, base_seen: dict[str, Any]) -> None:
+    running = start(session, "canary", "--on-cancel", "leave")
+    running.wait_for(step_line(7))
+    running.signal(INT)
+    assert running.finish()[0] == 130
+
+    args = ("resume", "--stack", STACK, "--service", SERVICE)
+    resumed = Running(session.start(*args, RFS_DEPLOY_SIM_PACE=PACE))
+    resumed.wait_for(step_line(9))
+    resumed.signal(TERM)
+    code, out, err = resumed.finish()
+
+    assert code == 143, err
+    no_traceback(out, err)
+    assert "rolled back to stack version 2" in last_line(err)
+    seen = inspect(session)
+    assert endstate.matches(start_release(base_seen), seen) is None, seen
+    assert seen["journal"]["status"] == "aborted"
+
+
 def test_leave_then_abort_restores_the_checkpoint(session: Place, base_seen: dict[str, Any]) -> None:
     running = start(session, "blue-green", "--on-cancel", "leave")
     running.wait_for(step_line(6))
