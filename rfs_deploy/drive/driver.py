@@ -331,8 +331,14 @@ class Driver:
         current = config.release[service]
         newest = history[0] if history else None
         live = newest.release.get(service) if newest is not None and newest.release is not None else None
-        if newest is not None and newest.result == "succeeded" and live == target == current:
-            # the stack really runs the target (not after a failed or killed update since)
+        if (
+            newest is not None
+            and newest.result == "succeeded"
+            and live == target == current
+            and not self._refresh_running(service, target)
+        ):
+            # the stack really runs the target (not after a failed or killed update since, and
+            # no instance refresh is still bringing the fleet there: the restore follows it)
             return self._nothing_to_roll_back(service, checkpoint, target)
         record = self._new_record(
             service, target.slot(target.live).version or "?", "rollback", current, journal.new_deployment_id()
@@ -437,6 +443,12 @@ class Driver:
             record.recovery = f"{self._cmd('resume')} --service {record.service}"
         if self.seams.records is not None:
             self.seams.records.save(record)
+
+    def _refresh_running(self, service: str, release: ReleaseState) -> bool:
+        """An instance refresh of the service's live slot has not ended yet."""
+        outputs = parse_outputs(self.seams.backend.outputs(), service)
+        status = self.seams.fleet.latest_refresh(outputs.slot(release.live).asg_name)
+        return status is not None and not status.done
 
     def _nothing_to_roll_back(
         self, service: str, checkpoint: Checkpoint, current: ReleaseState

@@ -243,8 +243,15 @@ class Runner:
                     total=self.seams.lock_wait,
                 )
                 pause = min(LOCK_POLL, self.seams.lock_wait - waited)
-                await asyncio.sleep(pause)  # another process: real time, not the plan's clock
-                waited += pause
+                # another process holds the lock: wait in real time, not on the plan's clock, and
+                # stop at once on a cancel (nothing is in flight between two tries)
+                end = waited + pause
+                while waited < end:
+                    if self.seams.cancellation is not None:
+                        self.seams.cancellation.check()
+                    step = min(1.0, end - waited)
+                    await asyncio.sleep(step)
+                    waited += step
         self._outputs = None  # outputs may change with an update
         return result.version
 
