@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--steps", metavar="W1,W2,...", help="canary traffic weights in percent, e.g. 5,25,50"
         )
+        sp.add_argument(
+            "--ami",
+            metavar="AMI_ID",
+            help="the version's machine image, for a version the stack file names no AMI for "
+            "(kept in the release state; without it, artifact.lookupTag finds one by tag)",
+        )
 
     d = command("deploy", "release a version with a strategy")
     stack_args(d)
@@ -219,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sp = command(name, text)
         stack_args(sp, required=False)
+        sp.add_argument(
+            "--force",
+            action="store_true",
+            help="even while the journal says the deployment's owner may still run it (only when "
+            "its machine is known to be gone)",
+        )
         if name == "resume":
             cancel_args(sp)
 

@@ -214,16 +214,20 @@ def _mark_requested(seams: Seams, record: DeploymentRecord, asked: bool) -> Depl
 
 
 async def cmd_deploy(args: argparse.Namespace) -> int:
+    await _precheck(args, "deploy")
     seams = _seams(args, args.stack, scenario=args.scenario)
     overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
-    record = await Driver(seams).deploy(args.service, args.version, args.strategy, overrides)
+    record = await Driver(seams).deploy(args.service, args.version, args.strategy, overrides, image=args.ami)
     return _finish(args, record, args.report)
 
 
 async def cmd_plan(args: argparse.Namespace) -> int:
-    seams = _seams(args, args.stack)
+    seams = _seams(args, args.stack, readonly=True)
     overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
-    _, strategy, release, steps = Driver(seams).plan(args.service, args.version, args.strategy, overrides)
+    driver = Driver(seams)
+    svc = seams.backend.read_config().service(args.service)
+    image = driver._image(svc, args.version, args.ami)
+    _, strategy, release, steps = driver.plan(args.service, args.version, args.strategy, overrides, image)
     lines = describe(steps)
     payload = {
         "service": args.service,
@@ -265,7 +269,7 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         policy = iam.pulumi_policy()
         emit(args, policy, json.dumps(policy, indent=2), raw=True)
         return 0
-    services, region = None, "*"
+    services, region, lookup = None, "*", False
     if args.stack:
         _check_stack_file(args.stack)
         from rfs_deploy.config.loading import load_stack_file
@@ -276,29 +280,55 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
             raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in stacks/")
         config = load_stack_file(path)
         services = list(config.services)
+        lookup = any(service.artifact.lookup_tag for service in config.services.values())
         import yaml
 
         region = (yaml.safe_load(path.read_text()) or {}).get("config", {}).get("aws:region") or "*"
-    policy = iam.driver_policy(services, region=region, account=args.account)
+    policy = iam.driver_policy(services, region=region, account=args.account, image_lookup=lookup)
     emit(args, policy, json.dumps(policy, indent=2), raw=True)
     return 0
 
 
 async def cmd_rollback(args: argparse.Namespace) -> int:
+    await _precheck(args, "rollback")
     seams = _seams(args, args.stack)
     record = await Driver(seams).rollback(args.service, args.to)
     return _finish(args, _mark_requested(seams, record, asked=True))
 
 
+async def _precheck(args: argparse.Namespace, verb: str) -> None:
+    """In the sandbox a running deployment holds the session (rfs_deploy.sim.session_lock), so a
+    second command would wait for all of it: the journal's refusals come first, read from the
+    saved state — a deployment of the same service still open, its owner still alive. (On a
+    real backend the driver asks the journal itself.)"""
+    if getattr(args, "force", False) or backend_kind(args.backend) != "sim":
+        return
+    from rfs_deploy.sim import session_directory
+
+    if not (session_directory(state_dir(), args.stack.rsplit("/", 1)[-1]) / "state.json").exists():
+        return  # no session yet: nothing can be open
+    seams = open_seams(args.stack, backend="sim", readonly=True)
+    try:
+        driver = Driver(seams)
+        if verb in ("resume", "abort"):
+            driver.refuse_if_owned(args.service, verb)
+        else:
+            driver.refuse_if_open(args.service, hint="abort" if verb == "rollback" else "resume")
+    finally:
+        seams.close()
+
+
 async def cmd_resume(args: argparse.Namespace) -> int:
+    await _precheck(args, "resume")
     seams = _seams(args, args.stack)
-    record = await Driver(seams).resume(args.service)
+    record = await Driver(seams).resume(args.service, force=args.force)
     return _finish(args, _mark_requested(seams, record, asked=False))
 
 
 async def cmd_abort(args: argparse.Namespace) -> int:
+    await _precheck(args, "abort")
     seams = _seams(args, args.stack)
-    record = await Driver(seams).abort(args.service)
+    record = await Driver(seams).abort(args.service, force=args.force)
     return _finish(args, _mark_requested(seams, record, asked=True))
 
 
