@@ -163,13 +163,7 @@ def _open_sandbox(
         shutil.rmtree(session)
     box = Sandbox.open(stack_file, scenario=chosen, session_dir=session, readonly=readonly)
     box.provision()
-
-    def close() -> None:
-        try:
-            box.close()
-        finally:
-            session_lock.release()
-
+    hold = SandboxHold(box, session_lock)
     return Seams(
         backend=box.backend,
         metrics=box.adapters.metrics,
@@ -179,8 +173,22 @@ def _open_sandbox(
         alarms=box.adapters.alarms,
         clock=box.clock,
         http_transport=box.http_transport(),
-        closer=close,
+        closer=hold.close,
     )
+
+
+class SandboxHold:
+    """A sandbox opened for a command and its hold on the session; ``close`` ends both."""
+
+    def __init__(self, box: Any, session_lock: Any) -> None:
+        self.box = box
+        self.session_lock = session_lock
+
+    def close(self) -> None:
+        try:
+            self.box.close()
+        finally:
+            self.session_lock.release()
 
 
 def _scenario(scenario: str | None, fresh: bool, seed: int | None) -> Scenario | None:

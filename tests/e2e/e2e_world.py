@@ -105,8 +105,9 @@ Deploy = Callable[..., "Run"]
 
 
 def sandbox_of(seams: Seams) -> Sandbox:
-    """The sandbox behind seams from :func:`open_seams` (its ``closer`` is ``Sandbox.close``)."""
-    box = getattr(seams.closer, "__self__", None)
+    """The sandbox behind seams from :func:`open_seams` (its ``closer`` is ``SandboxHold.close``)."""
+    holder = getattr(seams.closer, "__self__", None)
+    box = getattr(holder, "box", holder)
     assert isinstance(box, Sandbox), "seams are not over a sandbox"
     return box
 
