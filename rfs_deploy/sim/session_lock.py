@@ -6,8 +6,8 @@ processes changing it at once would each run their own copy of the world and the
 would lose the first's work, so a command that changes the stack (``deploy``, ``resume``,
 ``abort``, ``rollback``, ``up``) holds the session for its whole run, and a second one waits
 for it (saying so after 10 s, then every 30 s), as a deployment waits for Pulumi's stack lock
-on a real backend. Two deployments of different services of one sandbox stack therefore run one after the other; on a
-real backend they interleave update by update. Read-only commands (``status``, ``history``,
+on a real backend. Two deployments of different services of one sandbox stack therefore run one
+after the other; on a real backend they interleave update by update. Read-only commands (``status``, ``history``,
 ``plan``) take no lock: they read the last saved state and never write it.
 
 The lock is an ``flock`` on ``.<stack>.lock`` beside the session directory (which ``simulate``
