@@ -271,9 +271,7 @@ class Driver:
         # the deployment waiting on the world
         remaining = planned_seconds(steps[found.next_step :])
         now = self.seams.clock.now()
-        runner = Runner(
-            self.seams, record, svc, steps, checkpoint, remaining, started_at=now, image=image
-        )
+        runner = Runner(self.seams, record, svc, steps, checkpoint, remaining, started_at=now, image=image)
         expected = runner._with_image(replay(start_release, steps[: found.next_step]))
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state

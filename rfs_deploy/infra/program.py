@@ -29,9 +29,7 @@ def run() -> None:
     try:
         config = load_from_pulumi()
         owner, expect = releases.environment_owner()
-        resolution = releases.resolve(
-            config.release, live_release(), owner, expect, stack=pulumi.get_stack()
-        )
+        resolution = releases.resolve(config.release, live_release(), owner, expect, stack=pulumi.get_stack())
     except (ConfigError, releases.ReleaseConflict) as err:
         raise pulumi.RunError(str(err)) from err
     for warning in resolution.warnings:

@@ -1,19 +1,20 @@
 """One process at a time changes a sandbox session; any number read it.
 
-A sandbox session (``.rfs-deploy/sandbox/<stack>``) is the whole simulated world of a stack: moto's
-resources, the traffic physics and a virtual clock, loaded into the process that uses it. Two
-processes changing it at once would each run their own copy of the world and the second to save
-would lose the first's work, so a command that changes the stack (``deploy``, ``resume``,
-``abort``, ``rollback``, ``up``) holds the session for its whole run, and a second one waits
-for it (saying so after 10 s, then every 30 s), as a deployment waits for Pulumi's stack lock
-on a real backend. Two deployments of different services of one sandbox stack therefore run one
-after the other; on a real backend they interleave update by update. Read-only commands (``status``, ``history``,
-``plan``) take no lock: they read the last saved state and never write it.
+A sandbox session (``.rfs-deploy/sandbox/<stack>``) is the whole simulated world of a stack:
+moto's resources, the traffic physics and a virtual clock, loaded into the process that uses it.
+Two processes changing it at once would each run their own copy of the world, and the second to
+save would lose the first's work. So a command that changes the stack (``deploy``, ``resume``,
+``abort``, ``rollback``, ``up``) holds the session for its whole run, and a second one waits for
+it (saying so after 10 s, then every 30 s), as a deployment waits for Pulumi's stack lock on a
+real backend. Two deployments of different services of one sandbox stack therefore run one
+after the other; on a real backend they interleave update by update. Read-only commands
+(``status``, ``history``, ``plan``) take no lock: they read the last saved state and never
+write it.
 
 The lock is an ``flock`` on ``.<stack>.lock`` beside the session directory (which ``simulate``
 may delete and create anew): the kernel releases it when its process dies, so a killed command
-never leaves the session locked. Opening the same session again inside the
-holding process (tests, the Python API) shares the hold.
+never leaves the session locked. Opening the same session again inside the holding process
+(tests, the Python API) shares the hold.
 """
 
 from __future__ import annotations
