@@ -339,6 +339,28 @@ def test_rollback_without_a_version_restores_the_state_before_the_last_deploymen
     assert world.release() == world.start and world.applied() == world.start
 
 
+def test_a_second_bare_rollback_does_not_bring_back_what_the_first_rolled_away(world: World) -> None:
+    assert world.deploy("blue-green").status is DeploymentStatus.COMPLETED
+    assert run(world.driver().rollback(SERVICE)).status is DeploymentStatus.ROLLED_BACK
+    assert world.applied() == world.start
+    updates = world.stack.updates
+
+    again = run(world.driver().rollback(SERVICE))
+
+    assert again.status is DeploymentStatus.COMPLETED
+    assert world.stack.updates == updates  # nothing changed
+    assert any("nothing to roll back" in e for e in again.errors)
+    assert world.release() == world.start and world.applied() == world.start
+
+
+def test_rollback_with_nothing_to_roll_back_says_so(world: World) -> None:
+    updates = world.stack.updates
+    record = run(world.driver().rollback(SERVICE))  # a stack that never had a release
+    assert record.status is DeploymentStatus.COMPLETED
+    assert any("nothing to roll back" in e for e in record.errors)
+    assert world.stack.updates == updates
+
+
 def test_rollback_forward_again_to_the_promoted_version(world: World) -> None:
     world.deploy("blue-green")
     promoted_version = world.stack.history()[0].version

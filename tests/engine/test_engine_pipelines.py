@@ -23,11 +23,16 @@ from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.sim.engine import EngineBackend, EngineSandbox, prepare_project
 
 
-def checkout(sandbox: EngineSandbox, stack_file: Path, directory: Path) -> EngineBackend:
-    """A fresh checkout on its own runner: the committed files, its own Pulumi home."""
+def checkout(
+    sandbox: EngineSandbox, stack_file: Path, directory: Path, qualified: bool = False
+) -> EngineBackend:
+    """A fresh checkout on its own runner: the committed files, its own Pulumi home. With
+    ``qualified`` it names the stack ``organization/rfs-deploy/<stack>``, as Pulumi Cloud users do
+    (``organization`` is the file backend's organization)."""
     prepare_project(PROJECT, directory, stack_file)
+    name = sandbox.backend.stack_name
     backend = PulumiBackend(
-        sandbox.backend.stack_name,
+        f"organization/rfs-deploy/{name}" if qualified else name,
         directory,
         pulumi_root=sandbox.bin_dir.parent,
         env_vars=sandbox.env,
@@ -94,7 +99,7 @@ def test_fresh_checkouts_sharing_a_file_backend_release_after_release(tmp_path: 
 
         # the next pipelines, each on a fresh checkout, go on from the live state
         back = deploy(sandbox, second, "v1.0.0")
-        third = checkout(sandbox, stack_file, tmp_path / "runner-3")
+        third = checkout(sandbox, stack_file, tmp_path / "runner-3", qualified=True)
         assert third.read_config().release[SERVICE] == back
         final = deploy(sandbox, third, "v2.0.0")
         assert serving(sandbox, checkout(sandbox, stack_file, tmp_path / "runner-4"), final) == 100
