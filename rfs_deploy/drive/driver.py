@@ -397,8 +397,15 @@ class Driver:
         return found
 
     def refuse_if_open(self, service: str | None, hint: str = "resume") -> None:
-        """StackBusy when a deployment of ``service`` (of any service: None) is open."""
-        self._refuse_if_open(self.seams.backend.history(), hint=hint, service=service)
+        """StackBusy when a deployment of ``service`` (of any service: None) is open — as
+        :meth:`deploy` (``hint="resume"``) or :meth:`rollback` (``hint="abort"``: a deployment
+        whose own rollback or abort failed is not refused, rollback is how it is finished)."""
+        history = self.seams.backend.history()
+        if hint == "abort":
+            found = journal.find_open_deployment(history, service)
+            if found is not None and found.status in ("rolling-back", "aborting"):
+                return
+        self._refuse_if_open(history, hint=hint, service=service)
 
     def refuse_if_owned(self, service: str | None, verb: str) -> None:
         """StackBusy naming the owner when the open deployment (of ``service``) is still run by

@@ -11,6 +11,8 @@ reverts a release.
 
 from __future__ import annotations
 
+import time
+
 import pulumi
 
 from rfs_deploy import releases
@@ -21,6 +23,8 @@ from rfs_deploy.outputs import OUTPUT_NAME
 
 #: The engine's built-in function returning a stack's outputs (what StackReference uses).
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+#: Tries of that read (0.25 s, 0.5 s, ... apart).
+READ_ATTEMPTS = 6
 
 
 def run() -> None:
@@ -46,12 +50,18 @@ def live_release() -> dict[str, ReleaseState] | None:
     """The release state the stack's last successful update applied (its ``release`` output),
     read from the backend; None for a new stack or one without the output."""
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    try:
-        result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
-    except Exception as exc:  # the backend refused: say so rather than guess the live state
-        raise ConfigError(
-            "", f"cannot read the live release state of stack {name} ({exc}); nothing was changed"
-        ) from None
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
+            break
+        except Exception as exc:
+            # the file and S3 backends can be caught writing the checkpoint ("failed to load
+            # checkpoint: EOF"): try again; a backend that keeps refusing is said, never guessed
+            if attempt == READ_ATTEMPTS - 1:
+                raise ConfigError(
+                    "", f"cannot read the live release state of stack {name} ({exc}); nothing was changed"
+                ) from None
+            time.sleep(0.25 * 2**attempt)
     outputs = (result.value or {}).get("outputs") if isinstance(result.value, dict) else None
     if not isinstance(outputs, dict):
         return None
