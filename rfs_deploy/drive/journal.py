@@ -221,11 +221,12 @@ def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
         return False
     host, _, pid = tag.owner.rpartition("/")
     if host == socket.gethostname() and pid.isdigit():
-        return _process_exists(int(pid))
+        return process_exists(int(pid))
     return tag.lease is not None and (time.time() if now is None else now) < tag.lease
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts)."""
     if pid == os.getpid():
         return True
     try:

@@ -473,13 +473,9 @@ def lock_message(stderr: str, stack: str) -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from rfs_deploy.drive.journal import process_exists
+
+    return process_exists(pid)
 
 
 def _lines(text: str) -> list[str]:

@@ -380,12 +380,6 @@ def _lock_holder(path: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from rfs_deploy.drive.journal import process_exists
+
+    return process_exists(pid)
