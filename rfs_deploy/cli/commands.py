@@ -156,14 +156,7 @@ def _record_payload(record: DeploymentRecord) -> dict[str, Any]:
     data = record.to_json()
     data.pop("samples", None)
     s = summarize(record)
-    data["summary"] = {
-        "requests": s.requests,
-        "errors": s.errors,
-        "error_rate": s.error_rate,
-        "p99_latency": s.p99_latency,
-        "healthy_instances": s.healthy_instances,
-        "instance_count": s.instance_count,
-    }
+    data["summary"] = views.summary_payload(s)
     data["exit_code"] = exit_code(record)
     return data
 

@@ -163,14 +163,7 @@ def _record_fields(record: DeploymentRecord) -> dict[str, Any]:
         "deployment_exit_code": exit_code(record) if status.finished else None,
         "last_update": None,
         "stack_versions": sorted(x.stack_version for x in record.steps if x.stack_version is not None),
-        "summary": {
-            "requests": s.requests,
-            "errors": s.errors,
-            "error_rate": s.error_rate,
-            "p99_latency": s.p99_latency,
-            "healthy_instances": s.healthy_instances,
-            "instance_count": s.instance_count,
-        },
+        "summary": summary_payload(s),
         "steps": [_step(x) for x in record.steps],
         "verdicts": [
             {"at": v.at, "step": v.step, "outcome": v.outcome, "reason": v.reason, "numbers": v.numbers}
@@ -335,3 +328,15 @@ BRIEF_KEYS = (
 
 def brief(v: dict[str, Any]) -> dict[str, Any]:
     return {k: v[k] for k in BRIEF_KEYS}
+
+
+def summary_payload(s: Any) -> dict[str, Any]:
+    """The ``summary`` of a deployment in JSON output (a :class:`~rfs_deploy.drive.summary.Summary`)."""
+    return {
+        "requests": s.requests,
+        "errors": s.errors,
+        "error_rate": s.error_rate,
+        "p99_latency": s.p99_latency,
+        "healthy_instances": s.healthy_instances,
+        "instance_count": s.instance_count,
+    }
