@@ -104,3 +104,15 @@ def parse_outputs(outputs: Mapping[str, Any], service: str) -> ServiceOutputs:
         known = ", ".join(sorted(services)) or "none"
         raise UnknownService(f"unknown service {service!r} in stack outputs (has: {known})")
     return parse_service_outputs(services[service])
+
+
+def whole_numbers(value: Any) -> Any:
+    """``value`` with integral floats made ints: stack outputs come back from the engine (and
+    from JSON read through the Automation API) with every number a float (``100.0``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    return value

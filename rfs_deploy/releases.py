@@ -36,6 +36,7 @@ from typing import Any
 
 from rfs_deploy.config.model import ReleaseState
 from rfs_deploy.errors import RfsDeployError
+from rfs_deploy.outputs import whole_numbers
 
 #: The stack output holding the release state the program applied (``{service: state}``).
 RELEASE_OUTPUT = "release"
@@ -166,20 +167,9 @@ def parse_release_output(value: Any) -> dict[str, ReleaseState] | None:
     if not isinstance(value, Mapping):
         return None
     try:
-        return {str(name): parse_release(str(name), _ints(state)) for name, state in value.items()}
+        return {str(name): parse_release(str(name), whole_numbers(state)) for name, state in value.items()}
     except ConfigError:
         return None
-
-
-def _ints(value: Any) -> Any:
-    """Stack outputs come back from the engine with every number a float (``100.0``)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {key: _ints(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_ints(item) for item in value]
-    return value
 
 
 def environment_owner(env: Mapping[str, str] | None = None) -> tuple[str | None, dict[str, str]]:

@@ -161,8 +161,6 @@ class PulumiBackend:
         The checkout's stack file is not written: the update reads a private copy of it with the
         new release state (``pulumi up --config-file``), so two processes sharing one checkout
         cannot write over each other's release state, and the checkout stays as committed."""
-        parse = {name: state.to_config() for name, state in release.items()}  # validates the states
-        del parse
         self._release = dict(release)
         self._wrote_release = True
 

@@ -50,6 +50,7 @@ from pulumi.runtime.settings import configure
 from pulumi.runtime.stack import run_in_stack
 
 from rfs_deploy.config.loading import NAMESPACE, read_namespace, read_other_config
+from rfs_deploy.outputs import whole_numbers
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 DEFAULT_PROJECT = "rfs-deploy"
@@ -321,17 +322,6 @@ class _RecordingMonitor(MockMonitor):
 # --------------------------------------------------------------------------- running
 
 
-def _whole_numbers(value: Any) -> Any:
-    """Integral floats back to ints, as stack outputs read through the Automation API (JSON) are."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(item) for item in value]
-    return value
-
-
 def default_program() -> None:
     """The program ``__main__.py`` runs."""
     from rfs_deploy.infra.program import run
@@ -482,7 +472,7 @@ class _Job:
                 project=self.project,
                 stack=self.stack,
                 resources=tuple(monitor.records),
-                outputs=_whole_numbers(monitor.stack_outputs),
+                outputs=whole_numbers(monitor.stack_outputs),
                 component_outputs=monitor.component_outputs,
             )
         except BaseException as exc:  # handed to the caller's thread
