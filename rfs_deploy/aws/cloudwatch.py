@@ -8,7 +8,6 @@ CloudWatch cost of a tick.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from rfs_deploy.aws.session import AwsSession, aws_errors
 from rfs_deploy.config.model import SlotName
 from rfs_deploy.drive.protocols import MetricQuery, MetricSeries
 from rfs_deploy.errors import AwsError
+from rfs_deploy.logs import get_logger
 from rfs_deploy.outputs import ServiceOutputs
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: CloudWatch accepts at most this many MetricDataQuery structures per GetMetricData request.
 MAX_QUERIES_PER_REQUEST = 500

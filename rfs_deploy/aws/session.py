@@ -9,7 +9,6 @@ translated by :func:`aws_errors` at the adapter edge (``raise ... from exc``): u
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,8 +29,9 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from rfs_deploy.errors import AwsError, ConfigError, MissingCredentials
+from rfs_deploy.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Total attempts per API call (the first one included) unless the caller says otherwise.
 DEFAULT_MAX_ATTEMPTS = 5

@@ -22,6 +22,12 @@ what would send the value (validation) is stopped by :func:`require_plaintext`, 
 Decrypted values live in memory only, as :class:`Revealed` strings: equal to the plaintext for
 every use, shown as ``'[secret]'`` by ``repr``, and recognised by :func:`conceal`, which whatever
 is written to disk passes its config through.
+
+Text that leaves the process (log records, hook details and output, validation details) goes
+through one redactor, :func:`redact`: every secret value this process knows (:func:`known_secrets`:
+decrypted values, values handed to :func:`remember`, the values of environment variables whose
+names look secret and the passwords of URLs in the environment) becomes ``***``, and so does the
+password of every URL written with credentials (``scheme://user:password@host``), known or not.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ import binascii
 import functools
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +58,18 @@ _ITERATIONS = 1_000_000
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _CHECK_VALUE = "pulumi"
+#: What a redacted secret reads as in logs, hook details and output.
+REDACTED = "***"
+#: Known values shorter than this are not redacted: too short to be a credential, and replacing
+#: every "1" or "yes" would make the text unreadable.
+MIN_SECRET_LENGTH = 4
+#: Environment variable names whose values are treated as secrets in anything reported.
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL", re.IGNORECASE)
+#: ``scheme://user:password@`` — the password group is what :func:`redact` replaces. The password
+#: runs to the last ``@`` before the host (a raw ``@`` in a password is common, if invalid).
+URL_CREDENTIALS = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)" r"(?P<password>[^\s/?#\"'<>]+)@"
+)
 
 
 class Revealed(str):
@@ -237,7 +258,9 @@ def reveal(
         if is_secure(item):
             if decrypter is None:
                 return MASKED
-            return Revealed(decrypter.decrypt(item[SECURE], path))
+            plain = Revealed(decrypter.decrypt(item[SECURE], path))
+            remember([plain])
+            return plain
         if isinstance(item, Mapping):
             return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()}
         if isinstance(item, list):
@@ -272,17 +295,15 @@ def revealed_values(value: Any) -> set[str]:
 
 def scrub(value: Any, texts: set[str], placeholder: str = SAVED_PLACEHOLDER) -> Any:
     """A copy of ``value`` (JSON-like) in which every string containing one of ``texts`` has it
-    replaced by ``placeholder``; ``value`` itself when ``texts`` is empty."""
+    replaced by ``placeholder``; ``value`` itself when ``texts`` is empty. Only ``texts``: what is
+    saved to be read back (a sandbox session) must keep every other string as it was."""
     if not texts:
         return value
-    ordered = sorted(texts, key=len, reverse=True)
+    ordered = _longest_first(texts)
 
     def walk(item: Any) -> Any:
         if isinstance(item, str):
-            for text in ordered:
-                if text in item:
-                    item = item.replace(text, placeholder)
-            return item
+            return _replace(item, ordered, placeholder)
         if isinstance(item, Mapping):
             return {k: walk(v) for k, v in item.items()}
         if isinstance(item, list | tuple):
@@ -290,6 +311,74 @@ def scrub(value: Any, texts: set[str], placeholder: str = SAVED_PLACEHOLDER) -> 
         return item
 
     return walk(value)
+
+
+# --------------------------------------------------------------------------- redacting text
+
+_remembered: set[str] = set()
+_remembered_lock = threading.Lock()
+
+
+def remember(values: Iterable[str]) -> None:
+    """Make :func:`redact` replace each of ``values`` (secrets this process was handed: decrypted
+    config values, validation headers, a command hook's secret variables) from now on."""
+    found = {str(v) for v in values if v and len(str(v)) >= MIN_SECRET_LENGTH}
+    if found - _remembered:
+        with _remembered_lock:
+            _remembered.update(found)
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Values of the variables in ``env`` whose names look secret (TOKEN, SECRET, PASSWORD, KEY,
+    PASSPHRASE, CREDENTIAL), and the passwords of URLs in any variable (``DATABASE_URL``)."""
+    found = [v for name, v in env.items() if SECRET_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH]
+    for value in env.values():
+        if "://" in value:
+            for match in URL_CREDENTIALS.finditer(value):
+                found += [match["password"], urllib.parse.unquote(match["password"])]
+    return [v for v in dict.fromkeys(found) if len(v) >= MIN_SECRET_LENGTH]
+
+
+def known_secrets(env: Mapping[str, str] | None = None) -> set[str]:
+    """Every secret value this process knows now: remembered ones and those of ``env`` (default:
+    the process environment, read at each call)."""
+    return set(secret_values(os.environ if env is None else env)) | _remembered
+
+
+def redact(text: str, secrets: Iterable[str] = (), *, placeholder: str = REDACTED) -> str:
+    """``text`` with every known secret (:func:`known_secrets`) and each of ``secrets`` replaced
+    by ``placeholder``, and the password of every ``scheme://user:password@host`` in it too."""
+    if not text:
+        return text
+    texts = known_secrets() | {s for s in secrets if s}
+    text = _replace(text, _longest_first(texts), placeholder)
+    if "://" in text:
+        text = URL_CREDENTIALS.sub(lambda m: m["head"] + placeholder + "@", text)
+    return text
+
+
+def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of ``value`` (JSON-like: mappings, lists, strings) with :func:`redact` applied to
+    every string in it, keys included."""
+    extra = tuple(secrets)
+    if isinstance(value, str):
+        return redact(value, extra)
+    if isinstance(value, Mapping):
+        return {redact_value(k, extra): redact_value(v, extra) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, extra) for v in value]
+    return value
+
+
+def _longest_first(texts: Iterable[str]) -> list[str]:
+    return sorted({t for t in texts if t}, key=len, reverse=True)
+
+
+def _replace(text: str, ordered: list[str], placeholder: str) -> str:
+    for secret in ordered:
+        if secret in text:
+            text = text.replace(secret, placeholder)
+    return text
 
 
 def locked_keys(value: Any, path: str = "") -> Iterator[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,11 +16,12 @@ from rfs_deploy.drive.protocols import (
     TrafficReader,
 )
 from rfs_deploy.drive.records import RecordStore
+from rfs_deploy.logs import get_logger
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.cancel import Cancellation
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

@@ -26,7 +26,6 @@ import asyncio
 import dataclasses
 import enum
 import inspect
-import logging
 import os
 import re
 import shlex
@@ -38,9 +37,11 @@ from typing import Any
 
 import httpx
 
-from rfs_deploy.drive.validation import ValidationReport, ValidationSettings, redact, validate
+from rfs_deploy.config.secrets import redact, remember, secret_values
+from rfs_deploy.drive.validation import ValidationReport, ValidationSettings, validate
+from rfs_deploy.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 __all__ = [
     "CommandHook",
@@ -157,7 +158,8 @@ def hook_name(hook: Any) -> str:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
+    """``text`` redacted (before it is cut, so no part of a secret is left), on one line."""
+    line = " ".join(redact(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -197,8 +199,9 @@ async def _run_one(hook: Any, context: Any) -> HookResult:
         value = None
         reason = f"raised {type(exc).__name__}: {exc}" if str(exc) else f"raised {type(exc).__name__}"
         ok, detail = False, _one_line(reason)
-    # An exception or a result may quote a credential from the environment; reports never do.
-    detail = redact(detail, secret_values(os.environ))
+    # An exception or a result may quote a credential (a secret variable, a URL's password);
+    # reports never do. The debug record above is redacted by its logger the same way.
+    detail = redact(detail)
     return HookResult(name, ok, detail, time.perf_counter() - started, value)
 
 
@@ -255,11 +258,6 @@ class HttpValidationHook:
 
 # --------------------------------------------------------------------------- command hooks
 
-#: Environment variable names whose values are treated as secrets in anything reported.
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL", re.IGNORECASE)
-#: Values shorter than this are not redacted: too short to be a credential, and replacing every
-#: "1" or "yes" in the output would make it unreadable.
-_MIN_SECRET_LENGTH = 4
 #: Output kept from a command (its tail), in bytes.
 _OUTPUT_LIMIT = 64 * 1024
 
@@ -296,13 +294,6 @@ def context_env(context: Any) -> dict[str, str]:
         if value is not None and value != "":
             env[f"RFS_DEPLOY_{name.upper()}"] = str(value.value if isinstance(value, enum.Enum) else value)
     return env
-
-
-def secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values of the variables in ``env`` whose names look secret (TOKEN, SECRET, PASSWORD, KEY)."""
-    return [
-        value for name, value in env.items() if SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_LENGTH
-    ]
 
 
 @dataclass(frozen=True)
@@ -362,7 +353,8 @@ class CommandHook:
         self.env = dict(env or {})
         self.cwd = cwd
         shown = command if isinstance(command, str) else shlex.join(command)
-        self.name = name or f"command {redact(shown, secret_values({**os.environ, **self.env}))!r}"
+        remember(secret_values(self.env))  # so logs and reports redact them too
+        self.name = name or f"command {redact(shown)!r}"
 
     def __repr__(self) -> str:
         return f"CommandHook({self.name!r}, timeout={self.timeout:g})"

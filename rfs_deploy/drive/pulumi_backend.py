@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import re
 import shutil
@@ -51,8 +50,9 @@ from rfs_deploy.errors import (
     StackBusy,
     UnknownStack,
 )
+from rfs_deploy.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 #: Entries per ``pulumi stack history`` call when reading the whole history.

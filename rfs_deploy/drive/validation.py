@@ -27,20 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from rfs_deploy.config.model import SmokeTest, ValidationSettings
+from rfs_deploy.config.secrets import redact, remember
 from rfs_deploy.drive.protocols import Clock, SystemClock
+from rfs_deploy.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
-REDACTED = "***"
 
 #: Errors that mean the request never reached the server, so another attempt is safe (even a POST).
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout)
@@ -98,19 +98,12 @@ class ValidationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "baseUrl": self.base_url,
+            "baseUrl": redact(self.base_url),
             "expectedVersion": self.expected_version,
             "ok": self.ok,
             "summary": self.summary,
             "checks": [check.as_dict() for check in self.checks],
         }
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each non-empty secret replaced by ``***``."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 def normalize_version(version: str) -> str:
@@ -330,6 +323,7 @@ async def validate(
     """
     settings = settings or ValidationSettings()
     headers = {name: value.get_secret_value() for name, value in settings.headers.items()}
+    remember(headers.values())  # header values are secrets: redacted in logs as in details
     checks = _checks(settings, expected_version)
     owned = client is None
     http = client or httpx.AsyncClient(transport=transport, timeout=settings.timeout)

@@ -33,7 +33,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import runpy
 import threading
@@ -50,6 +49,7 @@ from pulumi.runtime.settings import configure
 from pulumi.runtime.stack import run_in_stack
 
 from rfs_deploy.config.loading import NAMESPACE, read_namespace, read_other_config
+from rfs_deploy.logs import get_logger
 from rfs_deploy.outputs import whole_numbers
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -456,7 +456,7 @@ class _Job:
                 MockSettings(
                     monitor=monitor,
                     monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-                    engine=MockEngine(logging.getLogger("rfs_deploy.infra.mockrun")),
+                    engine=MockEngine(get_logger(__name__)),
                     project=self.project,
                     stack=self.stack,
                     dry_run=self.preview,

@@ -40,13 +40,14 @@ from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.drive.pulumi_backend import PulumiBackend
 from rfs_deploy.errors import InvalidInput
+from rfs_deploy.logs import get_logger
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import MotoApplier, resource_key
 from rfs_deploy.sim.provider import APPLIER_ENV
 from rfs_deploy.sim.sandbox import Sandbox
 from rfs_deploy.sim.scenario import Scenario
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Directory holding the built ``pulumi`` (default: ``<project>/bin``).
 ENGINE_BIN_ENV = "RFS_DEPLOY_ENGINE_BIN"
