@@ -118,6 +118,27 @@ class _VersionAction(argparse.Action):
         raise SystemExit(0)
 
 
+def release_version(text: str) -> str:
+    """argparse type of every ``--version VERSION``: the release version pattern of the config
+    model (rfs_deploy.config.model.VERSION_PATTERN), so a bad version is a usage error."""
+    from rfs_deploy.config.model import check_version
+
+    try:
+        return check_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def ami_id(text: str) -> str:
+    """argparse type of ``--ami``: ``ami-`` and 8 or 17 hex digits."""
+    from rfs_deploy.config.model import check_ami
+
+    try:
+        return check_ami(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _global_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """The flags every subcommand takes, before or after it. On the subcommands they default to
     SUPPRESS, so a flag given before the subcommand is not reset by the subparser's default."""
@@ -179,13 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--ami",
             metavar="AMI_ID",
+            type=ami_id,
             help="the version's machine image, for a version the stack file names no AMI for "
             "(kept in the release state; without it, artifact.lookupTag finds one by tag)",
         )
 
     d = command("deploy", "release a version with a strategy")
     stack_args(d)
-    d.add_argument("--version", required=True, help="version to release, e.g. v2.0.0")
+    d.add_argument("--version", required=True, type=release_version, help="version to release, e.g. v2.0.0")
     d.add_argument("--strategy", choices=STRATEGIES, help="default: the service's")
     override_args(d)
     d.add_argument("--scenario", help="sandbox scenario (env RFS_DEPLOY_SCENARIO)")
@@ -194,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = command("plan", "print the steps a deployment would run; changes nothing")
     stack_args(pl)
-    pl.add_argument("--version", required=True)
+    pl.add_argument("--version", required=True, type=release_version)
     pl.add_argument("--strategy", choices=STRATEGIES)
     override_args(pl)
 
@@ -247,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario", default=None, help="healthy, error-spike, latency-regression, slow-start, ..."
     )
     si.add_argument("--strategy", choices=STRATEGIES, default="canary")
-    si.add_argument("--version", default="v2.0.0")
+    si.add_argument("--version", default="v2.0.0", type=release_version)
     si.add_argument("--seed", type=int, default=None)
     si.add_argument(
         "--engine",

@@ -27,22 +27,13 @@ _printers: list[ProgressPrinter] = []
 
 def _check_stack_file(stack: str) -> None:
     """A stack file that is not valid YAML: one line naming it and where, before any backend
-    opens it."""
-    import yaml
-
-    from rfs_deploy.cli import yaml_problem
+    opens it (read_namespace reads it with the bounded YAML reader: not UTF-8, too large, too
+    deep, aliases and values JSON cannot carry are one ConfigError line too)."""
     from rfs_deploy.config.loading import read_namespace
-    from rfs_deploy.errors import ConfigError
 
     path = project_dir() / "stacks" / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
     if not path.is_file():
         return
-    try:
-        yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"stacks/{path.name} is not valid YAML: {yaml_problem(exc)}") from None
-    except OSError:
-        pass  # read_namespace says it in one line
     read_namespace(path)
 
 

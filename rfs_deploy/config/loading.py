@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from rfs_deploy.config import secrets
+from rfs_deploy.config import bounded_yaml, secrets
 from rfs_deploy.config.model import ReleaseState, StackConfig
 from rfs_deploy.errors import ConfigError
 
@@ -66,23 +66,49 @@ def load_stack_file(path: str | Path) -> StackConfig:
     return load_stack_config(raw)
 
 
+#: AWS region names (us-east-1, eu-central-2, us-gov-west-1, us-isob-east-1, ap-southeast-7).
+AWS_REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
+
+
 def read_stack_document(path: str | Path) -> dict[str, Any]:
-    """A stack file parsed (its ``config`` a mapping); one-line ConfigError when it is not."""
+    """A stack file parsed (its ``config`` a mapping); one-line ConfigError when it is not.
+
+    Read with the bounded reader (:mod:`rfs_deploy.config.bounded_yaml`: size, depth, no aliases),
+    and every value JSON cannot carry is refused here, naming its key, in any namespace: Pulumi
+    hands config to the program as JSON, so such a value would otherwise fail only at the first
+    update. ``aws:region`` must name a region."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = bounded_yaml.read(path)
     except OSError as exc:
-        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError("", f"{path} is not a text file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    except bounded_yaml.YamlRefused as exc:
+        reason = str(exc)
+        verb = "is" if reason.startswith("not ") else "is refused:"
+        raise ConfigError("", f"{path} {verb} {reason}") from None
+    if doc is None:
+        doc = {}
     if not isinstance(doc, dict):
         raise ConfigError("", f"{path}: a stack file must be a mapping (with a 'config' key)")
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError("", f"{path}: 'config' must be a mapping")
+    bad = bounded_yaml.first_non_json(config)
+    if bad is not None:
+        raise ConfigError(bad[0], bad[1])
+    bad = bounded_yaml.first_non_json({k: v for k, v in doc.items() if k != "config"})
+    if bad is not None:
+        raise ConfigError("", f"{path}: {bad[0] or 'a key'}: {bad[1]}")
+    region = config.get("aws:region")
+    if region is not None and not (isinstance(region, str) and AWS_REGION.fullmatch(region)):
+        raise ConfigError("aws:region", f"{_shown(region)} is not an AWS region (like us-east-1)")
     return {**doc, "config": config}
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` for an error line: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_namespace(path: str | Path, *, decrypt: bool = True) -> dict[str, Any]:
@@ -138,7 +164,7 @@ def format_error(exc: ValidationError, model: type[BaseModel], prefix: str = NAM
     errors = exc.errors(include_url=False)
     first = errors[0]
     ctx = first.get("ctx") or {}
-    raw_loc = [str(part) for part in first["loc"]]
+    raw_loc = [bounded_yaml.safe_key(str(part)) for part in first["loc"]]
     if first["type"] == "keyed":
         key = ctx["key"]
         reason = str(ctx["reason"])

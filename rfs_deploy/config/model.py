@@ -7,6 +7,12 @@ field names. The Pulumi program reads the whole model; the driver writes only ``
 
 Units: durations are seconds, rates are fractions (0.05 = 5 %), weights and percentages are
 whole percent, latency is seconds, CPU is percent.
+
+Bounds: every number has a lower and an upper bound (a duration at most :data:`MAX_DURATION`,
+a week, unless a tighter AWS limit applies); a boolean is not a number (``canaryInterval: true``
+is refused, not taken as 1 s), and NaN and infinity are refused. Strings matched against a
+pattern must match all of it (``re.fullmatch``; pydantic's ``pattern=`` anchors ``$`` at the end
+of the text, never before a final newline). A release version must match :data:`VERSION_PATTERN`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,17 @@ import re
 from string import Template
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -26,7 +42,61 @@ SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
 
 #: Service names become parts of AWS resource names: target groups allow 32 characters and
 #: Pulumi auto-names ``<name>-tg-green`` with an 8-character suffix, so 32 - 8 - 9 = 15.
-SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,14}")
+
+#: A release version: a letter or digit, then letters, digits and ``. _ + -``, at most 128
+#: characters (``v2.0.0``, ``2026.12.01-rc1``, ``1.4.0+build.7``). It names AMIs and tags and is
+#: substituted into ``artifact.userData``, a root shell script: none of these characters means
+#: anything to a shell, so ``${version}`` is safe anywhere in it.
+VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+_VERSION = re.compile(VERSION_PATTERN)
+#: An AMI id: ``ami-`` and 8 or 17 hex digits (older and newer ids), no more.
+AMI_PATTERN = r"ami-[0-9a-f]{8,17}"
+_AMI = re.compile(AMI_PATTERN)
+
+#: The longest duration any setting takes (seconds): one week.
+MAX_DURATION = 7 * 24 * 3600
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` for an error line: its repr (newlines escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_version(value: object) -> str:
+    """``value`` when it is a release version (:data:`VERSION_PATTERN`); else ValueError saying so."""
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+        raise ValueError(
+            f"version {shown(value)} is not a version: 1-128 letters, digits and '.', '_', '+', '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_ami(value: object) -> str:
+    """``value`` when it is an AMI id (:data:`AMI_PATTERN`); else ValueError saying so."""
+    if not isinstance(value, str) or not _AMI.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not an AMI id (ami- and 8 or 17 hex digits)")
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+#: Whole numbers that are not booleans.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+#: Finite numbers that are not booleans.
+Num = Annotated[float, BeforeValidator(_not_bool), AllowInfNan(False)]
+#: A release version (see :data:`VERSION_PATTERN`).
+Version = Annotated[str, AfterValidator(check_version)]
+#: An AMI id.
+AmiId = Annotated[str, AfterValidator(check_ami)]
+#: An absolute URL path sent in HTTP requests: printable ASCII without spaces, bounded.
+UrlPath = Annotated[str, Field(pattern=r"^/[!-~]*$", max_length=2048)]
 
 
 def other_slot(slot: SlotName) -> SlotName:
@@ -50,12 +120,18 @@ class Model(BaseModel):
 class Network(Model):
     """An existing VPC and the subnets the load balancers and fleets use."""
 
-    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]+$")
-    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]+$")]] = Field(min_length=2)
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{1,17}$")
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{1,17}$")]] = Field(
+        min_length=2, max_length=64
+    )
     #: Subnets for instances; defaults to ``subnetIds``.
-    instance_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]+$")]] | None = None
+    instance_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{1,17}$")]] | None = Field(
+        default=None, min_length=1, max_length=64
+    )
     internal: bool = False
-    ingress_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+    ingress_cidrs: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=60
+    )
 
     @field_validator("ingress_cidrs")
     @classmethod
@@ -72,12 +148,15 @@ class Network(Model):
 class HealthCheck(Model):
     """Target group health check (ALB pings every instance)."""
 
-    path: str = Field(default="/health", pattern=r"^/")
-    interval: int = Field(default=30, ge=5, le=300)
-    timeout: int = Field(default=10, ge=2, le=120)
-    healthy_threshold: int = Field(default=3, ge=2, le=10)
-    unhealthy_threshold: int = Field(default=2, ge=2, le=10)
-    matcher: str = "200"
+    path: UrlPath = "/health"
+    interval: Int = Field(default=30, ge=5, le=300)
+    timeout: Int = Field(default=10, ge=2, le=120)
+    healthy_threshold: Int = Field(default=3, ge=2, le=10)
+    unhealthy_threshold: Int = Field(default=2, ge=2, le=10)
+    #: HTTP codes counted healthy: ``200``, ``200,302`` or a range ``200-299``.
+    matcher: str = Field(
+        default="200", pattern=r"^[0-9]{3}(-[0-9]{3})?(,[0-9]{3}(-[0-9]{3})?)*$", max_length=64
+    )
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> HealthCheck:
@@ -91,13 +170,16 @@ class Artifact(Model):
 
     - ``amis``: one AMI per version (an immutable image baked per release), and/or
     - ``userData``: a template in which ``${version}`` is replaced by the release version,
-      booting ``defaultAmi`` (or the version's AMI when both are given).
+      booting ``defaultAmi`` (or the version's AMI when both are given). The version is checked
+      against :data:`VERSION_PATTERN` again as it is substituted, so nothing else reaches the
+      script; ``$$`` is a literal ``$``, any other ``$name`` is refused.
     A version is deployable when it has an AMI in ``amis`` or ``defaultAmi`` is set.
     """
 
-    amis: dict[str, Annotated[str, Field(pattern=r"^ami-[0-9a-f]+$")]] = Field(default_factory=dict)
-    default_ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
-    user_data: str | None = None
+    amis: dict[Version, AmiId] = Field(default_factory=dict)
+    default_ami: AmiId | None = None
+    #: A launch template takes at most 16 KB of base64, about 12,000 characters of text.
+    user_data: str | None = Field(default=None, max_length=12_000)
     #: A tag whose value is the version, on AMIs of this account: a version without an AMI in
     #: ``amis`` is looked up by it when deployed (the newest image with ``<lookupTag>=<version>``).
     lookup_tag: str | None = Field(default=None, min_length=1, max_length=128)
@@ -123,22 +205,23 @@ class Artifact(Model):
         return ami
 
     def user_data_for(self, version: str) -> str | None:
+        """The user data booting ``version``; ValueError when ``version`` is not a version."""
         if self.user_data is None:
             return None
-        return Template(self.user_data).substitute(version=version)
+        return Template(self.user_data).substitute(version=check_version(version))
 
 
 class SmokeTest(Model):
     """One request with an exact expected status and, optionally, a body fragment."""
 
-    path: str = Field(pattern=r"^/")
+    path: UrlPath
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    expect_status: int = Field(default=200, ge=100, le=599)
-    body_contains: str | None = None
+    expect_status: Int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = Field(default=None, max_length=10_000)
     #: Request body sent as-is (POST/PUT/PATCH smoke tests).
-    body: str | None = None
+    body: str | None = Field(default=None, max_length=100_000)
     #: Shown in the check name; defaults to ``METHOD path``.
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=200)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -177,11 +260,11 @@ class Probe(Model):
     """
 
     #: Requests per batch to each listener; 0 turns the probe off.
-    requests: int = Field(default=200, ge=0, le=10_000)
+    requests: Int = Field(default=200, ge=0, le=10_000)
     #: Requests in flight at once.
-    concurrency: int = Field(default=10, ge=1, le=100)
+    concurrency: Int = Field(default=10, ge=1, le=100)
     #: GET paths the batch cycles through; empty: the critical endpoints, else the health path.
-    paths: list[str] = Field(default_factory=list)
+    paths: list[UrlPath] = Field(default_factory=list, max_length=100)
     #: Also probe the live slot and compare (error-rate test, p99 ratio), not only thresholds.
     compare_live: bool = True
     #: Strategies whose validate step runs the probe. Blue-green by default: its switch moves
@@ -198,18 +281,18 @@ class Probe(Model):
 class ValidationSettings(Model):
     """What to check and how patiently. Defaults follow the seed (10 s health check timeout)."""
 
-    health_path: str = Field(default="/health", pattern=r"^/")
+    health_path: UrlPath = "/health"
     #: None skips the version check.
-    version_path: str | None = Field(default="/version", pattern=r"^/")
-    critical_endpoints: list[str] = Field(default_factory=list)
-    smoke_tests: list[SmokeTest] = Field(default_factory=list)
+    version_path: UrlPath | None = "/version"
+    critical_endpoints: list[UrlPath] = Field(default_factory=list, max_length=100)
+    smoke_tests: list[SmokeTest] = Field(default_factory=list, max_length=100)
     #: Seconds one attempt of one check may take in total (connect, send, read the body).
-    timeout: float = Field(default=10.0, gt=0, le=300)
+    timeout: Num = Field(default=10.0, gt=0, le=300)
     #: Extra attempts after a connection error, or after a critical endpoint's 5xx answer (a broken
     #: endpoint answers 5xx every time; one unlucky request does not fail it). Timeouts are final.
-    retries: int = Field(default=2, ge=0, le=10)
+    retries: Int = Field(default=2, ge=0, le=10)
     #: Seconds before the first retry; doubles on every further retry.
-    backoff: float = Field(default=0.5, ge=0, le=30)
+    backoff: Num = Field(default=0.5, ge=0, le=30)
     #: Sent with every request; values are secrets (redacted in reprs and details).
     headers: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     #: Load through the test listener before a blue-green switch (see :class:`Probe`).
@@ -224,36 +307,36 @@ class ValidationSettings(Model):
 class Analysis(Model):
     """How the driver judges a step. Thresholds are absolute; the baseline test is relative."""
 
-    max_error_rate: float = Field(default=0.05, gt=0, le=1)
-    max_p99_latency: float = Field(default=2.0, gt=0)
-    max_cpu: float = Field(default=90.0, gt=0, le=100)
+    max_error_rate: Num = Field(default=0.05, gt=0, le=1)
+    max_p99_latency: Num = Field(default=2.0, gt=0, le=3600)
+    max_cpu: Num = Field(default=90.0, gt=0, le=100)
     #: Fewer requests than this in a window make the verdict inconclusive, never a pass.
-    min_requests: int = Field(default=100, ge=1)
+    min_requests: Int = Field(default=100, ge=1, le=1_000_000_000)
     #: Inconclusive windows allowed in one step before the step fails for lack of data.
-    max_inconclusive: int = Field(default=5, ge=0)
+    max_inconclusive: Int = Field(default=5, ge=0, le=10_000)
     #: Failed windows that end a step (1 = the first failure rolls back).
-    failure_limit: int = Field(default=1, ge=1)
+    failure_limit: Int = Field(default=1, ge=1, le=10_000)
     #: Metric fetches that may fail in a row before the step fails.
-    consecutive_error_limit: int = Field(default=3, ge=1)
+    consecutive_error_limit: Int = Field(default=3, ge=1, le=10_000)
     #: Compare the new slot with the live slot (canary, A/B), not only with thresholds.
     baseline_comparison: bool = True
     #: False-alarm probability of the baseline comparison.
-    significance: float = Field(default=0.01, gt=0, lt=0.5)
+    significance: Num = Field(default=0.01, gt=0, lt=0.5)
     #: The new version's p99 may be this many times the baseline's before it fails.
-    latency_tolerance: float = Field(default=1.5, ge=1.0)
-    #: Metric period in seconds (ALB metrics are per minute).
-    period: int = Field(default=60, ge=10)
+    latency_tolerance: Num = Field(default=1.5, ge=1.0, le=1000)
+    #: Metric period in seconds (ALB metrics are per minute; at most a day).
+    period: Int = Field(default=60, ge=10, le=86_400)
 
 
 class DeploySettings(Model):
     """Settings common to every strategy (the seed's defaults)."""
 
-    health_check_interval: int = Field(default=30, ge=1)
-    health_check_timeout: int = Field(default=10, ge=1)
-    max_deployment_time: int = Field(default=600, ge=1)
+    health_check_interval: Int = Field(default=30, ge=1, le=MAX_DURATION)
+    health_check_timeout: Int = Field(default=10, ge=1, le=MAX_DURATION)
+    max_deployment_time: Int = Field(default=600, ge=1, le=MAX_DURATION)
     auto_rollback: bool = True
-    max_rollback_attempts: int = Field(default=3, ge=1, le=10)
-    deployment_timeout: int = Field(default=1800, ge=1)
+    max_rollback_attempts: Int = Field(default=3, ge=1, le=10)
+    deployment_timeout: Int = Field(default=1800, ge=1, le=MAX_DURATION)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -263,24 +346,24 @@ class BlueGreen(Model):
     """New version on the idle slot, validated through the test listener, one switch."""
 
     type: Literal["blue-green"] = "blue-green"
-    switch_delay: int = Field(default=60, ge=0)
-    validation_duration: int = Field(default=300, ge=0)
+    switch_delay: Int = Field(default=60, ge=0, le=MAX_DURATION)
+    validation_duration: Int = Field(default=300, ge=0, le=MAX_DURATION)
     #: How long the old slot stays up (at zero traffic) after the switch before scale-down.
-    scale_down_delay: int = Field(default=300, ge=0)
+    scale_down_delay: Int = Field(default=300, ge=0, le=MAX_DURATION)
 
 
 class Canary(Model):
     """New version on the idle slot; traffic moves in steps, judged at every step."""
 
     type: Literal["canary"] = "canary"
-    canary_percentage: int = Field(default=10, ge=1, le=100)
-    canary_increment: int = Field(default=10, ge=1, le=100)
-    canary_interval: int = Field(default=60, ge=1)
+    canary_percentage: Int = Field(default=10, ge=1, le=100)
+    canary_increment: Int = Field(default=10, ge=1, le=100)
+    canary_interval: Int = Field(default=60, ge=1, le=MAX_DURATION)
     #: Explicit weights for the new slot, ascending, e.g. [5, 25, 50]; 100 is added at the end.
-    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = None
+    steps: list[Annotated[Int, Field(ge=1, le=100)]] | None = Field(default=None, max_length=100)
     #: Keep a client on one slot for this many seconds (ALB target group stickiness).
-    stickiness_duration: int | None = Field(default=None, ge=1, le=604800)
-    scale_down_delay: int = Field(default=0, ge=0)
+    stickiness_duration: Int | None = Field(default=None, ge=1, le=604800)
+    scale_down_delay: Int = Field(default=0, ge=0, le=MAX_DURATION)
 
     @field_validator("steps")
     @classmethod
@@ -304,10 +387,11 @@ class Rolling(Model):
     """Refresh the live slot in place with an Auto Scaling instance refresh."""
 
     type: Literal["rolling"] = "rolling"
-    batch_size: int = Field(default=2, ge=1)
-    batch_interval: int = Field(default=30, ge=0)
+    batch_size: Int = Field(default=2, ge=1, le=1000)
+    #: The instance refresh's checkpoint delay (AWS allows at most two days).
+    batch_interval: Int = Field(default=30, ge=0, le=172_800)
     #: Seconds a new instance gets before it counts; defaults to the health check grace.
-    instance_warmup: int | None = Field(default=None, ge=0)
+    instance_warmup: Int | None = Field(default=None, ge=0, le=MAX_DURATION)
 
 
 class ABTest(Model):
@@ -315,14 +399,14 @@ class ABTest(Model):
 
     type: Literal["ab-test"] = "ab-test"
     #: Share of users sent to variant B (the new version).
-    split: int = Field(default=50, ge=1, le=99)
+    split: Int = Field(default=50, ge=1, le=99)
     #: Seconds the test runs before the decision (fits the default deploymentTimeout).
-    duration: int = Field(default=1200, ge=60)
-    header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$")
-    cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$")
-    stickiness_duration: int = Field(default=86400, ge=1, le=604800)
+    duration: Int = Field(default=1200, ge=60, le=MAX_DURATION)
+    header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$", max_length=64)
+    cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
+    stickiness_duration: Int = Field(default=86400, ge=1, le=604800)
     #: Listener rule priorities used: this and the next three.
-    rule_priority: int = Field(default=100, ge=1, le=49996)
+    rule_priority: Int = Field(default=100, ge=1, le=49996)
 
 
 Strategy = Annotated[BlueGreen | Canary | Rolling | ABTest, Field(discriminator="type")]
@@ -334,20 +418,20 @@ class ServiceConfig(Model):
 
     artifact: Artifact
     strategy: Strategy = Field(default_factory=BlueGreen)
-    instance_type: str = Field(default="t3.micro", pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    instance_type: str = Field(default="t3.micro", pattern=r"^[a-z0-9-]+\.[a-z0-9]+$", max_length=64)
     #: Port the application listens on in each instance.
-    app_port: int = Field(default=8080, ge=1, le=65535)
-    listener_port: int = Field(default=80, ge=1, le=65535)
-    test_listener_port: int = Field(default=8443, ge=1, le=65535)
+    app_port: Int = Field(default=8080, ge=1, le=65535)
+    listener_port: Int = Field(default=80, ge=1, le=65535)
+    test_listener_port: Int = Field(default=8443, ge=1, le=65535)
     #: Instances the live slot runs.
-    instance_count: int = Field(default=4, ge=1, le=1000)
+    instance_count: Int = Field(default=4, ge=1, le=1000)
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     #: Seconds Auto Scaling waits before checking a new instance's ELB health.
-    health_check_grace_period: int = Field(default=120, ge=0)
+    health_check_grace_period: Int = Field(default=120, ge=0, le=MAX_DURATION)
     #: Seconds a newly healthy slot must stay healthy before traffic moves to it (blue-green,
     #: canary, A/B): a service that serves slowly for a while after passing health checks sets
     #: its warm-up here so it is neither judged nor fed traffic while cold.
-    warmup: int = Field(default=0, ge=0, le=3600)
+    warmup: Int = Field(default=0, ge=0, le=3600)
     analysis: Analysis = Field(default_factory=Analysis)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     #: HTTP checks through the test listener before traffic moves.
@@ -371,9 +455,9 @@ class SlotState(Model):
     so a rollback restores the very image the slot ran.
     """
 
-    version: str | None = None
-    capacity: int = Field(default=0, ge=0, le=1000)
-    image: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]+$")
+    version: Version | None = None
+    capacity: Int = Field(default=0, ge=0, le=1000)
+    image: AmiId | None = None
 
     @model_validator(mode="after")
     def _version_when_running(self) -> SlotState:
@@ -387,9 +471,9 @@ class SlotState(Model):
 class Variants(Model):
     """A/B routing: forced-variant rules by header and cookie, on the production listener."""
 
-    header: str = "X-Variant"
-    cookie: str = "variant"
-    rule_priority: int = Field(default=100, ge=1, le=49996)
+    header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$", max_length=64)
+    cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
+    rule_priority: Int = Field(default=100, ge=1, le=49996)
 
 
 def _all_on_blue() -> dict[SlotName, int]:
@@ -407,9 +491,9 @@ class ReleaseState(Model):
     blue: SlotState = Field(default_factory=SlotState)
     green: SlotState = Field(default_factory=SlotState)
     #: Percent of production traffic per slot; the two sum to 100.
-    weights: dict[SlotName, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=_all_on_blue)
+    weights: dict[SlotName, Annotated[Int, Field(ge=0, le=100)]] = Field(default_factory=_all_on_blue)
     #: Seconds of target group stickiness on the production listener (None = off).
-    stickiness: int | None = Field(default=None, ge=1, le=604800)
+    stickiness: Int | None = Field(default=None, ge=1, le=604800)
     #: A/B forced-variant rules, present only during an A/B test.
     variants: Variants | None = None
     #: Instance refresh settings of the release in progress (a rolling release chosen per
@@ -465,15 +549,18 @@ class StackConfig(Model):
     network: Network
     services: dict[str, ServiceConfig] = Field(min_length=1)
     release: dict[str, ReleaseState]
-    tags: dict[str, str] = Field(default_factory=dict)
+    #: AWS tags on every resource (AWS allows keys of 128 and values of 256 characters).
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = (
+        Field(default_factory=dict, max_length=40)
+    )
 
     @field_validator("services")
     @classmethod
     def _service_names(cls, services: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
         for name in services:
-            if not SERVICE_NAME.match(name):
+            if not SERVICE_NAME.fullmatch(name):
                 raise ValueError(
-                    f"service name {name!r} must be 1-15 characters of a-z, 0-9 and '-', "
+                    f"service name {shown(name)} must be 1-15 characters of a-z, 0-9 and '-', "
                     "starting with a letter"
                 )
         return services

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from rfs_deploy.config.model import ServiceConfig, SlotName
+from rfs_deploy.config.model import ServiceConfig, SlotName, check_ami, check_version
 from rfs_deploy.infra import alarms
 from rfs_deploy.infra.refresh import RefreshPreferences
 
@@ -49,6 +49,13 @@ class SlotArgs:
     instance_security_group_id: pulumi.Input[str]
     load_balancer_suffix: pulumi.Input[str]
     tags: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        # The release state is validated when it is read, but the version also lands in a root
+        # boot script (userData), tags and a description: checked again where it is used.
+        check_version(self.boot_version)
+        if self.boot_image is not None:
+            check_ami(self.boot_image)
 
 
 def encode_user_data(text: str | None) -> str | None:

@@ -17,7 +17,10 @@ version name. ``new`` inherits what it does not say from ``baseline``, and each 
 entry inherits from ``new``, so a scenario only spells out what differs.
 
 Built-in scenarios live in ``rfs_deploy/sim/scenarios/``; :func:`load_scenario` takes their
-name or the path of a user's file.
+name or the path of a user's file, read with the bounded YAML reader of the stack files
+(:mod:`rfs_deploy.config.bounded_yaml`). Every number is bounded as in the stack config (a
+duration at most a week, ``requestsPerMinute`` at most ten million, no booleans for numbers, no
+NaN or infinity), and version names follow the release version pattern.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from rfs_deploy.config import bounded_yaml
+from rfs_deploy.config.model import MAX_DURATION, Int, Num, UrlPath, Version
 from rfs_deploy.errors import ScenarioError
 
 #: The seed document's critical endpoints, checked by the validation step.
 DEFAULT_ENDPOINTS = ("/api/users", "/api/products", "/api/orders")
+#: The most traffic a scenario may send: ten million requests a minute.
+MAX_REQUESTS_PER_MINUTE = 10_000_000
 
 
 class _Model(BaseModel):
@@ -45,8 +51,8 @@ class _Model(BaseModel):
 class Latency(_Model):
     """Response time of one request, log-normal: a median and a 99th percentile (seconds)."""
 
-    median: float = Field(default=0.08, gt=0)
-    p99: float = Field(default=0.35, gt=0)
+    median: Num = Field(default=0.08, gt=0, le=3600)
+    p99: Num = Field(default=0.35, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _ordered(self) -> Latency:
@@ -59,56 +65,56 @@ class SlowStart(_Model):
     """How a freshly launched instance misbehaves before it settles (seconds after launch)."""
 
     #: Health checks fail this long: the target is not in service and gets no traffic.
-    unhealthy_for: int = Field(default=0, ge=0)
+    unhealthy_for: Int = Field(default=0, ge=0, le=MAX_DURATION)
     #: It serves traffic but badly this long (counted from launch, so include ``unhealthyFor``).
-    degraded_for: int = Field(default=0, ge=0)
+    degraded_for: Int = Field(default=0, ge=0, le=MAX_DURATION)
     #: While degraded: latency is multiplied by this ...
-    latency_factor: float = Field(default=1.0, ge=1.0)
+    latency_factor: Num = Field(default=1.0, ge=1.0, le=1000)
     #: ... and this fraction of requests fails with a 5xx (None: the version's own rate).
-    error_rate: float | None = Field(default=None, ge=0, le=1)
+    error_rate: Num | None = Field(default=None, ge=0, le=1)
     #: ... and CPU runs at this percent (None: the version's own).
-    cpu: float | None = Field(default=None, ge=0, le=100)
+    cpu: Num | None = Field(default=None, ge=0, le=100)
 
 
 class Behaviour(_Model):
     """How the instances of one version behave."""
 
     #: Fraction of requests answered with a 5xx by the target.
-    error_rate: float = Field(default=0.002, ge=0, le=1)
+    error_rate: Num = Field(default=0.002, ge=0, le=1)
     latency: Latency = Field(default_factory=Latency)
     #: Average CPU utilisation (percent) at the scenario's traffic, and its minute-to-minute spread.
-    cpu: float = Field(default=35.0, ge=0, le=100)
-    cpu_noise: float = Field(default=2.0, ge=0)
+    cpu: Num = Field(default=35.0, ge=0, le=100)
+    cpu_noise: Num = Field(default=2.0, ge=0, le=100)
     #: Seconds from launch until the target passes its health checks (boot + healthy threshold).
-    boot_time: int = Field(default=60, ge=0)
+    boot_time: Int = Field(default=60, ge=0, le=MAX_DURATION)
     slow_start: SlowStart = Field(default_factory=SlowStart)
     #: Targets of this version never pass a health check.
     never_healthy: bool = False
     #: Critical endpoints that answer 500 on this version (validation step).
-    failing_endpoints: list[str] = Field(default_factory=list)
+    failing_endpoints: list[UrlPath] = Field(default_factory=list, max_length=100)
 
 
 class Traffic(_Model):
     """Production requests reaching the load balancer."""
 
-    requests_per_minute: int = Field(default=6000, ge=0)
+    requests_per_minute: Int = Field(default=6000, ge=0, le=MAX_REQUESTS_PER_MINUTE)
     #: Relative standard deviation of the per-minute request count.
-    noise: float = Field(default=0.05, ge=0, le=1)
+    noise: Num = Field(default=0.05, ge=0, le=1)
     #: Fraction of requests carrying a forced-variant header (A/B); split evenly over the
     #: listener's http-header rules, the rest follows the default action's weights.
-    forced_share: float = Field(default=0.02, ge=0, le=1)
+    forced_share: Num = Field(default=0.02, ge=0, le=1)
 
 
 class MetricFlakiness(_Model):
     """How unreliable CloudWatch is in this scenario (probabilities per datapoint or call)."""
 
     #: A (target group, minute) datapoint is never published.
-    missing: float = Field(default=0.0, ge=0, le=1)
+    missing: Num = Field(default=0.0, ge=0, le=1)
     #: A datapoint is published ``delay`` seconds late.
-    delayed: float = Field(default=0.0, ge=0, le=1)
-    delay: int = Field(default=180, ge=0)
+    delayed: Num = Field(default=0.0, ge=0, le=1)
+    delay: Int = Field(default=180, ge=0, le=86_400)
     #: A GetMetricData call is throttled (the adapter's retries exhausted).
-    throttled: float = Field(default=0.0, ge=0, le=1)
+    throttled: Num = Field(default=0.0, ge=0, le=1)
 
 
 class LoadBalancer(_Model):
@@ -116,25 +122,26 @@ class LoadBalancer(_Model):
 
     #: Seconds after a listener or rule change before DescribeListeners/DescribeRules (and the
     #: routing of requests) show it; ELBv2 is eventually consistent (see :mod:`rfs_deploy.sim.lag`).
-    propagation_delay: int = Field(default=0, ge=0, le=3600)
+    propagation_delay: Int = Field(default=0, ge=0, le=3600)
 
 
 class Scenario(_Model):
     """One sandbox scenario (see the module docstring)."""
 
-    name: str = "custom"
-    description: str = ""
-    seed: int = 0
+    name: str = Field(default="custom", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    #: Seeds the random numbers (numpy takes 0 to 2**64 - 1).
+    seed: Int = Field(default=0, ge=0, le=2**64 - 1)
     traffic: Traffic = Field(default_factory=Traffic)
     #: The version that gets ``baseline`` behaviour; None: whatever ran when the sandbox started.
-    baseline_version: str | None = None
+    baseline_version: Version | None = None
     baseline: Behaviour = Field(default_factory=Behaviour)
     new: Behaviour = Field(default_factory=Behaviour)
-    versions: dict[str, Behaviour] = Field(default_factory=dict)
+    versions: dict[Version, Behaviour] = Field(default_factory=dict, max_length=100)
     metrics: MetricFlakiness = Field(default_factory=MetricFlakiness)
     load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
     #: Critical endpoints the sandbox's HTTP transport answers.
-    endpoints: list[str] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS))
+    endpoints: list[UrlPath] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS), max_length=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +160,10 @@ class Scenario(_Model):
                 for name, entry in versions.items()
             }
         return data
+
+    def with_seed(self, seed: int) -> Scenario:
+        """This scenario with another seed, validated (``model_copy`` would not check it)."""
+        return Scenario.model_validate({**self.model_dump(), "seed": seed})
 
     def behaviour(self, version: str | None, baseline_version: str | None) -> Behaviour:
         """The behaviour of ``version`` when ``baseline_version`` is the old one."""
@@ -191,13 +202,19 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """
     text, label, default_name = _read(name_or_path)
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"scenario {label} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        doc = bounded_yaml.parse(text)
+    except bounded_yaml.YamlRefused as exc:
+        reason = str(exc)
+        verb = "is" if reason.startswith("not ") else "is refused:"
+        raise ScenarioError(f"scenario {label} {verb} {reason}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
         raise ScenarioError(f"scenario {label} must be a mapping of keys, not {type(doc).__name__}")
+    bad = bounded_yaml.first_non_json(doc)
+    if bad is not None:
+        where = f"{bad[0]}: " if bad[0] else ""
+        raise ScenarioError(f"scenario {label}: {where}{bad[1]}")
     return parse_scenario({"name": default_name, **doc}, label)
 
 
@@ -209,14 +226,15 @@ def parse_scenario(data: Mapping[str, Any], label: str = "<inline>") -> Scenario
         raise _one_line(exc, label) from None
 
 
-def _read(name_or_path: str | Path) -> tuple[str, str, str]:
+def _read(name_or_path: str | Path) -> tuple[str | bytes, str, str]:
     path = Path(name_or_path)
     is_path = isinstance(name_or_path, Path) or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1
     if is_path or path.is_file():
         try:
-            return path.read_text(), str(path), path.stem
+            with path.open("rb") as handle:
+                return handle.read(bounded_yaml.MAX_BYTES + 1), str(path), path.stem
         except OSError as exc:
-            raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
+            raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror or exc}") from None
     name = str(name_or_path)
     known = builtin_scenarios()
     if name not in known:
@@ -230,7 +248,7 @@ def _read(name_or_path: str | Path) -> tuple[str, str, str]:
 def _one_line(exc: ValidationError, label: str) -> ScenarioError:
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = [str(part) for part in first["loc"]]
+    loc = [bounded_yaml.safe_key(str(part)) for part in first["loc"]]
     key = ".".join(loc)
     reason = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":

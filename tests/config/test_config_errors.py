@@ -78,7 +78,7 @@ CASES: list[tuple[str, Callable[[Namespace], Any], str, str]] = [
     ("artifact without any image", lambda ns: svc(ns).update(artifact={"userData": "x"}),
      "services.api-service.artifact", "give amis (one per version), defaultAmi or lookupTag"),
     ("malformed AMI id", lambda ns: svc(ns)["artifact"]["amis"].update({"v3": "ami-XYZ"}),
-     "services.api-service.artifact.amis.v3", "should match pattern"),
+     "services.api-service.artifact.amis.v3", "is not an AMI id"),
     ("user data with another placeholder", lambda ns: svc(ns)["artifact"].update(userData="echo ${foo}"),
      "services.api-service.artifact", "userData may only use ${version}"),
     # misspelt keys
