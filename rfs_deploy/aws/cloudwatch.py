@@ -148,7 +148,9 @@ class CloudWatchMetrics:
         """Every query over [start, end), by id, datapoints oldest first (see MetricsSource).
 
         A series is ``complete=False`` when CloudWatch's last word on it was not ``Complete``
-        (PartialData, InternalError) or when it returned nothing at all for the id.
+        (PartialData, InternalError) or when it returned nothing at all for the id. Values are
+        handed on as CloudWatch gave them, NaN and infinity included: the analysis takes such a
+        value as no data (:class:`rfs_deploy.drive.judge.SlotMetrics`), never as a number.
         Raises ValueError for a bad or duplicate id, AwsError when CloudWatch fails after retries.
         """
         _check_ids(queries)

@@ -30,7 +30,8 @@ def decide_ab(
 ) -> ABDecision:
     """Decide an A/B test from its windows (``new`` = variant B, ``baseline`` = variant A).
 
-    Complete windows with data for both variants are pooled. A is kept when: either variant has
+    Complete windows with data for both variants are pooled (a window where either variant has
+    a NaN or infinite metric has no data; :attr:`SlotMetrics.unusable`). A is kept when: either variant has
     fewer than ``min_requests`` requests; the split of requests does not match ``split`` (a
     sample ratio mismatch makes every comparison suspect); B breaks an absolute threshold; B's
     error rate is higher than A's by the exact conditional binomial test at ``significance``; or
@@ -41,12 +42,17 @@ def decide_ab(
     Each comparison runs at ``significance``, so a sound B loses with probability at most
     twice that — the safe direction.
     """
-    usable = [w for w in windows if w.new is not None and w.baseline is not None and not w.partial]
+    complete = [w for w in windows if w.new is not None and w.baseline is not None and not w.partial]
+    # a window with a NaN or infinite metric on either variant is no data for the comparison
+    usable = [
+        w for w in complete if not (w.new and w.new.unusable) and not (w.baseline and w.baseline.unusable)
+    ]
     a = [w.baseline for w in usable if w.baseline is not None]
     b = [w.new for w in usable if w.new is not None]
     a_total, b_total = _pool(a), _pool(b)
     numbers: dict[str, Number] = {
         "windows": len(usable),
+        "windows_unusable": len(complete) - len(usable),
         "split": split,
         "a_requests": a_total.requests,
         "a_errors": a_total.errors,
@@ -60,9 +66,12 @@ def decide_ab(
     }
     need = policy.min_requests
     if a_total.requests < need or b_total.requests < need:
+        left_out = len(complete) - len(usable)
+        why = f"; {left_out} window(s) left out for NaN or infinite metrics" if left_out else ""
         return ABDecision(
             "A",
-            f"not enough data: A {a_total.requests}, B {b_total.requests} requests (need {need}); keep A",
+            f"not enough data: A {a_total.requests}, B {b_total.requests} requests "
+            f"(need {need}){why}; keep A",
             numbers,
         )
     ratio = sample_ratio([m.requests for m in a], [m.requests for m in b], split / 100)

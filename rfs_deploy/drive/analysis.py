@@ -9,6 +9,7 @@ false-rollback probability is bounded per release, not per step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -298,29 +299,48 @@ def _aggregate(series: dict[str, MetricSeries], slot: SlotName) -> SlotMetrics |
     """Sum counts, take the worst p99 and the mean CPU; None when there were no requests data.
 
     ALBs publish HTTPCode_Target_5XX_Count only for periods that had 5xx responses, so a missing
-    error series next to request data means zero errors, not missing data.
+    error series next to request data means zero errors, not missing data. A metric with a NaN or
+    infinite datapoint (or sum) is no data: it is named in ``unusable`` and never compared.
     """
     requests = series.get(query_id("req", slot))
     if requests is None or not requests.values:
         return None
-    errors = series.get(query_id("err", slot))
-    p99 = series.get(query_id("p99", slot))
-    cpu = series.get(query_id("cpu", slot))
+    unusable: list[str] = []
+
+    def combined(
+        kind: str, found: MetricSeries | None, how: Callable[[Sequence[float]], float]
+    ) -> float | None:
+        if found is None or not found.values:
+            return None
+        odd = next((v for v in found.values if not math.isfinite(v)), None)
+        value = how(found.values) if odd is None else odd
+        if not math.isfinite(value):  # a NaN or infinite datapoint, or a sum beyond floats
+            # (negative values are SlotMetrics' to refuse)
+            unusable.append(f"{kind} {value}")
+            return None
+        return value
+
+    total = combined("requests", requests, sum)
+    errors = combined("errors", series.get(query_id("err", slot)), sum)
     return SlotMetrics(
-        requests=int(sum(requests.values)),
-        errors=int(sum(errors.values)) if errors and errors.values else 0,
-        p99=max(p99.values) if p99 and p99.values else None,
-        cpu=sum(cpu.values) / len(cpu.values) if cpu and cpu.values else None,
+        requests=int(total or 0),
+        errors=int(errors or 0),
+        p99=combined("p99", series.get(query_id("p99", slot)), max),
+        cpu=combined("cpu", series.get(query_id("cpu", slot)), lambda v: sum(v) / len(v)),
+        unusable=tuple(unusable),
     )
 
 
 def _as_numbers(m: SlotMetrics | None) -> dict[str, Any]:
     if m is None:
         return {"requests": None, "errors": None, "error_rate": None, "p99": None, "cpu": None}
-    return {
+    numbers: dict[str, Any] = {
         "requests": m.requests,
         "errors": m.errors,
         "error_rate": m.error_rate,
         "p99": m.p99,
         "cpu": m.cpu,
     }
+    if m.unusable:
+        numbers["unusable"] = ", ".join(m.unusable)
+    return numbers

@@ -10,7 +10,9 @@ No IO here: the runner fetches the aggregates and hands them in.
 
 Rules of one window, in order (the worst finding wins, as Argo's ``Worst()``):
 
-1. no data for the new slot, partial data, or no requests → INCONCLUSIVE (never a silent pass);
+1. no data for the new slot, partial data, no requests, or a metric that is NaN, infinite or
+   negative (:attr:`SlotMetrics.unusable`) → INCONCLUSIVE (never a silent pass); a baseline with
+   such counts is no baseline data, and such a p99 is not compared;
 2. the baseline comparison (when asked for) is fed every complete window — its guarantee does
    not depend on window size — and FAILs as soon as it rejects;
 3. fewer than ``min_requests`` requests on the new slot → INCONCLUSIVE;
@@ -86,7 +88,12 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class SlotMetrics:
-    """One slot's aggregates over one window (errors are ELB and target 5xx responses)."""
+    """One slot's aggregates over one window (errors are ELB and target 5xx responses).
+
+    A metric given as NaN, infinite (or negative) is no data: it is kept out of the fields
+    (``p99`` and ``cpu`` become None, counts 0) and named in :attr:`unusable`, and a window whose
+    new slot has any is judged INCONCLUSIVE — never compared, so never passed.
+    """
 
     requests: int
     errors: int
@@ -94,6 +101,18 @@ class SlotMetrics:
     p99: float | None = None
     #: Average CPU percent over the slot's fleet; None when unknown.
     cpu: float | None = None
+    #: The metrics that came as a NaN, infinite or negative value, e.g. ``("p99 nan",)``: no data.
+    unusable: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        found = list(self.unusable)
+        for name in ("requests", "errors", "p99", "cpu"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                found.append(f"{name} {value}")
+                object.__setattr__(self, name, 0 if name in ("requests", "errors") else None)
+        if len(found) != len(self.unusable):
+            object.__setattr__(self, "unusable", tuple(dict.fromkeys(found)))
 
     @property
     def error_rate(self) -> float | None:
@@ -183,6 +202,7 @@ def _assess(
     if compare and evidence is None:
         evidence = Evidence.start()
     numbers = _numbers(window, policy)
+    window, pooled = _without_unusable_baseline(window), pooled and _without_unusable_baseline(pooled)
     new = window.new
     problem = _data_problem(window)
     if problem is not None or new is None:
@@ -210,11 +230,22 @@ def _assess(
     return _Assessment(findings, numbers, evidence, judged, seen.baseline)
 
 
+def _without_unusable_baseline(window: Window) -> Window:
+    """``window`` without its baseline when the baseline's counts are unusable (no baseline data);
+    a baseline p99 or CPU that is unusable is None already, so it is simply not compared."""
+    base = window.baseline
+    if base is not None and any(u.startswith(("requests ", "errors ")) for u in base.unusable):
+        return replace(window, baseline=None)
+    return window
+
+
 def _data_problem(window: Window) -> str | None:
     """Why a window cannot be judged at all (None when it can)."""
     new = window.new
     if new is None:
         return "no data for the new slot"
+    if new.unusable:
+        return f"no data: the new slot's {', '.join(new.unusable)} (NaN, infinite or negative)"
     if window.partial:
         return "CloudWatch returned partial data"
     if new.requests <= 0:
@@ -279,10 +310,14 @@ def _combine(
             reason += " (with the thin windows before it)"
         if new.p99 is not None:
             reason += f", p99 {new.p99:.3g}s"
+        unusable = numbers.get("baseline_unusable")
         if numbers.get("baseline_missing"):
-            reason += "; no baseline data this window: thresholds only"
+            why = f" (its {unusable})" if unusable else ""
+            reason += f"; no baseline data this window{why}: thresholds only"
         elif evidence is not None:
             reason += f"; no worse than baseline (p={evidence.p_value:.3g})"
+            if unusable:
+                reason += f"; the baseline's {unusable} is not compared"
         return Verdict(Outcome.PASS, reason, numbers, evidence)
     top = max(f.outcome.severity for f in findings)
     outcome = next(f.outcome for f in findings if f.outcome.severity == top)
@@ -313,6 +348,8 @@ def _numbers(window: Window, policy: Analysis) -> dict[str, Number]:
         numbers[f"{prefix}error_rate"] = None if slot is None else slot.error_rate
         numbers[f"{prefix}p99"] = None if slot is None else slot.p99
         numbers[f"{prefix}cpu"] = None if slot is None else slot.cpu
+        if slot is not None and slot.unusable:
+            numbers[f"{prefix}unusable"] = ", ".join(slot.unusable)
     return numbers
 
 
@@ -519,6 +556,7 @@ def merge(first: SlotMetrics | None, second: SlotMetrics | None) -> SlotMetrics 
         errors=first.errors + second.errors,
         p99=max(p99s) if p99s else None,
         cpu=weighted_mean([(first.cpu, first.requests), (second.cpu, second.requests)]),
+        unusable=tuple(dict.fromkeys(first.unusable + second.unusable)),
     )
 
 

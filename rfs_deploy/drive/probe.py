@@ -39,7 +39,7 @@ from rfs_deploy.config.model import Analysis, ValidationSettings
 from rfs_deploy.drive.judge import MAX_HOLDS, SlotMetrics, StepJudge, Verdict, Window
 from rfs_deploy.drive.protocols import Clock, SystemClock
 
-_SERVER_TIMING = re.compile(r"(?:^|,)\s*(?:total|app)\s*;(?:[^,]*;)?\s*dur=([0-9.]+)", re.IGNORECASE)
+_SERVER_TIMING = re.compile(r"(?:^|,)\s*(?:total|app)\s*;(?:[^,]*;)?\s*dur=([^,;\s]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,17 @@ def probe_paths(settings: ValidationSettings) -> list[str]:
 
 
 def server_timing(response: httpx.Response) -> float | None:
-    """Seconds from a ``Server-Timing: total;dur=<ms>`` (or ``app;dur=``) header; None without one."""
+    """Seconds from a ``Server-Timing: total;dur=<ms>`` (or ``app;dur=``) header; None without one.
+
+    A duration that is not a number (``1.2.3``, ``nan``) or too large for a float is NaN or
+    infinite: the request's latency is unknown, which makes its batch's p99 no data, never a pass."""
     match = _SERVER_TIMING.search(response.headers.get("server-timing", ""))
-    return float(match.group(1)) / 1000.0 if match else None
+    if not match:
+        return None
+    try:
+        return float(match.group(1).strip('"')) / 1000.0
+    except ValueError:
+        return math.nan
 
 
 async def run_probe(
@@ -133,7 +141,10 @@ async def _batch(
                 return False, now() - started
             elapsed = now() - started
             reported = server_timing(response)
-            latency = max(elapsed, reported) if reported is not None else elapsed
+            if reported is None:
+                return not response.is_server_error, elapsed
+            # max() would drop a NaN; an unknown latency stays unknown
+            latency = max(elapsed, reported) if math.isfinite(reported) else reported
             return not response.is_server_error, latency
 
     answers = await asyncio.gather(*(one(path) for path in paths))
@@ -146,7 +157,12 @@ async def _batch(
 
 
 def _p99(ordered: list[float]) -> float | None:
-    """The 99th percentile of sorted values (nearest rank, as CloudWatch's p99 of a period)."""
+    """The 99th percentile of sorted values (nearest rank, as CloudWatch's p99 of a period); a
+    value that is not finite is returned instead (NaN first: sorting cannot place one), since an
+    unknown latency may be the slowest — the judge takes it as no data."""
     if not ordered:
         return None
+    odd = [v for v in ordered if not math.isfinite(v)]
+    if odd:
+        return math.nan if any(math.isnan(v) for v in odd) else odd[-1]
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]

@@ -32,6 +32,7 @@ SRM_ALPHA = 0.001
 
 def binom_sf(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p), summed exactly from the tail inwards."""
+    _check_probability(p)
     if k <= 0:
         return 1.0
     if k > n:
@@ -48,6 +49,7 @@ def binom_sf(k: int, n: int, p: float) -> float:
 
 def binom_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p)."""
+    _check_probability(p)
     if k < 0:
         return 0.0
     if k >= n or p <= 0.0:
@@ -84,8 +86,21 @@ def _tail_sum(start: int, n: int, p: float, step: int) -> float:
     return total
 
 
+def _check_probability(p: float) -> None:
+    # a NaN compares false with everything, so it would read as "no evidence": refuse it
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"probability must be within [0, 1], got {p}")
+
+
+def _check_counts(*counts: float) -> None:
+    if not all(math.isfinite(c) and c >= 0 for c in counts):
+        raise ValueError(f"counts must be finite and not negative, got {counts}")
+
+
 def chi2_sf_1df(x: float) -> float:
     """Upper tail of the chi-square distribution with one degree of freedom."""
+    if math.isnan(x):
+        raise ValueError("chi-square statistic is NaN")
     return math.erfc(math.sqrt(max(0.0, x) / 2.0))
 
 
@@ -127,7 +142,11 @@ class Evidence:
         return cls(alternatives=alts, log_lr=(0.0,) * len(alts))
 
     def update(self, new_requests: int, new_errors: int, base_requests: int, base_errors: int) -> Evidence:
-        """Add one window's counts (windows with no traffic on either slot add no evidence)."""
+        """Add one window's counts (windows with no traffic on either slot add no evidence).
+
+        The judge never hands in a NaN or infinite count (that window has no data); one here is
+        a ValueError rather than evidence that compares false with every threshold."""
+        _check_counts(new_requests, new_errors, base_requests, base_errors)
         log_lr = self.log_lr
         if new_requests > 0 and base_requests > 0:
             share = new_requests / (new_requests + base_requests)
@@ -197,6 +216,7 @@ class RateComparison:
 
 def rate_comparison(a_requests: int, a_errors: int, b_requests: int, b_errors: int) -> RateComparison:
     """Exact conditional test of equal error rates for B against A (two Poisson rates)."""
+    _check_counts(a_requests, a_errors, b_requests, b_errors)
     total = a_errors + b_errors
     share = b_requests / (a_requests + b_requests)
     return RateComparison(
@@ -231,6 +251,7 @@ def sample_ratio(a_counts: Sequence[int], b_counts: Sequence[int], expected_shar
     windows the Pearson dispersion of the per-window shares around the pooled share inflates
     the variance (a quasi-binomial correction); otherwise the plain chi-square is used.
     """
+    _check_counts(*a_counts, *b_counts)
     a_total, b_total = sum(a_counts), sum(b_counts)
     total = a_total + b_total
     if total == 0:
