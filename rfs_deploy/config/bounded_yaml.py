@@ -98,8 +98,9 @@ def parse(text: str | bytes) -> Any:
             ) from None
     elif len(text) > MAX_BYTES:
         raise YamlRefused(f"larger than {MAX_BYTES / 2**20:g} MiB")
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters already here
         return loader.get_single_data()
     except YamlRefused:
         raise
@@ -110,7 +111,8 @@ def parse(text: str | bytes) -> Any:
         # like 2024-02-30)
         raise YamlRefused(f"not valid YAML: {' '.join(str(exc).split())[:200]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read(path: str | Path) -> Any:
