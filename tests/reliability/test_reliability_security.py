@@ -5,7 +5,8 @@
   botocore event hooks on the adapters' clients and must be allowed by the policy — and every
   action the policy allows must have been used.
 * A planted secret (a validation header in the stack config, ``DB_PASSWORD`` in the environment,
-  a hook that prints it, a checkpoint's configuration and environment) never appears in logs,
+  the password of a ``DATABASE_URL``, a hook that prints them, a checkpoint's configuration and
+  environment) never appears in logs,
   stderr, JSON output, reports, deployment records, checkpoints, history messages or the
   sandbox's saved session.
 """
@@ -32,6 +33,8 @@ from rfs_deploy.drive.hooks import CommandHook
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "planted-secret-123"
+#: A password known only by its place in a URL (the variable's name does not look secret).
+URL_SECRET = "url-pa55word"
 
 
 # --------------------------------------------------------------------------- the policy
@@ -150,6 +153,7 @@ def test_a_planted_secret_never_reaches_logs_output_reports_records_checkpoints_
     project = project_with_secret_header(tmp_path / "project")
     monkeypatch.setenv("RFS_DEPLOY_PROJECT", str(project))
     monkeypatch.setenv("DB_PASSWORD", SECRET)
+    monkeypatch.setenv("DATABASE_URL", f"postgres://billing:{URL_SECRET}@db.internal/billing")
     reports = tmp_path / "reports"
 
     # 1. the CLI: a deployment with --json and a report, then status and history
@@ -180,7 +184,7 @@ def test_a_planted_secret_never_reaches_logs_output_reports_records_checkpoints_
         texts += [out, *err]
 
     # 2. the API: hooks that print the secret, a bad version rolled back, a checkpoint taken
-    echo = f'echo "db password is $DB_PASSWORD"; echo "{SECRET}" >&2'
+    echo = f'echo "db password is $DB_PASSWORD"; echo "{SECRET}" >&2; echo "db at $DATABASE_URL"'
     hooks = Hooks(pre_deployment=[CommandHook(echo)], post_deployment=[CommandHook(echo + "; exit 1")])
     seams = open_seams("production", backend="sim", scenario="error-spike", hooks=hooks, fresh=True)
     try:
@@ -200,11 +204,15 @@ def test_a_planted_secret_never_reaches_logs_output_reports_records_checkpoints_
     out, err = capsys.readouterr()
     texts += [out, err, caplog.text]
 
-    assert not [t for t in texts if SECRET in t]
+    assert not [t for t in texts if SECRET in t or URL_SECRET in t]
     files = files_under(state) | files_under(reports)
     assert any(p.suffix == ".png" for p in files) and any(p.suffix == ".html" for p in files)
     assert any(p.parent.name == "checkpoints" for p in files)
-    leaked = sorted(str(p.relative_to(tmp_path)) for p, data in files.items() if SECRET.encode() in data)
+    leaked = sorted(
+        str(p.relative_to(tmp_path))
+        for p, data in files.items()
+        if SECRET.encode() in data or URL_SECRET.encode() in data
+    )
     assert leaked == []
 
 
