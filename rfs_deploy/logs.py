@@ -7,6 +7,9 @@ record is handed to any handler, its own or a parent's. A logger's filters do no
 of its child loggers, which is why the filter sits on every module's logger rather than on
 ``rfs_deploy`` alone.
 
+The same filter sits on the logger of httpx, the HTTP client validation and the load probe send
+their requests through: it logs every request's URL at INFO, credentials included.
+
 The filter formats the message with its arguments, and the exception or stack the record
 carries, into text, and passes that text through the one redactor of
 :func:`rfs_deploy.config.secrets.redact`: known secret values and URL passwords become ``***``.
@@ -53,3 +56,9 @@ def get_logger(name: str) -> logging.Logger:
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):
         logger.addFilter(_FILTER)
     return logger
+
+
+#: Loggers of libraries that quote what rfs-deploy sends (httpx: each request's method and URL).
+LIBRARY_LOGGERS = ("httpx",)
+for _name in LIBRARY_LOGGERS:
+    get_logger(_name)

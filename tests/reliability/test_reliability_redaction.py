@@ -201,6 +201,23 @@ def test_a_url_password_in_a_validation_url_is_redacted_in_the_details_and_the_l
     assert URL_PASSWORD not in details + root_debug_log.getvalue()
 
 
+def test_a_url_password_is_redacted_in_what_the_http_client_logs_of_a_validation(
+    root_debug_log: io.StringIO,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/version":
+            return httpx.Response(200, json={"version": "v2.0.0"})
+        return httpx.Response(200, text="ok")
+
+    hook = HttpValidationHook(ValidationSettings(), transport=httpx.MockTransport(answer))
+    context = {"base_url": f"http://ops:{URL_PASSWORD}@api.internal", "version": "v2.0.0"}
+    report = asyncio.run(run_hooks([hook], context, HookPhase.VALIDATION))
+    log = root_debug_log.getvalue()
+
+    assert report.ok and "httpx INFO HTTP Request: GET http://ops:***@api.internal/health" in log
+    assert URL_PASSWORD not in log
+
+
 def test_a_url_password_never_reaches_the_record_its_json_the_report_or_history(
     tmp_path: Path, state: Path, secret_env: None, root_debug_log: io.StringIO
 ) -> None:
