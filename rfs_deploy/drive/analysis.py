@@ -291,7 +291,9 @@ def _boundary(moment: float, period: int) -> float:
 
 
 def _has_data(window: Window, compare: bool) -> bool:
-    """Whether the window's data was used (so its time must not be counted again)."""
+    """Whether the window's data was used (so its time must not be counted again). A window
+    with a NaN or infinite metric counts as used: asking CloudWatch again would only give the
+    same datapoint, which would keep every later window of the step without data too."""
     return window.new is not None and not window.partial and (not compare or window.baseline is not None)
 
 

@@ -261,3 +261,44 @@ def test_a_sandbox_canary_whose_p99_comes_out_nan_is_rolled_back(
     failed = [s for s in record.steps if s.outcome == "failed"]
     assert failed and "not enough data" in failed[0].reason and "p99 nan" in failed[0].reason
     assert not [v for v in record.verdicts if v.outcome == "PASS"]
+
+
+class OneBadMinute:
+    """p99 is NaN in every window that covers the start of the first window asked for."""
+
+    def __init__(self, inner: MetricsSource) -> None:
+        self.inner = inner
+        self.bad: float | None = None
+
+    def get_metric_data(
+        self, queries: Sequence[MetricQuery], start: float, end: float
+    ) -> dict[str, MetricSeries]:
+        self.bad = start if self.bad is None else self.bad
+        found = self.inner.get_metric_data(queries, start, end)
+        if not start <= self.bad < end:
+            return found
+        return NonFinite(StaticSource(found), "p99", NAN).get_metric_data(queries, start, end)
+
+
+class StaticSource:
+    def __init__(self, series: dict[str, MetricSeries]) -> None:
+        self.series = series
+
+    def get_metric_data(
+        self, queries: Sequence[MetricQuery], start: float, end: float
+    ) -> dict[str, MetricSeries]:
+        return self.series
+
+
+def test_one_nan_minute_is_skipped_not_asked_for_again_so_the_rest_of_the_step_is_judged() -> None:
+    world = build_world()
+    seams = world.seams()
+    seams.metrics = OneBadMinute(world.metrics)
+    from rfs_deploy.drive.driver import Driver
+
+    record = asyncio.run(Driver(seams).deploy(SERVICE, NEW, "canary", {"strategy": {"steps": [10, 50]}}))
+
+    assert record.status is DeploymentStatus.COMPLETED, record.errors
+    assert [v.reason for v in record.verdicts if "p99 nan" in v.reason] == [
+        "no data: the new slot's p99 nan (NaN, infinite or negative)"
+    ]
