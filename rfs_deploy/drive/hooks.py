@@ -333,8 +333,10 @@ class CommandHook:
     A string runs through the shell, a sequence runs directly. The command inherits the driver's
     environment plus ``RFS_DEPLOY_*`` variables from the context (:func:`context_env`) plus ``env``.
     Stdout and stderr are captured together (the tail is kept); values of variables whose names
-    look secret are replaced by ``***`` in the reported command and output. On timeout the
-    command's whole process group is killed.
+    look secret, the passwords of URLs in any variable and every other known secret
+    (:func:`rfs_deploy.config.secrets.redact`) are replaced by ``***`` in the reported command and
+    output, and so is the password of any ``scheme://user:password@`` URL the output shows. On
+    timeout the command's whole process group is killed.
     """
 
     def __init__(
