@@ -98,6 +98,8 @@ class FakeCloud:
     applied: dict[str, ReleaseState] = field(default_factory=dict)
     outputs: dict[str, ServiceOutputs] = field(default_factory=dict)
     refresh: dict[str, RefreshStatus] = field(default_factory=dict)
+    #: How the refresh an update starts (by changing a live slot's version) ends.
+    refresh_outcome: str = "Successful"
     _stale: dict[str, tuple[ReleaseState, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,7 +117,10 @@ class FakeCloud:
                 self._stale[service] = (before, self.weight_lag_reads)
             if before is not None and before.slot(before.live).version != state.slot(state.live).version:
                 asg = self.outputs[service].slot(state.live).asg_name
-                self.refresh[asg] = RefreshStatus(f"ir-{len(self.refresh) + 1}", "Successful", 100, 0)
+                done = 100 if self.refresh_outcome == "Successful" else 60
+                self.refresh[asg] = RefreshStatus(
+                    f"ir-{len(self.refresh) + 1}", self.refresh_outcome, done, 0
+                )
             self.applied[service] = state
 
     def visible(self, service: str) -> ReleaseState:

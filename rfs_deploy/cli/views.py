@@ -59,8 +59,12 @@ def _live_before(ordered: Sequence[HistoryEntry], found: JournalDeployment) -> s
 def _journal_status(found: JournalDeployment) -> DeploymentStatus:
     if found.status in _FROM_JOURNAL:
         return _FROM_JOURNAL[found.status]
-    # rolling-back / aborting: the restore's newest update is running, or it failed
-    return DeploymentStatus.IN_PROGRESS if found.newest.result == "in-progress" else DeploymentStatus.FAILED
+    # rolling-back / aborting: the restore's newest update is running, or it failed, or it
+    # succeeded and its process waits (or, killed, waited) for the world to show it
+    running = found.newest.result == "in-progress" or (
+        found.awaiting_world and journal.owner_alive(found.last_tag)
+    )
+    return DeploymentStatus.IN_PROGRESS if running else DeploymentStatus.FAILED
 
 
 def _requested(found: JournalDeployment) -> bool:

@@ -279,8 +279,8 @@ class Driver:
             try:
                 await runner.update(expected, runner._message(last, steps[last], "resume"))
                 await runner.verify(expected)
-            except StackBusy:
-                raise
+            except (StackBusy, ReleaseConflict) as exc:
+                raise StackBusy(self._overtaken(found, "resume", exc)) from exc
             except (RfsDeployError, StepFailed) as exc:
                 # as with any failed step: back to the checkpoint, not a bare error mid-deployment
                 reason = f"resume could not restore the state of step {last + 1}: {exc}"
@@ -288,7 +288,10 @@ class Driver:
                 await runner.roll_back(reason)
                 await self._after(runner)
                 return record
-        await runner.run(start=found.next_step)
+        try:
+            await runner.run(start=found.next_step)
+        except (StackBusy, ReleaseConflict) as exc:
+            raise StackBusy(self._overtaken(found, "resume", exc)) from exc
         await self._after(runner)
         return record
 
@@ -330,7 +333,8 @@ class Driver:
         newest = history[0] if history else None
         live = newest.release.get(service) if newest is not None and newest.release is not None else None
         if (
-            newest is not None
+            open_one is None  # an unfinished restore is finished (and confirmed) by this one
+            and newest is not None
             and newest.result == "succeeded"
             and live == target == current
             and not self._refresh_running(service, target)
@@ -372,6 +376,14 @@ class Driver:
         found = journal.find_open_deployment(history, service)
         if found is not None:
             step = found.next_step
+            tag = found.last_tag
+            if tag.owner is not None and tag.owner != journal.this_owner() and journal.owner_alive(tag):
+                host, _, pid = tag.owner.rpartition("/")
+                raise StackBusy(
+                    f"deployment {found.deployment_id} of {found.service} ({found.version}) is running "
+                    f"(step {min(step + 1, found.total_steps)}/{found.total_steps}, process {pid} on "
+                    f"{host}); wait for it to finish, or watch it with `{self._cmd('status')}`"
+                )
             commands = " or ".join(f"`{self._cmd(verb)}`" for verb in dict.fromkeys((hint, "abort")))
             raise StackBusy(
                 f"deployment {found.deployment_id} of {found.service} ({found.version}) is still open "
@@ -503,13 +515,36 @@ class Driver:
         checkpoint = self._checkpoint_of(found)
         record = self._load_or_new(found, checkpoint.release_for(found.service))
         runner = Runner(self.seams, record, svc, (), checkpoint, 0)
-        await runner.roll_back(
-            reason,
-            status_reason="aborted" if phase == "abort" else "rolled back",
-            on_request=True,
-            phase=phase,
-        )
+        try:
+            await runner.roll_back(
+                reason,
+                status_reason="aborted" if phase == "abort" else "rolled back",
+                on_request=True,
+                phase=phase,
+            )
+        except (StackBusy, ReleaseConflict) as exc:
+            # the record is the deployment's own, shared with whoever changed it: left as it is
+            raise StackBusy(self._overtaken(found, "abort" if phase == "abort" else "resume", exc)) from exc
         return record
+
+    def _overtaken(self, found: JournalDeployment, verb: str, exc: RfsDeployError) -> str:
+        """What the stack shows after another process got in the way of ``verb`` on ``found``."""
+        history = self.seams.backend.history()
+        now = journal.latest_deployment(history, found.service)
+        newest = max((e.version for e in history), default=0)
+        if now is not None and now.deployment_id == found.deployment_id and now.finished:
+            state = f"deployment {found.deployment_id} ended {now.status} meanwhile (stack version {newest})"
+        elif now is not None and now.deployment_id != found.deployment_id:
+            state = f"{found.service} was changed meanwhile by deployment {now.deployment_id} ({now.status})"
+        else:
+            state = (
+                f"deployment {found.deployment_id} of {found.service} is being changed meanwhile "
+                f"(newest stack version {newest})"
+            )
+        return (
+            f"{state}, by another process: this {verb} changed nothing ({exc}); "
+            f"see `{self._cmd('status')} --service {found.service}`"
+        )
 
     def _new_record(
         self, service: str, version: str, strategy: str, release: ReleaseState, deployment_id: str

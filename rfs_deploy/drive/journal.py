@@ -13,7 +13,8 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
 ``step``   ``k/n``: the plan step, **1-based** in the text, of ``n`` steps. :attr:`JournalTag.step`
            is the 0-based index into the plan (``step=3/9`` is ``JournalTag(step=2, total=9)``).
            For ``rollback`` and ``abort`` updates ``k/n`` counts the attempts instead.
-``kind``   the step kind (:data:`rfs_deploy.drive.steps.STEP_KINDS`), or the phase name
+``kind``   the step kind (:data:`rfs_deploy.drive.steps.STEP_KINDS`), or the phase name, or
+           ``restored`` (:data:`RESTORED`: the update confirming a finished restore)
 ``phase``  ``step``: the update applying plan step ``k``; ``resume``: a new process re-applying the
            release state of the last completed step after a crash; ``rollback`` / ``abort``: an
            update restoring the pre-deployment checkpoint (automatic / asked for); ``done``: the
@@ -25,6 +26,10 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
 ``own``    optional: the process running the deployment, ``host/pid`` (its *owner*)
 ``until``  optional: the owner's lease, seconds since the epoch: past it, a deployment whose owner
            runs on another host counts as abandoned (the runner's own time budget ends earlier)
+``wait``   optional, ``1`` on ``rollback`` / ``abort`` updates: the update restored the checkpoint's
+           release state, but the restore is finished only by a later update of the same phase
+           with ``kind=restored``, run once the world shows it (the refresh back ended, the
+           listener weights verified)
 =========  =====================================================================================
 
 ``abort`` and ``resume`` refuse while the owner is alive (:func:`owner_alive`): on its own host
@@ -37,9 +42,12 @@ after the tag is one line. Tags hold names, versions, numbers and a digest only,
 values (the digest is taken with secret values masked), so no secret can reach stack history
 through them.
 
-A deployment has *finished* when its newest update succeeded and was a ``done``, ``rollback`` or
-``abort`` update, or a ``step`` update of the plan's last step (nothing follows it). Anything else
-is *open*: ``resume`` continues it from :attr:`JournalDeployment.next_step`, ``abort`` restores
+A deployment has *finished* when its newest update succeeded and was a ``done`` update, a
+``rollback`` or ``abort`` update without ``wait`` (the ``restored`` confirmation, or a tag older
+than confirmations), or a ``step`` update of the plan's last step (nothing follows it). A restore
+killed between its update and the world showing it (a rolling fleet half-way through its refresh
+back) is therefore still open: ``resume`` or ``abort`` finishes it. Anything else is *open*:
+``resume`` continues it from :attr:`JournalDeployment.next_step`, ``abort`` restores
 :attr:`JournalDeployment.checkpoint`.
 
 Backends differ in what a killed update leaves behind: the Pulumi Cloud backend records it as
@@ -70,6 +78,8 @@ PREFIX = "rfs-deploy"
 ROLLBACK_STRATEGY = "rollback"
 Phase = Literal["step", "resume", "rollback", "abort", "done"]
 PHASES: tuple[Phase, ...] = ("step", "resume", "rollback", "abort", "done")
+#: The ``kind`` of the update that confirms a restore: the world shows the checkpoint again.
+RESTORED = "restored"
 #: Phases whose successful update ends a deployment.
 FINISHING_PHASES = frozenset({"done", "rollback", "abort"})
 #: Phases whose successful update completes plan step ``step``.
@@ -104,6 +114,8 @@ class JournalTag:
     owner: str | None = None
     #: The owner's lease: seconds since the epoch (None in older tags).
     lease: int | None = None
+    #: A restoring update whose restore still waits for the world (see ``wait`` above).
+    wait: bool = False
 
     def __post_init__(self) -> None:
         for name in ("deployment_id", "service", "kind", "version", "strategy"):
@@ -117,6 +129,8 @@ class JournalTag:
             raise ValueError("journal tag: checkpoint must be a history version (>= 0)")
         if self.settings is not None and _DIGEST.match(self.settings) is None:
             raise ValueError("journal tag: settings must be a settings digest (12 hex characters)")
+        if self.wait and self.phase not in ("rollback", "abort"):
+            raise ValueError("journal tag: only rollback and abort updates wait for a confirmation")
 
 
 def settings_digest(service: ServiceConfig) -> str:
@@ -149,6 +163,8 @@ def encode(tag: JournalTag, text: str) -> str:
         fields.append(("own", tag.owner))
     if tag.lease is not None:
         fields.append(("until", str(tag.lease)))
+    if tag.wait:
+        fields.append(("wait", "1"))
     head = " ".join(f"{key}={quote(value, safe=_SAFE)}" for key, value in fields)
     line = " ".join(text.split())
     return f"{PREFIX}[{head}] {line}" if line else f"{PREFIX}[{head}]"
@@ -192,6 +208,9 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
     lease = fields.get("until")
     if lease is not None and not lease.isdigit():
         raise ValueError("bad lease")
+    wait = fields.get("wait")
+    if wait not in (None, "1"):
+        raise ValueError("bad wait")
     return JournalTag(
         deployment_id=fields["dep"],
         service=fields["svc"],
@@ -205,6 +224,7 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
         settings=fields.get("cfg"),
         owner=fields.get("own"),
         lease=None if lease is None else int(lease),
+        wait=wait == "1",
     )
 
 
@@ -306,6 +326,12 @@ class JournalDeployment:
         return not self.finished
 
     @property
+    def awaiting_world(self) -> bool:
+        """A restore whose update succeeded but was not confirmed: killed while the refresh back
+        or the weight check ran. ``resume`` (or ``abort``) waits for the world and confirms it."""
+        return self.newest.result == "succeeded" and self.last_tag.wait
+
+    @property
     def interrupted(self) -> bool:
         """The newest update of the deployment did not succeed (failed, killed or still running)."""
         return self.newest.result != "succeeded"
@@ -397,6 +423,7 @@ def _superseded(
 
 
 def _deployment(ordered: Sequence[HistoryEntry], mine: list[HistoryEntry]) -> JournalDeployment:
+    mine = _without_refused_takeovers(mine)
     last_tag = decode(mine[0].message)
     assert last_tag is not None
     return JournalDeployment(
@@ -413,6 +440,21 @@ def _deployment(ordered: Sequence[HistoryEntry], mine: list[HistoryEntry]) -> Jo
         foreign_after=tuple(e.version for e in ordered if e.version > mine[0].version),
         settings=_plan_settings(mine),
     )
+
+
+def _without_refused_takeovers(mine: list[HistoryEntry]) -> list[HistoryEntry]:
+    """The deployment's updates without failed ones after it finished: an ``abort`` or ``resume``
+    that decided while it was open and whose update the program's compare-and-swap refused once
+    its owner had finished it (no command starts an update of a finished deployment otherwise).
+    Such an update changed nothing and does not reopen the deployment."""
+    for position, entry in enumerate(mine):
+        if entry.result != "succeeded":
+            continue
+        tag = decode(entry.message)
+        if position and tag is not None and _status(entry, tag) in ("completed", "rolled-back", "aborted"):
+            return mine[position:]
+        return mine
+    return mine
 
 
 def find_open_deployment(
@@ -477,7 +519,8 @@ def checkpoint_at(history: Sequence[HistoryEntry], version: int) -> Checkpoint:
 
 
 def _status(newest: HistoryEntry, tag: JournalTag) -> DeploymentStatus:
-    ok = newest.result == "succeeded"
+    # a restoring update that still waits for its confirmation has not finished the restore
+    ok = newest.result == "succeeded" and not tag.wait
     if tag.phase == "rollback":
         return "rolled-back" if ok else "rolling-back"
     if tag.phase == "abort":

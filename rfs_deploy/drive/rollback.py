@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from rfs_deploy.config.model import ReleaseState
 from rfs_deploy.drive import journal
-from rfs_deploy.errors import RfsDeployError
+from rfs_deploy.errors import RfsDeployError, StackBusy
+from rfs_deploy.releases import ReleaseConflict
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.runner import Checkpoint, Runner
@@ -31,34 +32,48 @@ async def restore(
     rec = runner.record
     target = checkpoint.release[rec.service]
     attempts = runner.service.deploy.max_rollback_attempts
-    await _stop_refresh(runner, target)
+    cancelled = await _stop_refresh(runner, target)
     for attempt in range(1, attempts + 1):
         rec.rollback_attempts = attempt
-        tag = journal.JournalTag(
-            deployment_id=rec.deployment_id,
-            service=rec.service,
-            step=attempt - 1,
-            total=attempts,
-            kind=phase,
-            phase=phase,
-            version=rec.version,
-            strategy=rec.strategy,
-            checkpoint=checkpoint.version,
-            owner=journal.this_owner(),
-            lease=runner.lease(),
-        )
-        message = journal.encode(tag, f"restore stack version {checkpoint.version}: {reason}"[:200])
+
+        def message(kind: str, text: str, wait: bool, attempt: int = attempt) -> str:
+            tag = journal.JournalTag(
+                deployment_id=rec.deployment_id,
+                service=rec.service,
+                step=attempt - 1,
+                total=attempts,
+                kind=kind,
+                phase=phase,
+                version=rec.version,
+                strategy=rec.strategy,
+                checkpoint=checkpoint.version,
+                owner=journal.this_owner(),
+                lease=runner.lease(),
+                wait=wait,
+            )
+            return journal.encode(tag, text[:200])
+
         try:
-            before = runner.release()
-            previous = _latest_refresh_id(runner)
-            await runner.update(target, message)
+            await runner.update(
+                target, message(phase, f"restore stack version {checkpoint.version}: {reason}", wait=True)
+            )
             await runner.verify(target)
-            # follow the refresh back when this update changed the live version, or when one is
-            # running anyway: a killed earlier attempt wrote the config and its update started it
-            changed = before.slot(before.live).version != target.slot(target.live).version
-            if changed or _refresh_active(runner):
-                await _wait_refresh(runner, previous)
+            await _settle(runner, cancelled)
+            # only now is the restore finished: history says so with one more (empty) update
+            await runner.update(
+                target,
+                message(
+                    journal.RESTORED,
+                    f"stack version {checkpoint.version} restored: weights verified, fleet settled",
+                    wait=False,
+                ),
+            )
             return True
+        except (StackBusy, ReleaseConflict):
+            # another process holds the stack or changed this service since the restore was
+            # decided (a live deployment finished, say): retrying would write the checkpoint
+            # over its work. The caller says what the stack now shows.
+            raise
         except (RfsDeployError, StepFailed) as exc:
             rec.errors.append(f"{phase} attempt {attempt}/{attempts} failed: {exc}")
             if attempt < attempts:
@@ -66,8 +81,9 @@ async def restore(
     return False
 
 
-async def _stop_refresh(runner: Runner, target: ReleaseState) -> None:
-    """A refresh still replacing instances with the bad version is cancelled first.
+async def _stop_refresh(runner: Runner, target: ReleaseState) -> str | None:
+    """A refresh still replacing instances with the bad version is cancelled first; returns
+    the id of the refresh it cancelled.
 
     Not when the stack config already holds the target: an earlier attempt (killed, or failed
     after its update) wrote it, cancelled the bad refresh then, and any refresh running now is
@@ -75,7 +91,7 @@ async def _stop_refresh(runner: Runner, target: ReleaseState) -> None:
     """
     release = runner.release()
     if release == target:
-        return
+        return None
     try:
         asg = runner.outputs().slot(release.live).asg_name
         status = runner.seams.fleet.latest_refresh(asg)
@@ -84,27 +100,26 @@ async def _stop_refresh(runner: Runner, target: ReleaseState) -> None:
             runner.record.errors.append(
                 f"cancelled instance refresh {status.refresh_id} at {status.percentage_complete}%"
             )
+            return status.refresh_id
     except RfsDeployError as exc:
         runner.record.errors.append(f"could not cancel the instance refresh: {exc}")
+    return None
 
 
-def _refresh_active(runner: Runner) -> bool:
-    release = runner.release()
-    status = runner.seams.fleet.latest_refresh(runner.outputs().slot(release.live).asg_name)
-    return status is not None and not status.done
+#: Refresh states after which the fleet runs the launch template the refresh was started for
+#: (AWS's own rollback of a refresh puts the previous one back).
+SETTLED = frozenset({"Successful", "RollbackSuccessful"})
 
 
-def _latest_refresh_id(runner: Runner) -> str | None:
-    release = runner.release()
-    status = runner.seams.fleet.latest_refresh(runner.outputs().slot(release.live).asg_name)
-    return None if status is None else status.refresh_id
+async def _settle(runner: Runner, cancelled: str | None) -> None:
+    """Wait until the restored live slot's fleet runs one version: its newest instance refresh
+    (the one back, started by the restoring update) ended Successful, or there is none.
 
-
-async def _wait_refresh(runner: Runner, previous_id: str | None) -> None:
-    """After restoring a live slot's version, follow the refresh back until it ends.
-
-    The update starts a new refresh (the program's instance refresh triggers on a launch template
-    change); one that never appears within a few polls means nothing needed replacing.
+    A refresh that ended otherwise leaves the fleet running both versions, so the restore is not
+    finished — unless it is the forward refresh this restore ``cancelled`` itself, whose
+    successor (the refresh back) may take a few polls to show; none showing means nothing needed
+    replacing. A refresh running is followed to its end, whoever started it (a killed earlier
+    attempt, say): cancelling that one would leave the slot half old, half new.
     """
     from rfs_deploy.drive.runner import StepFailed
 
@@ -113,16 +128,18 @@ async def _wait_refresh(runner: Runner, previous_id: str | None) -> None:
     waited = 0
     poll = 30
     while waited <= REFRESH_WAIT:
-        status = runner.seams.fleet.latest_refresh(asg)
-        if status is None or status.status == "Successful":
+        status = await runner._io(runner.seams.fleet.latest_refresh, asg)
+        if status is None or status.status in SETTLED:
             return
-        if not status.done:
-            pass  # one is running (this update's, or a killed attempt's): wait for it to end
-        elif status.refresh_id == previous_id:
+        if status.done and status.refresh_id == cancelled:
             if waited >= 4 * poll:
                 return
         elif status.done:
-            raise StepFailed(f"refresh back to the old version ended {status.status}: {status.status_reason}")
+            raise StepFailed(
+                f"instance refresh {status.refresh_id} of the live slot ended {status.status}"
+                f"{': ' + status.status_reason if status.status_reason else ''}; its fleet may run both "
+                f"versions: start an instance refresh of {asg} once its cause is fixed, then resume"
+            )
         await runner.seams.clock.sleep(poll)
         waited += poll
     raise StepFailed(f"refresh back to the old version still running after {REFRESH_WAIT}s")

@@ -403,12 +403,14 @@ class Runner:
                 rec.recovery = self._cancel_commands()["abort"]
             rec.errors.append(f"{phase} stopped right after the update in flight: {stopped}")
             found = journal.latest_deployment(self.seams.backend.history(), rec.service)
-            if found is not None and found.deployment_id == rec.deployment_id and found.finished:
-                # the restoring update itself succeeded; the wait for AWS to show it was cut short
+            if found is not None and found.deployment_id == rec.deployment_id and found.awaiting_world:
+                # the restoring update itself succeeded; the wait for AWS to show it was cut short,
+                # so the journal keeps the restore open until a new process confirms it
                 rec.errors.append(
                     f"its update to stack version {self.checkpoint.version}'s release state succeeded; "
                     "the check that the load balancer and instances show it did not finish"
                 )
+                rec.recovery = self._cancel_commands()["resume"]
             if cancel is not None:
                 cancel.outcome = "stopped"
         if cancel is not None:

@@ -42,8 +42,10 @@ Saver = Callable[[], None]
 
 
 #: Where :meth:`SandboxBackend.kill_during` can kill an update: after it is recorded as started,
-#: after its first resource change, after its last resource change (before it is recorded).
-KILL_STAGES = ("start", "mid", "end")
+#: after its first resource change, after its last resource change (before it is recorded), or
+#: ``after`` it is recorded as succeeded — at the next moment the driver waits on the clock (the
+#: refresh back of a rollback, say) or starts another update, whichever comes first.
+KILL_STAGES = ("start", "mid", "end", "after")
 
 
 @dataclass
@@ -78,6 +80,7 @@ class SandboxBackend:
         self._save = save or (lambda: None)
         self._fault: _Fault | None = None
         self._kill: tuple[str, int] | None = None
+        self._kill_after = False
         self._updates_run = 0
         #: write_release was called since the last update (see releases.owned_message).
         self._wrote_release = False
@@ -111,6 +114,7 @@ class SandboxBackend:
             self._lock.release()
 
     def _update(self, message: str, emit: Callable[[str], None]) -> UpdateResult:
+        self.time_passed()  # an ``after`` kill armed by the previous update lands before this one
         version = (self.entries[-1]["version"] + 1) if self.entries else 1
         message, owner = releases.owned_message(message, self._wrote_release)
         self._wrote_release = False
@@ -171,6 +175,7 @@ class SandboxBackend:
             self.namespace["release"] = {name: state.to_config() for name, state in applied.items()}
         entry.update(result="succeeded", endTime=self._now(), changes=changes)
         self._save()
+        self._kill_after = self._kill == ("after", self._updates_run)
         emit(f"update {version} succeeded: " + ", ".join(f"{k} {v}" for k, v in sorted(changes.items())))
         return UpdateResult(version=version, message=message, changes=changes)
 
@@ -248,6 +253,13 @@ class SandboxBackend:
         self._save()
         if self._changed_in_update == 1:
             self._maybe_kill("mid")
+
+    def time_passed(self) -> None:
+        """The sandbox clock moved (or another update starts): an ``after`` kill lands now, once
+        the session is saved as a killed process's cloud would have kept it."""
+        if self._kill_after:
+            self._save()
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _maybe_kill(self, stage: str) -> None:
         if self._kill == (stage, self._updates_run):

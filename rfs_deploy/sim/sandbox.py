@@ -24,7 +24,7 @@ bumps a generation number (``state.gen``), a process writes only over the genera
 (else StackBusy: someone else changed the stack meanwhile), and :meth:`Sandbox.close` writes only
 when this process changed something (a read-only ``status`` during a deployment writes nothing).
 
-``RFS_DEPLOY_SIM_KILL=STAGE:N`` (STAGE one of start, mid, end) makes the process SIGKILL itself
+``RFS_DEPLOY_SIM_KILL=STAGE:N`` (STAGE one of start, mid, end, after) makes the process SIGKILL itself
 inside the N-th stack update it runs (see :meth:`SandboxBackend.kill_during`): crash tests.
 """
 
@@ -196,6 +196,7 @@ class Sandbox:
             self.adapters = AwsAdapters.from_session(
                 AwsSession(self.aws.region, boto_session=self.aws.boto_session())
             )
+            self.clock.subscribe(lambda _start, _end: self.backend.time_passed())
             self._started = True
             if saved is not None:
                 self._restore(saved)
@@ -360,7 +361,9 @@ def _arm_kill(backend: SandboxBackend, spec: str | None) -> None:
     try:
         backend.kill_during(int(count or "1"), stage)
     except ValueError:
-        raise ConfigError(KILL_ENV, f"expected STAGE:N with STAGE start, mid or end, got {spec!r}") from None
+        raise ConfigError(
+            KILL_ENV, f"expected STAGE:N with STAGE start, mid, end or after, got {spec!r}"
+        ) from None
 
 
 def _read_state(directory: Path) -> dict[str, Any] | None:

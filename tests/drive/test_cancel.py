@@ -249,15 +249,20 @@ def test_a_second_signal_during_the_rollback_stops_right_after_its_update() -> N
     assert record.status is DeploymentStatus.FAILED
     # the abort's update ran to its end; its verification wait is what the second signal stopped
     assert step_updates(world)[-1] == (0, "abort", "succeeded")
-    assert record.recovery == f"rfs-deploy rollback --stack test --service {SERVICE} --to 1"
+    # the journal keeps the abort open until the world is confirmed back: resume finishes it
+    assert record.recovery == f"rfs-deploy resume --stack test --service {SERVICE}"
+    assert world.latest().open and world.latest().awaiting_world
     assert any("abort stopped right after the update in flight: a second signal" in e for e in record.errors)
     assert "NOT confirmed back at its checkpoint (a second signal (SIGINT))" in cancel.summary()
 
     assert "the check that the load balancer and instances show it did not finish" in record.errors[-1]
 
     # the recovery command confirms the stack runs the checkpoint's release state
-    restored = run(world.driver().rollback(SERVICE, 1))
-    assert restored.status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.COMPLETED)
+    restored = run(world.driver().resume(SERVICE))
+    assert restored.status is DeploymentStatus.ROLLED_BACK
+    assert restored.deployment_id == record.deployment_id
+    assert step_updates(world)[-1] == (0, "abort", "succeeded")
+    assert not world.latest().open
     assert_back_at_checkpoint(world)
 
 
@@ -285,7 +290,9 @@ def test_the_grace_period_bounds_a_rollback_that_keeps_waiting() -> None:
     assert cancel.outcome == "stopped"
     assert record.status is DeploymentStatus.FAILED
     assert any("the cancel grace period of 0.3s ran out" in e for e in record.errors)
-    assert record.recovery is not None and "rollback" in record.recovery
+    # its restoring update succeeded but the weights never showed: the abort stays open
+    assert record.recovery == f"rfs-deploy resume --stack test --service {SERVICE}"
+    assert world.latest().awaiting_world
 
 
 def test_a_zero_grace_period_starts_no_rollback(world: World) -> None:

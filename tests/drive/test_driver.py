@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -18,11 +19,12 @@ from drive_world import (
     stack_config,
 )
 
-from rfs_deploy.drive import events
+from rfs_deploy.drive import events, journal
 from rfs_deploy.drive.driver import planned_seconds
 from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, StackBusy, UnknownVersion
+from rfs_deploy.releases import ReleaseConflict
 from rfs_deploy.testing import Behaviour
 
 
@@ -323,7 +325,9 @@ def test_rollback_to_a_version_restores_its_release(world: World) -> None:
     assert record.status is DeploymentStatus.ROLLED_BACK
     assert record.rolled_back_to == 1
     assert record.version == OLD
-    assert world.stack.updates == updates + 1
+    # the restoring update, then the one confirming the load balancer and fleet show it
+    assert world.stack.updates == updates + 2
+    assert [t.kind for t in world.tags()[-2:]] == ["rollback", "restored"]
     assert world.release() == world.start and world.applied() == world.start
     assert world.latest().status == "rolled-back"
 
@@ -389,12 +393,44 @@ def test_a_failed_first_update_rolls_back_and_cannot_be_a_rollback_target(world:
 
     assert record.status is DeploymentStatus.ROLLED_BACK
     assert any("step 1 (deploy-idle): update failed" in e for e in record.errors), record.errors
-    failed = world.stack.history()[1]
+    failed = world.stack.history()[2]  # newest first: confirmation, restore, the failed update
     assert failed.result == "failed"
     assert world.release() == world.start and world.applied() == world.start
 
     with pytest.raises(UnknownVersion, match="did not succeed"):
         run(world.driver().rollback(SERVICE, to_version=failed.version))
+
+
+@pytest.mark.parametrize("verb", ["abort", "resume"])
+def test_a_takeover_overtaken_by_the_deployment_finishing_changes_nothing(world: World, verb: str) -> None:
+    """``abort`` (or ``resume``) decided on an open deployment, then its update is refused by the
+    program's compare-and-swap: the deployment's owner finished it meanwhile. Not retried (that
+    would restore the checkpoint over a completed release), and the error says what happened."""
+    leave_open(world, "canary", index=5)
+    before = world.latest()
+
+    def finished_meanwhile(message: str) -> BaseException | None:
+        tag = journal.decode(message)
+        if tag is None or tag.phase == "done":
+            return None
+        last = before.last_tag
+        done = dataclasses.replace(last, phase="done", kind="done", step=last.total - 1)
+        world.stack.crash_when = None
+        world.stack.up(journal.encode(done, "the owner finished the deployment"))
+        return ReleaseConflict("the live release state of api-service changed since it was read")
+
+    world.stack.crash_when = finished_meanwhile
+    world.stack.crash_leaves = "failed"
+    updates = world.stack.updates
+    driver = world.driver()
+    with pytest.raises(StackBusy) as caught:
+        run(driver.abort(SERVICE) if verb == "abort" else driver.resume(SERVICE))
+
+    text = str(caught.value)
+    assert f"deployment {before.deployment_id} ended completed meanwhile" in text
+    assert f"this {verb} changed nothing" in text
+    assert world.stack.updates == updates + 2  # the refused update and the owner's, no retry
+    assert world.latest().status == "completed"
 
 
 def test_rollback_while_a_deployment_is_open_is_refused(world: World) -> None:

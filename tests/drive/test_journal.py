@@ -47,6 +47,8 @@ def test_encode_shape_is_compact_and_one_based_in_text() -> None:
         tag(step=0, total=1, kind="deploy-idle"),
         tag(phase="rollback", kind="rollback", step=1, total=3),
         tag(phase="abort", kind="abort", step=0, total=3),
+        tag(phase="rollback", kind="rollback", step=0, total=3, wait=True),
+        tag(phase="abort", kind=journal.RESTORED, step=2, total=3),
         tag(phase="resume", step=8),
         tag(phase="done", kind="done", step=8),
         tag(version="2024.06.01 build=7 [rc] 100%", strategy="blue-green"),
@@ -320,6 +322,60 @@ def test_a_later_rollback_attempt_that_succeeds_finishes_the_deployment() -> Non
     h.rollback("dep1", 1, result="succeeded")
     dep = journal.latest_deployment(h.entries)
     assert dep is not None and dep.status == "rolled-back"
+
+
+@pytest.mark.parametrize("phase", ["rollback", "abort"])
+def test_a_restore_is_finished_only_by_its_confirmation(phase: str) -> None:
+    """The restoring update (``wait=1``) succeeded but the world was not yet seen back (a kill
+    during the refresh back): the deployment stays open until the ``restored`` update."""
+    h = History()
+    h.add("initial")
+    h.step("dep1", 0)
+    h.rollback("dep1", 0, phase=phase, wait=True)
+    dep = journal.latest_deployment(h.entries)
+    assert dep is not None and dep.open and dep.awaiting_world
+    assert dep.status == ("rolling-back" if phase == "rollback" else "aborting")
+    assert journal.find_open_deployment(h.entries, "api-service") == dep
+
+    t = tag(deployment_id="dep1", step=0, total=3, kind=journal.RESTORED, phase=phase, checkpoint=None)
+    h.add(encode(t, "restored"), "succeeded", BASE)
+    dep = journal.latest_deployment(h.entries)
+    assert dep is not None and dep.finished and not dep.awaiting_world
+    assert dep.status == ("rolled-back" if phase == "rollback" else "aborted")
+
+
+def test_a_failed_confirmation_keeps_the_restore_open() -> None:
+    h = History()
+    h.add("initial")
+    h.step("dep1", 0)
+    h.rollback("dep1", 0, wait=True)
+    t = tag(deployment_id="dep1", step=0, total=3, kind=journal.RESTORED, phase="rollback", checkpoint=None)
+    h.add(encode(t, "restored"), "failed", BASE)
+    dep = journal.latest_deployment(h.entries)
+    assert dep is not None and dep.status == "rolling-back" and not dep.awaiting_world
+
+
+@pytest.mark.parametrize("phase", ["abort", "resume", "step"])
+def test_a_refused_takeover_after_the_end_does_not_reopen_a_deployment(phase: str) -> None:
+    """An abort or resume that decided while the deployment was open, refused by the program's
+    compare-and-swap once the owner finished it: its failed update changed nothing."""
+    h = History()
+    h.add("initial")
+    h.step("dep1", 0, total=2)
+    h.step("dep1", 1, total=2)  # the last step: completed
+    late = tag(deployment_id="dep1", step=0, total=2, kind=phase, phase=phase, checkpoint=None)
+    h.add(encode(late, "refused"), "failed", BASE)
+    dep = journal.latest_deployment(h.entries)
+    assert dep is not None and dep.status == "completed" and not dep.open
+    assert [e.version for e in dep.entries] == [3, 2]
+
+
+def test_only_restoring_updates_wait_and_a_bad_wait_value_is_foreign() -> None:
+    with pytest.raises(ValueError, match="only rollback and abort"):
+        tag(wait=True)
+    message = encode(tag(phase="rollback", kind="rollback", step=0, total=3, wait=True), "x")
+    assert " wait=1]" in message
+    assert decode(message.replace("wait=1", "wait=yes")) is None
 
 
 def test_several_deployments_the_newest_counts_and_its_checkpoint_is_the_previous_end() -> None:

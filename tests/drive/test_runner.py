@@ -122,6 +122,32 @@ def test_a_rolling_rollback_cancels_nothing_when_the_refresh_already_ended() -> 
     assert world.applied().slot("blue").version == world.start.slot("blue").version
 
 
+def test_a_rolling_rollback_whose_refresh_back_fails_is_not_rolled_back() -> None:
+    """The restoring update succeeded, but the refresh back to v1 ended Failed: the fleet runs
+    both versions, so the rollback is not confirmed and the journal keeps it open."""
+    world = build_world({NEW: BAD["rolling"]})
+
+    def refresh_back_fails(event: Any) -> None:
+        if isinstance(event, events.RollbackStarted):
+            world.cloud.refresh_outcome = "Failed"
+
+    record = world.deploy("rolling", listeners=[refresh_back_fails])
+
+    assert record.status is DeploymentStatus.FAILED
+    assert any("ended Failed; its fleet may run both versions" in e for e in record.errors), record.errors
+    assert world.tags()[-1].kind == "rollback" and world.tags()[-1].wait
+    found = world.latest()
+    assert found.open and found.awaiting_world and found.status == "rolling-back"
+
+    # once a refresh back succeeds (an operator's, say), resume confirms and finishes it
+    world.cloud.refresh_outcome = "Successful"
+    asg = f"{SERVICE}-asg-{world.start.live}"
+    world.cloud.refresh[asg] = RefreshStatus("ir-operator", "Successful", 100, 0)
+    resumed = run(world.driver().resume(SERVICE))
+    assert resumed.status is DeploymentStatus.ROLLED_BACK
+    assert world.tags()[-1].kind == "restored" and not world.latest().open
+
+
 def test_a_slot_that_never_becomes_healthy_fails_before_any_traffic_moves() -> None:
     world = build_world({NEW: Behaviour(healthy=False)})
     record = world.deploy("canary")
@@ -179,7 +205,8 @@ def test_a_failed_rollback_update_is_retried() -> None:
     assert world.release() == world.start and world.applied() == world.start
     assert any("rollback attempt 1/3 failed" in e for e in record.errors)
     history = world.stack.history()
-    assert [e.result for e in history[:2]] == ["succeeded", "failed"]
+    # the retried restore, its confirmation once the world showed it, after the failed attempt
+    assert [e.result for e in history[:3]] == ["succeeded", "succeeded", "failed"]
     assert world.latest().status == "rolled-back"
 
 

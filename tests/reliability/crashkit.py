@@ -9,7 +9,9 @@ For one (strategy, scenario) row:
    before step k completes), the first tick of multi-window bakes (mid-bake), every stack update
    half-applied (``RFS_DEPLOY_SIM_KILL=mid:N``: the sandbox SIGKILLs itself after the update's
    first resource change; in rows that roll back also after its last change, before it is
-   recorded) and the moment after the last step;
+   recorded; and in every restoring update's wait, ``RFS_DEPLOY_SIM_KILL=after:N``: after the
+   rollback update is recorded, while the driver waits for the refresh back and the weights)
+   and the moment after the last step;
 4. per kill point: copy the base, run ``deploy`` and kill it; copy the killed session twice; run
    ``resume`` on one and ``abort`` on the other (new processes); inspect both (:mod:`endstate`).
 
@@ -79,7 +81,9 @@ def deploy_args(strategy: str, scenario: str) -> list[str]:
 @dataclass(frozen=True)
 class KillPoint:
     """Where to kill: ``boundary`` (on step k's line), ``bake`` (first tick of step k),
-    ``update`` (inside the N-th update, sandbox hook), ``end`` (after the last step's result)."""
+    ``update`` (inside the N-th update, sandbox hook), ``update-end`` (the N-th update applied,
+    not recorded), ``update-after`` (the N-th update recorded, the driver waiting on the world
+    before its next), ``end`` (after the last step's result)."""
 
     kind: str
     step: int = 0
@@ -95,6 +99,8 @@ class Reference:
     #: Observation ticks per step number (the steps that bake).
     ticked: dict[int, int] = field(default_factory=dict)
     updates: int = 0
+    #: The updates (1-based among the run's) that restore the checkpoint and wait for the world.
+    restores: list[int] = field(default_factory=list)
     exit_code: int = 0
 
 
@@ -126,7 +132,14 @@ def reference_run(base: Path, root: Path, strategy: str, scenario: str) -> Refer
             ref.steps.append((current, int(step.group(2)), step.group(3)))
         elif TICK_LINE.match(line) and current:
             ref.ticked[current] = ref.ticked.get(current, 0) + 1
-    ref.updates = len(endstate.history_entries(state)) - before
+    from rfs_deploy.drive import journal
+
+    made = list(reversed(endstate.history_entries(state)))[before:]
+    ref.updates = len(made)
+    for number, entry in enumerate(made, start=1):
+        tag = journal.decode(entry.message)
+        if tag is not None and tag.wait:
+            ref.restores.append(number)
     return ref
 
 
@@ -143,19 +156,24 @@ def kill_points(ref: Reference, quick: bool = False) -> list[KillPoint]:
             KillPoint("update-end", update=n, label=f"update {n} applied, not recorded")
             for n in range(1, ref.updates + 1)
         ]
+    points += [
+        KillPoint("update-after", update=n, label=f"restoring update {n} recorded, world not yet confirmed")
+        for n in ref.restores
+    ]
     if ref.steps:
         points.append(KillPoint("end", step=ref.steps[-1][0], label="after the last step"))
     if quick:
         keep = {("boundary", 1), ("boundary", 2), ("bake", min(ref.ticked) if ref.ticked else -1)}
         chosen = [p for p in points if (p.kind, p.step) in keep]
         chosen += [p for p in points if p.kind.startswith("update") and p.update in (1, 2)]
+        chosen += [p for p in points if p.kind == "update-after" and p.update not in (1, 2)]
         points = chosen
     return points
 
 
 def run_and_kill(state: Path, strategy: str, scenario: str, point: KillPoint) -> int:
     """Run ``deploy`` and SIGKILL it at ``point``; returns its exit status (-9 when killed)."""
-    stage = {"update": "mid", "update-end": "end"}.get(point.kind)
+    stage = {"update": "mid", "update-end": "end", "update-after": "after"}.get(point.kind)
     extra = {"RFS_DEPLOY_SIM_KILL": f"{stage}:{point.update}"} if stage else {}
     proc = subprocess.Popen(
         [*CLI, "--backend", "sim", *deploy_args(strategy, scenario)],
