@@ -2,12 +2,15 @@
 
     python benchmarks/reliability.py [--quick] [--jobs 2] [--only crash,faults,concurrency]
 
-* **Crash matrix** — for each strategy (and canary/rolling under error-spike, where the kill can
-  land in the automatic rollback), a real ``rfs-deploy deploy`` subprocess is SIGKILLed at every
-  step boundary, in the middle of every multi-window bake and inside every stack update; then
-  ``resume`` and, separately from the same kill point, ``abort`` run in new processes. Counted:
-  runs, end states (promoted / rolled back / mixed, from the stack config *and* the load
-  balancer and fleet) and lost checkpoints. ``--quick`` keeps a few kill points per row.
+* **Crash matrix** — for each strategy healthy and under error-spike (where the kill can land in
+  the automatic rollback), a real ``rfs-deploy deploy`` subprocess is SIGKILLed at every step
+  boundary, in the middle of every multi-window bake, inside every stack update and, in the
+  rollback rows, after each restoring update is recorded while the driver waits for the refresh
+  back and the weights; then ``resume`` and, separately from the same kill point, ``abort`` run
+  in new processes. Counted: runs, end states (promoted / rolled back / mixed, from the stack
+  config *and* the load balancer and fleet), lost checkpoints and stuck recoveries (the journal
+  still shows the deployment open after ``resume`` or ``abort``). ``--quick`` keeps a few kill
+  points per row.
 * **Fault table** — one injected fault per row in a fresh sandbox (see tests/reliability/faultkit.py).
 * **Concurrency** — N stacks deployed at once with ``asyncio.gather`` over the shipped fakes and a
   compressed real-time clock (waiting dominates, as against AWS).
@@ -47,6 +50,8 @@ ROWS = [
     ("ab-test", "healthy"),
     ("canary", "error-spike"),
     ("rolling", "error-spike"),
+    ("blue-green", "error-spike"),
+    ("ab-test", "error-spike"),
 ]
 
 
@@ -76,6 +81,7 @@ def crash_section(quick: bool, jobs: int, rows: list[tuple[str, str]] | None = N
                 _states(abort),
                 resume["mixed"] + abort["mixed"],
                 sum(o.lost_checkpoint for o in outs),
+                sum(len(o.stuck) for o in outs),
                 f"{seconds:.0f}s",
             ]
         )
@@ -102,6 +108,7 @@ def crash_section(quick: bool, jobs: int, rows: list[tuple[str, str]] | None = N
         "after abort",
         "mixed",
         "lost checkpoints",
+        "stuck",
         "time",
     ]
     detail_headers = ["row", "killed at", "journal after kill", "checkpoint", "resume", "abort", "notes"]

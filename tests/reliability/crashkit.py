@@ -212,6 +212,8 @@ class Outcome:
     resume_state: str = ""
     abort_exit: int | None = None
     abort_state: str = ""
+    #: The recoveries after which the journal still shows a deployment open (stuck).
+    stuck: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -252,6 +254,11 @@ def run_point(
     outcome.resume_exit, resume_note = results["resume"]
     outcome.abort_exit, abort_note = results["abort"]
     outcome.notes += [n for n in (resume_note, abort_note) if n]
+    for verb, path in dirs.items():
+        after = endstate.journal_view(endstate.history_entries(path))
+        if after["status"] in ("in-progress", "rolling-back", "aborting"):
+            outcome.stuck.append(verb)
+            outcome.notes.append(f"{verb}: still open ({after['status']})")
     seen = inspect_many([dirs["resume"], dirs["abort"]])
     for verb, data in zip(("resume", "abort"), seen, strict=True):
         if "error" in data:
