@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import httpx
 
 from rfs_deploy.config.model import Analysis, ValidationSettings
+from rfs_deploy.config.secrets import remember
 from rfs_deploy.drive.judge import MAX_HOLDS, SlotMetrics, StepJudge, Verdict, Window
 from rfs_deploy.drive.protocols import Clock, SystemClock
 
@@ -106,6 +107,7 @@ async def run_probe(
     """
     now = (clock or SystemClock()).now
     headers = {name: value.get_secret_value() for name, value in settings.headers.items()}
+    remember(headers.values())  # header values are secrets: redacted wherever text is logged
     judge = StepJudge(policy, baseline=live_url is not None, windows=1)
     batches: list[Batch] = []
     limit = 1 + MAX_HOLDS + policy.max_inconclusive + policy.failure_limit + policy.consecutive_error_limit

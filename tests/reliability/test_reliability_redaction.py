@@ -218,6 +218,25 @@ def test_a_url_password_is_redacted_in_what_the_http_client_logs_of_a_validation
     assert URL_PASSWORD not in log
 
 
+def test_a_validation_header_quoted_by_a_failing_request_is_redacted_in_the_retry_log(
+    root_debug_log: io.StringIO,
+) -> None:
+    header = "hdr-value-4711"  # a header from the stack config: not in the environment
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"no route, key {request.headers['x-api-key']}", request=request)
+
+    settings = ValidationSettings(retries=1, backoff=0.001, headers={"X-Api-Key": header})
+    hook = HttpValidationHook(settings, transport=httpx.MockTransport(broken))
+    report = asyncio.run(
+        run_hooks([hook], {"base_url": "http://api.internal", "version": "v2"}, "validation")
+    )
+    log = root_debug_log.getvalue()
+
+    assert not report.ok and "retrying in" in log and "cannot connect (no route, key ***)" in log
+    assert header not in log + json.dumps(report.results[0].value.as_dict())
+
+
 def test_a_url_password_never_reaches_the_record_its_json_the_report_or_history(
     tmp_path: Path, state: Path, secret_env: None, root_debug_log: io.StringIO
 ) -> None:
