@@ -34,6 +34,7 @@ from rfs_deploy.drive.hooks import CommandHook, HookPhase, HttpValidationHook, r
 from rfs_deploy.logs import RedactingFilter
 from rfs_deploy.report import write_report
 
+REPO = Path(__file__).resolve().parents[2]
 SECRET = "planted-secret-123"
 #: A password that is no known secret value: only its place in a URL says it is one.
 URL_PASSWORD = "Url-Only-Pa55"
@@ -115,6 +116,21 @@ def test_a_remembered_secret_and_a_url_password_are_redacted_in_records_of_any_r
     assert log.count("sending *** to postgres://app:***@db.internal:5432/billing") == 3
     assert "Stack (most recent call last)" in log
     assert "remembered-header-value" not in log and URL_PASSWORD not in log
+
+
+def test_a_value_decrypted_from_the_stack_file_is_redacted_in_any_later_log_record(
+    root_debug_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rfs_deploy.config.loading import read_namespace
+    from rfs_deploy.config.secrets import PASSPHRASE_ENV
+
+    # written by the real Pulumi CLI (see tests/config/test_secrets.py): a secret tag set with --path
+    monkeypatch.setenv(PASSPHRASE_ENV, "test-passphrase-not-real")
+    owner = read_namespace(REPO / "tests" / "config" / "stacks" / "Pulumi.secrets.yaml")["tags"]["owner"]
+    assert owner == "fake-owner-4567"
+    importlib.import_module("rfs_deploy.drive.context").log.warning("tag rejected: owner=%s", owner)
+
+    assert "tag rejected: owner=***" in root_debug_log.getvalue() and owner not in root_debug_log.getvalue()
 
 
 def every_rfs_deploy_module() -> list[str]:
