@@ -182,6 +182,18 @@ def test_url_passwords_are_redacted_known_or_not(text: str, expected: str) -> No
     assert redact(text) == expected
 
 
+def test_a_json_like_value_is_redacted_string_by_string(secret_env: None) -> None:
+    from rfs_deploy.config.secrets import redact_value
+
+    value = {"errors": [f"stopped: {DATABASE_URL}", ("x", SECRET)], SECRET: 1, "n": 2.5, "ok": None}
+    assert redact_value(value) == {
+        "errors": ["stopped: postgres://app:***@db.internal:5432/billing", ["x", "***"]],
+        "***": 1,
+        "n": 2.5,
+        "ok": None,
+    }
+
+
 def test_a_url_password_in_the_environment_is_redacted_in_hook_output_details_and_logs(
     root_debug_log: io.StringIO, secret_env: None
 ) -> None:
