@@ -130,8 +130,8 @@ class Scenario(_Model):
 
     name: str = Field(default="custom", max_length=200)
     description: str = Field(default="", max_length=2000)
-    #: Seeds the random numbers (numpy takes 0 to 2**64 - 1).
-    seed: Int = Field(default=0, ge=0, le=2**64 - 1)
+    #: Seeds the random numbers: 0 to 2**32 - 1 (as ``simulate --seed``).
+    seed: Int = Field(default=0, ge=0, le=2**32 - 1)
     traffic: Traffic = Field(default_factory=Traffic)
     #: The version that gets ``baseline`` behaviour; None: whatever ran when the sandbox started.
     baseline_version: Version | None = None
@@ -160,10 +160,6 @@ class Scenario(_Model):
                 for name, entry in versions.items()
             }
         return data
-
-    def with_seed(self, seed: int) -> Scenario:
-        """This scenario with another seed, validated (``model_copy`` would not check it)."""
-        return Scenario.model_validate({**self.model_dump(), "seed": seed})
 
     def behaviour(self, version: str | None, baseline_version: str | None) -> Behaviour:
         """The behaviour of ``version`` when ``baseline_version`` is the old one."""
