@@ -10,6 +10,8 @@
     ├── PreconditionFailed          exit 2: the world is not in a state to start (alarm firing, ...)
     ├── StackBusy                   exit 2: another update holds the stack lock
     ├── MissingCredentials          exit 2: no AWS credentials for a command that needs them
+    ├── DamagedState                exit 2: a state file is damaged or a link; names the recovery
+    ├── StateWriteError             exit 4: a state file could not be written (a full disk)
     ├── BackendError                a stack update or read failed (wraps Automation API errors)
     ├── AwsError                    an AWS API call failed after retries (wraps botocore errors)
     └── RollbackFailed              exit 4: the stack could not be brought back; says how to finish
@@ -74,6 +76,21 @@ class MissingCredentials(RfsDeployError):
     """No AWS credentials were found for a command that talks to AWS."""
 
     exit_code = 2
+
+
+class DamagedState(RfsDeployError):
+    """A file in the state directory is damaged (truncated, not JSON, not what rfs-deploy wrote)
+    or is a symbolic link; the message names it and the one command that recovers. Nothing was
+    changed."""
+
+    exit_code = 2
+
+
+class StateWriteError(RfsDeployError):
+    """A file in the state directory could not be written (a full disk, a size limit); the old
+    file is left as it was and no temporary file is left behind."""
+
+    exit_code = 4
 
 
 class BackendError(RfsDeployError):

@@ -14,6 +14,7 @@ import io
 from pathlib import Path
 
 from rfs_deploy.drive.records import DeploymentRecord, Sample
+from rfs_deploy.errors import InvalidInput, RfsDeployError
 
 COLOURS = {"blue": "#1f77b4", "green": "#2ca02c"}
 
@@ -143,13 +144,36 @@ tr.failed,tr.fail{{background:#fdd}}tr.inconclusive{{background:#ffd}}</style></
 """
 
 
+def check_report_dir(directory: str | Path, flag: str = "--report") -> Path:
+    """``directory`` when a report can be written there (it is a directory, or can be made one);
+    InvalidInput otherwise. Commands call it before anything runs, so a report directory that is
+    a file (or under one, ``/dev/null/x``) fails at once, not after a whole deployment."""
+    from rfs_deploy.connect import check_directory
+
+    text = str(directory)
+    if not text.strip():
+        raise InvalidInput(f"{flag} must name a directory")
+    check_directory(Path(text), f"{flag} {text}")
+    return Path(text)
+
+
 def write_report(record: DeploymentRecord, directory: str | Path) -> tuple[Path, Path]:
-    """Write ``<id>.png`` and ``<id>.html`` into ``directory``; returns both paths."""
+    """Write ``<id>.png`` and ``<id>.html`` into ``directory``; returns both paths. ReportError
+    (one line) when they cannot be written."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    png = render_png(record)
     png_path = out / f"{record.deployment_id}.png"
     html_path = out / f"{record.deployment_id}.html"
-    png_path.write_bytes(png)
-    html_path.write_text(render_html(record, png))
+    png = render_png(record)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        png_path.write_bytes(png)
+        html_path.write_text(render_html(record, png))
+    except OSError as exc:
+        raise ReportError(f"the report could not be written into {out}: {exc.strerror or exc}") from None
     return png_path, html_path
+
+
+class ReportError(RfsDeployError):
+    """The report files could not be written (the deployment itself is unaffected)."""
+
+    exit_code = 4

@@ -152,14 +152,26 @@ class RollbackManager:
 
     def _key(self) -> bytes:
         """This machine's fingerprint key (random, 0600), so fingerprints cannot be brute-forced
-        from a checkpoint file alone."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / ".fingerprint-key"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(32))
-        return path.read_bytes()
+        from a checkpoint file alone. Made whole and only where nothing is (``O_EXCL``), read
+        without following links: a key planted as a link, or one of the wrong size, is
+        DamagedState, never used."""
+        from rfs_deploy import statefiles
+        from rfs_deploy.errors import DamagedState
+
+        statefiles.make_dirs(self.directory)
+        path = self.directory / KEY_FILE
+        if not statefiles.exists(path):
+            statefiles.create_exclusive(path, secrets.token_bytes(KEY_BYTES))  # or another made it
+        recover = f"remove it (rm {statefiles.shown(path)}); fingerprints taken with it stop matching"
+        key = statefiles.read_bytes(path, recover, limit=KEY_BYTES)
+        if key is None or len(key) != KEY_BYTES:
+            raise DamagedState(f"the fingerprint key {path} is not a key rfs-deploy made: {recover}")
+        return key
+
+
+#: The fingerprint key: a file of :data:`KEY_BYTES` random bytes beside the checkpoints.
+KEY_FILE = ".fingerprint-key"
+KEY_BYTES = 32
 
 
 def _fingerprint(value: str, key: bytes) -> str:

@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         return parser
 
     def stack_args(sp: argparse.ArgumentParser, service: bool = True, required: bool = True) -> None:
-        sp.add_argument("--stack", required=True, help="stack (environment), e.g. production")
+        sp.add_argument(
+            "--stack", required=True, type=stack_name, help="stack (environment), e.g. production"
+        )
         if service:
             sp.add_argument("--service", required=required, help="service name in the stack")
 
@@ -230,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     iam = command("iam-policy", "print the least-privilege IAM policy the driver needs")
-    iam.add_argument("--stack", help="scope alarms and Auto Scaling groups to this stack's services")
+    iam.add_argument(
+        "--stack", type=stack_name, help="scope alarms and Auto Scaling groups to this stack's services"
+    )
     iam.add_argument("--account", default="*", help="AWS account id for the ARNs (default *)")
     iam.add_argument("--for", dest="principal", choices=("driver", "pulumi"), default="driver")
     iam.set_defaults(command="iam_policy")  # the handler is cmd_iam_policy
@@ -284,9 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     rs = command(
         "sandbox-reset", "delete the local sandbox: its sessions and its deployment records (no AWS)"
     )
-    rs.add_argument("--stack", help="only this stack's sandbox (default: every stack)")
+    rs.add_argument("--stack", type=stack_name, help="only this stack's sandbox (default: every stack)")
     rs.set_defaults(command="sandbox_reset")
     return p
+
+
+def stack_name(text: str) -> str:
+    """argparse type of every ``--stack``: a stack name (rfs_deploy.connect.STACK_NAME), so a
+    path-like or overlong name is a usage error before it reaches a path."""
+    from rfs_deploy.connect import check_stack_name
+
+    try:
+        return check_stack_name(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from rfs_deploy.cli import SANDBOX_SERVICE, SANDBOX_STACK, emit, exit_code, views
 from rfs_deploy.cli.progress import WATCHDOG_SECONDS, ProgressPrinter
-from rfs_deploy.connect import backend_kind, open_seams, project_dir, state_dir
+from rfs_deploy.connect import backend_kind, open_seams, project_dir, short_stack_name, state_dir
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.driver import Driver
@@ -19,7 +19,7 @@ from rfs_deploy.drive.plans import describe
 from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, RecordStore
 from rfs_deploy.drive.summary import summarize
-from rfs_deploy.errors import InvalidInput
+from rfs_deploy.errors import InvalidInput, StackBusy
 
 _opened: list[Seams] = []
 _printers: list[ProgressPrinter] = []
@@ -31,7 +31,7 @@ def _check_stack_file(stack: str) -> None:
     deep, aliases and values JSON cannot carry are one ConfigError line too)."""
     from rfs_deploy.config.loading import read_namespace
 
-    path = project_dir() / "stacks" / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+    path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(stack)}.yaml"
     if not path.is_file():
         return
     read_namespace(path)
@@ -154,12 +154,18 @@ def _record_payload(record: DeploymentRecord) -> dict[str, Any]:
 
 def _finish(args: argparse.Namespace, record: DeploymentRecord, report_dir: str | None = None) -> int:
     paths: list[str] = []
+    report_error = None
     if report_dir:
-        from rfs_deploy.report import write_report
+        from rfs_deploy.report import ReportError, write_report
 
-        paths = [str(p) for p in write_report(record, report_dir)]
+        try:
+            paths = [str(p) for p in write_report(record, report_dir)]
+        except ReportError as exc:  # checked before the deployment: only a race gets here
+            report_error = str(exc)
     payload = _record_payload(record)
     payload["report"] = paths
+    if report_error:
+        payload["report_error"] = report_error
     status = record.status.value
     if record.status is DeploymentStatus.ROLLED_BACK and record.on_request:
         status += " (on request)"
@@ -173,6 +179,8 @@ def _finish(args: argparse.Namespace, record: DeploymentRecord, report_dir: str 
         lines.append(f"the stack is NOT back at its checkpoint; to finish: {record.recovery}")
     if paths:
         lines.append(f"report: {paths[1]} (picture: {paths[0]})")
+    if report_error:
+        lines.append(f"no report: {report_error}")
     emit(args, payload, "\n".join(lines))
     return exit_code(record)
 
@@ -197,7 +205,16 @@ def _mark_requested(seams: Seams, record: DeploymentRecord, asked: bool) -> Depl
 # --------------------------------------------------------------------------- commands
 
 
+def _check_report(args: argparse.Namespace) -> None:
+    """``--report DIR`` usable, checked before anything runs (rfs_deploy.report.check_report_dir)."""
+    if getattr(args, "report", None) is not None:
+        from rfs_deploy.report import check_report_dir
+
+        check_report_dir(args.report)
+
+
 async def cmd_deploy(args: argparse.Namespace) -> int:
+    _check_report(args)
     await _precheck(args, "deploy")
     seams = _seams(args, args.stack, scenario=args.scenario)
     overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
@@ -259,7 +276,7 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         from rfs_deploy.config.loading import load_stack_file
         from rfs_deploy.errors import UnknownStack
 
-        path = project_dir() / "stacks" / f"Pulumi.{args.stack.rsplit('/', 1)[-1]}.yaml"
+        path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(args.stack)}.yaml"
         if not path.is_file():
             raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in stacks/")
         config = load_stack_file(path)
@@ -287,10 +304,12 @@ async def _precheck(args: argparse.Namespace, verb: str) -> None:
     real backend the driver asks the journal itself.)"""
     if getattr(args, "force", False) or backend_kind(args.backend) != "sim":
         return
+    from rfs_deploy import statefiles
     from rfs_deploy.sim import session_directory
 
-    if not (session_directory(state_dir(), args.stack.rsplit("/", 1)[-1]) / "state.json").exists():
-        return  # no session yet: nothing can be open
+    session = session_directory(state_dir(), short_stack_name(args.stack))
+    if not statefiles.exists(session / "state.json"):
+        return  # no session yet: nothing can be open (a link or damage is found when opened)
     seams = open_seams(args.stack, backend="sim", readonly=True)
     try:
         driver = Driver(seams)
@@ -328,11 +347,12 @@ def _read_history(args: argparse.Namespace) -> tuple[list[HistoryEntry], list[De
     root = project_dir()
     records = RecordStore(state_dir(root) / "deployments" / kind).all(stack=args.stack)
     if kind == "sim":
+        from rfs_deploy import statefiles
         from rfs_deploy.sim import session_directory
 
-        short = args.stack.rstrip("/").rsplit("/", 1)[-1]  # org/project/stack: the session of stack
-        if not (session_directory(state_dir(root), short) / "state.json").is_file():
-            return [], records
+        short = short_stack_name(args.stack)  # org/project/stack: the session of stack
+        if not statefiles.exists(session_directory(state_dir(root), short) / "state.json"):
+            return [], records  # (a link or a damaged file is found, and named, when opened)
         # readonly: no wait for the session a running deployment holds, and nothing saved
         seams = open_seams(args.stack, backend="sim", readonly=True)
         _opened.append(seams)
@@ -383,7 +403,13 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 
 async def cmd_simulate(args: argparse.Namespace) -> int:
-    """The sandbox with defaults: a fresh world, api-service v1.0.0 → v2.0.0 on stack production."""
+    """The sandbox with defaults: a fresh world, api-service v1.0.0 → v2.0.0 on stack production.
+
+    Every input is checked before the old session is touched: the seed, the scenario, the
+    report directory and the plan (the version's image, the strategy) against the stack file.
+    A session another command holds, or one with an open deployment, is not replaced (exit 2,
+    naming resume, abort and sandbox-reset)."""
+    _simulate_preflight(args)
     seams = _seams(
         args,
         SANDBOX_STACK,
@@ -392,38 +418,96 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         fresh=True,
         engine=args.engine,
+        refuse_open=True,
     )
     record = await Driver(seams).deploy(SANDBOX_SERVICE, args.version, args.strategy)
     return _finish(args, record, args.report)
 
 
+def _simulate_preflight(args: argparse.Namespace) -> None:
+    """What ``simulate`` would refuse once it runs, refused before it replaces anything."""
+    from rfs_deploy.config.loading import load_stack_file
+    from rfs_deploy.connect import DEFAULT_SCENARIO, check_seed
+    from rfs_deploy.drive.driver import resolve, with_image
+    from rfs_deploy.drive.plans import plan
+    from rfs_deploy.sim import load_scenario
+
+    if args.seed is not None:
+        check_seed(args.seed)
+    _check_report(args)
+    load_scenario(args.scenario or DEFAULT_SCENARIO)
+    _check_stack_file(SANDBOX_STACK)
+    config = load_stack_file(project_dir() / "stacks" / f"Pulumi.{SANDBOX_STACK}.yaml")
+    svc, strategy = resolve(config.service(SANDBOX_SERVICE), args.strategy)
+    if not svc.artifact.has_image(args.version) and svc.artifact.lookup_tag is not None:
+        svc = with_image(svc, args.version, "ami-00000000")  # found by tag in the fresh sandbox
+    plan(svc, strategy, config.release[SANDBOX_SERVICE], args.version)
+
+
 async def cmd_sandbox_reset(args: argparse.Namespace) -> int:
     """Delete the sandbox's sessions (``.rfs-deploy/sandbox``, ``.rfs-deploy/engine``) and its
     deployment records (``.rfs-deploy/deployments/sim``), of one stack or all; nothing else."""
-    import shutil
+    from rfs_deploy.errors import DamagedState
+    from rfs_deploy.sim.session_lock import SessionLock
 
     base = state_dir()
     removed: list[Path] = []
+    kept: list[str] = []
     if args.stack:
-        if "/" in args.stack or args.stack in ("", ".", ".."):
-            raise InvalidInput(f"--stack {args.stack!r}: not a sandbox stack name")
-        targets = [base / "sandbox" / args.stack, base / "engine" / args.stack]
+        stack = short_stack_name(args.stack)
+        if stack != args.stack:
+            raise InvalidInput(f"--stack {args.stack!r}: not a sandbox stack name (give the short name)")
+        targets = [base / "sandbox" / stack, base / "engine" / stack]
+        # a command running on the stack keeps its session: it would go on with a world it lost
+        hold = SessionLock(targets[0], stack)
+        try:
+            if targets[0].exists():
+                hold.acquire(0)
+        except StackBusy:
+            raise StackBusy(
+                f"the sandbox session of stack {stack!r} is in use by {hold.holder()}; wait for it to "
+                f"end (or stop it), then run `rfs-deploy sandbox-reset --stack {stack}` again"
+            ) from None
     else:
         targets = [base / "sandbox", base / "engine"]
-    for target in targets:
-        if target.exists():
-            shutil.rmtree(target)
-            removed.append(target)
+    try:
+        for target in targets:
+            if _remove(target):
+                removed.append(target)
+    finally:
+        if args.stack:
+            hold.release()
     store = RecordStore(base / "deployments" / "sim")
     if args.stack:
-        for record in store.all(stack=args.stack):
-            path = store.directory / f"{record.deployment_id}.json"
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    elif store.directory.exists():
-        shutil.rmtree(store.directory)
+        for path in store._files():
+            try:
+                record = store._read(path)
+            except DamagedState:
+                kept.append(f"kept {path}: damaged, so not known to be of stack {args.stack}")
+                continue
+            if record.stack == args.stack:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    elif _remove(store.directory):
         removed.append(store.directory)
     what = f"the sandbox of stack {args.stack}" if args.stack else "the sandbox"
     text = "\n".join(f"removed {p}" for p in removed) if removed else f"nothing to remove: {what} is empty"
-    emit(args, {"stack": args.stack, "removed": [str(p) for p in removed]}, text)
+    emit(
+        args,
+        {"stack": args.stack, "removed": [str(p) for p in removed], "kept": kept},
+        "\n".join([text, *kept]),
+    )
     return 0
+
+
+def _remove(target: Path) -> bool:
+    """Delete ``target`` (a tree); a link there is removed itself, never followed."""
+    import shutil
+
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        target.unlink()
+        return True
+    if target.exists():
+        shutil.rmtree(target)
+        return True
+    return False

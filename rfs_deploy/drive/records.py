@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-import tempfile
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rfs_deploy.errors import InvalidInput
+from rfs_deploy import statefiles
+from rfs_deploy.errors import DamagedState, InvalidInput
+
+#: The file name of a record rfs-deploy writes: the deployment id and ``.json``.
+RECORD_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\.json\Z")
 
 
 class DeploymentStatus(enum.StrEnum):
@@ -136,39 +139,72 @@ class DeploymentRecord:
 
 
 class RecordStore:
-    """Deployment records as JSON files in a directory (default ``.rfs-deploy/deployments``)."""
+    """Deployment records as JSON files in a directory (default ``.rfs-deploy/deployments``).
+
+    A record holds detail only (stack history keeps where a deployment stands), but it is never
+    silently dropped or replaced: a damaged one (cut short by a full disk, edited by hand) or a
+    link in its place is DamagedState, one line naming the file and how to recover."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
 
     def save(self, record: DeploymentRecord) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.directory / f"{record.deployment_id}.json"
-        # write-then-rename so a killed driver never leaves half a record
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record.to_json(), fh, indent=1, default=str)
-        os.replace(tmp, target)
+        target = self._path(record.deployment_id)
+        data = json.dumps(record.to_json(), indent=1, default=str).encode()
+        statefiles.make_dirs(self.directory)
+        # write-then-rename so a killed driver or a full disk never leaves half a record
+        statefiles.write_atomic(target, data)
 
     def load(self, deployment_id: str) -> DeploymentRecord:
-        path = self.directory / f"{deployment_id}.json"
-        if not path.exists():
-            matches = sorted(self.directory.glob(f"{deployment_id}*.json")) if deployment_id else []
+        path = self._path(deployment_id) if _plain_id(deployment_id) else None
+        if path is None or not statefiles.exists(path):
+            matches = (
+                sorted(p for p in self._files() if p.name.startswith(deployment_id))
+                if deployment_id and _plain_id(deployment_id)
+                else []
+            )
             if len(matches) != 1:
                 raise InvalidInput(f"unknown deployment {deployment_id!r}")
             path = matches[0]
-        return DeploymentRecord.from_json(json.loads(path.read_text()))
+        return self._read(path)
 
     def all(self, stack: str | None = None) -> list[DeploymentRecord]:
-        """Every record, newest first (optionally of one stack)."""
-        if not self.directory.exists():
+        """Every record, newest first (optionally of one stack). Files that are not named like a
+        record are not ours and are passed over; a damaged record is DamagedState."""
+        records = [self._read(path) for path in self._files()]
+        chosen = [r for r in records if stack is None or r.stack == stack]
+        return sorted(chosen, key=lambda r: r.started_at, reverse=True)
+
+    def _files(self) -> list[Path]:
+        try:
+            names = sorted(p for p in self.directory.iterdir() if RECORD_NAME.match(p.name))
+        except FileNotFoundError:
             return []
-        records = []
-        for path in self.directory.glob("*.json"):
-            try:
-                record = DeploymentRecord.from_json(json.loads(path.read_text()))
-            except (ValueError, TypeError, KeyError):
-                continue  # a foreign or damaged file is not ours to report on
-            if stack is None or record.stack == stack:
-                records.append(record)
-        return sorted(records, key=lambda r: r.started_at, reverse=True)
+        except OSError as exc:
+            raise DamagedState(
+                f"the deployment records in {self.directory} cannot be read: {exc.strerror}"
+            ) from None
+        return names
+
+    def _path(self, deployment_id: str) -> Path:
+        if not _plain_id(deployment_id):
+            raise InvalidInput(f"{deployment_id!r} is not a deployment id")
+        return self.directory / f"{deployment_id}.json"
+
+    def _read(self, path: Path) -> DeploymentRecord:
+        recover = f"move it away (rm {statefiles.shown(path)}) and run the command again"
+        data = statefiles.read_bytes(path, recover)
+        if data is None:
+            raise InvalidInput(f"unknown deployment {path.stem!r}")
+        try:
+            return DeploymentRecord.from_json(json.loads(data.decode("utf-8")))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            what = "is empty" if not data.strip() else f"is not a complete record ({type(exc).__name__})"
+            raise DamagedState(
+                f"the deployment record {path} {what}; records hold detail only (stack history keeps "
+                f"where the deployment stands), so rfs-deploy changed nothing: {recover}"
+            ) from None
+
+
+def _plain_id(deployment_id: str) -> bool:
+    return RECORD_NAME.match(f"{deployment_id}.json") is not None

@@ -34,17 +34,17 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from rfs_deploy import statefiles
 from rfs_deploy.aws import AwsAdapters, AwsSession
 from rfs_deploy.config.loading import load_stack_config, read_namespace, read_other_config
 from rfs_deploy.config.secrets import revealed_values, scrub
 from rfs_deploy.drive.protocols import UpdateResult
-from rfs_deploy.errors import BackendError, ConfigError, RfsDeployError, StackBusy
+from rfs_deploy.errors import ConfigError, DamagedState, InvalidInput, RfsDeployError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import Applied, MotoApplier
 from rfs_deploy.sim.aws import DEFAULT_REGION, SimulatedAws, seed_ids, unseed_ids
@@ -68,8 +68,30 @@ KILL_ENV = "RFS_DEPLOY_SIM_KILL"
 
 
 def session_directory(root: str | Path, stack: str) -> Path:
-    """Where a stack's sandbox session lives under ``root`` (e.g. ``.rfs-deploy/sandbox/<stack>``)."""
+    """Where a stack's sandbox session lives under ``root`` (e.g. ``.rfs-deploy/sandbox/<stack>``).
+    ``stack`` is a short stack name (:func:`rfs_deploy.connect.check_stack_name`, no ``/``):
+    anything else is InvalidInput, so no name can reach outside ``root/sandbox``."""
+    from rfs_deploy.connect import check_stack_name
+
+    if "/" in check_stack_name(stack):
+        raise InvalidInput(f"{stack!r}: a sandbox session belongs to a short stack name, not {stack!r}")
     return Path(root) / "sandbox" / stack
+
+
+def recover_command(directory: Path | None) -> str:
+    """The command that starts the session in ``directory`` afresh (losing its history)."""
+    stack = directory.name if directory is not None else "STACK"
+    return f"rfs-deploy sandbox-reset --stack {stack}"
+
+
+def damaged(directory: Path | None, what: str) -> DamagedState:
+    """The one-line error for a session that cannot be read back: what is wrong and the command
+    that recovers. Nothing is replaced: the user decides to lose the session."""
+    where = directory if directory is not None else "the sandbox session"
+    return DamagedState(
+        f"the sandbox session in {where} is damaged: {what}; rfs-deploy changed nothing. To start "
+        f"the stack afresh (its sandbox history is lost): {recover_command(directory)}"
+    )
 
 
 class Sandbox:
@@ -118,7 +140,7 @@ class Sandbox:
         kept in ``session_dir`` when it holds one (then ``stack_file`` may be omitted; a given
         ``scenario`` replaces the recorded one). ``readonly``: never save the session (a command
         that only reads it, while another process may be changing it)."""
-        box = cls._open(stack_file, scenario, session_dir, start)
+        box = cls._open(stack_file, scenario, session_dir, start, readonly)
         box.readonly = readonly
         return box
 
@@ -129,30 +151,43 @@ class Sandbox:
         scenario: str | Path | Scenario | None,
         session_dir: str | Path | None,
         start: float | None,
+        readonly: bool = False,
     ) -> Sandbox:
         directory = Path(session_dir) if session_dir is not None else None
+        if directory is not None:
+            check_session_files(directory)
         # the generation first: a save landing between the two reads then shows as a conflict
         generation = _read_generation(directory) if directory is not None else 0
         saved = _read_state(directory) if directory is not None else None
         if saved is not None:
-            chosen = (
-                _scenario(scenario) if scenario is not None else parse_scenario(saved["scenario"], "session")
-            )
+            if scenario is not None:
+                chosen = _scenario(scenario)  # the user's choice: its errors are the user's
+            else:
+                try:
+                    chosen = parse_scenario(saved["scenario"], "session")
+                except InvalidInput as exc:
+                    raise damaged(directory, f"its scenario does not load ({exc})") from None
             source = None
             if stack_file is not None and Path(stack_file).is_file():
                 # secrets are never saved in the session: they are read from the stack file again
                 source = read_namespace(stack_file)
-                restore_secrets(saved["backend"]["namespace"], source)
-            box = cls(
-                saved["backend"]["stack"],
-                saved["backend"]["namespace"],
-                scenario=chosen,
-                extra_config=saved["backend"].get("extraConfig"),
-                session_dir=directory,
-                start=start,
-            )
+            try:
+                if source is not None:
+                    restore_secrets(saved["backend"]["namespace"], source)
+                box = cls(
+                    saved["backend"]["stack"],
+                    saved["backend"]["namespace"],
+                    scenario=chosen,
+                    extra_config=saved["backend"].get("extraConfig"),
+                    session_dir=directory,
+                    start=start,
+                )
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                why = f"its stack config does not load ({type(exc).__name__}: {exc})"
+                raise damaged(directory, why) from None
             box._generation = generation
             box._secret_source = source
+            box.readonly = readonly
             return box._start(saved)
         if stack_file is None:
             raise ConfigError(
@@ -172,6 +207,7 @@ class Sandbox:
             session_dir=directory,
             start=start,
         )
+        box.readonly = readonly
         return box._start(None)
 
     def _start(self, saved: dict[str, Any] | None) -> Sandbox:
@@ -183,7 +219,9 @@ class Sandbox:
             self.clock.subscribe(lambda _start, _end: self._mark_dirty())
             self.network = NetworkMap()
             self.applier = MotoApplier(self.aws, self.world, self.network)
-            lock = self.session_dir / LOCK_FILE if self.session_dir is not None else None
+            # a read-only sandbox runs no update another process must wait for: no lock file
+            keeps = self.session_dir is not None and not self.readonly
+            lock = self.session_dir / LOCK_FILE if keeps and self.session_dir is not None else None
             self.backend = SandboxBackend(
                 self.stack_name,
                 self._namespace,
@@ -209,10 +247,7 @@ class Sandbox:
                 raise
             # a damaged session, or one an older sandbox wrote: one line, not a moto traceback
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BackendError(
-                f"the sandbox session in {self.session_dir} cannot be restored ({first}); "
-                "delete that directory to start afresh (`rfs-deploy simulate` does)"
-            ) from exc
+            raise damaged(self.session_dir, f"it cannot be restored ({type(exc).__name__}: {first})") from exc
         return self
 
     def close(self) -> None:
@@ -273,8 +308,11 @@ class Sandbox:
         # a decrypted secret the program used (a secret tag, say) is in resource inputs too
         state = scrub(state, self._secret_texts())
         directory = self.session_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / SAVE_LOCK_FILE, "a") as guard:
+        statefiles.make_dirs(directory)
+        # serialised before the save lock is taken: a value that cannot be saved fails here
+        data = json.dumps(state, default=_jsonable).encode()
+        guard = statefiles.open_lock_file(directory / SAVE_LOCK_FILE)
+        try:
             fcntl.flock(guard, fcntl.LOCK_EX)
             on_disk = _read_generation(directory)
             if on_disk != self._generation:
@@ -283,12 +321,11 @@ class Sandbox:
                     f"one ran (sandbox session generation {on_disk}, read {self._generation}); "
                     f"see `rfs-deploy status --stack {self.stack_name}`"
                 )
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-", suffix=".json")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(state, handle, default=_jsonable)
-            os.replace(tmp, directory / STATE_FILE)
+            statefiles.write_atomic(directory / STATE_FILE, data)
             self._generation = on_disk + 1
             _write_generation(directory, self._generation)
+        finally:
+            os.close(guard)  # closing the descriptor releases the flock
         self._dirty = False
 
     def _secret_texts(self) -> set[str]:
@@ -339,18 +376,31 @@ def _scenario(value: str | Path | Scenario) -> Scenario:
     return value if isinstance(value, Scenario) else load_scenario(value)
 
 
+def check_session_files(directory: Path) -> None:
+    """DamagedState when a file the session keeps is a link (or not a regular file): found when
+    the session is opened, before anything runs, not at the first save half-way through."""
+    for name in (STATE_FILE, GENERATION_FILE, SAVE_LOCK_FILE, LOCK_FILE):
+        path = directory / name
+        if statefiles.exists(path) and (path.is_symlink() or not path.is_file()):
+            raise statefiles.link_found(path)
+
+
 def _read_generation(directory: Path) -> int:
-    try:
-        return int((directory / GENERATION_FILE).read_text().strip() or "0")
-    except (OSError, ValueError):
+    """The session's generation (0 before its first save); DamagedState for a link or garbage."""
+    path = directory / GENERATION_FILE
+    data = statefiles.read_bytes(path, f"remove it or start afresh: {recover_command(directory)}", limit=64)
+    if data is None:
         return 0
+    text = data.decode("ascii", "replace").strip()
+    if not text:
+        return 0  # a crash between creating and filling it (older sandboxes): nothing saved since
+    if not text.isdigit():
+        raise damaged(directory, f"{GENERATION_FILE} holds {text[:20]!r}, not a generation number")
+    return int(text)
 
 
 def _write_generation(directory: Path, generation: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".gen-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(str(generation))
-    os.replace(tmp, directory / GENERATION_FILE)
+    statefiles.write_atomic(directory / GENERATION_FILE, str(generation).encode())
 
 
 def _arm_kill(backend: SandboxBackend, spec: str | None) -> None:
@@ -367,10 +417,36 @@ def _arm_kill(backend: SandboxBackend, spec: str | None) -> None:
 
 
 def _read_state(directory: Path) -> dict[str, Any] | None:
+    """The saved session in ``directory``; None when it has none. DamagedState (one line naming
+    ``sandbox-reset``) for anything else: a link, an empty, truncated or non-UTF-8 file, JSON that
+    is not a session. A damaged session is never taken for a missing one: that would make a new
+    stack over the old one's history."""
     path = directory / STATE_FILE
-    if not path.is_file():
+    data = statefiles.read_bytes(path, f"remove it or start afresh: {recover_command(directory)}")
+    if data is None:
         return None
-    return json.loads(path.read_text())
+    if not data.strip():
+        raise damaged(directory, f"{STATE_FILE} is empty")
+    try:
+        saved = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise damaged(directory, f"{STATE_FILE} is not UTF-8 text (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise damaged(directory, f"{STATE_FILE} is not complete JSON ({exc})") from None
+    backend = saved.get("backend") if isinstance(saved, dict) else None
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("scenario"), dict)
+        and isinstance(backend, dict)
+        and isinstance(backend.get("stack"), str)
+        and isinstance(backend.get("namespace"), dict)
+        and isinstance(backend.get("history", []), list)
+        and isinstance(saved.get("world"), dict)
+        and isinstance(saved.get("resources", []), list)
+    ):
+        kind = "null" if saved is None else type(saved).__name__
+        raise damaged(directory, f"{STATE_FILE} holds JSON ({kind}) that is not a sandbox session")
+    return saved
 
 
 def _jsonable(value: Any) -> Any:

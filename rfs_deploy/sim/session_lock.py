@@ -19,6 +19,7 @@ never leaves the session locked. Opening the same session again inside the holdi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -28,7 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rfs_deploy.errors import StackBusy
+from rfs_deploy import statefiles
+from rfs_deploy.errors import RfsDeployError, StackBusy
 
 #: Seconds before the first "waiting" line (a short wait goes unsaid), and between the next ones.
 FIRST_NOTICE = 10.0
@@ -55,21 +57,21 @@ class SessionLock:
     def holder(self) -> str:
         """Who holds the session: ``pid N (rfs-deploy deploy ...)``, or ``another process``."""
         try:
-            info = json.loads(self._holder_file.read_text())
+            info = json.loads(statefiles.read_bytes(self._holder_file, limit=4096) or b"")
             return f"pid {int(info['pid'])} ({info.get('command', '?')})"
-        except (OSError, ValueError, KeyError, TypeError):
+        except (RfsDeployError, OSError, ValueError, KeyError, TypeError):
             return "another process"
 
     def acquire(self, timeout: float, notice: Callable[[str], None] = _say) -> None:
         """Hold the session, waiting up to ``timeout`` seconds; StackBusy after that."""
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        statefiles.make_dirs(self.directory.parent)
         with _guard:
             held = _held.get(self.path)
             if held is not None:
                 held[1] += 1
                 self._holding = True
                 return
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fd = statefiles.open_lock_file(self.path)  # a planted link: one line, nothing written
         start = time.monotonic()
         told = FIRST_NOTICE - NOTICE_EVERY
         while True:
@@ -92,7 +94,12 @@ class SessionLock:
                     told = waited
                 time.sleep(0.2)
         command = " ".join(["rfs-deploy", *sys.argv[1:]])[:200]
-        self._holder_file.write_text(json.dumps({"pid": os.getpid(), "command": command}))
+        try:
+            holder = json.dumps({"pid": os.getpid(), "command": command}).encode()
+            statefiles.write_atomic(self._holder_file, holder)
+        except BaseException:
+            os.close(fd)
+            raise
         with _guard:
             _held[self.path] = [fd, 1]
         self._holding = True
@@ -109,5 +116,6 @@ class SessionLock:
             if held[1] > 0:
                 return
             del _held[self.path]
-        self._holder_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._holder_file.unlink(missing_ok=True)  # unlink never follows a link
         os.close(held[0])  # closing the descriptor releases the flock

@@ -241,19 +241,28 @@ def test_a_stack_file_that_is_not_yaml_is_one_line_exit_2(
     assert "Pulumi.X.yaml" in line or "Pulumi.production.yaml" in line
 
 
-def test_an_unexpected_error_is_one_line_exit_4(place: Place, tmp_path: Path) -> None:
-    """A state directory that cannot be created (a file is in the way): no traceback, exit 4."""
+def test_an_unexpected_error_is_one_line_exit_4(deployed: tuple[Place, dict[str, Any]]) -> None:
+    """Something nobody raised on purpose (here: stdout cannot encode the history's arrows):
+    no traceback, exit 4."""
+    place, _ = deployed
+    history = ("history", "--stack", STACK)
+    line = one_error_line(place.run(*history, PYTHONIOENCODING="ascii"), 4)
+    assert line.startswith("rfs-deploy: error: internal error: UnicodeEncodeError: ")
+    assert line.endswith("(run with --debug for the traceback)")
+    debug = place.run("--debug", *history, PYTHONIOENCODING="ascii")
+    assert debug.code == 4 and "Traceback" in debug.stderr  # --debug shows it
+
+
+def test_a_state_directory_under_a_file_is_bad_input(place: Place, tmp_path: Path) -> None:
+    """A state directory that cannot be created (a file is in the way): one line, exit 2."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     env = {"RFS_DEPLOY_STATE": str(blocker / "state")}
     deploy = ("deploy", "--stack", STACK, "--service", SERVICE, "--version", "v2.0.0")
-    line = one_error_line(place.run(*deploy, **env), 4)
-    assert line.startswith("rfs-deploy: error: internal error: NotADirectoryError: ")
-    assert line.endswith("(run with --debug for the traceback)")
+    line = one_error_line(place.run(*deploy, **env), 2)
+    assert "RFS_DEPLOY_STATE" in line and "not a directory" in line
     done = place.run("--json", *deploy, **env)
-    assert one_document(done)["error_type"] == "internal" and done.code == 4
-    debug = place.run("--debug", *deploy, **env)
-    assert debug.code == 4 and "Traceback" in debug.stderr  # --debug shows it
+    assert one_document(done)["error_type"] == "InvalidInput" and done.code == 2
 
 
 # --------------------------------------------------------------------------- overrides

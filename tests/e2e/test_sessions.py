@@ -52,7 +52,8 @@ def test_a_session_that_cannot_be_restored_is_one_line(tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
-    assert done.returncode == 4
+    assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert "cannot be restored" in line and "vpc-0000000000000dead" in line
+    assert "rfs-deploy sandbox-reset --stack production" in line
     assert "Traceback" not in done.stderr
