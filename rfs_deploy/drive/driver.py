@@ -16,7 +16,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic.alias_generators import to_camel
 
-from rfs_deploy.config.model import STRATEGY_NAMES, ReleaseState, ServiceConfig, Strategy
+from rfs_deploy.config.model import (
+    STRATEGY_NAMES,
+    ReleaseState,
+    ServiceConfig,
+    Strategy,
+    check_ami,
+    check_version,
+)
 from rfs_deploy.config.secrets import require_plaintext
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.cancel import cancellable
@@ -95,6 +102,14 @@ def _camel(value: Any) -> Any:
     return value
 
 
+def _checked(check: Callable[[object], str], value: str, what: str = "") -> str:
+    """``value`` through one of the model's checks; its ValueError as one InvalidInput line."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{what}{exc}") from None
+
+
 def with_image(service: ServiceConfig, version: str, image: str | None) -> ServiceConfig:
     """``service`` with ``image`` as ``version``'s AMI (for the plan's checks; the image itself
     travels in the release state, not in the settings)."""
@@ -165,6 +180,7 @@ class Driver:
     ) -> tuple[ServiceConfig, Strategy, ReleaseState, tuple[Step, ...]]:
         """The plan a deployment would run, without changing anything. ``image``: the version's
         AMI given for this deployment (see :meth:`deploy`)."""
+        _checked(check_version, version)
         config = self.seams.backend.read_config()
         svc, strat = resolve(config.service(service), strategy, overrides)
         release = config.release[service]
@@ -194,6 +210,9 @@ class Driver:
         ``image``: the version's AMI (a pipeline that baked one need not edit the stack file);
         without it a version missing from ``artifact.amis`` is looked up by ``artifact.lookupTag``.
         The image is kept in the release state, so rollbacks restore it too."""
+        _checked(check_version, version)  # before anything is read or looked up with it
+        if image is not None:
+            _checked(check_ami, image, "--ami ")
         history = self.seams.backend.history()
         running = journal.decode(history[0].message) if history else None
         if history and history[0].result == "in-progress" and (running is None or running.service == service):
@@ -356,9 +375,7 @@ class Driver:
         """The AMI a deployment brings for ``version``: ``given`` (checked), else the one found by
         ``artifact.lookupTag`` when the config has none; None: the config's."""
         if given is not None:
-            if not re.fullmatch(r"ami-[0-9a-f]+", given):
-                raise InvalidInput(f"--ami {given!r} is not an AMI id (ami-0123abcd...)")
-            return given
+            return _checked(check_ami, given, "--ami ")
         artifact = service.artifact
         if artifact.has_image(version) or artifact.lookup_tag is None:
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -54,6 +55,27 @@ def test_an_alarm_already_firing_on_the_live_slot_stops_the_deployment(world: Wo
 
     assert world.stack.updates == 0
     assert len(world.stack.history()) == 1
+    assert world.release() == world.start
+
+
+@pytest.mark.parametrize(
+    ("version", "image", "problem"),
+    [
+        ("v13$(touch /tmp/pwned)", None, "is not a version"),
+        ("v2`id`", None, "is not a version"),
+        ("v2.0.0\n", None, "is not a version"),
+        ("v2.0.0", "ami-1234; reboot", "--ami 'ami-1234; reboot' is not an AMI id"),
+    ],
+)
+def test_a_version_or_image_that_is_not_one_is_refused_before_anything(
+    world: World, version: str, image: str | None, problem: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(problem)):
+        run(world.driver().deploy(SERVICE, version, "canary", image=image))
+    if image is None:
+        with pytest.raises(InvalidInput, match=re.escape(problem)):
+            world.driver().plan(SERVICE, version, "canary")
+    assert world.stack.updates == 0
     assert world.release() == world.start
 
 
