@@ -38,6 +38,7 @@ from rfs_deploy.config import (
     RELEASE_KEY,
     ReleaseState,
     StackConfig,
+    bounded_yaml,
     load_stack_config,
     parse_release,
 )
@@ -219,8 +220,8 @@ class PulumiBackend:
             None,
         )
         try:
-            settings = yaml.safe_load(project.read_text()) if project is not None else {}
-        except (OSError, yaml.YAMLError):
+            settings = bounded_yaml.read(project) if project is not None else {}
+        except (OSError, bounded_yaml.YamlRefused):
             settings = {}
         config_dir = settings.get("stackConfigDir") if isinstance(settings, dict) else None
         directory = self.work_dir / (config_dir or ".")
@@ -231,9 +232,11 @@ class PulumiBackend:
         values stay as the ciphertexts the stack file holds."""
         source = self.stack_file()
         try:
-            doc = yaml.safe_load(source.read_text()) if source.is_file() else {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError("", f"cannot read {source.name}: {str(exc).splitlines()[0]}") from None
+            doc = bounded_yaml.read(source) if source.is_file() else {}
+        except bounded_yaml.YamlRefused as exc:
+            raise ConfigError("", f"cannot read {source.name}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError("", f"cannot read {source.name}: {exc.strerror or exc}") from None
         doc = doc if isinstance(doc, dict) else {}
         config = dict(doc.get("config") or {})
         config[RELEASE_KEY] = release_json(self._release or {})
