@@ -70,7 +70,9 @@ def test_a_second_process_is_refused_while_a_deployment_is_under_way(tmp_path: P
 
     lines = [line for line in second.stderr.splitlines() if line.strip()]
     assert second.returncode == 2 and len(lines) == 1, second.stderr
-    assert "is still open at step 2/9" in lines[0] and "resume" in lines[0]
+    # its owner is alive (stopped, not gone): wait for it, not resume or abort it
+    assert "is running (step 2/9, process" in lines[0] and f"process {first.pid} on" in lines[0], lines[0]
+    assert "wait for it to finish" in lines[0] and "resume" not in lines[0]
     journal = endstate.journal_view(endstate.history_entries(state))
     assert journal["status"] == "completed"
     deployments = {t.deployment_id for e in endstate.history_entries(state) if (t := decode(e.message))}

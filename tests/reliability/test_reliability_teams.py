@@ -5,7 +5,8 @@
 * Two deployments of one service started at once: one runs, the other is refused in one line
   and leaves no open deployment in the journal and no IN_PROGRESS record.
 * ``abort`` while the deployment's owner is alive is refused, naming the owner; after the
-  owner is gone it works.
+  owner is gone it works; ``abort --force`` / ``resume --force`` racing a live deployment wait
+  for it and then change nothing.
 * 50 ``status`` calls during a deployment all succeed.
 """
 
@@ -97,7 +98,7 @@ def test_a_race_on_one_service_leaves_one_deployment_and_no_zombie(tmp_path: Pat
     lines = [line for line in loser[1].splitlines() if line.startswith("rfs-deploy: error:")]
     # refused before it changed anything: while the winner ran, or once it had finished
     assert len(lines) == 1, loser[1][-600:]
-    assert "still open" in lines[0] or "already live" in lines[0], lines[0]
+    assert any(text in lines[0] for text in ("is running", "still open", "already live")), lines[0]
 
     deployments = {t.deployment_id for e in history(state, "production") if (t := decode(e["message"]))}
     assert len(deployments) == 1
@@ -123,6 +124,36 @@ def test_abort_is_refused_while_the_owner_is_alive(tmp_path: Path) -> None:
     assert f"being run by process {owner.pid}" in refused.stderr and "--force" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert owner.returncode == 0  # the refused abort changed nothing
+
+
+def test_a_forced_abort_racing_a_live_deployment_never_undoes_it(tmp_path: Path) -> None:
+    """``abort --force`` (and ``resume --force``) while the owner is alive and running: the
+    sandbox holds the stack for the owner's whole command, so the takeover waits, then finds the
+    deployment finished — one line, exit 2, and the owner's release and record stand."""
+    state = crashkit.fresh_base(tmp_path)
+    owner = start(state, *crashkit.deploy_args("canary", "healthy"))
+    wait_for_step(owner, 5)
+    assert owner.stderr is not None
+    drain = threading.Thread(target=owner.stderr.read, daemon=True)
+    drain.start()
+    verbs = ("abort", "resume")
+    racers = [
+        start(state, verb, "--stack", "production", "--service", "api-service", "--force") for verb in verbs
+    ]
+    outs = [p.communicate(timeout=900) for p in racers]
+    owner.wait(timeout=900)
+
+    assert owner.returncode == 0
+    for verb, proc, (_, err) in zip(verbs, racers, outs, strict=True):
+        assert proc.returncode == 2, (verb, err[-600:])
+        errors = [line for line in err.splitlines() if line.startswith("rfs-deploy: error:")]
+        assert len(errors) == 1 and "nothing to do" in errors[0], (verb, err[-600:])
+    status = crashkit.cli(state, "--json", "status", "--stack", "production")
+    assert json.loads(status.stdout)["status"] == "COMPLETED", status.stdout
+    phases = {t.phase for e in history(state, "production") if (t := decode(e["message"]))}
+    assert phases.isdisjoint({"abort", "rollback"})
+    records = list((state / "deployments" / "sim").glob("*.json"))
+    assert [json.loads(r.read_text())["status"] for r in records] == ["COMPLETED"]
 
 
 def test_abort_after_the_owner_died_restores_the_checkpoint(tmp_path: Path) -> None:
