@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -102,15 +102,33 @@ class RollbackManager:
         """Checkpoints, newest first."""
         if not self.directory.exists():
             return []
-        found = [Checkpoint(**json.loads(p.read_text())) for p in self.directory.glob("cp-*.json")]
+        found = [self._read(p) for p in sorted(self.directory.glob("cp-*.json"))]
         found = [c for c in found if service_name in (None, c.service_name)]
         return sorted(found, key=lambda c: c.checkpoint_id, reverse=True)
 
     def get_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        if not isinstance(checkpoint_id, str) or not _CHECKPOINT_ID.fullmatch(checkpoint_id):
+            raise InvalidInput(f"{checkpoint_id!r} is not a checkpoint id (cp-YYYYmmddHHMMSS-xxxxxx)")
         path = self.directory / f"{checkpoint_id}.json"
-        if not path.is_file():
+        from rfs_deploy import statefiles
+
+        if not statefiles.exists(path):
             raise InvalidInput(f"unknown checkpoint {checkpoint_id!r}")
-        return Checkpoint(**json.loads(path.read_text()))
+        return self._read(path)
+
+    def _read(self, path: Path) -> Checkpoint:
+        """One checkpoint file, read without following a link; a damaged one: DamagedState
+        naming it (one line), never a traceback."""
+        from rfs_deploy import statefiles
+        from rfs_deploy.errors import DamagedState
+
+        recover = f"remove it (rm {statefiles.shown(path)})"
+        data = statefiles.read_bytes(path, recover)
+        try:
+            return Checkpoint(**json.loads(data or b""))
+        except (ValueError, TypeError) as exc:
+            reason = " ".join(str(exc).split())[:120]
+            raise DamagedState(f"checkpoint file {path} is damaged ({reason}): {recover}") from None
 
     def environment_drift(
         self, checkpoint: Checkpoint, environment_variables: Mapping[str, str]
@@ -144,11 +162,13 @@ class RollbackManager:
     # ------------------------------------------------------------------ storage
 
     def _write(self, checkpoint: Checkpoint) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write the checkpoint whole (a temporary file renamed into place, 0600), never through
+        a link planted at its name."""
+        from rfs_deploy import statefiles
+
+        statefiles.make_dirs(self.directory)
         path = self.directory / f"{checkpoint.checkpoint_id}.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(checkpoint), fh, indent=1)
+        statefiles.write_atomic(path, json.dumps(asdict(checkpoint), indent=1).encode())
 
     def _key(self) -> bytes:
         """This machine's fingerprint key (random, 0600), so fingerprints cannot be brute-forced
@@ -169,6 +189,8 @@ class RollbackManager:
         return key
 
 
+#: A checkpoint id as :meth:`RollbackManager.create_checkpoint` makes them.
+_CHECKPOINT_ID = re.compile(r"cp-\d{14}-[0-9a-f]{6}")
 #: The fingerprint key: a file of :data:`KEY_BYTES` random bytes beside the checkpoints.
 KEY_FILE = ".fingerprint-key"
 KEY_BYTES = 32

@@ -222,6 +222,40 @@ def test_a_linked_deployment_record_is_named_not_read(killed: Path, tmp_path: Pa
     assert snapshot(state) == before
 
 
+def test_checkpoint_files_are_never_followed_through_links_nor_named_by_paths(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    outside = tmp_path / "outside.json"
+    checkpoint = Checkpoint(
+        checkpoint_id="cp-20261201120000-abcdef",
+        service_name=SERVICE,
+        version="v1",
+        environment=STACK,
+        created_at="now",
+        stack_version=None,
+        release=None,
+    )
+    (directory / f"{checkpoint.checkpoint_id}.json").symlink_to(outside)
+    manager = RollbackManager(directory=directory)
+
+    with pytest.raises(DamagedState, match="symbolic link"):
+        manager._write(checkpoint)
+    assert not outside.exists()
+    with pytest.raises(DamagedState, match="symbolic link"):
+        manager.get_checkpoint(checkpoint.checkpoint_id)
+
+    (directory / f"{checkpoint.checkpoint_id}.json").unlink()
+    manager._write(checkpoint)
+    assert manager.get_checkpoint(checkpoint.checkpoint_id) == checkpoint
+    assert oct((directory / f"{checkpoint.checkpoint_id}.json").stat().st_mode & 0o777) == "0o600"
+    (directory / "cp-20261201120001-000000.json").write_text('{"checkpoint_id": ')
+    with pytest.raises(DamagedState, match=r"checkpoint file .* is damaged .*: remove it"):
+        manager.list_checkpoints()
+    for bad in ("../checkpoints/cp-20261201120000-abcdef", "/etc/passwd", "cp-1\n"):
+        with pytest.raises(InvalidInput, match="is not a checkpoint id"):
+            manager.get_checkpoint(bad)
+
+
 def test_a_planted_fingerprint_key_link_is_never_used(tmp_path: Path) -> None:
     chosen = tmp_path / "attacker-key"
     chosen.write_bytes(b"k" * KEY_BYTES)
