@@ -160,6 +160,7 @@ def check_report_dir(directory: str | Path, flag: str = "--report") -> Path:
 def write_report(record: DeploymentRecord, directory: str | Path) -> tuple[Path, Path]:
     """Write ``<id>.png`` and ``<id>.html`` into ``directory``; returns both paths. ReportError
     (one line) when they cannot be written."""
+    record = DeploymentRecord.from_json(record.to_json())  # the texts as saved: secrets redacted
     out = Path(directory)
     png_path = out / f"{record.deployment_id}.png"
     html_path = out / f"{record.deployment_id}.html"

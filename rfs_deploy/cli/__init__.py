@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
+from rfs_deploy.config.secrets import redact, redact_value
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.errors import InvalidInput, RfsDeployError
 
@@ -62,7 +63,7 @@ class _Output:
         if self.printed:
             return  # one document per invocation, whatever happens after the first
         self.printed = True
-        data = document if raw else isoformat_times(document)
+        data = redact_value(document if raw else isoformat_times(document))
         self.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
         self.stdout.flush()
 
@@ -349,7 +350,7 @@ def _stdout_gone() -> None:
 def _say(line: str) -> None:
     """One line on stderr; a closed stderr is not worth a traceback."""
     with contextlib.suppress(OSError, ValueError):
-        print(line, file=sys.stderr, flush=True)
+        print(redact(line), file=sys.stderr, flush=True)
 
 
 def _fail(
@@ -413,7 +414,7 @@ def emit(args: argparse.Namespace, payload: dict[str, Any], text: str, raw: bool
     if args.json:
         _out.document, _out.raw = payload, raw
     else:
-        print(text, flush=True)
+        print(redact(text), flush=True)
 
 
 def iso(timestamp: float | None) -> str | None:

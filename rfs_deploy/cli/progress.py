@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from rfs_deploy.config.secrets import redact
 from rfs_deploy.drive import events
 
 
@@ -93,6 +94,7 @@ class ProgressPrinter:
                 return
             self._last_wall, self._last_at = time.monotonic(), at
             stamp = f"[{at - (self.started or at):7.0f}s]"
+            line = redact(line)
             try:
                 if self._console is not None:
                     self._console.print(f"[dim]{stamp}[/dim] {line}", style=style)

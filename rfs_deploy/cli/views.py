@@ -140,6 +140,13 @@ def _journal_fields(found: JournalDeployment, stack: str, live_before: str | Non
 
 
 def _record_fields(record: DeploymentRecord) -> dict[str, Any]:
+    from rfs_deploy.config.secrets import redact_value
+
+    fields: dict[str, Any] = redact_value(_record_view(record))
+    return fields
+
+
+def _record_view(record: DeploymentRecord) -> dict[str, Any]:
     from rfs_deploy.cli import exit_code
 
     status = record.status

@@ -359,14 +359,19 @@ def redact(text: str, secrets: Iterable[str] = (), *, placeholder: str = REDACTE
 
 def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
     """A copy of ``value`` (JSON-like: mappings, lists, strings) with :func:`redact` applied to
-    every string in it, keys included."""
-    extra = tuple(secrets)
+    every string in it, keys included (the known secrets are looked up once per call)."""
+    ordered = _longest_first(known_secrets() | {s for s in secrets if s})
+    return _redact_tree(value, ordered)
+
+
+def _redact_tree(value: Any, ordered: list[str]) -> Any:
     if isinstance(value, str):
-        return redact(value, extra)
+        text = _replace(value, ordered, REDACTED) if value else value
+        return URL_CREDENTIALS.sub(lambda m: m["head"] + REDACTED + "@", text) if "://" in text else text
     if isinstance(value, Mapping):
-        return {redact_value(k, extra): redact_value(v, extra) for k, v in value.items()}
+        return {_redact_tree(k, ordered): _redact_tree(v, ordered) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_value(v, extra) for v in value]
+        return [_redact_tree(v, ordered) for v in value]
     return value
 
 

@@ -122,10 +122,16 @@ class DeploymentRecord:
         return None if self.ended_at is None else self.ended_at - self.started_at
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON, secrets redacted (:func:`~rfs_deploy.config.secrets.redact_value`):
+        what is saved, printed with ``--json`` and reported. Texts quoting an exception (an AWS or
+        Pulumi error with a URL's password, a hook's secret) never leave the process plain."""
+        from rfs_deploy.config.secrets import redact_value
+
         data = asdict(self)
         data["status"] = self.status.value
         data["progress"] = self.progress
-        return data
+        redacted: dict[str, Any] = redact_value(data)
+        return redacted
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeploymentRecord:

@@ -287,3 +287,44 @@ def test_a_url_password_never_reaches_the_record_its_json_the_report_or_history(
     texts += [p.read_bytes().decode("utf-8", "replace") for p in paths]
     texts += [p.read_text() for p in state.rglob("*.json")]
     assert [t for t in texts if URL_PASSWORD in t or SECRET in t] == []
+
+
+def test_record_texts_quoting_an_exception_are_redacted_wherever_the_record_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record's errors quote exceptions from Pulumi, AWS or the driver (``stopped: {exc}``):
+    a URL's password or a known secret in them never reaches the saved record, the status view,
+    ``--json`` output, the printed summary or the report."""
+    from rfs_deploy.cli import emit
+    from rfs_deploy.cli.views import _record_fields
+    from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, RecordStore
+
+    monkeypatch.setenv("DEPLOY_API_TOKEN", "tok-9f8e7d6c5b4a")
+    record = DeploymentRecord(
+        deployment_id="ab12cd34",
+        stack="production",
+        service="api-service",
+        version="v2.0.0",
+        previous_version="v1.0.0",
+        strategy="canary",
+        started_at=1000.0,
+    )
+    record.status = DeploymentStatus.FAILED
+    record.errors.append("stopped: update failed: dial postgres://app:Pa55word-x@db:5432/app refused")
+    record.errors.append("hook notify raised: 401 for token tok-9f8e7d6c5b4a")
+    record.recovery = "rfs-deploy resume --stack production"
+
+    store = RecordStore(tmp_path / "records")
+    store.save(record)
+    write_report(record, tmp_path / "report")
+    fields = _record_fields(record)
+    args = type("Args", (), {"json": False})()
+    emit(args, fields, "\n".join(record.errors))  # type: ignore[arg-type]
+    printed = capsys.readouterr().out
+
+    texts = [p.read_text(errors="replace") for p in (tmp_path / "records").glob("*.json")]
+    texts += [(tmp_path / "report" / "ab12cd34.html").read_text(), json.dumps(fields), printed]
+    for text in texts:
+        assert "Pa55word-x" not in text and "tok-9f8e7d6c5b4a" not in text
+    assert "postgres://app:***@db:5432/app" in texts[0] and "postgres://app:***@db" in printed
+    assert record.errors[0].endswith("refused")  # the record in memory keeps what happened
