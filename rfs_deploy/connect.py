@@ -347,20 +347,47 @@ def open_engine_sandbox_seams(
 
     from rfs_deploy import statefiles
     from rfs_deploy.sim.engine import open_engine_sandbox
+    from rfs_deploy.sim.session_lock import SessionLock
 
     base = state_dir(root)
-    work = base / "engine" / short_stack_name(stack)
+    short = short_stack_name(stack)
+    work = base / "engine" / short
     statefiles.check_no_links(base, work)
     chosen = _scenario(scenario, fresh, seed)
-    if fresh and work.exists():
-        shutil.rmtree(work)
-    sandbox = open_engine_sandbox(_stack_file(root, stack), work, scenario=chosen, project=root)
+    # as a sandbox session: held for the whole command; a fresh start (``simulate``) does not
+    # wait for, and never wipes, a work directory another command is using
+    session_lock = SessionLock(work, short)
+    if fresh:
+        _hold_for_a_fresh_start(session_lock, short)
+    else:
+        session_lock.acquire(LOCK_WAIT)
+    try:
+        if fresh and work.exists():
+            shutil.rmtree(work)
+        sandbox = open_engine_sandbox(_stack_file(root, stack), work, scenario=chosen, project=root)
+    except BaseException:
+        session_lock.release()
+        raise
     try:
         sandbox.provision()
     except BaseException:
-        sandbox.close()
+        try:
+            sandbox.close()
+        finally:
+            session_lock.release()
         raise
-    return sandbox.seams()
+    seams = sandbox.seams()
+    close = seams.closer
+
+    def closer() -> None:
+        try:
+            if close is not None:
+                close()
+        finally:
+            session_lock.release()
+
+    seams.closer = closer
+    return seams
 
 
 def _pulumi_seams(stack: str, root: Path) -> Seams:

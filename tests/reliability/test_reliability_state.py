@@ -24,6 +24,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -544,6 +545,40 @@ def test_simulate_started_while_a_deploy_runs_is_refused_and_the_deploy_complete
     assert code == 0, rest[-2000:]
     journal = endstate.journal_view(endstate.history_entries(state))
     assert journal["status"] == "completed" and journal["deployment"] in out
+
+
+def test_a_fresh_engine_sandbox_never_wipes_a_work_directory_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``simulate --engine pulumi`` starts its engine work directory afresh: not while another
+    process holds it (refused at once, the directory as it was)."""
+    from rfs_deploy.connect import open_engine_sandbox_seams
+    from rfs_deploy.errors import StackBusy
+
+    monkeypatch.setenv("RFS_DEPLOY_STATE", str(tmp_path / "state"))
+    work = tmp_path / "state" / "engine" / STACK
+    work.mkdir(parents=True)
+    (work / "kept").write_text("another command's work")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom rfs_deploy.sim.session_lock import SessionLock\n"
+            f"SessionLock(sys.argv[1], {STACK!r}).acquire(0)\nprint('held', flush=True)\ntime.sleep(60)",
+            str(work),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=crashkit.REPO,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StackBusy, match=f"in use by pid {holder.pid}"):
+            open_engine_sandbox_seams(STACK, crashkit.REPO, None, fresh=True)
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert (work / "kept").read_text() == "another command's work"
 
 
 # --------------------------------------------------------------------------- fuzz
