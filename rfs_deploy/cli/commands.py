@@ -25,20 +25,27 @@ _opened: list[Seams] = []
 _printers: list[ProgressPrinter] = []
 
 
-def _check_stack_file(stack: str) -> None:
+def _check_stack_file(stack: str, backend: str | None = None) -> None:
     """A stack file that is not valid YAML: one line naming it and where, before any backend
     opens it (read_namespace reads it with the bounded YAML reader: not UTF-8, too large, too
-    deep, aliases and values JSON cannot carry are one ConfigError line too)."""
-    from rfs_deploy.config.loading import read_namespace
+    deep, aliases and values JSON cannot carry are one ConfigError line too). A sandbox stack
+    without a session yet starts from the file's settings: those are validated here too, so a
+    refused file leaves the state directory as it was (no lock file, no session)."""
+    from rfs_deploy.config.loading import load_stack_config, read_namespace
+    from rfs_deploy.connect import backend_kind, state_dir
+    from rfs_deploy.sim import session_directory
 
-    path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(stack)}.yaml"
+    short = short_stack_name(stack)
+    path = project_dir() / "stacks" / f"Pulumi.{short}.yaml"
     if not path.is_file():
         return
-    read_namespace(path)
+    namespace = read_namespace(path)
+    if backend_kind(backend) == "sim" and not (session_directory(state_dir(), short) / "state.json").exists():
+        load_stack_config(namespace)
 
 
 def _seams(args: argparse.Namespace, stack: str, backend: str | None = None, **kw: Any) -> Seams:
-    _check_stack_file(stack)
+    _check_stack_file(stack, backend or args.backend)
     listeners: list[Callable[[Any], None]] = []
     if not args.quiet:
         printer = ProgressPrinter(watchdog=WATCHDOG_SECONDS)

@@ -369,12 +369,7 @@ def test_stack_changing_commands_refuse_a_model_refused_stack_file_in_one_line(
     assert not (root / ".state" / "sandbox" / STACK / "state.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox session lock file is created before the stack file's namespace is "
-    "validated (opening the sandbox seams); the fix belongs there",
-)
-@pytest.mark.parametrize("command", ["deploy", "up"])
+@pytest.mark.parametrize("command", ["deploy", "up", "rollback"])
 def test_stack_changing_commands_leave_the_state_dir_unchanged_for_a_model_refused_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
