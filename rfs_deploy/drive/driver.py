@@ -474,7 +474,9 @@ class Driver:
         else:
             record.status = DeploymentStatus.FAILED
             record.errors.append(f"stopped: {exc}")
-            record.recovery = f"{self._cmd('resume')} --service {record.service}"
+            # once its rollback had started, continuing the release forward is no way out
+            verb = "abort" if record.rollback_attempts else "resume"
+            record.recovery = f"{self._cmd(verb)} --service {record.service}"
         if self.seams.records is not None:
             self.seams.records.save(record)
 

@@ -443,15 +443,21 @@ def _deployment(ordered: Sequence[HistoryEntry], mine: list[HistoryEntry]) -> Jo
 
 
 def _without_refused_takeovers(mine: list[HistoryEntry]) -> list[HistoryEntry]:
-    """The deployment's updates without failed ones after it finished: an ``abort`` or ``resume``
-    that decided while it was open and whose update the program's compare-and-swap refused once
-    its owner had finished it (no command starts an update of a finished deployment otherwise).
-    Such an update changed nothing and does not reopen the deployment."""
+    """The deployment's updates without the failed ones another process ran after it finished:
+    an ``abort`` or ``resume`` that decided while it was open and whose update the program's
+    compare-and-swap refused once its owner had finished it. Such an update changed nothing and
+    does not reopen the deployment. The finishing owner's own later updates (a rollback after a
+    last step whose check failed) always count, and so does every update without an owner."""
     for position, entry in enumerate(mine):
         if entry.result != "succeeded":
             continue
         tag = decode(entry.message)
-        if position and tag is not None and _status(entry, tag) in ("completed", "rolled-back", "aborted"):
+        if not position or tag is None or tag.owner is None:
+            return mine
+        if _status(entry, tag) not in ("completed", "rolled-back", "aborted"):
+            return mine
+        later = [decode(e.message) for e in mine[:position]]
+        if all(t is not None and t.owner is not None and t.owner != tag.owner for t in later):
             return mine[position:]
         return mine
     return mine

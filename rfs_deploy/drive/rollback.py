@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rfs_deploy.config.model import ReleaseState
 from rfs_deploy.drive import journal
-from rfs_deploy.errors import RfsDeployError, StackBusy
+from rfs_deploy.errors import RfsDeployError
 from rfs_deploy.releases import ReleaseConflict
 
 if TYPE_CHECKING:
@@ -69,10 +69,11 @@ async def restore(
                 ),
             )
             return True
-        except (StackBusy, ReleaseConflict):
-            # another process holds the stack or changed this service since the restore was
-            # decided (a live deployment finished, say): retrying would write the checkpoint
-            # over its work. The caller says what the stack now shows.
+        except ReleaseConflict:
+            # another process changed this service since the restore was decided (a live
+            # deployment finished, say): retrying would write the checkpoint over its work.
+            # The caller says what the stack now shows. (A stack lock that stayed taken is
+            # retried like any failed attempt.)
             raise
         except (RfsDeployError, StepFailed) as exc:
             rec.errors.append(f"{phase} attempt {attempt}/{attempts} failed: {exc}")

@@ -361,13 +361,31 @@ def test_a_refused_takeover_after_the_end_does_not_reopen_a_deployment(phase: st
     compare-and-swap once the owner finished it: its failed update changed nothing."""
     h = History()
     h.add("initial")
-    h.step("dep1", 0, total=2)
-    h.step("dep1", 1, total=2)  # the last step: completed
-    late = tag(deployment_id="dep1", step=0, total=2, kind=phase, phase=phase, checkpoint=None)
+    h.step("dep1", 0, total=2, owner="ci-a/100")
+    h.step("dep1", 1, total=2, owner="ci-a/100")  # the last step: completed
+    late = tag(
+        deployment_id="dep1", step=0, total=2, kind=phase, phase=phase, checkpoint=None, owner="ci-b/7"
+    )
     h.add(encode(late, "refused"), "failed", BASE)
     dep = journal.latest_deployment(h.entries)
     assert dep is not None and dep.status == "completed" and not dep.open
     assert [e.version for e in dep.entries] == [3, 2]
+
+
+@pytest.mark.parametrize("owner", ["ci-a/100", None])
+@pytest.mark.parametrize("result", ["failed", "in-progress"])
+def test_a_failed_rollback_after_the_last_step_keeps_the_deployment_open(
+    owner: str | None, result: str
+) -> None:
+    """The last change applied, its check failed, the owner's own rollback failed (or was
+    killed): open, whatever the last step's status alone would say. Untagged owners too."""
+    h = History()
+    h.add("initial")
+    h.step("dep1", 0, total=2, owner=owner)
+    h.step("dep1", 1, total=2, owner=owner)
+    h.rollback("dep1", 0, result=result, owner=owner)
+    dep = journal.latest_deployment(h.entries)
+    assert dep is not None and dep.status == "rolling-back" and dep.open
 
 
 def test_only_restoring_updates_wait_and_a_bad_wait_value_is_foreign() -> None:
