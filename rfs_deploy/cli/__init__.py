@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
-from rfs_deploy.config.secrets import redact, redact_value
+from rfs_deploy.config.secrets import redact
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.errors import InvalidInput, RfsDeployError
 
@@ -63,7 +63,7 @@ class _Output:
         if self.printed:
             return  # one document per invocation, whatever happens after the first
         self.printed = True
-        data = redact_value(document if raw else isoformat_times(document))
+        data = document if raw else isoformat_times(document)
         self.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
         self.stdout.flush()
 
@@ -365,7 +365,7 @@ def _fail(
     if args.json:
         if kind is None:
             kind = "interrupted" if code == EXIT_INTERRUPTED else type(exc).__name__ if exc else "error"
-        _out.print_document({"error": message, "error_type": kind, "exit_code": code})
+        _out.print_document({"error": redact(message), "error_type": kind, "exit_code": code})
     _say(f"rfs-deploy: error: {message}")
     raise SystemExit(code)
 

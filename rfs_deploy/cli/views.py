@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rfs_deploy.config.secrets import redact
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.journal import JournalDeployment
 from rfs_deploy.drive.protocols import HistoryEntry
-from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
+from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, redact_free_text
 from rfs_deploy.drive.summary import summarize
 from rfs_deploy.errors import InvalidInput
 
@@ -131,7 +132,7 @@ def _journal_fields(found: JournalDeployment, stack: str, live_before: str | Non
             "version": found.newest.version,
             "result": found.newest.result,
             "phase": tag.phase,
-            "text": text,
+            "text": redact(text),
             "start_time": found.newest.start_time,
             "end_time": found.newest.end_time,
         },
@@ -140,10 +141,7 @@ def _journal_fields(found: JournalDeployment, stack: str, live_before: str | Non
 
 
 def _record_fields(record: DeploymentRecord) -> dict[str, Any]:
-    from rfs_deploy.config.secrets import redact_value
-
-    fields: dict[str, Any] = redact_value(_record_view(record))
-    return fields
+    return redact_free_text(_record_view(record))
 
 
 def _record_view(record: DeploymentRecord) -> dict[str, Any]:

@@ -359,7 +359,8 @@ def redact(text: str, secrets: Iterable[str] = (), *, placeholder: str = REDACTE
 
 def redact_value(value: Any, secrets: Iterable[str] = ()) -> Any:
     """A copy of ``value`` (JSON-like: mappings, lists, strings) with :func:`redact` applied to
-    every string in it, keys included (the known secrets are looked up once per call)."""
+    every string value in it (the known secrets are looked up once per call). Mapping keys are
+    names (fields, headers, variables), left as they are so the value still reads back."""
     ordered = _longest_first(known_secrets() | {s for s in secrets if s})
     return _redact_tree(value, ordered)
 
@@ -369,7 +370,7 @@ def _redact_tree(value: Any, ordered: list[str]) -> Any:
         text = _replace(value, ordered, REDACTED) if value else value
         return URL_CREDENTIALS.sub(lambda m: m["head"] + REDACTED + "@", text) if "://" in text else text
     if isinstance(value, Mapping):
-        return {_redact_tree(k, ordered): _redact_tree(v, ordered) for k, v in value.items()}
+        return {k: _redact_tree(v, ordered) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact_tree(v, ordered) for v in value]
     return value

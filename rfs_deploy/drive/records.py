@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rfs_deploy import statefiles
+from rfs_deploy.config.secrets import redact_value
 from rfs_deploy.errors import DamagedState, InvalidInput
 
 #: The file name of a record rfs-deploy writes: the deployment id and ``.json``.
@@ -122,16 +123,13 @@ class DeploymentRecord:
         return None if self.ended_at is None else self.ended_at - self.started_at
 
     def to_json(self) -> dict[str, Any]:
-        """The record as JSON, secrets redacted (:func:`~rfs_deploy.config.secrets.redact_value`):
+        """The record as JSON, its free text redacted (:func:`redact_free_text`):
         what is saved, printed with ``--json`` and reported. Texts quoting an exception (an AWS or
         Pulumi error with a URL's password, a hook's secret) never leave the process plain."""
-        from rfs_deploy.config.secrets import redact_value
-
         data = asdict(self)
         data["status"] = self.status.value
         data["progress"] = self.progress
-        redacted: dict[str, Any] = redact_value(data)
-        return redacted
+        return redact_free_text(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeploymentRecord:
@@ -142,6 +140,27 @@ class DeploymentRecord:
         data["verdicts"] = [VerdictRecord(**v) for v in data.get("verdicts", [])]
         data["samples"] = [Sample(**s) for s in data.get("samples", [])]
         return cls(**data)
+
+
+#: The record fields that carry free text (reasons, errors quoting exceptions); identifiers
+#: (ids, stack, service, versions) are validated names and are never rewritten.
+FREE_TEXT = ("errors", "recovery", "decision")
+STEP_TEXT = ("description", "reason")
+
+
+def redact_free_text(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a record as JSON) with its free-text fields redacted."""
+    for name in FREE_TEXT:
+        if data.get(name) is not None:
+            data[name] = redact_value(data[name])
+    for step in data.get("steps") or []:
+        for name in STEP_TEXT:
+            if isinstance(step.get(name), str):
+                step[name] = redact_value(step[name])
+    for verdict in data.get("verdicts") or []:
+        if isinstance(verdict.get("reason"), str):
+            verdict["reason"] = redact_value(verdict["reason"])
+    return data
 
 
 class RecordStore:

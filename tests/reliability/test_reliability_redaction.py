@@ -185,10 +185,11 @@ def test_url_passwords_are_redacted_known_or_not(text: str, expected: str) -> No
 def test_a_json_like_value_is_redacted_string_by_string(secret_env: None) -> None:
     from rfs_deploy.config.secrets import redact_value
 
-    value = {"errors": [f"stopped: {DATABASE_URL}", ("x", SECRET)], SECRET: 1, "n": 2.5, "ok": None}
+    # keys are names (fields, headers), kept so the value reads back; values are redacted
+    value = {"errors": [f"stopped: {DATABASE_URL}", ("x", SECRET)], "token": SECRET, "n": 2.5, "ok": None}
     assert redact_value(value) == {
         "errors": ["stopped: postgres://app:***@db.internal:5432/billing", ["x", "***"]],
-        "***": 1,
+        "token": "***",
         "n": 2.5,
         "ok": None,
     }
@@ -328,3 +329,28 @@ def test_record_texts_quoting_an_exception_are_redacted_wherever_the_record_goes
         assert "Pa55word-x" not in text and "tok-9f8e7d6c5b4a" not in text
     assert "postgres://app:***@db:5432/app" in texts[0] and "postgres://app:***@db" in printed
     assert record.errors[0].endswith("refused")  # the record in memory keeps what happened
+
+
+def test_redaction_never_rewrites_names_so_a_record_still_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret-looking variable whose value is also a field name or an identifier (the stack's
+    name): keys and identifiers are left alone, free text is still redacted."""
+    from rfs_deploy.drive.records import DeploymentRecord, RecordStore
+
+    monkeypatch.setenv("SORT_KEY", "errors")
+    monkeypatch.setenv("STAGE_TOKEN", "production")
+    record = DeploymentRecord(
+        deployment_id="ab12cd35",
+        stack="production",
+        service="api-service",
+        version="v2.0.0",
+        previous_version="v1.0.0",
+        strategy="canary",
+        started_at=1000.0,
+    )
+    record.errors.append("token production was refused")
+    store = RecordStore(tmp_path / "records")
+    store.save(record)
+    loaded = store.load("ab12cd35")
+    assert loaded.stack == "production" and loaded.errors == ["token *** was refused"]
