@@ -119,12 +119,18 @@ def read(path: str | Path) -> Any:
     """:func:`parse` of a file, read without following it past :data:`MAX_BYTES`.
 
     OSError when it cannot be read; YamlRefused when it is no regular file, too large, or refused."""
-    path = Path(path)
-    with path.open("rb") as handle:
+    return parse(read_bytes(path))
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Up to :data:`MAX_BYTES` + 1 bytes of the regular file at ``path``. Opened non-blocking,
+    so a FIFO (or a device) in its place is refused (YamlRefused) instead of hanging the
+    command; OSError when it cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise YamlRefused("not a regular file")
-        data = handle.read(MAX_BYTES + 1)
-    return parse(data)
+        return handle.read(MAX_BYTES + 1)
 
 
 _PLAIN_KEY = re.compile(r"[!-~]{1,64}")

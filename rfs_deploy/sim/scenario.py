@@ -227,8 +227,9 @@ def _read(name_or_path: str | Path) -> tuple[str | bytes, str, str]:
     is_path = isinstance(name_or_path, Path) or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1
     if is_path or path.is_file():
         try:
-            with path.open("rb") as handle:
-                return handle.read(bounded_yaml.MAX_BYTES + 1), str(path), path.stem
+            return bounded_yaml.read_bytes(path), str(path), path.stem
+        except bounded_yaml.YamlRefused as exc:
+            raise ScenarioError(f"cannot read scenario file {path}: {exc}") from None
         except OSError as exc:
             raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror or exc}") from None
     name = str(name_or_path)

@@ -359,3 +359,20 @@ def test_real_regions_load(tmp_path: Path, region: str) -> None:
 def test_anchors_without_aliases_and_a_byte_order_mark_are_fine(tmp_path: Path) -> None:
     text = "\ufeff" + PRODUCTION.read_text() + "  myapp:note: &n plain\n"
     assert read_other_config(stack_file(tmp_path, text.encode()))["myapp:note"] == "plain"
+
+
+def test_a_fifo_in_place_of_a_scenario_or_stack_file_is_refused_without_hanging(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes; the reader opens non-blocking
+    and refuses anything that is not a regular file."""
+    import os
+
+    from rfs_deploy.config.bounded_yaml import YamlRefused, read
+    from rfs_deploy.errors import ScenarioError
+    from rfs_deploy.sim import load_scenario
+
+    fifo = tmp_path / "scenario.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(YamlRefused, match="not a regular file"):
+        read(fifo)
+    with pytest.raises(ScenarioError):
+        load_scenario(fifo)
