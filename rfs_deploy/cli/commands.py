@@ -465,24 +465,35 @@ async def cmd_sandbox_reset(args: argparse.Namespace) -> int:
         if stack != args.stack:
             raise InvalidInput(f"--stack {args.stack!r}: not a sandbox stack name (give the short name)")
         targets = [base / "sandbox" / stack, base / "engine" / stack]
-        # a command running on the stack keeps its session: it would go on with a world it lost
-        hold = SessionLock(targets[0], stack)
-        try:
-            if targets[0].exists():
-                hold.acquire(0)
-        except StackBusy:
-            raise StackBusy(
-                f"the sandbox session of stack {stack!r} is in use by {hold.holder()}; wait for it to "
-                f"end (or stop it), then run `rfs-deploy sandbox-reset --stack {stack}` again"
-            ) from None
+        sessions = [(directory, stack) for directory in targets if directory.is_dir()]
     else:
         targets = [base / "sandbox", base / "engine"]
+        sessions = [
+            (directory, directory.name)
+            for kind in targets
+            if kind.is_dir() and not kind.is_symlink()
+            for directory in sorted(kind.iterdir())
+            if directory.is_dir() and not directory.is_symlink()
+        ]
+    # a command running on a stack keeps its session (sandbox or engine): it would go on with
+    # a world it lost
+    holds: list[SessionLock] = []
     try:
+        for directory, name in sessions:
+            hold = SessionLock(directory, name)
+            try:
+                hold.acquire(0)
+            except StackBusy:
+                raise StackBusy(
+                    f"the sandbox session of stack {name!r} is in use by {hold.holder()}; wait for it "
+                    f"to end (or stop it), then run `rfs-deploy sandbox-reset` again"
+                ) from None
+            holds.append(hold)
         for target in targets:
             if _remove(target):
                 removed.append(target)
     finally:
-        if args.stack:
+        for hold in holds:
             hold.release()
     store = RecordStore(base / "deployments" / "sim")
     if args.stack:

@@ -547,6 +547,35 @@ def test_simulate_started_while_a_deploy_runs_is_refused_and_the_deploy_complete
     assert journal["status"] == "completed" and journal["deployment"] in out
 
 
+@pytest.mark.parametrize("scope", [(), ("--stack", STACK)], ids=["every-stack", "one-stack"])
+def test_sandbox_reset_refuses_while_a_deploy_holds_the_session(
+    base: Path, tmp_path: Path, scope: tuple[str, ...]
+) -> None:
+    state = copy_of(base, tmp_path)
+    deploy = subprocess.Popen(
+        [*crashkit.CLI, "--backend", "sim", *DEPLOY],
+        env=crashkit.env(state, RFS_DEPLOY_SIM_PACE="0.003"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert deploy.stderr is not None
+    try:
+        for line in deploy.stderr:
+            if crashkit.STEP_LINE.match(line) and " step 2/" in line:
+                break
+        else:
+            raise AssertionError("the deployment never reached step 2")
+        reset = cli(state, "sandbox-reset", *scope)
+    finally:
+        rest = deploy.stderr.read()
+        code = deploy.wait(timeout=300)
+
+    assert "in use by pid" in one_line(reset)
+    assert code == 0, rest[-2000:]
+    assert endstate.journal_view(endstate.history_entries(state))["status"] == "completed"
+
+
 def test_a_fresh_engine_sandbox_never_wipes_a_work_directory_in_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
