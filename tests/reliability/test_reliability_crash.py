@@ -43,6 +43,17 @@ CASES = [
         (3, "rolled-back"),
         (0, "rolled-back"),
     ),
+    # the same kill point in every other strategy's rollback (its restoring update's number)
+    *(
+        (
+            strategy,
+            "error-spike",
+            crashkit.KillPoint("update-after", update=n),
+            (3, "rolled-back"),
+            (0, "rolled-back"),
+        )
+        for strategy, n in (("blue-green", 2), ("canary", 3), ("ab-test", 3))
+    ),
 ]
 
 
@@ -59,6 +70,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "blue-green-mid-bake",
         "rolling-inside-its-rollback",
         "rolling-waiting-for-its-refresh-back",
+        "blue-green-after-its-rollback-update",
+        "canary-after-its-rollback-update",
+        "ab-test-after-its-rollback-update",
     ],
 )
 def test_a_killed_deployment_is_resumed_or_aborted_to_a_whole_state(
@@ -75,6 +89,9 @@ def test_a_killed_deployment_is_resumed_or_aborted_to_a_whole_state(
 
     assert outcome.killed
     assert outcome.journal["status"] in ("in-progress", "rolling-back") and not outcome.lost_checkpoint
+    if point.kind == "update-after":  # the restore's update succeeded; it is not finished yet
+        assert outcome.journal["status"] == "rolling-back"
+    assert outcome.stuck == []
     assert outcome.journal["checkpoint"] == 2  # `up` made version 2: the pre-deployment state
     assert (outcome.resume_exit, outcome.resume_state) == resumed, outcome.notes
     assert (outcome.abort_exit, outcome.abort_state) == aborted, outcome.notes
