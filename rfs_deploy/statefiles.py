@@ -22,6 +22,8 @@ import os
 import shlex
 import stat
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from rfs_deploy.errors import DamagedState, StateWriteError
@@ -98,7 +100,6 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
 
     A link at ``path``: DamagedState, nothing written. A failed write (a full disk, a file size
     limit, a read-only file system): StateWriteError, and the temporary file is removed."""
-    directory = path.parent
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -106,44 +107,52 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     else:
         if not stat.S_ISREG(info.st_mode):
             raise link_found(path)
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            if mode != 0o600:
-                os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise StateWriteError(f"could not write {path}: {_reason(exc)}; it was left as it was") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with _staged(path, data, mode) as temp:
+        os.replace(temp.name, path)
+        temp.moved = True
 
 
 def create_exclusive(path: Path, data: bytes) -> bool:
     """Create ``path`` (mode 0600) holding ``data``, only if nothing is there: the file appears
     whole (written under a temporary name, then hard-linked into place, which fails when the name
     is taken). False when something already was there (another process made it first)."""
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+    with _staged(path, data) as temp:
         try:
-            os.link(tmp, path)
+            os.link(temp.name, path)  # a second name: the temporary one is removed after
         except FileExistsError:
             return False
         return True
+
+
+@dataclass
+class _Temp:
+    """A temporary file beside its target; ``moved``: renamed away, so nothing to remove."""
+
+    name: str
+    moved: bool = False
+
+
+@contextlib.contextmanager
+def _staged(path: Path, data: bytes, mode: int = 0o600) -> Iterator[_Temp]:
+    """``data`` written whole to a temporary file beside ``path``, for the caller to move into
+    place (rename, or link). A failure (a full disk, a file size limit, a read-only file system),
+    there or in the move: StateWriteError. The temporary file is removed unless it was moved."""
+    temp: _Temp | None = None
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        temp = _Temp(name)
+        with os.fdopen(fd, "wb") as handle:
+            if mode != 0o600:
+                os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+        yield temp
     except OSError as exc:
         raise StateWriteError(f"could not write {path}: {_reason(exc)}; it was left as it was") from None
     finally:
-        if tmp is not None:
+        if temp is not None and not temp.moved:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(temp.name)
 
 
 def open_lock_file(path: Path) -> int:
