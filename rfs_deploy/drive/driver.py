@@ -393,9 +393,9 @@ class Driver:
         found = journal.find_open_deployment(history, service)
         if found is not None:
             step = found.next_step
-            tag = found.last_tag
-            if tag.owner is not None and tag.owner != journal.this_owner() and journal.owner_alive(tag):
-                host, _, pid = tag.owner.rpartition("/")
+            owner = journal.live_other_owner(found.last_tag)
+            if owner is not None:
+                host, pid = owner
                 raise StackBusy(
                     f"deployment {found.deployment_id} of {found.service} ({found.version}) is running "
                     f"(step {min(step + 1, found.total_steps)}/{found.total_steps}, process {pid} on "
@@ -447,10 +447,9 @@ class Driver:
     def _refuse_if_owned(self, found: JournalDeployment, verb: str, force: bool) -> None:
         """Refuse to take over a deployment whose owner still runs it (see journal.owner_alive)."""
         tag = found.last_tag
-        if force or tag.owner is None or tag.owner == journal.this_owner():
-            return
-        if journal.owner_alive(tag):
-            host, _, pid = tag.owner.rpartition("/")
+        owner = None if force else journal.live_other_owner(tag)
+        if owner is not None:
+            host, pid = owner
             until = (
                 datetime.fromtimestamp(tag.lease, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 if tag.lease is not None

@@ -245,6 +245,15 @@ def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
     return tag.lease is not None and (time.time() if now is None else now) < tag.lease
 
 
+def live_other_owner(tag: JournalTag) -> tuple[str, str] | None:
+    """``(host, pid)`` of the process that wrote ``tag`` when it is another process than this one
+    and may still be running its deployment (:func:`owner_alive`); None otherwise."""
+    if tag.owner is None or tag.owner == this_owner() or not owner_alive(tag):
+        return None
+    host, _, pid = tag.owner.rpartition("/")
+    return host, pid
+
+
 def process_exists(pid: int) -> bool:
     """Whether a process with this id runs on this host (one we may not signal counts)."""
     if pid == os.getpid():
