@@ -33,41 +33,34 @@ async def restore(
     target = checkpoint.release[rec.service]
     attempts = runner.service.deploy.max_rollback_attempts
     cancelled = await _stop_refresh(runner, target)
+
+    def message(attempt: int, kind: str, text: str, wait: bool) -> str:
+        tag = journal.JournalTag(
+            deployment_id=rec.deployment_id,
+            service=rec.service,
+            step=attempt - 1,
+            total=attempts,
+            kind=kind,
+            phase=phase,
+            version=rec.version,
+            strategy=rec.strategy,
+            checkpoint=checkpoint.version,
+            owner=journal.this_owner(),
+            lease=runner.lease(),
+            wait=wait,
+        )
+        return journal.encode(tag, text[:200])
+
     for attempt in range(1, attempts + 1):
         rec.rollback_attempts = attempt
-
-        def message(kind: str, text: str, wait: bool, attempt: int = attempt) -> str:
-            tag = journal.JournalTag(
-                deployment_id=rec.deployment_id,
-                service=rec.service,
-                step=attempt - 1,
-                total=attempts,
-                kind=kind,
-                phase=phase,
-                version=rec.version,
-                strategy=rec.strategy,
-                checkpoint=checkpoint.version,
-                owner=journal.this_owner(),
-                lease=runner.lease(),
-                wait=wait,
-            )
-            return journal.encode(tag, text[:200])
-
         try:
-            await runner.update(
-                target, message(phase, f"restore stack version {checkpoint.version}: {reason}", wait=True)
-            )
+            restoring = f"restore stack version {checkpoint.version}: {reason}"
+            await runner.update(target, message(attempt, phase, restoring, wait=True))
             await runner.verify(target)
             await _settle(runner, cancelled)
             # only now is the restore finished: history says so with one more (empty) update
-            await runner.update(
-                target,
-                message(
-                    journal.RESTORED,
-                    f"stack version {checkpoint.version} restored: weights verified, fleet settled",
-                    wait=False,
-                ),
-            )
+            done = f"stack version {checkpoint.version} restored: weights verified, fleet settled"
+            await runner.update(target, message(attempt, journal.RESTORED, done, wait=False))
             return True
         except ReleaseConflict:
             # another process changed this service since the restore was decided (a live
