@@ -223,12 +223,10 @@ def test_a_linked_deployment_record_is_named_not_read(killed: Path, tmp_path: Pa
     assert snapshot(state) == before
 
 
-def test_checkpoint_files_are_never_followed_through_links_nor_named_by_paths(tmp_path: Path) -> None:
-    directory = tmp_path / "checkpoints"
-    directory.mkdir()
-    outside = tmp_path / "outside.json"
-    checkpoint = Checkpoint(
-        checkpoint_id="cp-20261201120000-abcdef",
+def a_checkpoint(checkpoint_id: str = "cp-1") -> Checkpoint:
+    """A checkpoint of the service with no stack version (enough for files and fingerprints)."""
+    return Checkpoint(
+        checkpoint_id=checkpoint_id,
         service_name=SERVICE,
         version="v1",
         environment=STACK,
@@ -236,6 +234,13 @@ def test_checkpoint_files_are_never_followed_through_links_nor_named_by_paths(tm
         stack_version=None,
         release=None,
     )
+
+
+def test_checkpoint_files_are_never_followed_through_links_nor_named_by_paths(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    outside = tmp_path / "outside.json"
+    checkpoint = a_checkpoint("cp-20261201120000-abcdef")
     (directory / f"{checkpoint.checkpoint_id}.json").symlink_to(outside)
     manager = RollbackManager(directory=directory)
 
@@ -264,15 +269,7 @@ def test_a_planted_fingerprint_key_link_is_never_used(tmp_path: Path) -> None:
     directory.mkdir()
     (directory / KEY_FILE).symlink_to(chosen)
     manager = RollbackManager(directory=directory)
-    checkpoint = Checkpoint(
-        checkpoint_id="cp-1",
-        service_name=SERVICE,
-        version="v1",
-        environment=STACK,
-        created_at="now",
-        stack_version=None,
-        release=None,
-    )
+    checkpoint = a_checkpoint()
 
     with pytest.raises(DamagedState, match="symbolic link") as caught:
         manager.environment_drift(checkpoint, {"A": "1"})
@@ -287,15 +284,7 @@ def test_a_planted_fingerprint_key_link_is_never_used(tmp_path: Path) -> None:
 
 def test_the_fingerprint_key_is_made_whole_private_and_kept(tmp_path: Path) -> None:
     directory = tmp_path / "checkpoints"
-    checkpoint = Checkpoint(
-        checkpoint_id="cp-1",
-        service_name=SERVICE,
-        version="v1",
-        environment=STACK,
-        created_at="now",
-        stack_version=None,
-        release=None,
-    )
+    checkpoint = a_checkpoint()
     RollbackManager(directory=directory).environment_drift(checkpoint, {"A": "1"})
     key = directory / KEY_FILE
     assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == KEY_BYTES
@@ -516,10 +505,11 @@ def test_status_of_a_wildcard_id_is_one_line(killed: Path, tmp_path: Path) -> No
     assert snapshot(state) == before
 
 
-def test_simulate_started_while_a_deploy_runs_is_refused_and_the_deploy_completes(
-    base: Path, tmp_path: Path
-) -> None:
-    state = copy_of(base, tmp_path)
+def while_deploying(
+    state: Path, run: Callable[[], subprocess.CompletedProcess[str]]
+) -> tuple[subprocess.CompletedProcess[str], int, str, str]:
+    """``run`` while a paced ``deploy`` of the session is at step 2 (a real process holding the
+    session); (run's result, the deploy's exit code, the rest of its stderr, its stdout)."""
     deploy = subprocess.Popen(
         [*crashkit.CLI, "--backend", "sim", *DEPLOY],
         env=crashkit.env(state, RFS_DEPLOY_SIM_PACE="0.003"),
@@ -534,11 +524,19 @@ def test_simulate_started_while_a_deploy_runs_is_refused_and_the_deploy_complete
                 break
         else:
             raise AssertionError("the deployment never reached step 2")
-        simulate = cli(state, "simulate")
+        done = run()
     finally:
         rest = deploy.stderr.read()
         out = deploy.stdout.read()
         code = deploy.wait(timeout=300)
+    return done, code, rest, out
+
+
+def test_simulate_started_while_a_deploy_runs_is_refused_and_the_deploy_completes(
+    base: Path, tmp_path: Path
+) -> None:
+    state = copy_of(base, tmp_path)
+    simulate, code, rest, out = while_deploying(state, lambda: cli(state, "simulate"))
 
     line = one_line(simulate)
     assert "in use by pid" in line and "deploy --stack production" in line
@@ -552,24 +550,7 @@ def test_sandbox_reset_refuses_while_a_deploy_holds_the_session(
     base: Path, tmp_path: Path, scope: tuple[str, ...]
 ) -> None:
     state = copy_of(base, tmp_path)
-    deploy = subprocess.Popen(
-        [*crashkit.CLI, "--backend", "sim", *DEPLOY],
-        env=crashkit.env(state, RFS_DEPLOY_SIM_PACE="0.003"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert deploy.stderr is not None
-    try:
-        for line in deploy.stderr:
-            if crashkit.STEP_LINE.match(line) and " step 2/" in line:
-                break
-        else:
-            raise AssertionError("the deployment never reached step 2")
-        reset = cli(state, "sandbox-reset", *scope)
-    finally:
-        rest = deploy.stderr.read()
-        code = deploy.wait(timeout=300)
+    reset, code, rest, _ = while_deploying(state, lambda: cli(state, "sandbox-reset", *scope))
 
     assert "in use by pid" in one_line(reset)
     assert code == 0, rest[-2000:]
