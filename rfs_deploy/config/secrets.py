@@ -65,6 +65,10 @@ REDACTED = "***"
 MIN_SECRET_LENGTH = 4
 #: Environment variable names whose values are treated as secrets in anything reported.
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL", re.IGNORECASE)
+#: ...unless the name says the value locates or names the secret rather than being it:
+#: ``AWS_SHARED_CREDENTIALS_FILE=/dev/null`` or ``PULUMI_CONFIG_PASSPHRASE_FILE`` hold paths, and
+#: redacting a path (``/dev/null``, a home directory) would blank it out of every error message.
+NOT_SECRET_NAME = re.compile(r"_(FILE|PATH|DIR|ID|ARN|REGION)$", re.IGNORECASE)
 #: ``scheme://user:password@`` — the password group is what :func:`redact` replaces. The password
 #: runs to the last ``@`` before the host (a raw ``@`` in a password is common, if invalid).
 URL_CREDENTIALS = re.compile(
@@ -331,7 +335,11 @@ def remember(values: Iterable[str]) -> None:
 def secret_values(env: Mapping[str, str]) -> list[str]:
     """Values of the variables in ``env`` whose names look secret (TOKEN, SECRET, PASSWORD, KEY,
     PASSPHRASE, CREDENTIAL), and the passwords of URLs in any variable (``DATABASE_URL``)."""
-    found = [v for name, v in env.items() if SECRET_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH]
+    found = [
+        v
+        for name, v in env.items()
+        if SECRET_NAME.search(name) and not NOT_SECRET_NAME.search(name) and len(v) >= MIN_SECRET_LENGTH
+    ]
     for value in env.values():
         if "://" in value:
             for match in URL_CREDENTIALS.finditer(value):

@@ -25,6 +25,7 @@ from rfs_deploy.drive.hooks import (
     run_hooks,
     secret_values,
 )
+from rfs_deploy.config.secrets import known_secrets
 from rfs_deploy.drive.validation import ValidationReport, ValidationSettings
 
 CONTEXT = HookContext(
@@ -244,6 +245,19 @@ def test_context_env_and_secret_names() -> None:
         "abcd",
         "k3y-value",
     ]
+
+
+def test_variables_that_locate_or_name_a_secret_are_not_secrets() -> None:
+    # What CI runs under: a path and an identifier must stay readable in every error message.
+    env = {
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "PULUMI_CONFIG_PASSPHRASE_FILE": "/etc/pulumi/phrase",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "KMS_KEY_ARN": "arn:aws:kms:us-east-1:1:key/x",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI",
+    }
+    assert secret_values(env) == ["wJalrXUtnFEMI"]
+    assert "/dev/null" not in known_secrets(env)
 
 
 def test_command_hook_rejects_a_non_positive_timeout() -> None:
