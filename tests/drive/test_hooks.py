@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rfs_deploy.config.secrets import known_secrets
 from rfs_deploy.drive.hooks import (
     CommandHook,
     CommandResult,
@@ -25,7 +26,6 @@ from rfs_deploy.drive.hooks import (
     run_hooks,
     secret_values,
 )
-from rfs_deploy.config.secrets import known_secrets
 from rfs_deploy.drive.validation import ValidationReport, ValidationSettings
 
 CONTEXT = HookContext(
