@@ -14,6 +14,7 @@
     ├── StateWriteError             exit 4: a state file could not be written (a full disk)
     ├── BackendError                a stack update or read failed (wraps Automation API errors)
     ├── AwsError                    an AWS API call failed after retries (wraps botocore errors)
+    ├── MetricsUnavailable          a metrics provider could not answer (the analysis retries)
     └── RollbackFailed              exit 4: the stack could not be brought back; says how to finish
 
 Lower-level errors are translated at the adapter edge with ``raise ... from exc`` so the cause
@@ -101,6 +102,13 @@ class BackendError(RfsDeployError):
 
 class AwsError(RfsDeployError):
     """An AWS API call failed after botocore's retries."""
+
+    exit_code = 4
+
+
+class MetricsUnavailable(RfsDeployError):
+    """A metrics provider (CloudWatch, Prometheus) could not answer one window's query: the
+    analysis counts the window as a failed fetch and asks again; it is never a verdict."""
 
     exit_code = 4
 

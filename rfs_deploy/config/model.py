@@ -304,6 +304,90 @@ class ValidationSettings(Model):
         return _url_paths(paths, "critical endpoint")
 
 
+class CloudWatchMetrics(Model):
+    """Judge on the load balancer's and the fleet's CloudWatch metrics (the default): per slot
+    ``RequestCount``, ``HTTPCode_Target_5XX_Count`` and ``TargetResponseTime`` p99 of its target
+    group, ``CPUUtilization`` of its Auto Scaling group; one GetMetricData request per tick."""
+
+    provider: Literal["cloudwatch"] = "cloudwatch"
+
+
+#: ``$name`` placeholders a Prometheus query may use (``string.Template``; PromQL's own braces
+#: stay as they are). Each is substituted with an already validated value.
+PROMETHEUS_PLACEHOLDERS = ("service", "slot", "version", "target_group", "asg", "period")
+
+
+class PrometheusQueries(Model):
+    """PromQL per metric, evaluated over the window with a step of one ``analysis.period``; each
+    must return one series per step for one slot (``$slot``, ``$service``, ``$version``,
+    ``$target_group``, ``$asg`` and ``$period`` — e.g. ``60s`` — are substituted)."""
+
+    #: Requests the slot served in each step.
+    requests: str = Field(
+        default='sum(increase(http_requests_total{service="$service",slot="$slot"}[$period]))',
+        min_length=1,
+        max_length=4096,
+    )
+    #: 5xx responses in each step.
+    errors: str = Field(
+        default='sum(increase(http_requests_total{service="$service",slot="$slot",code=~"5.."}[$period]))',
+        min_length=1,
+        max_length=4096,
+    )
+    #: The 99th percentile response time in seconds in each step.
+    p99: str | None = Field(
+        default=(
+            "histogram_quantile(0.99, sum by (le) "
+            '(rate(http_request_duration_seconds_bucket{service="$service",slot="$slot"}[$period])))'
+        ),
+        max_length=4096,
+    )
+    #: Mean CPU percent of the slot's fleet in each step; None (the default) leaves CPU unjudged.
+    cpu: str | None = Field(default=None, max_length=4096)
+
+    @field_validator("requests", "errors", "p99", "cpu")
+    @classmethod
+    def _placeholders(cls, query: str | None) -> str | None:
+        if query is None:
+            return None
+        try:
+            names = Template(query).get_identifiers()
+        except ValueError as exc:  # Template raises for a lone '$'
+            raise ValueError(f"bad placeholder in query: {exc}") from None
+        unknown = [n for n in names if n not in PROMETHEUS_PLACEHOLDERS]
+        if unknown or not Template(query).is_valid():
+            allowed = ", ".join(f"${n}" for n in PROMETHEUS_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder ${(unknown or ['?'])[0]} in query (allowed: {allowed})")
+        return query
+
+
+class PrometheusSigV4(Model):
+    """Sign every request with AWS Signature Version 4 (Amazon Managed Service for Prometheus)
+    using the driver's AWS credentials."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", max_length=32)
+    service: str = Field(default="aps", pattern=r"^[a-z0-9-]+$", max_length=32)
+
+
+class PrometheusMetrics(Model):
+    """Judge on a Prometheus server's HTTP query API (self-hosted, or Amazon Managed Service for
+    Prometheus with ``sigv4``): one ``query_range`` request per metric and slot each tick."""
+
+    provider: Literal["prometheus"]
+    #: The server's base URL, e.g. ``http://prometheus:9090`` or an AMP workspace's
+    #: ``https://aps-workspaces.<region>.amazonaws.com/workspaces/<id>``.
+    url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048)
+    queries: PrometheusQueries = Field(default_factory=PrometheusQueries)
+    #: Sent with every request (an ``Authorization`` bearer token, a tenant header); secrets.
+    headers: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    sigv4: PrometheusSigV4 | None = None
+    #: Seconds one request may take.
+    timeout: Num = Field(default=10.0, gt=0, le=300)
+
+
+Metrics = Annotated[CloudWatchMetrics | PrometheusMetrics, Field(discriminator="provider")]
+
+
 class Analysis(Model):
     """How the driver judges a step. Thresholds are absolute; the baseline test is relative."""
 
@@ -326,6 +410,9 @@ class Analysis(Model):
     latency_tolerance: Num = Field(default=1.5, ge=1.0, le=1000)
     #: Metric period in seconds (ALB metrics are per minute; at most a day).
     period: Int = Field(default=60, ge=10, le=86_400)
+    #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
+    #: ``{provider: prometheus, url: ..., queries: ...}``.
+    metrics: Metrics = Field(default_factory=CloudWatchMetrics)
 
 
 class DeploySettings(Model):

@@ -1,0 +1,139 @@
+"""The provider-neutral metrics seam: what the analysis asks for and what a provider answers.
+
+The analysis asks one question per tick: *the metrics of these slots over [start, end)*. A
+provider (:mod:`rfs_deploy.metrics.cloudwatch`, :mod:`rfs_deploy.metrics.prometheus`, the fakes
+of :mod:`rfs_deploy.testing`) answers with one :class:`SlotMetrics` per slot, or None for a
+slot it had no request data for, and says whether the answer was partial. It raises
+:class:`~rfs_deploy.errors.MetricsUnavailable` when it cannot answer at all. Nothing here knows
+a query language: each provider owns its own queries, batching and aggregation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SlotMetrics:
+    """One slot's aggregates over one window (errors are the slot's 5xx responses).
+
+    A metric given as NaN, infinite (or negative) is no data: it is kept out of the fields
+    (``p99`` and ``cpu`` become None, counts 0) and named in :attr:`unusable`, and a window whose
+    new slot has any is judged INCONCLUSIVE — never compared, so never passed.
+    """
+
+    requests: int
+    errors: int
+    #: p99 target response time in seconds; None when the provider had none.
+    p99: float | None = None
+    #: Average CPU percent over the slot's fleet; None when unknown.
+    cpu: float | None = None
+    #: The metrics that came as a NaN, infinite or negative value, e.g. ``("p99 nan",)``: no data.
+    unusable: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        found = list(self.unusable)
+        for name in ("requests", "errors", "p99", "cpu"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                found.append(f"{name} {value}")
+                object.__setattr__(self, name, 0 if name in ("requests", "errors") else None)
+        if len(found) != len(self.unusable):
+            object.__setattr__(self, "unusable", tuple(dict.fromkeys(found)))
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests > 0 else None
+
+
+@dataclass(frozen=True)
+class SlotSource:
+    """Where one slot's metrics are found: everything a provider may select them by.
+
+    Built from the stack's outputs (:func:`rfs_deploy.metrics.slot_sources`); a provider uses
+    what its backend knows (CloudWatch: the dimensions and the group name; Prometheus: labels
+    substituted into the configured queries)."""
+
+    service: str
+    #: ``blue`` or ``green``.
+    slot: str
+    #: The version the slot runs, None when the slot is empty.
+    version: str | None
+    #: CloudWatch's ``LoadBalancer`` dimension, ``app/<name>/<id>``.
+    load_balancer: str
+    #: CloudWatch's ``TargetGroup`` dimension, ``targetgroup/<name>/<id>``.
+    target_group: str
+    target_group_arn: str
+    asg_name: str
+
+
+@dataclass(frozen=True)
+class Readings:
+    """A provider's answer for one window: each slot asked for, by name."""
+
+    slots: Mapping[str, SlotMetrics | None]
+    #: True when the provider said some of the data is not in yet (CloudWatch's PartialData).
+    partial: bool = False
+
+
+@runtime_checkable
+class MetricsProvider(Protocol):
+    """Slot metrics for a window, from one metrics backend."""
+
+    #: The provider's name as configured (``cloudwatch``, ``prometheus``), used in reasons.
+    name: str
+
+    def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
+        """The metrics of every slot of ``sources`` over [start, end), made of whole ``period``
+        second steps (one backend request per call wherever the backend allows it).
+
+        A slot without request data is None in :attr:`Readings.slots`. Raises
+        :class:`~rfs_deploy.errors.MetricsUnavailable` when the backend cannot be asked or
+        answers with an error (after the provider's own retries).
+        """
+        ...
+
+
+def aggregate(
+    requests: Sequence[float] | None,
+    errors: Sequence[float] | None,
+    p99: Sequence[float] | None,
+    cpu: Sequence[float] | None,
+) -> SlotMetrics | None:
+    """One slot's window from per-period values: counts summed, the worst period's p99, the mean
+    CPU. None when there were no request values at all.
+
+    A missing or empty error series next to request data is zero errors (ALBs publish their 5xx
+    count only for periods that had one; a Prometheus rate over a counter that never moved has no
+    samples). A metric with a NaN or infinite value (or sum) is no data: it is named in
+    ``unusable`` and never compared.
+    """
+    if not requests:
+        return None
+    unusable: list[str] = []
+
+    def combined(
+        kind: str, values: Sequence[float] | None, how: Callable[[Sequence[float]], float]
+    ) -> float | None:
+        if not values:
+            return None
+        odd = next((v for v in values if not math.isfinite(v)), None)
+        value = how(values) if odd is None else odd
+        if not math.isfinite(value):  # a NaN or infinite value, or a sum beyond floats
+            # (negative values are SlotMetrics' to refuse)
+            unusable.append(f"{kind} {value}")
+            return None
+        return value
+
+    total = combined("requests", requests, sum)
+    failed = combined("errors", errors, sum)
+    return SlotMetrics(
+        requests=int(total or 0),
+        errors=int(failed or 0),
+        p99=combined("p99", p99, max),
+        cpu=combined("cpu", cpu, lambda v: sum(v) / len(v)),
+        unusable=tuple(unusable),
+    )
