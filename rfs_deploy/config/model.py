@@ -304,7 +304,7 @@ class ValidationSettings(Model):
         return _url_paths(paths, "critical endpoint")
 
 
-class CloudWatchMetrics(Model):
+class CloudWatchSettings(Model):
     """Judge on the load balancer's and the fleet's CloudWatch metrics (the default): per slot
     ``RequestCount``, ``HTTPCode_Target_5XX_Count`` and ``TargetResponseTime`` p99 of its target
     group, ``CPUUtilization`` of its Auto Scaling group; one GetMetricData request per tick."""
@@ -369,7 +369,7 @@ class PrometheusSigV4(Model):
     service: str = Field(default="aps", pattern=r"^[a-z0-9-]+$", max_length=32)
 
 
-class PrometheusMetrics(Model):
+class PrometheusSettings(Model):
     """Judge on a Prometheus server's HTTP query API (self-hosted, or Amazon Managed Service for
     Prometheus with ``sigv4``): one ``query_range`` request per metric and slot each tick."""
 
@@ -385,7 +385,7 @@ class PrometheusMetrics(Model):
     timeout: Num = Field(default=10.0, gt=0, le=300)
 
 
-Metrics = Annotated[CloudWatchMetrics | PrometheusMetrics, Field(discriminator="provider")]
+MetricsSettings = Annotated[CloudWatchSettings | PrometheusSettings, Field(discriminator="provider")]
 
 
 class Analysis(Model):
@@ -412,7 +412,7 @@ class Analysis(Model):
     period: Int = Field(default=60, ge=10, le=86_400)
     #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
     #: ``{provider: prometheus, url: ..., queries: ...}``.
-    metrics: Metrics = Field(default_factory=CloudWatchMetrics)
+    metrics: MetricsSettings = Field(default_factory=CloudWatchSettings)
 
 
 class DeploySettings(Model):

@@ -63,6 +63,7 @@ from rfs_deploy.drive.stats import (
     hold_level,
     threshold,
 )
+from rfs_deploy.metrics.base import SlotMetrics
 
 Number: TypeAlias = float | int | str | bool | None
 
@@ -84,39 +85,6 @@ class Outcome(StrEnum):
     @property
     def severity(self) -> int:
         return {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}[self.value]
-
-
-@dataclass(frozen=True)
-class SlotMetrics:
-    """One slot's aggregates over one window (errors are ELB and target 5xx responses).
-
-    A metric given as NaN, infinite (or negative) is no data: it is kept out of the fields
-    (``p99`` and ``cpu`` become None, counts 0) and named in :attr:`unusable`, and a window whose
-    new slot has any is judged INCONCLUSIVE — never compared, so never passed.
-    """
-
-    requests: int
-    errors: int
-    #: p99 target response time in seconds; None when CloudWatch had none.
-    p99: float | None = None
-    #: Average CPU percent over the slot's fleet; None when unknown.
-    cpu: float | None = None
-    #: The metrics that came as a NaN, infinite or negative value, e.g. ``("p99 nan",)``: no data.
-    unusable: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        found = list(self.unusable)
-        for name in ("requests", "errors", "p99", "cpu"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                found.append(f"{name} {value}")
-                object.__setattr__(self, name, 0 if name in ("requests", "errors") else None)
-        if len(found) != len(self.unusable):
-            object.__setattr__(self, "unusable", tuple(dict.fromkeys(found)))
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests > 0 else None
 
 
 @dataclass(frozen=True)
