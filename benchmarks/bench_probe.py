@@ -20,7 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rfs_deploy.config.model import Analysis
-from rfs_deploy.drive.judge import Outcome, SlotMetrics, StepJudge, Window
+from rfs_deploy.drive.judge import StepJudge
+from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window
 
 Z99 = 2.3263478740408408
 

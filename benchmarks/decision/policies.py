@@ -30,7 +30,8 @@ from typing import Protocol
 
 from benchmarks.decision.traffic import Minute, SeedTrace
 from rfs_deploy.config.model import Analysis
-from rfs_deploy.drive.judge import SlotMetrics, StepJudge, Window, planned_windows
+from rfs_deploy.drive.judge import StepJudge, planned_windows
+from rfs_deploy.drive.rules import SlotMetrics, Window
 
 #: Seconds per metric period and per canary step (the default plan: 60 s steps, 60 s ticks).
 PERIOD = 60

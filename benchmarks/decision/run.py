@@ -3,8 +3,9 @@
     python -m benchmarks.decision [--seeds 2000] [--before REV] [--out benchmarks/results]
 
 ``--before REV`` also judges every cell with the judge as it was at git revision ``REV``
-(``rfs_deploy/drive/judge.py`` and ``stats.py`` from ``REV`` over a copy of today's package, run
-in a subprocess), so the table shows the judge before and after a change on the same draws.
+(``rfs_deploy/drive/judge.py``, ``rules.py`` and ``stats.py`` from ``REV`` over a copy of today's
+package, run in a subprocess), so the table shows the judge before and after a change on the same
+draws.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 JUDGE_FILES = ("rfs_deploy/drive/judge.py", "rfs_deploy/drive/stats.py")
 #: The A/B decision, in judge.py until it moved to its own module.
 AB_FILE = "rfs_deploy/drive/ab.py"
+#: The rules of one window, in judge.py until they moved to their own module.
+RULES_FILE = "rfs_deploy/drive/rules.py"
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -69,16 +72,19 @@ def before_rows(rev: str, seeds: int, base_seed: int) -> list[Row]:
                 ["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
             )
             (root / path).write_text(shown.stdout)
-        has_ab = subprocess.run(["git", "cat-file", "-e", f"{rev}:{AB_FILE}"], cwd=REPO, capture_output=True)
-        if has_ab.returncode == 0:
-            shown = subprocess.run(
-                ["git", "show", f"{rev}:{AB_FILE}"], cwd=REPO, capture_output=True, text=True, check=True
-            )
-            (root / AB_FILE).write_text(shown.stdout)
-        else:  # before the A/B decision moved out of judge.py, it lived there
-            (root / AB_FILE).write_text(
-                "from rfs_deploy.drive.judge import ABDecision, decide_ab  # noqa: F401\n"
-            )
+        # before the A/B decision and the rules of one window moved out of judge.py, they lived there
+        for path, stand_in in (
+            (AB_FILE, "from rfs_deploy.drive.judge import ABDecision, decide_ab  # noqa: F401\n"),
+            (RULES_FILE, "from rfs_deploy.drive.judge import *  # noqa: F403\n"),
+        ):
+            has = subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], cwd=REPO, capture_output=True)
+            if has.returncode == 0:
+                shown = subprocess.run(
+                    ["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+                )
+                (root / path).write_text(shown.stdout)
+            else:
+                (root / path).write_text(stand_in)
         command = [sys.executable, "-m", "benchmarks.decision", "--ours-only", "--label", label]
         command += ["--seeds", str(seeds), "--seed", str(base_seed)]
         env = {**os.environ, "PYTHONPATH": str(root)}

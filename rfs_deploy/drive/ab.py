@@ -1,6 +1,6 @@
 """The A/B decision (SPEC D9): which variant wins a test, from the windows it ran.
 
-Pure like :mod:`rfs_deploy.drive.judge`, whose window types and absolute thresholds it shares;
+Pure like :mod:`rfs_deploy.drive.rules`, whose window types and absolute thresholds it shares;
 the runner's Decide step fetches the windows and hands them in.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rfs_deploy.config.model import Analysis
-from rfs_deploy.drive.judge import Number, SlotMetrics, Window, absolute_thresholds, weighted_mean
+from rfs_deploy.drive.rules import Number, SlotMetrics, Window, absolute_thresholds, weighted_mean
 from rfs_deploy.drive.stats import rate_comparison, sample_ratio, sign_test
 
 

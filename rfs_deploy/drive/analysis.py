@@ -1,7 +1,8 @@
 """The observing steps: analysis ticks, watching an instance refresh, running an A/B test.
 
 Every tick makes one batched GetMetricData call for all metrics of the slots in play, turns the
-series into per-slot aggregates, and hands them to the pure judge (:mod:`rfs_deploy.drive.judge`).
+series into per-slot aggregates, and hands them to the pure judge (:mod:`rfs_deploy.drive.rules`,
+:mod:`rfs_deploy.drive.judge`).
 The sequential baseline test's evidence is carried from step to step, so a canary's
 false-rollback probability is bounded per release, not per step.
 """
@@ -17,18 +18,11 @@ from rfs_deploy.aws.cloudwatch import query_id, service_queries
 from rfs_deploy.config.model import ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
 from rfs_deploy.drive.ab import decide_ab
-from rfs_deploy.drive.judge import (
-    Outcome,
-    SlotMetrics,
-    StepJudge,
-    Verdict,
-    Window,
-    judge,
-    planned_windows,
-)
+from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
 from rfs_deploy.drive.protocols import MetricSeries
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
+from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge
 from rfs_deploy.drive.stats import Evidence
 from rfs_deploy.drive.steps import Analyze, Decide, WatchRefresh
 from rfs_deploy.errors import AwsError

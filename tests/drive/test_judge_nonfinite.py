@@ -21,10 +21,11 @@ from drive_world import NEW, OLD, SERVICE, build_world
 
 from rfs_deploy.config.model import Analysis, Probe, ValidationSettings
 from rfs_deploy.drive.ab import decide_ab
-from rfs_deploy.drive.judge import Outcome, SlotMetrics, StepJudge, Window, judge
+from rfs_deploy.drive.judge import StepJudge
 from rfs_deploy.drive.probe import run_probe, server_timing
 from rfs_deploy.drive.protocols import MetricQuery, MetricSeries, MetricsSource
 from rfs_deploy.drive.records import DeploymentStatus
+from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window, judge
 from rfs_deploy.drive.stats import Evidence, rate_comparison
 from rfs_deploy.testing import Behaviour
 

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from rfs_deploy.config.model import Analysis, Probe, ReleaseState, ServiceConfig, ValidationSettings
 from rfs_deploy.drive import events
-from rfs_deploy.drive.judge import Outcome
 from rfs_deploy.drive.plans import plan
 from rfs_deploy.drive.probe import ProbeResult, probe_paths, run_probe, server_timing
 from rfs_deploy.drive.records import DeploymentStatus
+from rfs_deploy.drive.rules import Outcome
 from rfs_deploy.drive.steps import Validate
 from rfs_deploy.testing import Behaviour
 
