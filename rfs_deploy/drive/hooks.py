@@ -8,28 +8,25 @@ phase's hooks in order and stops at the first failure. A hook fails when it
 * raises (the exception's type and message are reported),
 * returns ``False``,
 * returns a Result-like object whose ``is_success()`` is false (``Failure``, a
-  :class:`~rfs_deploy.drive.validation.ValidationReport` that failed, a :class:`CommandResult`
-  with a non-zero exit), or an object whose ``ok`` attribute is ``False``.
+  :class:`~rfs_deploy.drive.validation.ValidationReport` that failed, a
+  :class:`~rfs_deploy.drive.command_hook.CommandResult` with a non-zero exit), or an object whose
+  ``ok`` attribute is ``False``.
 
 Anything else (``None``, ``True``, a value) is success. Which failures stop a deployment is the
 runner's call; :attr:`HookReport.blocks_deployment` says that a failed post-deployment hook does
 not undo a completed deployment — it is only reported.
 
-Two ready-made hooks: :class:`CommandHook` runs a shell command with ``RFS_DEPLOY_*`` variables
-(for CI users) and :class:`HttpValidationHook` runs the HTTP checks of
-:mod:`rfs_deploy.drive.validation` against the context's base URL.
+Two ready-made hooks: :class:`HttpValidationHook` runs the HTTP checks of
+:mod:`rfs_deploy.drive.validation` against the context's base URL, and
+:class:`~rfs_deploy.drive.command_hook.CommandHook` runs a shell command with ``RFS_DEPLOY_*``
+variables (for CI users).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
 import inspect
-import os
-import re
-import shlex
-import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,25 +34,22 @@ from typing import Any
 
 import httpx
 
-from rfs_deploy.config.secrets import redact, remember, secret_values
+from rfs_deploy.config.secrets import redact
 from rfs_deploy.drive.validation import ValidationReport, ValidationSettings, validate
 from rfs_deploy.logs import get_logger
 
 log = get_logger(__name__)
 
 __all__ = [
-    "CommandHook",
-    "CommandResult",
     "Hook",
     "HookContext",
     "HookPhase",
     "HookReport",
     "HookResult",
     "HttpValidationHook",
-    "context_env",
     "context_field",
+    "one_line",
     "run_hooks",
-    "secret_values",
 ]
 
 #: A hook: one argument (the context), sync or async, any return value.
@@ -157,7 +151,7 @@ def hook_name(hook: Any) -> str:
     return qualname.rsplit(".<locals>.", 1)[-1]  # "Notifier.send", not "main.<locals>.Notifier.send"
 
 
-def _one_line(text: str, limit: int = 200) -> str:
+def one_line(text: str, limit: int = 200) -> str:
     """``text`` redacted (before it is cut, so no part of a secret is left), on one line."""
     line = " ".join(redact(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -182,7 +176,7 @@ def _describe(value: Any, fallback: str) -> str:
     for attribute in ("summary", "detail", "error"):
         text = getattr(value, attribute, None)
         if text is not None and not callable(text) and str(text):
-            return _one_line(str(text))
+            return one_line(str(text))
     return fallback
 
 
@@ -198,7 +192,7 @@ async def _run_one(hook: Any, context: Any) -> HookResult:
         log.debug("hook %s raised", name, exc_info=True)
         value = None
         reason = f"raised {type(exc).__name__}: {exc}" if str(exc) else f"raised {type(exc).__name__}"
-        ok, detail = False, _one_line(reason)
+        ok, detail = False, one_line(reason)
     # An exception or a result may quote a credential (a secret variable, a URL's password);
     # reports never do. The debug record above is redacted by its logger the same way.
     detail = redact(detail)
@@ -229,6 +223,13 @@ async def run_hooks(hooks: Sequence[Any], context: Any, phase: HookPhase | str) 
     return HookReport(phase, tuple(results))
 
 
+def context_field(context: Any, name: str) -> Any:
+    """``context[name]`` for a mapping context, ``context.name`` otherwise; None when absent."""
+    if isinstance(context, Mapping):
+        return context.get(name)
+    return getattr(context, name, None)
+
+
 class HttpValidationHook:
     """A validation hook running the HTTP checks against ``context.base_url`` for ``context.version``.
 
@@ -254,168 +255,3 @@ class HttpValidationHook:
         if not base_url or not version:
             raise ValueError("the hook context has no base_url or version to validate")
         return await validate(base_url, version, self.settings, self.client, transport=self.transport)
-
-
-# --------------------------------------------------------------------------- command hooks
-
-#: Output kept from a command (its tail), in bytes.
-_OUTPUT_LIMIT = 64 * 1024
-
-_CONTEXT_FIELDS = (
-    "deployment_id",
-    "service",
-    "version",
-    "environment",
-    "phase",
-    "strategy",
-    "previous_version",
-    "base_url",
-)
-
-
-def context_field(context: Any, name: str) -> Any:
-    """``context[name]`` for a mapping context, ``context.name`` otherwise; None when absent."""
-    if isinstance(context, Mapping):
-        return context.get(name)
-    return getattr(context, name, None)
-
-
-def context_env(context: Any) -> dict[str, str]:
-    """``RFS_DEPLOY_*`` variables describing ``context``: its ``extra`` entries, then the set fields."""
-    env: dict[str, str] = {}
-    extra = context_field(context, "extra")
-    if isinstance(extra, Mapping):
-        for key, value in extra.items():
-            env[f"RFS_DEPLOY_{re.sub(r'[^A-Za-z0-9]', '_', str(key)).upper()}"] = str(value)
-    for name in _CONTEXT_FIELDS:
-        value = context_field(context, name)
-        if value is None and name == "service":
-            value = context_field(context, "service_name")
-        if value is not None and value != "":
-            env[f"RFS_DEPLOY_{name.upper()}"] = str(value.value if isinstance(value, enum.Enum) else value)
-    return env
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """A finished (or killed) command; ``command`` and ``output`` are already redacted."""
-
-    command: str
-    exit_code: int | None
-    output: str
-    elapsed: float
-    timed_out: bool = False
-    timeout: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
-
-    @property
-    def detail(self) -> str:
-        """One line: how it ended, and the last line of output when it failed."""
-        if self.timed_out:
-            ended = f"timed out after {self.timeout:g}s and was killed"
-        elif self.exit_code is not None and self.exit_code < 0:
-            ended = f"killed by signal {-self.exit_code}"
-        else:
-            ended = f"exited {self.exit_code}"
-        lines = self.output.strip().splitlines()
-        return _one_line(f"{ended}: {lines[-1]}") if lines and not self.ok else ended
-
-    def is_success(self) -> bool:
-        return self.ok
-
-
-class CommandHook:
-    """Run a command as a hook: non-zero exit or exceeding ``timeout`` seconds is a failure.
-
-    A string runs through the shell, a sequence runs directly. The command inherits the driver's
-    environment plus ``RFS_DEPLOY_*`` variables from the context (:func:`context_env`) plus ``env``.
-    Stdout and stderr are captured together (the tail is kept); values of variables whose names
-    look secret, the passwords of URLs in any variable and every other known secret
-    (:func:`rfs_deploy.config.secrets.redact`) are replaced by ``***`` in the reported command and
-    output, and so is the password of any ``scheme://user:password@`` URL the output shows. On
-    timeout the command's whole process group is killed.
-    """
-
-    def __init__(
-        self,
-        command: str | Sequence[str],
-        *,
-        timeout: float = 60.0,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        name: str | None = None,
-    ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        self.command = command
-        self.timeout = timeout
-        self.env = dict(env or {})
-        self.cwd = cwd
-        shown = command if isinstance(command, str) else shlex.join(command)
-        remember(secret_values(self.env))  # so logs and reports redact them too
-        self.name = name or f"command {redact(shown)!r}"
-
-    def __repr__(self) -> str:
-        return f"CommandHook({self.name!r}, timeout={self.timeout:g})"
-
-    async def __call__(self, context: Any) -> CommandResult:
-        env = {**os.environ, **context_env(context), **self.env}
-        secrets = secret_values(env)
-        shown = self.command if isinstance(self.command, str) else shlex.join(self.command)
-        started = time.perf_counter()
-        process = await self._start(env)
-        output = bytearray()
-        timed_out = False
-        try:
-            await asyncio.wait_for(_collect(process, output), self.timeout)
-        except TimeoutError:
-            timed_out = True
-        finally:
-            if process.returncode is None:
-                _kill_group(process)
-                await process.wait()
-        text = redact(output.decode("utf-8", errors="replace"), secrets)
-        result = CommandResult(
-            redact(shown, secrets),
-            process.returncode,
-            text,
-            time.perf_counter() - started,
-            timed_out,
-            self.timeout,
-        )
-        log.debug("%s: %s", self.name, result.detail)
-        return result
-
-    async def _start(self, env: dict[str, str]) -> asyncio.subprocess.Process:
-        # A new session makes the command a process group leader, so a timeout kills its children too.
-        options: dict[str, Any] = {
-            "stdin": asyncio.subprocess.DEVNULL,
-            "stdout": asyncio.subprocess.PIPE,
-            "stderr": asyncio.subprocess.STDOUT,
-            "env": env,
-            "cwd": self.cwd,
-            "start_new_session": True,
-        }
-        if isinstance(self.command, str):
-            return await asyncio.create_subprocess_shell(self.command, **options)
-        return await asyncio.create_subprocess_exec(*self.command, **options)
-
-
-async def _collect(process: asyncio.subprocess.Process, output: bytearray) -> None:
-    """Read the process's output into ``output`` (keeping the tail) until it exits."""
-    assert process.stdout is not None
-    while chunk := await process.stdout.read(8192):
-        output += chunk
-        if len(output) > _OUTPUT_LIMIT:
-            del output[: len(output) - _OUTPUT_LIMIT]
-    await process.wait()
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()

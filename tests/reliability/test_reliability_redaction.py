@@ -28,9 +28,10 @@ import rfs_deploy
 from rfs_deploy.config.model import ValidationSettings
 from rfs_deploy.config.secrets import redact, remember
 from rfs_deploy.connect import open_seams
+from rfs_deploy.drive.command_hook import CommandHook
 from rfs_deploy.drive.context import Hooks
 from rfs_deploy.drive.driver import Driver
-from rfs_deploy.drive.hooks import CommandHook, HookPhase, HttpValidationHook, run_hooks
+from rfs_deploy.drive.hooks import HookPhase, HttpValidationHook, run_hooks
 from rfs_deploy.logs import RedactingFilter
 from rfs_deploy.report import write_report
 

@@ -27,9 +27,9 @@ from test_reliability_input import run_cli
 from rfs_deploy import iam
 from rfs_deploy.cli import main
 from rfs_deploy.connect import open_seams
+from rfs_deploy.drive.command_hook import CommandHook
 from rfs_deploy.drive.context import Hooks
 from rfs_deploy.drive.driver import Driver
-from rfs_deploy.drive.hooks import CommandHook
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "planted-secret-123"
