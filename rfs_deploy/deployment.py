@@ -24,7 +24,11 @@ Deployment = DeploymentRecord
 
 
 class DeploymentStrategy(enum.Enum):
-    """Strategy names for the deployer (values are the config's strategy names)."""
+    """Strategy names for the deployer (values are the config's strategy names).
+
+    The seed's members, written out for type checkers; a test pins them to the registry
+    (:mod:`rfs_deploy.config.strategies`), as it does :class:`rfs_deploy.strategies.DeploymentType`.
+    """
 
     BLUE_GREEN = "blue-green"
     CANARY = "canary"

@@ -17,13 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from rfs_deploy.config.strategies import strategy_info
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.errors import RfsDeployError
 from rfs_deploy.result import Failure, Result, Success
 
 
 class DeploymentType(enum.Enum):
-    """The four strategies; values are the config's strategy names."""
+    """The seed's four strategies; values are the config's strategy names.
+
+    Written out, as the seed named them, so that type checkers know the members; a test pins the
+    members to the registry (:mod:`rfs_deploy.config.strategies`: ``seed_name`` -> ``name``). Which
+    ``DeploymentConfig`` attributes set each strategy's settings is registered there too.
+    """
 
     BLUE_GREEN = "blue-green"
     CANARY = "canary"
@@ -68,21 +74,9 @@ class DeploymentConfig:
 
     def strategy_settings(self) -> dict[str, Any]:
         """The strategy section this config stands for."""
-        common: dict[str, Any] = {"type": self.deployment_type.value}
-        by_type: dict[DeploymentType, dict[str, Any]] = {
-            DeploymentType.BLUE_GREEN: {
-                "switch_delay": self.switch_delay,
-                "validation_duration": self.validation_duration,
-            },
-            DeploymentType.CANARY: {
-                "canary_percentage": self.canary_percentage,
-                "canary_increment": self.canary_increment,
-                "canary_interval": self.canary_interval,
-            },
-            DeploymentType.ROLLING: {"batch_size": self.batch_size, "batch_interval": self.batch_interval},
-            DeploymentType.A_B_TESTING: {"split": self.ab_split, "duration": self.ab_duration},
-        }
-        return {**common, **by_type[self.deployment_type], **self.extra}
+        info = strategy_info(self.deployment_type.value)
+        seed = {name: getattr(self, attr) for attr, name in info.seed_fields.items()}
+        return {"type": info.name, **seed, **self.extra}
 
     def service_overrides(self) -> dict[str, Any]:
         """Analysis and deploy settings this config stands for."""

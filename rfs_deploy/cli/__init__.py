@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
 from rfs_deploy.config.secrets import redact
+from rfs_deploy.config.strategies import STRATEGY_NAMES
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.errors import InvalidInput, RfsDeployError
 
@@ -44,7 +45,8 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 SANDBOX_STACK = "production"
 SANDBOX_SERVICE = "api-service"
-STRATEGIES = ("blue-green", "canary", "rolling", "ab-test")
+#: ``--strategy`` choices: every registered strategy.
+STRATEGIES = STRATEGY_NAMES
 #: Keys whose numeric values are times (seconds since the epoch) in records and history.
 TIME_KEYS = frozenset({"at", "started_at", "ended_at", "start_time", "end_time"})
 

@@ -17,25 +17,30 @@ of the text, never before a final newline). A release version must match :data:`
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import itertools
+import operator
 import re
 from string import Template
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
-    AllowInfNan,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from rfs_deploy.config.base import MAX_DURATION, Int, Model, Num
+from rfs_deploy.config.strategies import PROBED_NAMES, STRATEGIES, StrategySettings
+from rfs_deploy.config.strategies import STRATEGY_NAMES as STRATEGY_NAMES
+from rfs_deploy.config.strategies.ab_test import ABTest as ABTest
+from rfs_deploy.config.strategies.blue_green import BlueGreen as BlueGreen
+from rfs_deploy.config.strategies.canary import Canary as Canary
+from rfs_deploy.config.strategies.rolling import Rolling
 
 SlotName = Literal["blue", "green"]
 SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
@@ -53,9 +58,6 @@ _VERSION = re.compile(VERSION_PATTERN)
 #: An AMI id: ``ami-`` and 8 or 17 hex digits (older and newer ids), no more.
 AMI_PATTERN = r"ami-[0-9a-f]{8,17}"
 _AMI = re.compile(AMI_PATTERN)
-
-#: The longest duration any setting takes (seconds): one week.
-MAX_DURATION = 7 * 24 * 3600
 
 
 def shown(value: object, limit: int = 60) -> str:
@@ -81,16 +83,6 @@ def check_ami(value: object) -> str:
     return value
 
 
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a number")
-    return value
-
-
-#: Whole numbers that are not booleans.
-Int = Annotated[int, BeforeValidator(_not_bool)]
-#: Finite numbers that are not booleans.
-Num = Annotated[float, BeforeValidator(_not_bool), AllowInfNan(False)]
 #: A release version (see :data:`VERSION_PATTERN`).
 Version = Annotated[str, AfterValidator(check_version)]
 #: An AMI id.
@@ -101,17 +93,6 @@ UrlPath = Annotated[str, Field(pattern=r"^/[!-~]*$", max_length=2048)]
 
 def other_slot(slot: SlotName) -> SlotName:
     return "green" if slot == "blue" else "blue"
-
-
-class Model(BaseModel):
-    """Base: camelCase keys in YAML, unknown keys rejected, values re-validated on assignment."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 # --------------------------------------------------------------------------- network & service
@@ -233,8 +214,12 @@ class SmokeTest(Model):
         return self.name or f"{self.method} {self.path}"
 
 
-#: Strategies that have an idle slot behind the test listener, so a probe before traffic.
-ProbedStrategy = Literal["blue-green", "canary", "ab-test"]
+#: Strategies that have an idle slot behind the test listener, so a probe before traffic
+#: (those registered with ``probe=True``).
+if TYPE_CHECKING:
+    ProbedStrategy: TypeAlias = str
+else:
+    ProbedStrategy = Literal[PROBED_NAMES]
 
 
 def _blue_green_only() -> list[ProbedStrategy]:
@@ -429,75 +414,15 @@ class DeploySettings(Model):
 # --------------------------------------------------------------------------- strategies
 
 
-class BlueGreen(Model):
-    """New version on the idle slot, validated through the test listener, one switch."""
-
-    type: Literal["blue-green"] = "blue-green"
-    switch_delay: Int = Field(default=60, ge=0, le=MAX_DURATION)
-    validation_duration: Int = Field(default=300, ge=0, le=MAX_DURATION)
-    #: How long the old slot stays up (at zero traffic) after the switch before scale-down.
-    scale_down_delay: Int = Field(default=300, ge=0, le=MAX_DURATION)
-
-
-class Canary(Model):
-    """New version on the idle slot; traffic moves in steps, judged at every step."""
-
-    type: Literal["canary"] = "canary"
-    canary_percentage: Int = Field(default=10, ge=1, le=100)
-    canary_increment: Int = Field(default=10, ge=1, le=100)
-    canary_interval: Int = Field(default=60, ge=1, le=MAX_DURATION)
-    #: Explicit weights for the new slot, ascending, e.g. [5, 25, 50]; 100 is added at the end.
-    steps: list[Annotated[Int, Field(ge=1, le=100)]] | None = Field(default=None, max_length=100)
-    #: Keep a client on one slot for this many seconds (ALB target group stickiness).
-    stickiness_duration: Int | None = Field(default=None, ge=1, le=604800)
-    scale_down_delay: Int = Field(default=0, ge=0, le=MAX_DURATION)
-
-    @field_validator("steps")
-    @classmethod
-    def _ascending(cls, steps: list[int] | None) -> list[int] | None:
-        if steps is not None and any(b <= a for a, b in itertools.pairwise(steps)):
-            raise ValueError("steps must be strictly ascending")
-        return steps
-
-    def weights(self) -> list[int]:
-        """The new slot's weight at each step, ending at 100."""
-        if self.steps is not None:
-            ws = list(self.steps)
-        else:
-            ws = list(range(self.canary_percentage, 100, self.canary_increment))
-        if not ws or ws[-1] != 100:
-            ws.append(100)
-        return ws
-
-
-class Rolling(Model):
-    """Refresh the live slot in place with an Auto Scaling instance refresh."""
-
-    type: Literal["rolling"] = "rolling"
-    batch_size: Int = Field(default=2, ge=1, le=1000)
-    #: The instance refresh's checkpoint delay (AWS allows at most two days).
-    batch_interval: Int = Field(default=30, ge=0, le=172_800)
-    #: Seconds a new instance gets before it counts; defaults to the health check grace.
-    instance_warmup: Int | None = Field(default=None, ge=0, le=MAX_DURATION)
-
-
-class ABTest(Model):
-    """Both slots live; users split by weight with stickiness; forced variants by header."""
-
-    type: Literal["ab-test"] = "ab-test"
-    #: Share of users sent to variant B (the new version).
-    split: Int = Field(default=50, ge=1, le=99)
-    #: Seconds the test runs before the decision (fits the default deploymentTimeout).
-    duration: Int = Field(default=1200, ge=60, le=MAX_DURATION)
-    header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$", max_length=64)
-    cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
-    stickiness_duration: Int = Field(default=86400, ge=1, le=604800)
-    #: Listener rule priorities used: this and the next three.
-    rule_priority: Int = Field(default=100, ge=1, le=49996)
-
-
-Strategy = Annotated[BlueGreen | Canary | Rolling | ABTest, Field(discriminator="type")]
-STRATEGY_NAMES = ("blue-green", "canary", "rolling", "ab-test")
+# Each strategy's settings model lives in its own module of rfs_deploy.config.strategies and is
+# re-exported here (BlueGreen, Canary, Rolling, ABTest); the union is built from the registry, so
+# a new strategy module joins it, the error messages and STRATEGY_NAMES without an edit here.
+if TYPE_CHECKING:
+    Strategy: TypeAlias = StrategySettings
+else:
+    Strategy = Annotated[
+        functools.reduce(operator.or_, (info.settings for info in STRATEGIES)), Field(discriminator="type")
+    ]
 
 
 class ServiceConfig(Model):
@@ -607,6 +532,14 @@ class ReleaseState(Model):
 
     def slot(self, name: SlotName) -> SlotState:
         return self.blue if name == "blue" else self.green
+
+    def judged_slot(self, version: str) -> SlotName:
+        """The slot an analysis judges while ``version`` is being released: the idle slot while
+        it runs ``version`` (canary steps, blue-green's bake, variant B of an A/B test), else the
+        live slot (a rolling release refreshes the live slot in place; after a promotion the new
+        version is live). The baseline, when a step compares, is the live slot."""
+        idle = self.slot(self.idle)
+        return self.idle if idle.version == version and idle.capacity else self.live
 
     def with_slot(self, name: SlotName, **changes: Any) -> ReleaseState:
         """A copy with one slot changed (validated). A new version drops the old one's image."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from rfs_deploy.config.model import SLOTS, ReleaseState, SlotName, Variants
+from rfs_deploy.config.model import SLOTS, ReleaseState, SlotName, Variants, other_slot
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class VariantRule:
 
 def variant_rules(variants: Variants, live: SlotName) -> tuple[VariantRule, ...]:
     """The four A/B rules for ``variants``, variant A on the live slot and B on the idle one."""
-    idle: SlotName = "green" if live == "blue" else "blue"
+    idle = other_slot(live)
     base = variants.rule_priority
     cookie = variants.cookie
     return (

@@ -113,14 +113,13 @@ def refresh_preferences(
     ``guarded`` (a rolling release is in progress) attaches the alarms and AWS's auto rollback.
     """
     count = max(instance_count, 1)
-    batch = min(rolling.batch_size, count)
-    warmup = rolling.instance_warmup if rolling.instance_warmup is not None else grace_period
+    batch = rolling.batch(instance_count)
     return RefreshPreferences(
         min_healthy_percentage=100 * (count - batch) // count,
         max_healthy_percentage=100,
         checkpoint_percentages=checkpoints(count, batch),
         checkpoint_delay=rolling.batch_interval,
-        instance_warmup=warmup,
+        instance_warmup=rolling.warmup(grace_period),
         skip_matching=True,
         auto_rollback=auto_rollback and guarded,
         guarded=guarded,

@@ -7,7 +7,7 @@ previous update had and this one did not register. Each resource type has a ``cr
 ``update_*`` and ``delete_*`` method, so the same class could serve a test
 ``pulumi-resource-aws`` plugin for the real engine.
 
-:class:`SandboxMocks` is the hook for :func:`rfs_deploy.infra.mockrun.run_program`: it sends
+:class:`SandboxMocks` is the hook for :func:`rfs_deploy.sim.mockrun.run_program`: it sends
 the types the sandbox models to the applier and leaves the rest to the harness's AwsMocks.
 
 Provider behaviour reproduced on purpose: a launch template change creates a new template
@@ -24,13 +24,13 @@ from typing import Any
 
 import pulumi
 
-from rfs_deploy.infra.mockrun import AwsMocks
+from rfs_deploy.infra.slot import VERSION_TAG
 from rfs_deploy.sim import convert
 from rfs_deploy.sim.aws import SimulatedAws, seed_ids, unseed_ids
+from rfs_deploy.sim.mockrun import AwsMocks
 from rfs_deploy.sim.network import NetworkMap
 from rfs_deploy.sim.world import World
 
-VERSION_TAG = "rfs-deploy:version"
 ACCOUNT = "123456789012"
 
 

@@ -25,7 +25,7 @@ from rfs_deploy.config.model import (
     Variants,
     other_slot,
 )
-from rfs_deploy.drive.plans import analyzed_slot, describe, plan, replay
+from rfs_deploy.drive.plans import describe, plan, replay
 from rfs_deploy.drive.steps import (
     Analyze,
     Change,
@@ -220,7 +220,7 @@ def test_every_observation_sees_traffic_where_it_looks(strategy: Strategy) -> No
         if isinstance(step, Change):
             release = step.apply(release)
         elif isinstance(step, Analyze | Decide):
-            slot = analyzed_slot(release)
+            slot = release.judged_slot(NEW)
             assert release.slot(slot).version == NEW
             if isinstance(step, Decide) or step.baseline:
                 assert slot != release.live and release.weights[release.live] > 0

@@ -1,7 +1,9 @@
 """Plans: the ordered, pure list of steps that takes one service from its release state to a version.
 
 ``plan(service, strategy, release, version)`` picks the strategy's module (one per strategy, as in
-Argo Rollouts). A plan refuses a bad starting point with :class:`~rfs_deploy.errors.InvalidInput`
+Argo Rollouts): ``rfs_deploy.drive.plans.<name>`` of every strategy in the registry
+(:mod:`rfs_deploy.config.strategies`), found by name, so a new strategy is its settings module
+and its plan module. A plan refuses a bad starting point with :class:`~rfs_deploy.errors.InvalidInput`
 before anything changes. :func:`replay` applies a plan's changes to a release state without
 touching the world — the release state the stack will hold once the plan has run (or has run up
 to a step), which is also how the tests prove every plan keeps the release state valid.
@@ -9,36 +11,40 @@ to a step), which is also how the tests prove every plan keeps the release state
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
 
-from rfs_deploy.config.model import (
-    ABTest,
-    BlueGreen,
-    Canary,
-    ReleaseState,
-    Rolling,
-    ServiceConfig,
-    SlotName,
-    Strategy,
-)
-from rfs_deploy.drive.plans import ab_test, blue_green, canary, rolling
+from rfs_deploy.config.model import ReleaseState, ServiceConfig, Strategy
+from rfs_deploy.config.strategies import STRATEGIES
 from rfs_deploy.drive.plans.common import check_start
-from rfs_deploy.drive.steps import Change, Step
+from rfs_deploy.drive.steps import Analyze, Change, Decide, Pause, Step, WaitHealthy, WatchRefresh
 
-__all__ = ["analyzed_slot", "check_start", "describe", "plan", "replay"]
+__all__ = ["PLANS", "PlanFunction", "check_start", "describe", "plan", "planned_seconds", "replay"]
+
+#: ``plan(service, settings, release, version)`` of one strategy; ``settings`` is its own model.
+PlanFunction = Callable[[ServiceConfig, Any, ReleaseState, str], tuple[Step, ...]]
+
+
+def _plan_of(module: str) -> PlanFunction:
+    found: PlanFunction = importlib.import_module(f"{__name__}.{module}").plan
+    return found
+
+
+#: Strategy name -> its plan, from ``rfs_deploy.drive.plans.<module>`` of every registered strategy.
+PLANS: Mapping[str, PlanFunction] = MappingProxyType(
+    {info.name: _plan_of(info.module) for info in STRATEGIES}
+)
 
 
 def plan(service: ServiceConfig, strategy: Strategy, release: ReleaseState, version: str) -> tuple[Step, ...]:
     """The steps that release ``version`` of ``service`` from ``release`` with ``strategy``."""
-    if isinstance(strategy, BlueGreen):
-        return blue_green.plan(service, strategy, release, version)
-    if isinstance(strategy, Canary):
-        return canary.plan(service, strategy, release, version)
-    if isinstance(strategy, Rolling):
-        return rolling.plan(service, strategy, release, version)
-    if isinstance(strategy, ABTest):
-        return ab_test.plan(service, strategy, release, version)
-    raise TypeError(f"no plan for strategy {strategy!r}")
+    try:
+        chosen = PLANS[strategy.type]
+    except KeyError:
+        raise TypeError(f"no plan for strategy {strategy!r}") from None
+    return chosen(service, strategy, release, version)
 
 
 def replay(release: ReleaseState, steps: Iterable[Step]) -> ReleaseState:
@@ -54,11 +60,20 @@ def describe(steps: Iterable[Step]) -> list[str]:
     return [f"{index:2d}. {step.describe()}" for index, step in enumerate(steps, start=1)]
 
 
-def analyzed_slot(release: ReleaseState) -> SlotName:
-    """The slot an Analyze or Decide step judges, given the release state the plan has reached.
+#: The seconds each kind of step schedules for itself; a step not named schedules none (its
+#: time is a timeout, an allowance, not a plan).
+_SCHEDULED: Mapping[type[Step], Callable[[Any], float]] = MappingProxyType(
+    {
+        Analyze: lambda step: step.duration,
+        Decide: lambda step: step.duration,
+        Pause: lambda step: step.seconds,
+        WaitHealthy: lambda step: step.warmup,
+        WatchRefresh: lambda step: step.expected,
+    }
+)
 
-    The idle slot while it carries traffic (canary steps, blue-green after the switch, variant B
-    of an A/B test); otherwise the live slot (rolling refreshes the live slot in place). The
-    baseline, when a step compares, is always the live slot.
-    """
-    return release.idle if release.weights[release.idle] > 0 else release.live
+
+def planned_seconds(steps: Iterable[Step]) -> float:
+    """The time a plan schedules for itself (bakes, intervals, delays, warm-up, A/B duration,
+    the instance refresh's expected duration)."""
+    return float(sum(_SCHEDULED.get(type(step), lambda _: 0)(step) for step in steps))

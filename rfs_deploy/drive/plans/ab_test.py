@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rfs_deploy.config.model import ABTest, ReleaseState, ServiceConfig
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
+from rfs_deploy.config.strategies.ab_test import ABTest
 from rfs_deploy.drive.plans.common import analysis_interval, check_start, prepare_idle, retire_old
 from rfs_deploy.drive.steps import Decide, StartVariants, Step
 
@@ -16,7 +17,7 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
     """
     check_start(service, release, version)
     return (
-        *prepare_idle(service, version, "ab-test"),
+        *prepare_idle(service, version, strategy.type),
         StartVariants(
             split=strategy.split,
             stickiness=strategy.stickiness_duration,

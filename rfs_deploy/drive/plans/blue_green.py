@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rfs_deploy.config.model import BlueGreen, ReleaseState, ServiceConfig
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
+from rfs_deploy.config.strategies.blue_green import BlueGreen
 from rfs_deploy.drive.plans.common import analysis_interval, check_start, prepare_idle, retire_old
 from rfs_deploy.drive.steps import Analyze, Pause, SetWeight, Step
 
@@ -19,7 +20,7 @@ def plan(
     no traffic to compare with. A zero switch delay or validation duration drops that step.
     """
     check_start(service, release, version)
-    steps: list[Step] = list(prepare_idle(service, version, "blue-green"))
+    steps: list[Step] = list(prepare_idle(service, version, strategy.type))
     if strategy.switch_delay > 0:
         steps.append(Pause(seconds=strategy.switch_delay, reason="switch delay"))
     steps.append(SetWeight(weight=100))

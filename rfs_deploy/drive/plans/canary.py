@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rfs_deploy.config.model import Canary, ReleaseState, ServiceConfig
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
+from rfs_deploy.config.strategies.canary import Canary
 from rfs_deploy.drive.plans.common import analysis_interval, check_start, prepare_idle, retire_old
 from rfs_deploy.drive.steps import Analyze, SetWeight, Step
 
@@ -18,7 +19,7 @@ def plan(service: ServiceConfig, strategy: Canary, release: ReleaseState, versio
     check_start(service, release, version)
     duration = strategy.canary_interval
     interval = analysis_interval(service, duration)
-    steps: list[Step] = list(prepare_idle(service, version, "canary"))
+    steps: list[Step] = list(prepare_idle(service, version, strategy.type))
     for weight in strategy.weights():
         if weight >= 100:
             break

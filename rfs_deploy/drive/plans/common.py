@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
-from rfs_deploy.config.model import ReleaseState, Rolling, ServiceConfig
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
+from rfs_deploy.config.strategies.rolling import Rolling
 from rfs_deploy.drive.steps import DeployIdle, Pause, Promote, ScaleDown, Step, Validate, WaitHealthy
 from rfs_deploy.errors import InvalidInput
 
@@ -43,13 +42,11 @@ def wait_healthy_timeout(service: ServiceConfig) -> int:
 def refresh_duration(service: ServiceConfig, rolling: Rolling) -> int:
     """Seconds an instance refresh should take: one batch after another, each booting and
     passing its health checks (the warm-up runs alongside) and then pausing for ``batchInterval``."""
-    count = max(service.instance_count, 1)
-    batches = math.ceil(count / max(1, min(rolling.batch_size, count)))
     grace = service.health_check_grace_period
-    warmup = rolling.instance_warmup if rolling.instance_warmup is not None else grace
     check = service.health_check
     healthy = grace + check.interval * check.healthy_threshold
-    return batches * (max(healthy, warmup) + rolling.batch_interval)
+    batches = rolling.batches(service.instance_count)
+    return batches * (max(healthy, rolling.warmup(grace)) + rolling.batch_interval)
 
 
 def analysis_interval(service: ServiceConfig, duration: int) -> int:

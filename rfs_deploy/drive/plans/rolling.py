@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rfs_deploy.config.model import ReleaseState, Rolling, ServiceConfig
+from rfs_deploy.config.model import ReleaseState, ServiceConfig
+from rfs_deploy.config.strategies.rolling import Rolling
 from rfs_deploy.drive.plans.common import analysis_interval, check_start, refresh_duration
 from rfs_deploy.drive.steps import Analyze, FinishRefresh, RollRefresh, Step, WatchRefresh
 

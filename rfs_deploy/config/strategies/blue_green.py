@@ -1,0 +1,32 @@
+"""Blue-green settings: the new version on the idle slot, validated, then all traffic in one switch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from rfs_deploy.config.base import MAX_DURATION, Int
+from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
+
+
+class BlueGreen(StrategySettings):
+    """New version on the idle slot, validated through the test listener, one switch."""
+
+    type: Literal["blue-green"] = "blue-green"
+    switch_delay: Int = Field(default=60, ge=0, le=MAX_DURATION)
+    validation_duration: Int = Field(default=300, ge=0, le=MAX_DURATION)
+    #: How long the old slot stays up (at zero traffic) after the switch before scale-down.
+    scale_down_delay: Int = Field(default=300, ge=0, le=MAX_DURATION)
+
+
+STRATEGY = StrategyInfo(
+    name="blue-green",
+    settings=BlueGreen,
+    description="the new version on the idle slot, validated and probed, then all traffic in one switch",
+    order=10,
+    probe=True,
+    baseline=False,
+    seed_name="BLUE_GREEN",
+    seed_fields={"switch_delay": "switch_delay", "validation_duration": "validation_duration"},
+)
