@@ -56,7 +56,7 @@ class Analyst:
     ) -> StepOutcome:
         from rfs_deploy.drive.runner import StepOutcome
 
-        new = self._new_slot(release)
+        new = release.judged_slot(self.record.version)
         base = release.live if new != release.live else None
         compare = step.baseline and base is not None and release.weights[base] > 0
         interval = max(step.interval, self.policy.period)
@@ -214,12 +214,6 @@ class Analyst:
         return StepOutcome(True, decision.reason, keep_baseline=True)
 
     # ------------------------------------------------------------------ plumbing
-
-    def _new_slot(self, release: ReleaseState) -> SlotName:
-        """The slot running the version being released (the idle one until promotion)."""
-        if release.slot(release.idle).version == self.record.version and release.slot(release.idle).capacity:
-            return release.idle
-        return release.live
 
     async def _tick_wait(self, seconds: int) -> None:
         await self.seams.clock.sleep(seconds)
