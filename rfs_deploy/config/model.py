@@ -366,8 +366,11 @@ class PrometheusSettings(Model):
     #: Sent with every request (an ``Authorization`` bearer token, a tenant header); secrets.
     headers: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     sigv4: PrometheusSigV4 | None = None
-    #: Seconds one request may take.
+    #: Seconds one request may take (a timeout is final: the analysis asks again next tick).
     timeout: Num = Field(default=10.0, gt=0, le=300)
+    #: Extra attempts after a connection error or a 429, 502, 503 or 504 answer, 0.5 s apart
+    #: (doubling); then the window counts as a failed fetch.
+    retries: Int = Field(default=1, ge=0, le=5)
 
 
 MetricsSettings = Annotated[CloudWatchSettings | PrometheusSettings, Field(discriminator="provider")]
