@@ -2,7 +2,7 @@
 
 Each stack is the production stack's service copied N times (mid-canary, so every slot runs and
 the A/B rules are present too: the largest graph a release produces). The figure is the wall
-time of :func:`rfs_deploy.infra.mockrun.run_program`: config validation, every component and
+time of :func:`rfs_deploy.sim.mockrun.run_program`: config validation, every component and
 resource registration, and the stack outputs. Imports are warmed up first. Goal: 50 services
 under 3 s. Prints figures only; nothing here asserts a timing.
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rfs_deploy.config import read_namespace  # noqa: E402
-from rfs_deploy.infra.mockrun import run_program  # noqa: E402
+from rfs_deploy.sim.mockrun import run_program  # noqa: E402
 
 TEMPLATE = "api-service"
 RELEASE = {

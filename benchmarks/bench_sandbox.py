@@ -135,7 +135,7 @@ def main() -> None:
         os.environ["RFS_DEPLOY_PROJECT"] = str(REPO)
         start = time.perf_counter()
         import rfs_deploy.drive.driver
-        import rfs_deploy.infra.mockrun
+        import rfs_deploy.sim.mockrun
         import rfs_deploy.sim.sandbox  # noqa: F401
 
         imports = time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 ``program.run`` is the program; ``service.Service`` one service with its two slots
 (``slot.Slot``), listener set (``listeners.Listeners``) and alarms (``alarms``);
-``refresh`` maps rolling settings to instance refresh preferences; ``mockrun`` evaluates the
-program under Pulumi's mock runtime for tests, benchmarks and the sandbox.
+``refresh`` maps rolling settings to instance refresh preferences. The harness that evaluates
+the program under Pulumi's mock runtime (for the sandbox, tests and benchmarks) is not part of
+the program: it is :mod:`rfs_deploy.sim.mockrun`.
 """

@@ -1,6 +1,6 @@
 """The Pulumi program: read the stack config, build every service, export the outputs.
 
-``__main__.py`` calls :func:`run`; the mock-runtime harness (:mod:`rfs_deploy.infra.mockrun`)
+``__main__.py`` calls :func:`run`; the mock-runtime harness (:mod:`rfs_deploy.sim.mockrun`)
 calls it too, so tests and the sandbox evaluate exactly the program ``pulumi up`` runs.
 
 The release state it applies is not simply the config's: see :mod:`rfs_deploy.releases`. A

@@ -1,7 +1,7 @@
 """SandboxBackend: a StackBackend that runs the real program under Pulumi's mock runtime on moto.
 
 Each :meth:`SandboxBackend.up` evaluates :func:`rfs_deploy.infra.program.run` with the stack's
-current config through :func:`rfs_deploy.infra.mockrun.run_program`, with
+current config through :func:`rfs_deploy.sim.mockrun.run_program`, with
 :class:`~rfs_deploy.sim.applier.SandboxMocks` applying every resource to moto. The backend keeps
 what Pulumi's service would: the config, a numbered history (message, result, times, the
 release state each update ran with), the outputs, an exportable state, and a lock: a second
@@ -34,8 +34,8 @@ from rfs_deploy.config.loading import load_stack_config, parse_release
 from rfs_deploy.config.model import ReleaseState, StackConfig
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.errors import BackendError, RfsDeployError, StackBusy
-from rfs_deploy.infra.mockrun import run_program
 from rfs_deploy.sim.applier import MotoApplier, SandboxMocks
+from rfs_deploy.sim.mockrun import run_program
 
 #: Called when the stack's state changed (the sandbox persists itself).
 Saver = Callable[[], None]

@@ -23,7 +23,7 @@ from rfs_deploy.config.loading import parse_release, read_other_config
 from rfs_deploy.config.model import MAX_DURATION, check_version
 from rfs_deploy.drive.driver import resolve
 from rfs_deploy.errors import ConfigError
-from rfs_deploy.infra.mockrun import run_stack_file
+from rfs_deploy.sim.mockrun import run_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = REPO / "stacks" / "Pulumi.production.yaml"

@@ -17,7 +17,7 @@ import pytest
 
 from rfs_deploy.config import load_stack_config, load_stack_file, read_namespace
 from rfs_deploy.errors import ConfigError, InvalidInput
-from rfs_deploy.infra.mockrun import run_program
+from rfs_deploy.sim.mockrun import run_program
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION = REPO / "stacks" / "Pulumi.production.yaml"
@@ -188,7 +188,7 @@ def test_the_program_stops_with_a_run_error_carrying_the_line(
 
 
 def test_a_bad_config_registers_no_resource() -> None:
-    from rfs_deploy.infra.mockrun import AwsMocks
+    from rfs_deploy.sim.mockrun import AwsMocks
 
     class Counting(AwsMocks):
         calls = 0

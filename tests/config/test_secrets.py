@@ -197,7 +197,7 @@ def test_decrypt_false_never_decrypts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_program_under_the_mock_runtime_gets_the_plaintext(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rfs_deploy.infra.mockrun import run_stack_file
+    from rfs_deploy.sim.mockrun import run_stack_file
 
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     run = run_stack_file(STACKS / "Pulumi.secrets.yaml")

@@ -1,6 +1,6 @@
 """Helpers for the program tests: stack files, type tokens, and a view of one service's resources.
 
-The program runs under Pulumi's mock runtime through :mod:`rfs_deploy.infra.mockrun`; nothing
+The program runs under Pulumi's mock runtime through :mod:`rfs_deploy.sim.mockrun`; nothing
 reaches AWS. :class:`ServiceView` finds a service's resources in a run by their logical names.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rfs_deploy.config.model import SlotName
-from rfs_deploy.infra.mockrun import ProgramRun, RegisteredResource
+from rfs_deploy.sim.mockrun import ProgramRun, RegisteredResource
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted((REPO / "stacks").glob("Pulumi.*.yaml"))

@@ -11,7 +11,7 @@ import pytest
 from infra_helpers import PRODUCTION, REPO, STACK_FILES, T_ASG, T_LT, T_TG
 
 from rfs_deploy.config import read_namespace
-from rfs_deploy.infra.mockrun import AwsMocks, ProgramRun, main_file_program, run_program, run_stack_file
+from rfs_deploy.sim.mockrun import AwsMocks, ProgramRun, main_file_program, run_program, run_stack_file
 
 
 def graph(run: ProgramRun) -> list[tuple[str, str, str, Any]]:

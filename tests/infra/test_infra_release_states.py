@@ -14,7 +14,7 @@ import pytest
 from infra_helpers import PRODUCTION, ServiceView, as_plain
 
 from rfs_deploy.config import SLOTS, load_stack_file
-from rfs_deploy.infra.mockrun import run_stack_file
+from rfs_deploy.sim.mockrun import run_stack_file
 
 SERVICE = "api-service"
 AMI = load_stack_file(PRODUCTION).services[SERVICE].artifact.amis

@@ -23,9 +23,9 @@ from infra_helpers import (
 
 from rfs_deploy.config import SLOTS, StackConfig, load_stack_file
 from rfs_deploy.infra.alarms import ERROR_RATE_EXPRESSION, alarm_period
-from rfs_deploy.infra.mockrun import ProgramRun, run_stack_file
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
 from rfs_deploy.outputs import parse_outputs
+from rfs_deploy.sim.mockrun import ProgramRun, run_stack_file
 
 
 @functools.cache
