@@ -33,13 +33,12 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from rfs_deploy.errors import RfsDeployError
 
 if TYPE_CHECKING:
-    from rfs_deploy.drive.context import Seams
-    from rfs_deploy.drive.protocols import Clock
+    from rfs_deploy.drive.protocols import Clock, StackBackend
     from rfs_deploy.drive.records import DeploymentRecord
 
 #: What a cancelled deployment does at its next safe point.
@@ -253,6 +252,16 @@ def _where(record: DeploymentRecord | None) -> str:
 # --------------------------------------------------------------------------- the seams
 
 
+class Guarded(Protocol):
+    """The part of :class:`rfs_deploy.drive.context.Seams` a cancellation is attached to (the
+    seams module refers to :class:`Cancellation`, so this one does not refer back to it)."""
+
+    clock: Clock
+    cancellation: Cancellation | None
+    backend: StackBackend
+    command_prefix: str
+
+
 class CancellableClock:
     """A clock whose ``sleep`` stops when the cancellation says so (see :func:`guard`)."""
 
@@ -271,7 +280,7 @@ class CancellableClock:
 
 
 @contextlib.contextmanager
-def guard(seams: Seams, cancellation: Cancellation) -> Iterator[Cancellation]:
+def guard(seams: Guarded, cancellation: Cancellation) -> Iterator[Cancellation]:
     """``seams`` with ``cancellation`` attached and its clock's waits interruptible, for the
     duration of one driver operation (both are put back afterwards)."""
     saved_clock, saved = seams.clock, seams.cancellation
@@ -302,7 +311,7 @@ def cancellable(
 
     @functools.wraps(method)
     async def wrapper(self: Any, *args: P.args, **kwargs: P.kwargs) -> R:
-        seams: Seams = self.seams
+        seams: Guarded = self.seams
         cancellation = seams.cancellation or CURRENT.get() or Cancellation()
         if cancellation.requested:
             raise DeploymentCancelled(

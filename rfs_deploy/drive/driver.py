@@ -4,20 +4,20 @@ Stack history is the journal (:mod:`rfs_deploy.drive.journal`), so every entry p
 ``backend.history()``: a deployment refuses to start while another is open, ``resume`` continues
 an open one from its last completed step, ``abort`` restores its pre-deployment checkpoint, and
 ``rollback`` restores any earlier history version on demand. Each works from a new process.
+
+A plan runs in a :class:`~rfs_deploy.drive.runner.Runner`; a restore outside a plan (``abort``,
+``rollback``) calls :func:`rfs_deploy.drive.rollback.roll_back` directly. A deployment's settings
+come from :mod:`rfs_deploy.drive.overrides`, and :mod:`rfs_deploy.drive.exclusive` keeps two
+operations on one stack apart within a process.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
-
-from pydantic.alias_generators import to_camel
+from typing import Any
 
 from rfs_deploy.config.model import (
-    STRATEGY_NAMES,
     ReleaseState,
     ServiceConfig,
     Strategy,
@@ -28,15 +28,22 @@ from rfs_deploy.config.secrets import require_plaintext
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.cancel import cancellable
 from rfs_deploy.drive.context import Seams
+from rfs_deploy.drive.exclusive import exclusive
 from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
+from rfs_deploy.drive.overrides import deployment_settings, resolve, with_image
 from rfs_deploy.drive.plans import plan, replay
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
-from rfs_deploy.drive.runner import Runner, StepFailed
+from rfs_deploy.drive.rollback import roll_back
+from rfs_deploy.drive.runner import Runner
+from rfs_deploy.drive.stack import DeploymentStack, time_budget
 from rfs_deploy.drive.steps import Step
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, StackBusy
 from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.releases import ReleaseConflict
+
+#: ``resolve`` and ``with_image`` (:mod:`rfs_deploy.drive.overrides`) are also read from here.
+__all__ = ["Driver", "planned_seconds", "resolve", "with_image"]
 
 
 def planned_seconds(steps: tuple[Step, ...]) -> float:
@@ -48,118 +55,12 @@ def planned_seconds(steps: tuple[Step, ...]) -> float:
     return total
 
 
-def resolve(
-    service: ServiceConfig, strategy: str | Strategy | None, overrides: dict[str, Any] | None = None
-) -> tuple[ServiceConfig, Strategy]:
-    """The service settings and strategy of one deployment (config plus per-deployment overrides).
-
-    ``strategy`` may be a strategy name (the service's own settings are used when it is that
-    strategy, the defaults otherwise), a strategy object, or None for the service's default.
-    ``overrides`` holds ``strategy`` / ``analysis`` / ``deploy`` sections (snake_case or camelCase).
-    """
-    # one spelling throughout (the config's camelCase): a snake_case override merged onto a
-    # camelCase key would otherwise be a second, unknown key for the same setting
-    overrides = _camel(dict(overrides or {}))
-    data = service.model_dump(by_alias=True)
-    strategy_data = overrides.pop("strategy", None)
-    if isinstance(strategy, str):
-        if strategy not in STRATEGY_NAMES:
-            raise InvalidInput(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGY_NAMES)}")
-        if service.strategy.type != strategy:
-            data["strategy"] = {"type": strategy}
-    elif strategy is not None:
-        data["strategy"] = strategy.model_dump(by_alias=True)
-    if strategy_data:
-        data["strategy"] = {**data["strategy"], **strategy_data}
-    for key, value in overrides.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    try:
-        merged = ServiceConfig.model_validate(data)
-    except ValueError as exc:
-        from pydantic import ValidationError
-
-        from rfs_deploy.config.loading import format_error
-
-        if isinstance(exc, ValidationError):
-            raise format_error(exc, ServiceConfig, prefix="deployment settings") from None
-        raise
-    return merged, merged.strategy
-
-
-_SNAKE = re.compile(r"\A[a-z][a-z0-9]*(?:_[a-z0-9]+)+\Z")
-
-
-def _camel(value: Any) -> Any:
-    """``value`` with snake_case setting names camelCased (other keys — AMI versions, header
-    names — are left as they are)."""
-    if isinstance(value, dict):
-        return {
-            (to_camel(k) if isinstance(k, str) and _SNAKE.match(k) else k): _camel(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_camel(v) for v in value]
-    return value
-
-
 def _checked(check: Callable[[object], str], value: str, what: str = "") -> str:
     """``value`` through one of the model's checks; its ValueError as one InvalidInput line."""
     try:
         return check(value)
     except ValueError as exc:
         raise InvalidInput(f"{what}{exc}") from None
-
-
-def with_image(service: ServiceConfig, version: str, image: str | None) -> ServiceConfig:
-    """``service`` with ``image`` as ``version``'s AMI (for the plan's checks; the image itself
-    travels in the release state, not in the settings)."""
-    if image is None:
-        return service
-    amis = {**service.artifact.amis, version: image}
-    return service.model_copy(update={"artifact": service.artifact.model_copy(update={"amis": amis})})
-
-
-def deployment_settings(service: ServiceConfig) -> dict[str, Any]:
-    """What ``resume`` needs to rebuild a deployment's plan on top of the stack config: its
-    strategy and the sections a deployment may override, as JSON (validation headers left out:
-    they are secrets, and resume takes them from the config)."""
-    return {
-        "strategy": service.strategy.model_dump(mode="json", by_alias=True),
-        "analysis": service.analysis.model_dump(mode="json", by_alias=True),
-        "deploy": service.deploy.model_dump(mode="json", by_alias=True),
-        "validation": service.validation.model_dump(mode="json", by_alias=True, exclude={"headers"}),
-    }
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-#: Backends (by object id) with a deploy, resume, abort or rollback running in this process. Two
-#: coroutines on one stack would otherwise both pass the history check before either's first
-#: update shows in history, and the second would write its release over the first's.
-_RUNNING: set[int] = set()
-
-
-def _exclusive(
-    method: Callable[Concatenate[Driver, P], Awaitable[R]],
-) -> Callable[Concatenate[Driver, P], Awaitable[R]]:
-    """One driver operation per stack backend at a time in this process; the second: StackBusy."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Driver, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = id(self.seams.backend)
-        if key in _RUNNING:
-            raise StackBusy(
-                f"another deployment of stack {self.seams.backend.stack_name} is running in this "
-                "process; wait for it to finish"
-            )
-        _RUNNING.add(key)
-        try:
-            return await method(self, *args, **kwargs)
-        finally:
-            _RUNNING.discard(key)
-
-    return wrapper
 
 
 class Driver:
@@ -195,7 +96,7 @@ class Driver:
 
     # ------------------------------------------------------------------ deploy
 
-    @_exclusive
+    @exclusive
     @cancellable
     async def deploy(
         self,
@@ -253,12 +154,12 @@ class Driver:
         except (StackBusy, ReleaseConflict) as exc:
             self._lost_the_stack(record, exc)
             raise
-        await self._after(runner)
+        await self._after(runner.stack)
         return record
 
     # ------------------------------------------------------------------ crash recovery
 
-    @_exclusive
+    @exclusive
     @cancellable
     async def resume(self, service: str | None = None, force: bool = False) -> DeploymentRecord:
         """Continue the open deployment from its last completed step (a new process may call this).
@@ -291,30 +192,29 @@ class Driver:
         remaining = planned_seconds(steps[found.next_step :])
         now = self.seams.clock.now()
         runner = Runner(self.seams, record, svc, steps, checkpoint, remaining, started_at=now, image=image)
-        expected = runner._with_image(replay(start_release, steps[: found.next_step]))
+        expected = runner.with_image(replay(start_release, steps[: found.next_step]))
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state
             last = found.next_step - 1
             try:
-                await runner.update(expected, runner._message(last, steps[last], "resume"))
-                await runner.verify(expected)
+                await runner.reapply(last, expected)
             except (StackBusy, ReleaseConflict) as exc:
                 raise StackBusy(self._overtaken(found, "resume", exc)) from exc
-            except (RfsDeployError, StepFailed) as exc:
+            except RfsDeployError as exc:  # a StepFailed check included
                 # as with any failed step: back to the checkpoint, not a bare error mid-deployment
                 reason = f"resume could not restore the state of step {last + 1}: {exc}"
                 record.errors.append(reason)
                 await runner.roll_back(reason)
-                await self._after(runner)
+                await self._after(runner.stack)
                 return record
         try:
             await runner.run(start=found.next_step)
         except (StackBusy, ReleaseConflict) as exc:
             raise StackBusy(self._overtaken(found, "resume", exc)) from exc
-        await self._after(runner)
+        await self._after(runner.stack)
         return record
 
-    @_exclusive
+    @exclusive
     @cancellable
     async def abort(self, service: str | None = None, force: bool = False) -> DeploymentRecord:
         """Restore the open deployment's pre-deployment checkpoint. Refused while the process
@@ -323,7 +223,7 @@ class Driver:
         self._refuse_if_owned(found, "abort", force)
         return await self._restore_open(found, "abort", "aborted on request")
 
-    @_exclusive
+    @exclusive
     @cancellable
     async def rollback(self, service: str, to_version: int | None = None) -> DeploymentRecord:
         """Restore ``service`` to history version ``to_version`` (default: the last resting state
@@ -364,9 +264,10 @@ class Driver:
         record = self._new_record(
             service, target.slot(target.live).version or "?", "rollback", current, journal.new_deployment_id()
         )
-        runner = Runner(self.seams, record, svc, (), checkpoint, 0)
+        stack = self._restoring(record, svc, checkpoint)
         record.status = DeploymentStatus.IN_PROGRESS
-        await runner.roll_back(f"rollback to stack version {checkpoint.version} on request", on_request=True)
+        reason = f"rollback to stack version {checkpoint.version} on request"
+        await roll_back(stack, svc.deploy, reason, on_request=True)
         return record
 
     # ------------------------------------------------------------------ helpers
@@ -532,9 +433,11 @@ class Driver:
         svc = config.service(found.service)
         checkpoint = self._checkpoint_of(found)
         record = self._load_or_new(found, checkpoint.release_for(found.service))
-        runner = Runner(self.seams, record, svc, (), checkpoint, 0)
+        stack = self._restoring(record, svc, checkpoint)
         try:
-            await runner.roll_back(
+            await roll_back(
+                stack,
+                svc.deploy,
                 reason,
                 status_reason="aborted" if phase == "abort" else "rolled back",
                 on_request=True,
@@ -621,11 +524,18 @@ class Driver:
             self.seams.records.save(record)
         return record
 
-    async def _after(self, runner: Runner) -> None:
-        record = runner.record
+    def _restoring(
+        self, record: DeploymentRecord, svc: ServiceConfig, checkpoint: Checkpoint
+    ) -> DeploymentStack:
+        """The stack as a restore of ``checkpoint`` outside a plan works on it (``abort``,
+        ``rollback``, an interrupted restore): its lease is a plan-less deployment's budget."""
+        return DeploymentStack(self.seams, record, checkpoint, record.started_at + time_budget(svc, 0))
+
+    async def _after(self, stack: DeploymentStack) -> None:
+        record = stack.record
         try:
-            release = runner.release()
-            health = runner.seams.traffic.target_health(runner.outputs().slot(release.live).target_group_arn)
+            release = stack.release()
+            health = stack.seams.traffic.target_health(stack.outputs().slot(release.live).target_group_arn)
             record.instance_count = release.slot(release.live).capacity
             record.healthy_instances = health.healthy
         except Exception as exc:  # figures for the summary only; never fail a finished deployment
@@ -636,7 +546,7 @@ class Driver:
             )
             if not post.ok:
                 record.errors.append(post.summary)
-        runner._save()
+        stack.save()
 
     def _hook_context(self, record: DeploymentRecord) -> HookContext:
         return HookContext(

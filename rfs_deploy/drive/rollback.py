@@ -3,19 +3,27 @@
 Importing an old state file would change no cloud resource, so a rollback is always a forward
 update to the old release state: the load balancer weights, the fleets and their launch
 templates really return to what they were. Secrets and other config keys are never rewritten.
+
+Nothing here needs a plan: :func:`roll_back` works on a
+:class:`~rfs_deploy.drive.stack.DeploymentStack` (the deployment's record, its checkpoint, the
+journaled update) and the service's ``deploy`` settings. The runner calls it when a step fails or
+a cancel asks for an abort; the driver calls it directly for ``abort``, ``rollback`` and the end
+of an interrupted restore.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from rfs_deploy.config.model import ReleaseState
-from rfs_deploy.drive import journal
+from rfs_deploy.config.model import DeploySettings, ReleaseState
+from rfs_deploy.drive import events
+from rfs_deploy.drive.cancel import CancelRequested
+from rfs_deploy.drive.context import Seams
+from rfs_deploy.drive.journal import Checkpoint, latest_deployment
+from rfs_deploy.drive.journal_tags import RESTORED, Phase
+from rfs_deploy.drive.outcomes import StepFailed
+from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
+from rfs_deploy.drive.stack import DeploymentStack, Sleep
 from rfs_deploy.errors import RfsDeployError
 from rfs_deploy.releases import ReleaseConflict
-
-if TYPE_CHECKING:
-    from rfs_deploy.drive.runner import Checkpoint, Runner
 
 #: Longest pause between rollback attempts (seconds); attempts back off 10, 20, 40, ...
 MAX_BACKOFF = 60
@@ -23,44 +31,118 @@ MAX_BACKOFF = 60
 REFRESH_WAIT = 1800
 
 
+async def roll_back(
+    stack: DeploymentStack,
+    deploy: DeploySettings,
+    reason: str,
+    status_reason: str = "rolled back",
+    on_request: bool = False,
+    phase: Phase = "rollback",
+    sleep: Sleep | None = None,
+) -> None:
+    """Restore the deployment's checkpoint, retrying up to ``maxRollbackAttempts`` times, and
+    finish its record (status, errors, the recovery command when it failed).
+
+    ``deploy.autoRollback`` off stops only the automatic rollback of a failed deployment;
+    a rollback or abort asked for (``on_request``) always runs. ``phase`` tags the updates
+    in history (``abort`` for an abort, so the journal shows the deployment aborted).
+    ``sleep`` paces the load balancer checks (default: the stack's own heartbeat wait).
+    """
+    rec = stack.record
+    seams = stack.seams
+    checkpoint = stack.checkpoint
+    cancel = seams.cancellation
+    if cancel is not None:
+        cancel.stage = "restoring"  # a first cancel request no longer interrupts its waits
+        cancel.record = cancel.record or rec
+    if not on_request and not deploy.auto_rollback:
+        rec.status = DeploymentStatus.FAILED
+        rec.ended_at = seams.clock.now()
+        # history shows the deployment open, so rollback would refuse it: abort finishes it
+        rec.recovery = f"{seams.command_prefix} abort --stack {rec.stack}"
+        rec.errors.append(f"{reason}; auto rollback is off")
+        stack.emit(events.DeploymentFinished, status=rec.status.value, reason=reason)
+        stack.save()
+        return
+    stack.emit(events.RollbackStarted, reason=reason, target_version=checkpoint.version)
+    rec.rollback_attempts = 0
+    stopped: str | None = None
+    try:
+        ok = await restore(stack, deploy.max_rollback_attempts, reason, phase=phase, sleep=sleep)
+    except CancelRequested as exc:  # a second signal, or the cancel grace period ran out
+        ok, stopped = False, str(exc)
+    rec.ended_at = seams.clock.now()
+    if ok:
+        rec.status = DeploymentStatus.ROLLED_BACK
+        rec.rolled_back_to = checkpoint.version
+    else:
+        rec.status = DeploymentStatus.FAILED
+        rec.recovery = recovery_command(seams, rec, checkpoint)
+    if stopped is not None:
+        if rec.rollback_attempts == 0:
+            # no restoring update ran: stack history still shows the deployment open
+            rec.recovery = cancel_commands(seams, rec)["abort"]
+        rec.errors.append(f"{phase} stopped right after the update in flight: {stopped}")
+        found = latest_deployment(seams.backend.history(), rec.service)
+        if found is not None and found.deployment_id == rec.deployment_id and found.awaiting_world:
+            # the restoring update itself succeeded; the wait for AWS to show it was cut short,
+            # so the journal keeps the restore open until a new process confirms it
+            rec.errors.append(
+                f"its update to stack version {checkpoint.version}'s release state succeeded; "
+                "the check that the load balancer and instances show it did not finish"
+            )
+            rec.recovery = cancel_commands(seams, rec)["resume"]
+        if cancel is not None:
+            cancel.outcome = "stopped"
+    if cancel is not None:
+        cancel.stage = "finished"
+    stack.emit(events.DeploymentFinished, status=rec.status.value, reason=f"{status_reason}: {reason}")
+    stack.save()
+
+
+def cancel_commands(seams: Seams, record: DeploymentRecord) -> dict[str, str]:
+    """The commands that continue (``resume``) or finish (``abort``) a deployment left open."""
+    where = f"--stack {record.stack} --service {record.service}"
+    prefix = seams.command_prefix
+    return {"resume": f"{prefix} resume {where}", "abort": f"{prefix} abort {where}"}
+
+
+def recovery_command(seams: Seams, record: DeploymentRecord, checkpoint: Checkpoint) -> str:
+    """The command that finishes a failed restore of ``checkpoint``."""
+    return (
+        f"{seams.command_prefix} rollback --stack {record.stack} "
+        f"--service {record.service} --to {checkpoint.version}"
+    )
+
+
 async def restore(
-    runner: Runner, checkpoint: Checkpoint, reason: str, phase: journal.Phase = "rollback"
+    stack: DeploymentStack,
+    attempts: int,
+    reason: str,
+    phase: Phase = "rollback",
+    sleep: Sleep | None = None,
 ) -> bool:
-    """Bring the service back to ``checkpoint``; True when the stack and the load balancer agree."""
-    from rfs_deploy.drive.runner import StepFailed
-
-    rec = runner.record
+    """Bring the service back to the stack's checkpoint in up to ``attempts`` attempts; True when
+    the stack and the load balancer agree (and the fleet settled)."""
+    rec = stack.record
+    checkpoint = stack.checkpoint
     target = checkpoint.release[rec.service]
-    attempts = runner.service.deploy.max_rollback_attempts
-    cancelled = await _stop_refresh(runner, target)
+    cancelled = await _stop_refresh(stack, target)
 
-    def message(attempt: int, kind: str, text: str, wait: bool) -> str:
-        tag = journal.JournalTag(
-            deployment_id=rec.deployment_id,
-            service=rec.service,
-            step=attempt - 1,
-            total=attempts,
-            kind=kind,
-            phase=phase,
-            version=rec.version,
-            strategy=rec.strategy,
-            checkpoint=checkpoint.version,
-            owner=journal.this_owner(),
-            lease=runner.lease(),
-            wait=wait,
+    async def update(attempt: int, kind: str, text: str, wait: bool) -> None:
+        await stack.update(
+            target, step=attempt - 1, total=attempts, kind=kind, phase=phase, text=text[:200], wait=wait
         )
-        return journal.encode(tag, text[:200])
 
     for attempt in range(1, attempts + 1):
         rec.rollback_attempts = attempt
         try:
-            restoring = f"restore stack version {checkpoint.version}: {reason}"
-            await runner.update(target, message(attempt, phase, restoring, wait=True))
-            await runner.verify(target)
-            await _settle(runner, cancelled)
+            await update(attempt, phase, f"restore stack version {checkpoint.version}: {reason}", wait=True)
+            await stack.verify(target, sleep)
+            await _settle(stack, cancelled)
             # only now is the restore finished: history says so with one more (empty) update
             done = f"stack version {checkpoint.version} restored: weights verified, fleet settled"
-            await runner.update(target, message(attempt, journal.RESTORED, done, wait=False))
+            await update(attempt, RESTORED, done, wait=False)
             return True
         except ReleaseConflict:
             # another process changed this service since the restore was decided (a live
@@ -68,14 +150,14 @@ async def restore(
             # The caller says what the stack now shows. (A stack lock that stayed taken is
             # retried like any failed attempt.)
             raise
-        except (RfsDeployError, StepFailed) as exc:
+        except RfsDeployError as exc:  # StepFailed included: a check that did not pass
             rec.errors.append(f"{phase} attempt {attempt}/{attempts} failed: {exc}")
             if attempt < attempts:
-                await runner.seams.clock.sleep(min(MAX_BACKOFF, 10 * 2 ** (attempt - 1)))
+                await stack.seams.clock.sleep(min(MAX_BACKOFF, 10 * 2 ** (attempt - 1)))
     return False
 
 
-async def _stop_refresh(runner: Runner, target: ReleaseState) -> str | None:
+async def _stop_refresh(stack: DeploymentStack, target: ReleaseState) -> str | None:
     """A refresh still replacing instances with the bad version is cancelled first; returns
     the id of the refresh it cancelled.
 
@@ -83,20 +165,21 @@ async def _stop_refresh(runner: Runner, target: ReleaseState) -> str | None:
     after its update) wrote it, cancelled the bad refresh then, and any refresh running now is
     the one back to the target — cancelling it would leave the slot half old, half new.
     """
-    release = runner.release()
+    release = stack.release()
     if release == target:
         return None
+    fleet = stack.seams.fleet
     try:
-        asg = runner.outputs().slot(release.live).asg_name
-        status = runner.seams.fleet.latest_refresh(asg)
+        asg = stack.outputs().slot(release.live).asg_name
+        status = fleet.latest_refresh(asg)
         if status is not None and status.status in ("Pending", "InProgress", "Baking"):
-            runner.seams.fleet.cancel_refresh(asg)
-            runner.record.errors.append(
+            fleet.cancel_refresh(asg)
+            stack.record.errors.append(
                 f"cancelled instance refresh {status.refresh_id} at {status.percentage_complete}%"
             )
             return status.refresh_id
     except RfsDeployError as exc:
-        runner.record.errors.append(f"could not cancel the instance refresh: {exc}")
+        stack.record.errors.append(f"could not cancel the instance refresh: {exc}")
     return None
 
 
@@ -105,7 +188,7 @@ async def _stop_refresh(runner: Runner, target: ReleaseState) -> str | None:
 SETTLED = frozenset({"Successful", "RollbackSuccessful"})
 
 
-async def _settle(runner: Runner, cancelled: str | None) -> None:
+async def _settle(stack: DeploymentStack, cancelled: str | None) -> None:
     """Wait until the restored live slot's fleet runs one version: its newest instance refresh
     (the one back, started by the restoring update) ended Successful, or there is none.
 
@@ -115,14 +198,12 @@ async def _settle(runner: Runner, cancelled: str | None) -> None:
     replacing. A refresh running is followed to its end, whoever started it (a killed earlier
     attempt, say): cancelling that one would leave the slot half old, half new.
     """
-    from rfs_deploy.drive.runner import StepFailed
-
-    release = runner.release()
-    asg = runner.outputs().slot(release.live).asg_name
+    release = stack.release()
+    asg = stack.outputs().slot(release.live).asg_name
     waited = 0
     poll = 30
     while waited <= REFRESH_WAIT:
-        status = await runner._io(runner.seams.fleet.latest_refresh, asg)
+        status = stack.seams.fleet.latest_refresh(asg)
         if status is None or status.status in SETTLED:
             return
         if status.done and status.refresh_id == cancelled:
@@ -134,6 +215,6 @@ async def _settle(runner: Runner, cancelled: str | None) -> None:
                 f"{': ' + status.status_reason if status.status_reason else ''}; its fleet may run both "
                 f"versions: start an instance refresh of {asg} once its cause is fixed, then resume"
             )
-        await runner.seams.clock.sleep(poll)
+        await stack.seams.clock.sleep(poll)
         waited += poll
     raise StepFailed(f"refresh back to the old version still running after {REFRESH_WAIT}s")

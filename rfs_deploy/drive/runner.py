@@ -2,7 +2,10 @@
 
 For every step: checkpoint (stack history already holds it), apply (one stack update carrying a
 journal tag), verify the change is visible in AWS, observe, judge, then advance or roll back.
-Each step kind has one small handler; the loop itself only sequences them.
+Each step kind has one handler, found in one table (:data:`HANDLERS`: step type -> handler): the
+runner's own for changes, health, validation and pauses, the :class:`~rfs_deploy.drive.analysis.Analyst`'s
+for the observing steps. The loop itself only sequences them. Stack reads and writes go through
+:class:`~rfs_deploy.drive.stack.DeploymentStack`, rollback through :mod:`rfs_deploy.drive.rollback`.
 
 Rollback target: the *pre-deployment checkpoint* — the stack history version and release state
 in force before this deployment's first update. That is the last state known good for users:
@@ -17,19 +20,20 @@ that sparse metrics can stretch, so its allowance grows with it.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rfs_deploy.config.model import SLOTS, ReleaseState, ServiceConfig, SlotName
-from rfs_deploy.drive import events, journal
+from rfs_deploy.drive import events
 from rfs_deploy.drive.analysis import Analyst
 from rfs_deploy.drive.cancel import CancelRequested
 from rfs_deploy.drive.context import Seams
-from rfs_deploy.drive.journal import Checkpoint
+from rfs_deploy.drive.journal import Checkpoint, latest_deployment, settings_digest
+from rfs_deploy.drive.journal_tags import Phase
+from rfs_deploy.drive.outcomes import StepFailed, StepOutcome
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, StepRecord
+from rfs_deploy.drive.rollback import cancel_commands, roll_back
+from rfs_deploy.drive.stack import DeploymentStack, time_budget
 from rfs_deploy.drive.steps import (
     Analyze,
     Change,
@@ -40,34 +44,13 @@ from rfs_deploy.drive.steps import (
     WaitHealthy,
     WatchRefresh,
 )
+from rfs_deploy.drive.validate_step import run_validation
 from rfs_deploy.errors import RfsDeployError, StackBusy
-from rfs_deploy.outputs import ServiceOutputs, parse_outputs
+from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.releases import ReleaseConflict
 
-T = TypeVar("T")
-
-#: Seconds between polls of the load balancer while a change propagates.
-VERIFY_POLL = 5
-#: How long a listener change may take to become visible before the step fails.
-VERIFY_TIMEOUT = 120
-#: Seconds between tries while another process holds the stack lock (see Seams.lock_wait).
-LOCK_POLL = 10
-#: Seconds a journal lease adds to the runner's time budget: time to roll back.
-LEASE_MARGIN = 900
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    passed: bool
-    reason: str = ""
-    #: A/B only: the test decided for A, so the deployment ends by restoring A (not a failure).
-    keep_baseline: bool = False
-    #: The step's wait was interrupted by a cancel request (see :mod:`rfs_deploy.drive.cancel`).
-    cancelled: bool = False
-
-
-class StepFailed(Exception):
-    """Raised inside a handler to fail the current step with a one-line reason."""
+#: A step handler: ``(runner, index, step, its record)`` to the step's outcome.
+Handler = Callable[["Runner", int, Any, StepRecord], Awaitable[StepOutcome]]
 
 
 class Runner:
@@ -92,12 +75,11 @@ class Runner:
         self.analyst = Analyst(seams, record, service)
         #: The AMI this deployment brings for its version (None: the config's artifact).
         self.image = image
-        self._outputs: ServiceOutputs | None = None
-        self._settings = journal.settings_digest(service)
-        overrun = max(service.deploy.max_deployment_time, planned_seconds)
-        budget = min(planned_seconds + overrun, service.deploy.deployment_timeout)
         #: The budget runs from ``started_at`` (default: the record's start; resume: now).
-        self.deadline = (record.started_at if started_at is None else started_at) + budget
+        self.deadline = (record.started_at if started_at is None else started_at) + time_budget(
+            service, planned_seconds
+        )
+        self.stack = DeploymentStack(seams, record, checkpoint, self.deadline, settings_digest(service))
 
     # ------------------------------------------------------------------ the loop
 
@@ -106,7 +88,7 @@ class Runner:
         rec.status = DeploymentStatus.IN_PROGRESS
         rec.total_steps = len(self.steps)
         rec.recovery = None  # a resumed deployment: the old way out no longer applies
-        self._save()
+        self.stack.save()
         cancel = self.seams.cancellation
         for index in range(start, len(self.steps)):
             step = self.steps[index]
@@ -138,13 +120,13 @@ class Runner:
         if self.steps and not self.steps[-1].changes_stack:
             # the journal needs an update that says the deployment ended (see journal.py)
             last = len(self.steps) - 1
-            await self.update(self.release(), self._message(last, self.steps[last], "done"))
+            await self.apply(last, self.release(), "done")
         rec.status = DeploymentStatus.COMPLETED
         rec.ended_at = self.seams.clock.now()
         if cancel is not None:
             cancel.stage = "finished"
-        self._emit(events.DeploymentFinished, status=rec.status.value, reason="all steps passed")
-        self._save()
+        self.stack.emit(events.DeploymentFinished, status=rec.status.value, reason="all steps passed")
+        self.stack.save()
         return rec
 
     async def _run_step(self, index: int, step: Step) -> StepOutcome:
@@ -154,16 +136,16 @@ class Runner:
         rec.steps = [s for s in rec.steps if s.index != index] + [srec]
         if isinstance(step, Validate):
             rec.status = DeploymentStatus.VALIDATING
-        self._emit(
+        self.stack.emit(
             events.StepStarted,
             index=index,
             total=len(self.steps),
             kind=step.kind,
             description=step.describe(),
         )
-        self._save()
+        self.stack.save()
         try:
-            outcome = await self._handle(index, step, srec)
+            outcome = await handler_for(step)(self, index, step, srec)
         except StepFailed as exc:
             outcome = StepOutcome(False, str(exc))
         except CancelRequested as exc:
@@ -178,84 +160,47 @@ class Runner:
         srec.reason = outcome.reason
         if not outcome.passed and not outcome.cancelled:
             rec.errors.append(f"step {index + 1} ({step.kind}): {outcome.reason}")
-        self._emit(
+        self.stack.emit(
             events.StepFinished, index=index, kind=step.kind, outcome=srec.outcome, reason=outcome.reason
         )
-        self._save()
+        self.stack.save()
         return outcome
 
-    async def _handle(self, index: int, step: Step, srec: StepRecord) -> StepOutcome:
-        if isinstance(step, Change):
-            target = self._with_image(step.apply(self.release()))
-            message = self._message(index, step, "step")
-            srec.stack_version = await self.update(target, message)
-            await self.verify(target)
-            return StepOutcome(True, "change applied and visible")
-        if isinstance(step, WaitHealthy):
-            return await self._wait_healthy(step)
-        if isinstance(step, Validate):
-            return await self._validate(index, step)
-        if isinstance(step, Pause):
-            await self._sleep(step.seconds)
-            return StepOutcome(True, f"waited {step.seconds}s")
-        if isinstance(step, Analyze):
-            return await self.analyst.analyze(index, step, self.release(), self.outputs())
-        if isinstance(step, WatchRefresh):
-            return await self.analyst.watch_refresh(index, step, self.release(), self.outputs())
-        if isinstance(step, Decide):
-            return await self.analyst.decide(index, step, self.release(), self.outputs())
-        raise StepFailed(f"no handler for step kind {step.kind}")
+    # ------------------------------------------------------------------ the runner's handlers
+
+    async def _change(self, index: int, step: Change, srec: StepRecord) -> StepOutcome:
+        target = self.with_image(step.apply(self.release()))
+        srec.stack_version = await self.apply(index, target, "step")
+        await self.stack.verify(target, self._sleep)
+        return StepOutcome(True, "change applied and visible")
+
+    async def _pause(self, index: int, step: Pause, srec: StepRecord) -> StepOutcome:
+        await self._sleep(step.seconds)
+        return StepOutcome(True, f"waited {step.seconds}s")
 
     # ------------------------------------------------------------------ stack
 
     def release(self) -> ReleaseState:
-        return self.seams.backend.read_config().release[self.record.service]
+        return self.stack.release()
 
     def outputs(self) -> ServiceOutputs:
-        if self._outputs is None:
-            self._outputs = parse_outputs(self.seams.backend.outputs(), self.record.service)
-        return self._outputs
+        return self.stack.outputs()
 
-    async def update(self, target: ReleaseState, message: str) -> int:
-        """Write ``target`` as this service's release state and run one stack update.
+    async def apply(self, index: int, target: ReleaseState, phase: Phase) -> int:
+        """Write ``target`` with one stack update tagged as plan step ``index`` in ``phase``
+        (``step``, ``resume`` or ``done``); returns the new stack version."""
+        step = self.steps[index]
+        return await self.stack.update(
+            target, step=index, total=len(self.steps), kind=step.kind, phase=phase, text=step.describe()
+        )
 
-        While another update holds the stack (another service's deployment, a ``pulumi up``)
-        this waits for it, up to ``seams.lock_wait`` seconds of real time, saying so every
-        :data:`LOCK_POLL` seconds; then StackBusy. ReleaseConflict (another process changed this
-        service's live state) passes straight up: the update changed nothing."""
-        backend = self.seams.backend
-        releases = dict(backend.read_config().release)
-        releases[self.record.service] = target
-        waited = 0.0
-        while True:
-            backend.write_release(releases)
-            try:
-                result = await asyncio.to_thread(backend.up, message)
-                break
-            except StackBusy as exc:
-                if waited >= self.seams.lock_wait:
-                    raise StackBusy(f"{exc}; gave up after waiting {waited:.0f}s for the stack lock") from exc
-                self._emit(
-                    events.Heartbeat,
-                    step=self.record.current_step,
-                    label=f"waiting for the stack lock ({exc})",
-                    waited=waited,
-                    total=self.seams.lock_wait,
-                )
-                pause = min(LOCK_POLL, self.seams.lock_wait - waited)
-                # another process holds the lock: wait in real time, not on the plan's clock, and
-                # stop at once on a cancel (nothing is in flight between two tries)
-                end = waited + pause
-                while waited < end:
-                    if self.seams.cancellation is not None:
-                        self.seams.cancellation.check()
-                    step = min(1.0, end - waited)
-                    await asyncio.sleep(step)
-                    waited += step
-        self._outputs = None  # outputs may change with an update
-        return result.version
+    async def reapply(self, index: int, target: ReleaseState) -> None:
+        """After a crash: write plan step ``index``'s release state again (phase ``resume``) and
+        wait until the load balancer shows it."""
+        await self.apply(index, target, "resume")
+        await self.stack.verify(target, self._sleep)
 
-    def _with_image(self, target: ReleaseState) -> ReleaseState:
+    def with_image(self, target: ReleaseState) -> ReleaseState:
         """``target`` with this deployment's AMI on the slots that run its version."""
         if self.image is None:
             return target
@@ -265,48 +210,9 @@ class Runner:
                 target = target.with_slot(slot, image=self.image)
         return target
 
-    async def verify(self, target: ReleaseState) -> None:
-        """Poll ELBv2 until the listeners show ``target``; fail the step after VERIFY_TIMEOUT."""
-        waited = 0
-        while True:
-            problem = await self._io(self._listener_mismatch, target)
-            if problem is None:
-                return
-            if waited >= VERIFY_TIMEOUT:
-                raise StepFailed(f"load balancer does not show the change after {waited}s: {problem}")
-            await self._sleep(VERIFY_POLL)
-            waited += VERIFY_POLL
-
-    def _listener_mismatch(self, target: ReleaseState) -> str | None:
-        out = self.outputs()
-        traffic = self.seams.traffic
-        expected = {out.slot(s).target_group_arn: target.weights[s] for s in SLOTS if target.weights[s] > 0}
-        actual = {arn: w for arn, w in traffic.forward_weights(out.listener_arn).items() if w > 0}
-        if _normalise(actual) != _normalise(expected):
-            return f"production listener weights {self._by_slot(actual)} instead of {self._by_slot(expected)}"
-        idle_tg = out.slot(target.idle).target_group_arn
-        test = {arn for arn, w in traffic.forward_weights(out.test_listener_arn).items() if w > 0}
-        if test != {idle_tg}:
-            shown = sorted(self._by_slot(dict.fromkeys(test, 1)))
-            return f"test listener forwards to {shown}, not {target.idle}"
-        sticky = traffic.stickiness(out.listener_arn)
-        if (sticky or None) != target.stickiness:
-            return f"stickiness {sticky} instead of {target.stickiness}"
-        rules = traffic.rules(out.listener_arn)
-        if (target.variants is None) != (not rules):
-            return (
-                f"{len(rules)} listener rules; expected {'none' if target.variants is None else 'A/B rules'}"
-            )
-        return None
-
-    def _by_slot(self, weights: dict[str, int]) -> dict[str, int]:
-        out = self.outputs()
-        names = {out.slot(s).target_group_arn: s for s in SLOTS}
-        return {names.get(arn, arn): w for arn, w in weights.items()}
-
     # ------------------------------------------------------------------ observations
 
-    async def _wait_healthy(self, step: WaitHealthy) -> StepOutcome:
+    async def _wait_healthy(self, index: int, step: WaitHealthy, srec: StepRecord) -> StepOutcome:
         """Every target healthy, then still healthy after ``step.warmup`` seconds of warm-up.
 
         A target that turns unhealthy during warm-up starts the warm-up again; the whole wait
@@ -320,7 +226,7 @@ class Runner:
         waited = 0
         healthy_since: int | None = None
         while True:
-            health = await self._io(self.seams.traffic.target_health, tg)
+            health = self.seams.traffic.target_health(tg)
             all_healthy = (
                 want > 0 and health.healthy >= want and health.unhealthy == 0 and health.initial == 0
             )
@@ -341,9 +247,7 @@ class Runner:
             await self._sleep(poll)
             waited += poll
 
-    async def _validate(self, index: int, step: Validate) -> StepOutcome:
-        from rfs_deploy.drive.validators import run_validation
-
+    async def _validate(self, index: int, step: Validate, srec: StepRecord) -> StepOutcome:
         outcome = await run_validation(self.seams, self.record, self.service, self.outputs(), step.version)
         if not outcome.passed or not step.probe:
             return outcome
@@ -359,64 +263,19 @@ class Runner:
         reason: str,
         status_reason: str = "rolled back",
         on_request: bool = False,
-        phase: journal.Phase = "rollback",
+        phase: Phase = "rollback",
     ) -> None:
-        """Restore the pre-deployment checkpoint, retrying up to ``maxRollbackAttempts`` times.
-
-        ``deploy.autoRollback`` off stops only the automatic rollback of a failed deployment;
-        a rollback or abort asked for (``on_request``) always runs. ``phase`` tags the updates
-        in history (``abort`` for an abort, so the journal shows the deployment aborted).
-        """
-        from rfs_deploy.drive.rollback import restore
-
-        rec = self.record
-        cancel = self.seams.cancellation
-        if cancel is not None:
-            cancel.stage = "restoring"  # a first cancel request no longer interrupts its waits
-            cancel.record = cancel.record or rec
-        if not on_request and not self.service.deploy.auto_rollback:
-            rec.status = DeploymentStatus.FAILED
-            rec.ended_at = self.seams.clock.now()
-            # history shows the deployment open, so rollback would refuse it: abort finishes it
-            rec.recovery = f"{self.seams.command_prefix} abort --stack {self.record.stack}"
-            rec.errors.append(f"{reason}; auto rollback is off")
-            self._emit(events.DeploymentFinished, status=rec.status.value, reason=reason)
-            self._save()
-            return
-        self._emit(events.RollbackStarted, reason=reason, target_version=self.checkpoint.version)
-        rec.rollback_attempts = 0
-        stopped: str | None = None
-        try:
-            ok = await restore(self, self.checkpoint, reason, phase=phase)
-        except CancelRequested as exc:  # a second signal, or the cancel grace period ran out
-            ok, stopped = False, str(exc)
-        rec.ended_at = self.seams.clock.now()
-        if ok:
-            rec.status = DeploymentStatus.ROLLED_BACK
-            rec.rolled_back_to = self.checkpoint.version
-        else:
-            rec.status = DeploymentStatus.FAILED
-            rec.recovery = self._recovery_command()
-        if stopped is not None:
-            if rec.rollback_attempts == 0:
-                # no restoring update ran: stack history still shows the deployment open
-                rec.recovery = self._cancel_commands()["abort"]
-            rec.errors.append(f"{phase} stopped right after the update in flight: {stopped}")
-            found = journal.latest_deployment(self.seams.backend.history(), rec.service)
-            if found is not None and found.deployment_id == rec.deployment_id and found.awaiting_world:
-                # the restoring update itself succeeded; the wait for AWS to show it was cut short,
-                # so the journal keeps the restore open until a new process confirms it
-                rec.errors.append(
-                    f"its update to stack version {self.checkpoint.version}'s release state succeeded; "
-                    "the check that the load balancer and instances show it did not finish"
-                )
-                rec.recovery = self._cancel_commands()["resume"]
-            if cancel is not None:
-                cancel.outcome = "stopped"
-        if cancel is not None:
-            cancel.stage = "finished"
-        self._emit(events.DeploymentFinished, status=rec.status.value, reason=f"{status_reason}: {reason}")
-        self._save()
+        """Restore the pre-deployment checkpoint (:func:`rfs_deploy.drive.rollback.roll_back`),
+        its load balancer checks paced by this runner's heartbeats."""
+        await roll_back(
+            self.stack,
+            self.service.deploy,
+            reason,
+            status_reason=status_reason,
+            on_request=on_request,
+            phase=phase,
+            sleep=self._sleep,
+        )
 
     # ------------------------------------------------------------------ cancellation
 
@@ -427,7 +286,7 @@ class Runner:
         assert cancel is not None
         rec = self.record
         cancel.record = rec
-        cancel.commands = self._cancel_commands()
+        cancel.commands = cancel_commands(self.seams, rec)
         total = len(self.steps)
         where = f"before step {next_index + 1}/{total}" if next_index < total else "after the last step"
         why = f"cancelled by {cancel.name} {where}"
@@ -436,16 +295,18 @@ class Runner:
             rec.ended_at = self.seams.clock.now()
             rec.errors.append(f"{why}; nothing was changed")
             cancel.outcome, cancel.stage = "untouched", "finished"
-            self._emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
-            self._save()
+            self.stack.emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
+            self.stack.save()
             return
         if cancel.on_cancel == "leave":
             resume, abort = cancel.commands["resume"], cancel.commands["abort"]
             rec.errors.append(f"{why}; left as it is (--on-cancel leave)")
             rec.recovery = f"{resume} (continue) or {abort} (roll back)"
             cancel.outcome, cancel.stage = "left", "finished"
-            self._emit(events.Note, message=f"{why}: left as it is; continue: {resume}; roll back: {abort}")
-            self._save()
+            self.stack.emit(
+                events.Note, message=f"{why}: left as it is; continue: {resume}; roll back: {abort}"
+            )
+            self.stack.save()
             return
         if cancel.forced:
             # a second signal (or the end of the grace period) came before the rollback could start
@@ -454,8 +315,8 @@ class Runner:
             rec.recovery = cancel.commands["abort"]
             rec.errors.append(f"{why}; {cancel.stop_reason()} before the rollback started: still open")
             cancel.outcome, cancel.stage = "stopped", "finished"
-            self._emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
-            self._save()
+            self.stack.emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
+            self.stack.save()
             return
         rec.errors.append(why)
         await self.roll_back(why, status_reason="cancelled", on_request=True, phase="abort")
@@ -464,90 +325,63 @@ class Runner:
 
     def _touched(self) -> bool:
         """Whether stack history holds an update of this deployment."""
-        found = journal.latest_deployment(self.seams.backend.history(), self.record.service)
+        found = latest_deployment(self.seams.backend.history(), self.record.service)
         return found is not None and found.deployment_id == self.record.deployment_id
-
-    def _cancel_commands(self) -> dict[str, str]:
-        where = f"--stack {self.record.stack} --service {self.record.service}"
-        prefix = self.seams.command_prefix
-        return {"resume": f"{prefix} resume {where}", "abort": f"{prefix} abort {where}"}
-
-    def _recovery_command(self) -> str:
-        return (
-            f"{self.seams.command_prefix} rollback --stack {self.record.stack} "
-            f"--service {self.record.service} --to {self.checkpoint.version}"
-        )
 
     # ------------------------------------------------------------------ plumbing
 
-    def _message(self, index: int, step: Step, phase: journal.Phase) -> str:
-        tag = journal.JournalTag(
-            deployment_id=self.record.deployment_id,
-            service=self.record.service,
-            step=index,
-            total=len(self.steps),
-            kind=step.kind,
-            phase=phase,
-            version=self.record.version,
-            strategy=self.record.strategy,
-            checkpoint=self.checkpoint.version,
-            settings=self._settings,
-            owner=journal.this_owner(),
-            lease=self.lease(),
-        )
-        return journal.encode(tag, step.describe())
-
     def lease(self) -> int:
-        """The owner's lease for the journal: the wall-clock time by which this runner has
-        either finished or given up (its time budget), plus time to roll back."""
-        left = max(0.0, self.deadline - self.seams.clock.now())
-        return int(time.time() + left + LEASE_MARGIN)
+        return self.stack.lease()
 
     async def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` on the clock, in chunks that end on multiples of
-        ``events.HEARTBEAT_SECONDS`` of the current step's time; each chunk that leaves the step
-        still waiting emits a Heartbeat, so a 300 s switch delay or a long run of health polls
-        is never silent for more than that (CI kills jobs that print nothing)."""
-        every = events.HEARTBEAT_SECONDS
+        """Wait ``seconds`` with heartbeats (:meth:`DeploymentStack.sleep`): inside a running
+        step they name it and count from its start; elsewhere (a resume re-applying a step, a
+        rollback's checks) they say the stack is being restored and count from this wait's start.
+        A pause's last chunk ends its step, which reports itself; a poll that ends on a beat
+        reports, as more polls of the step may follow."""
         index = self.record.current_step
         step = self.steps[index] if 0 <= index < len(self.steps) else None
         srec = next((s for s in self.record.steps if s.index == index and s.ended_at is None), None)
-        now = self.seams.clock.now()
-        # inside a running step its time counts from the step's start; elsewhere (a resume
-        # re-applying a step, a rollback's checks) from this wait's start
-        base = srec.started_at if step is not None and srec is not None else now
-        if isinstance(step, Pause) and srec is not None:
-            label, total = step.reason, float(step.seconds)
-        elif step is not None and srec is not None:
-            label, total = step.describe(), None
-        else:
-            label, total = "restoring the stack", None
-        end = now + seconds
-        while True:
-            chunk = min(end - now, every - round(now - base, 3) % every)
-            await self.seams.clock.sleep(chunk)
-            now += chunk
-            done = now >= end
-            on_beat = round(now - base, 3) % every == 0
-            # a pause's last chunk ends its step, which reports itself; a poll that ends on a
-            # beat reports, as more polls of the step may follow
-            if not done or (on_beat and srec is not None and not isinstance(step, Pause)):
-                self._emit(events.Heartbeat, step=index, label=label, waited=round(now - base), total=total)
-            if done:
-                return
-
-    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        return fn(*args)
-
-    def _emit(self, event_type: type[events.Event], /, **fields: Any) -> None:
-        event = event_type(at=self.seams.clock.now(), deployment_id=self.record.deployment_id, **fields)
-        self.seams.notify(event)
-
-    def _save(self) -> None:
-        if self.seams.records is not None:
-            self.seams.records.save(self.record)
+        label, total, base = "restoring the stack", None, None
+        if step is not None and srec is not None:
+            base = srec.started_at
+            label = step.reason if isinstance(step, Pause) else step.describe()
+            total = float(step.seconds) if isinstance(step, Pause) else None
+        beat_at_end = srec is not None and not isinstance(step, Pause)
+        await self.stack.sleep(seconds, label, total, base, beat_at_end=beat_at_end)
 
 
-def _normalise(weights: dict[str, int]) -> dict[str, float]:
-    total = sum(weights.values()) or 1
-    return {arn: round(100 * w / total, 1) for arn, w in weights.items()}
+def _observing(method: Callable[..., Awaitable[StepOutcome]]) -> Handler:
+    """A handler running one of the :class:`Analyst`'s observing steps on the current release."""
+
+    async def handle(runner: Runner, index: int, step: Step, srec: StepRecord) -> StepOutcome:
+        return await method(runner.analyst, index, step, runner.release(), runner.outputs())
+
+    handle.__qualname__ = handle.__name__ = method.__name__
+    return handle
+
+
+#: Every step type's handler. A step is handled by the entry of its nearest type (every
+#: :class:`Change` by ``Runner._change``).
+HANDLERS: dict[type[Step], Handler] = {
+    Change: Runner._change,
+    WaitHealthy: Runner._wait_healthy,
+    Validate: Runner._validate,
+    Pause: Runner._pause,
+    Analyze: _observing(Analyst.analyze),
+    WatchRefresh: _observing(Analyst.watch_refresh),
+    Decide: _observing(Analyst.decide),
+}
+
+
+def handler_for(step: Step) -> Handler:
+    """The handler of ``step``'s type (or of its nearest base type in :data:`HANDLERS`)."""
+    for kind in type(step).__mro__:
+        handler = HANDLERS.get(kind)
+        if handler is not None:
+            return handler
+    return _unhandled
+
+
+async def _unhandled(runner: Runner, index: int, step: Step, srec: StepRecord) -> StepOutcome:
+    raise StepFailed(f"no handler for step kind {step.kind}")

@@ -16,7 +16,7 @@ from drive_world import SERVICE, STRATEGIES, Crash, World, build_world, promoted
 from rfs_deploy.drive import events
 from rfs_deploy.drive.journal import decode
 from rfs_deploy.drive.records import DeploymentStatus
-from rfs_deploy.drive.runner import VERIFY_POLL, VERIFY_TIMEOUT
+from rfs_deploy.drive.stack import VERIFY_POLL, VERIFY_TIMEOUT
 from rfs_deploy.drive.steps import Change
 from rfs_deploy.errors import InvalidInput
 from rfs_deploy.testing import Behaviour

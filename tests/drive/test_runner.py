@@ -12,7 +12,7 @@ from rfs_deploy.drive import events
 from rfs_deploy.drive.journal import decode
 from rfs_deploy.drive.protocols import MetricQuery, MetricSeries, RefreshStatus
 from rfs_deploy.drive.records import DeploymentStatus
-from rfs_deploy.drive.runner import VERIFY_POLL, VERIFY_TIMEOUT
+from rfs_deploy.drive.stack import VERIFY_POLL, VERIFY_TIMEOUT
 from rfs_deploy.drive.steps import Change
 from rfs_deploy.testing import Behaviour, FakeMetrics, FakeTraffic
 

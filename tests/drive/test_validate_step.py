@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rfs_deploy.config import ServiceConfig
-from rfs_deploy.drive.validators import validation_settings
+from rfs_deploy.drive.validate_step import validation_settings
 
 BASE = {"artifact": {"defaultAmi": "ami-0123456789abcdef0"}}
 

@@ -1,4 +1,7 @@
-"""The validate step: users' validation hooks, then the HTTP checks through the test listener."""
+"""The validate step: users' validation hooks, then the HTTP checks through the test listener.
+
+(:mod:`rfs_deploy.drive.validation` is the HTTP checks themselves; this module runs a plan's
+validate step with them.)"""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ from typing import TYPE_CHECKING
 
 from rfs_deploy.config.model import ServiceConfig, ValidationSettings
 from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
+from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.drive.validation import validate
 from rfs_deploy.outputs import ServiceOutputs
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.context import Seams
-    from rfs_deploy.drive.runner import StepOutcome
 
 
 def validation_settings(service: ServiceConfig) -> ValidationSettings:
@@ -28,8 +31,6 @@ async def run_validation(
     seams: Seams, record: DeploymentRecord, service: ServiceConfig, outputs: ServiceOutputs, version: str
 ) -> StepOutcome:
     """Pass only when every validation hook and every HTTP check passes."""
-    from rfs_deploy.drive.runner import StepOutcome
-
     context = HookContext(
         deployment_id=record.deployment_id,
         service=record.service,

@@ -1,0 +1,253 @@
+"""The journal tag: the machine-readable head of every stack update message rfs-deploy runs
+(SPEC D4, D5), and who owns a deployment.
+
+Every stack update the driver runs starts its message with a compact tag, so a new process on a
+fresh CI runner can read ``pulumi stack history`` and find where a killed deployment stood::
+
+ rfs-deploy[dep=ab12cd34 svc=api ver=v2 strat=canary step=3/9 kind=set-weight phase=step cp=41] set weight 30%
+
+=========  =====================================================================================
+``dep``    deployment id (:func:`new_deployment_id`: 8 hex characters)
+``svc``    the service being released
+``ver``    the version being released (the deployment's target)
+``strat``  the strategy of this deployment (``blue-green``, ``canary``, ``rolling``, ``ab-test``)
+``step``   ``k/n``: the plan step, **1-based** in the text, of ``n`` steps. :attr:`JournalTag.step`
+           is the 0-based index into the plan (``step=3/9`` is ``JournalTag(step=2, total=9)``).
+           For ``rollback`` and ``abort`` updates ``k/n`` counts the attempts instead.
+``kind``   the plan step's ``kind`` (:mod:`rfs_deploy.drive.steps`), or the phase name, or
+           ``restored`` (:data:`RESTORED`: the update confirming a finished restore)
+``phase``  ``step``: the update applying plan step ``k``; ``resume``: a new process re-applying the
+           release state of the last completed step after a crash; ``rollback`` / ``abort``: an
+           update restoring the pre-deployment checkpoint (automatic / asked for); ``done``: the
+           update that finishes the deployment
+``cp``     optional: the pre-deployment checkpoint (history version) that rollback restores
+``cfg``    optional: :func:`settings_digest` of the service settings the plan was made from
+           (config plus per-deployment overrides), so ``resume`` never continues a deployment
+           with settings other than those it started with
+``own``    optional: the process running the deployment, ``host/pid`` (its *owner*)
+``until``  optional: the owner's lease, seconds since the epoch: past it, a deployment whose owner
+           runs on another host counts as abandoned (the runner's own time budget ends earlier)
+``wait``   optional, ``1`` on ``rollback`` / ``abort`` updates: the update restored the checkpoint's
+           release state, but the restore is finished only by a later update of the same phase
+           with ``kind=restored``, run once the world shows it (the refresh back ended, the
+           listener weights verified)
+=========  =====================================================================================
+
+``abort`` and ``resume`` refuse while the owner is alive (:func:`owner_alive`): on its own host
+that is its process id, elsewhere its lease.
+
+Every tag carries every field, so any single history entry says what the deployment was; a
+missing first entry (history read with a limit) loses nothing but the inferred checkpoint.
+Values are percent-encoded when they hold a space, ``=``, ``[``, ``]`` or ``%``. The human text
+after the tag is one line. Tags hold names, versions, numbers and a digest only, never config
+values (the digest is taken with secret values masked), so no secret can reach stack history
+through them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, unquote
+
+from rfs_deploy.config.model import ServiceConfig
+
+PREFIX = "rfs-deploy"
+#: The ``strat`` of the updates of a rollback asked for on the command line (``rollback --to``).
+ROLLBACK_STRATEGY = "rollback"
+Phase = Literal["step", "resume", "rollback", "abort", "done"]
+PHASES: tuple[Phase, ...] = ("step", "resume", "rollback", "abort", "done")
+#: The ``kind`` of the update that confirms a restore: the world shows the checkpoint again.
+RESTORED = "restored"
+#: Phases whose successful update ends a deployment.
+FINISHING_PHASES = frozenset({"done", "rollback", "abort"})
+#: Phases whose successful update completes plan step ``step``.
+PROGRESS_PHASES = frozenset({"step", "resume", "done"})
+
+_TAG = re.compile(r"\A\s*rfs-deploy\[(?P<fields>[^\]\n]*)\](?: (?P<text>.*))?\Z", re.DOTALL)
+_STEP = re.compile(r"\A(\d{1,6})/(\d{1,6})\Z")
+_DIGEST = re.compile(r"\A[0-9a-f]{12}\Z")
+_SAFE = "!$&'()*+,;:@/~"  # kept as is; everything else outside [A-Za-z0-9_.-] is percent-encoded
+
+
+@dataclass(frozen=True)
+class JournalTag:
+    """The machine-readable part of one update message (see the module docstring)."""
+
+    deployment_id: str
+    service: str
+    #: 0-based index into the plan (for rollback/abort: the 0-based attempt).
+    step: int
+    #: Number of plan steps (for rollback/abort: the number of attempts allowed).
+    total: int
+    kind: str
+    phase: Phase
+    #: The version being released.
+    version: str
+    strategy: str
+    #: History version of the pre-deployment checkpoint, when the runner knows it.
+    checkpoint: int | None = None
+    #: :func:`settings_digest` of the settings the plan was made from (None in older tags).
+    settings: str | None = None
+    #: ``host/pid`` of the process running the deployment (None in older tags).
+    owner: str | None = None
+    #: The owner's lease: seconds since the epoch (None in older tags).
+    lease: int | None = None
+    #: A restoring update whose restore still waits for the world (see ``wait`` above).
+    wait: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("deployment_id", "service", "kind", "version", "strategy"):
+            if not getattr(self, name):
+                raise ValueError(f"journal tag: {name} must not be empty")
+        if self.phase not in PHASES:
+            raise ValueError(f"journal tag: unknown phase {self.phase!r}; use one of {PHASES}")
+        if not 0 <= self.step < self.total:
+            raise ValueError(f"journal tag: step {self.step} outside a plan of {self.total} steps")
+        if self.checkpoint is not None and self.checkpoint < 0:
+            raise ValueError("journal tag: checkpoint must be a history version (>= 0)")
+        if self.settings is not None and _DIGEST.match(self.settings) is None:
+            raise ValueError("journal tag: settings must be a settings digest (12 hex characters)")
+        if self.wait and self.phase not in ("rollback", "abort"):
+            raise ValueError("journal tag: only rollback and abort updates wait for a confirmation")
+
+
+def settings_digest(service: ServiceConfig) -> str:
+    """12 hex characters naming the settings a plan is made from (secret values masked)."""
+    text = service.model_dump_json(by_alias=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def new_deployment_id() -> str:
+    """A fresh deployment id: 8 random hex characters."""
+    return secrets.token_hex(4)
+
+
+def encode(tag: JournalTag, text: str) -> str:
+    """The update message for ``tag``: the tag, a space and ``text`` squeezed onto one line."""
+    fields = [
+        ("dep", tag.deployment_id),
+        ("svc", tag.service),
+        ("ver", tag.version),
+        ("strat", tag.strategy),
+        ("step", f"{tag.step + 1}/{tag.total}"),
+        ("kind", tag.kind),
+        ("phase", tag.phase),
+    ]
+    if tag.checkpoint is not None:
+        fields.append(("cp", str(tag.checkpoint)))
+    if tag.settings is not None:
+        fields.append(("cfg", tag.settings))
+    if tag.owner is not None:
+        fields.append(("own", tag.owner))
+    if tag.lease is not None:
+        fields.append(("until", str(tag.lease)))
+    if tag.wait:
+        fields.append(("wait", "1"))
+    head = " ".join(f"{key}={quote(value, safe=_SAFE)}" for key, value in fields)
+    line = " ".join(text.split())
+    return f"{PREFIX}[{head}] {line}" if line else f"{PREFIX}[{head}]"
+
+
+def parse(message: str) -> tuple[JournalTag, str] | None:
+    """The tag and the human text of ``message``; None for any message rfs-deploy did not write."""
+    match = _TAG.match(message)
+    if match is None:
+        return None
+    fields: dict[str, str] = {}
+    for part in match["fields"].split(" "):
+        key, sep, value = part.partition("=")
+        if not sep or not key or key in fields:
+            return None
+        fields[key] = unquote(value)
+    try:
+        tag = _tag_from_fields(fields)
+    except (KeyError, ValueError):
+        return None
+    return tag, match["text"] or ""
+
+
+def decode(message: str) -> JournalTag | None:
+    """The tag of ``message``; None when the message is foreign or malformed."""
+    parsed = parse(message)
+    return None if parsed is None else parsed[0]
+
+
+def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
+    step = _STEP.match(fields["step"])
+    if step is None:
+        raise ValueError("bad step")
+    number, total = int(step[1]), int(step[2])
+    cp = fields.get("cp")
+    if cp is not None and not cp.isdigit():
+        raise ValueError("bad checkpoint")
+    phase = fields["phase"]
+    if phase not in PHASES:
+        raise ValueError("unknown phase")
+    lease = fields.get("until")
+    if lease is not None and not lease.isdigit():
+        raise ValueError("bad lease")
+    wait = fields.get("wait")
+    if wait not in (None, "1"):
+        raise ValueError("bad wait")
+    return JournalTag(
+        deployment_id=fields["dep"],
+        service=fields["svc"],
+        step=number - 1,
+        total=total,
+        kind=fields["kind"],
+        phase=phase,  # checked against PHASES above
+        version=fields["ver"],
+        strategy=fields["strat"],
+        checkpoint=None if cp is None else int(cp),
+        settings=fields.get("cfg"),
+        owner=fields.get("own"),
+        lease=None if lease is None else int(lease),
+        wait=wait == "1",
+    )
+
+
+def this_owner() -> str:
+    """The ``own`` value of this process: ``host/pid``."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
+    """Whether the process that wrote ``tag`` may still be running its deployment: on this host,
+    its process exists (this process counts as alive); elsewhere, its lease has not run out.
+    Tags without an owner (older versions) count as not alive."""
+    if tag.owner is None:
+        return False
+    host, _, pid = tag.owner.rpartition("/")
+    if host == socket.gethostname() and pid.isdigit():
+        return process_exists(int(pid))
+    return tag.lease is not None and (time.time() if now is None else now) < tag.lease
+
+
+def live_other_owner(tag: JournalTag) -> tuple[str, str] | None:
+    """``(host, pid)`` of the process that wrote ``tag`` when it is another process than this one
+    and may still be running its deployment (:func:`owner_alive`); None otherwise."""
+    if tag.owner is None or tag.owner == this_owner() or not owner_alive(tag):
+        return None
+    host, _, pid = tag.owner.rpartition("/")
+    return host, pid
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
