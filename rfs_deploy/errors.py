@@ -1,6 +1,6 @@
 """One exception tree for the whole project.
 
-    RfsDeployError                  base: the CLI catches only this and maps it to an exit code
+    RfsDeployError                  base, exit 1: the CLI catches only this and maps it to an exit code
     ├── InvalidInput                exit 2: nothing was changed
     │   ├── ConfigError             a stack config key or value is wrong (message names the key)
     │   ├── ScenarioError           a sandbox scenario file is wrong
@@ -9,13 +9,24 @@
     │   └── UnknownVersion          no such version in stack history
     ├── PreconditionFailed          exit 2: the world is not in a state to start (alarm firing, ...)
     ├── StackBusy                   exit 2: another update holds the stack lock
+    ├── ReleaseConflict             exit 2: another process changed the live release state (releases.py)
     ├── MissingCredentials          exit 2: no AWS credentials for a command that needs them
     ├── DamagedState                exit 2: a state file is damaged or a link; names the recovery
     ├── StateWriteError             exit 4: a state file could not be written (a full disk)
-    ├── BackendError                a stack update or read failed (wraps Automation API errors)
-    ├── AwsError                    an AWS API call failed after retries (wraps botocore errors)
-    ├── MetricsUnavailable          a metrics provider could not answer (the analysis retries)
-    └── RollbackFailed              exit 4: the stack could not be brought back; says how to finish
+    ├── BackendError                exit 4: a stack update or read failed (wraps Automation API errors)
+    │   └── PulumiCliMissing        exit 2: no usable pulumi CLI (drive/pulumi_backend.py)
+    ├── AwsError                    exit 4: an AWS API call failed after retries (wraps botocore errors)
+    ├── MetricsUnavailable          exit 4: a metrics provider could not answer (the analysis retries)
+    ├── ReportError                 exit 4: the report files could not be written (report.py)
+    ├── DeploymentCancelled         exit 128+signal: cancelled, nothing changed (drive/cancel.py)
+    └── StepFailed                  a step's check failed; the runner rolls back (drive/outcomes.py)
+
+Classes defined outside this module live beside the code that raises them (the path in parentheses);
+``tests/test_errors_tree.py`` compares this drawing with the classes the package really defines.
+
+A failed deployment is not an exception, and neither is a failed rollback: the driver returns the
+deployment's record (rolled back, or failed with the one command that finishes the job when the
+stack is left open), and the CLI's exit code comes from that record.
 
 Lower-level errors are translated at the adapter edge with ``raise ... from exc`` so the cause
 stays visible in ``--debug`` output while users see one line.
@@ -111,13 +122,3 @@ class MetricsUnavailable(RfsDeployError):
     analysis counts the window as a failed fetch and asks again; it is never a verdict."""
 
     exit_code = 4
-
-
-class RollbackFailed(RfsDeployError):
-    """Rollback did not complete; ``recovery`` is the one command that finishes the job."""
-
-    exit_code = 4
-
-    def __init__(self, message: str, recovery: str) -> None:
-        self.recovery = recovery
-        super().__init__(f"{message}; to finish: {recovery}")
