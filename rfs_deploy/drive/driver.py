@@ -32,7 +32,7 @@ from rfs_deploy.drive.exclusive import exclusive
 from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
 from rfs_deploy.drive.overrides import deployment_settings, resolve, with_image
-from rfs_deploy.drive.plans import plan, replay
+from rfs_deploy.drive.plans import plan, planned_seconds, replay
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rollback import roll_back
 from rfs_deploy.drive.runner import Runner
@@ -42,17 +42,9 @@ from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, 
 from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.releases import ReleaseConflict
 
-#: ``resolve`` and ``with_image`` (:mod:`rfs_deploy.drive.overrides`) are also read from here.
+#: ``resolve`` and ``with_image`` (:mod:`rfs_deploy.drive.overrides`) and ``planned_seconds``
+#: (:mod:`rfs_deploy.drive.plans`) are also read from here.
 __all__ = ["Driver", "planned_seconds", "resolve", "with_image"]
-
-
-def planned_seconds(steps: tuple[Step, ...]) -> float:
-    """The time a plan schedules for itself (bakes, intervals, delays, A/B duration)."""
-    total = 0.0
-    for step in steps:
-        for name in ("duration", "seconds", "warmup", "expected"):
-            total += float(getattr(step, name, 0) or 0)
-    return total
 
 
 def _checked(check: Callable[[object], str], value: str, what: str = "") -> str:
