@@ -37,7 +37,7 @@ from rfs_deploy.config.model import PrometheusSettings
 from rfs_deploy.config.secrets import MASKED, SAVED_PLACEHOLDER, locked_hint, redact, remember
 from rfs_deploy.errors import MetricsUnavailable
 from rfs_deploy.logs import get_logger
-from rfs_deploy.metrics.base import Readings, SlotSource, aggregate
+from rfs_deploy.metrics.base import Readings, SlotMetrics, SlotSource, aggregate
 
 __all__ = ["KINDS", "PrometheusProvider", "SigV4", "render", "steps"]
 
@@ -50,6 +50,8 @@ _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _BACKOFF = 0.5
 #: How much of a server's error text a reason keeps.
 _REASON_CHARS = 300
+#: What a header holds when its secret was not decrypted here.
+_LOCKED = (MASKED, SAVED_PLACEHOLDER)
 
 
 def steps(start: float, end: float, period: int) -> list[float]:
@@ -98,14 +100,18 @@ class SigV4(httpx.Auth):
         self.service = service
         self._credentials = credentials
 
-    def _resolve(self) -> Any:
-        if self._credentials is None:
-            import botocore.session
+    def _frozen(self) -> Any:
+        import botocore.exceptions
+        import botocore.session
 
-            self._credentials = botocore.session.get_session().get_credentials()
+        try:
+            if self._credentials is None:
+                self._credentials = botocore.session.get_session().get_credentials()
             if self._credentials is None:
                 raise MetricsUnavailable("no AWS credentials found to sign Prometheus requests (sigv4)")
-        return self._credentials
+            return self._credentials.get_frozen_credentials()
+        except botocore.exceptions.BotoCoreError as exc:  # an expired SSO session, a role not assumable
+            raise MetricsUnavailable(f"AWS credentials to sign Prometheus requests (sigv4): {exc}") from None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         from botocore.auth import SigV4Auth
@@ -117,7 +123,7 @@ class SigV4(httpx.Auth):
         signed = AWSRequest(
             method=request.method, url=str(request.url), data=request.content, headers=headers
         )
-        SigV4Auth(self._resolve().get_frozen_credentials(), self.service, self.region).add_auth(signed)
+        SigV4Auth(self._frozen(), self.service, self.region).add_auth(signed)
         for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
             if name in signed.headers:
                 request.headers[name] = signed.headers[name]
@@ -148,7 +154,9 @@ class PrometheusProvider:
         #: What reasons name the server by: host and port, never a path or credentials.
         self.host = f"{url.host}:{url.port}" if url.port else url.host
         self._headers = {name: value.get_secret_value() for name, value in settings.headers.items()}
-        remember(self._headers.values())
+        # header values are secrets: redacted in logs and reasons (the mask of one not decrypted
+        # here is no secret, and stops every read below)
+        remember(v for v in self._headers.values() if v not in _LOCKED)
         self._auth = SigV4(settings.sigv4.region, settings.sigv4.service) if settings.sigv4 else None
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=settings.timeout)
@@ -166,12 +174,12 @@ class PrometheusProvider:
         self.close()
 
     def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
-        locked = [name for name, value in self._headers.items() if value in (MASKED, SAVED_PLACEHOLDER)]
+        locked = [name for name, value in self._headers.items() if value in _LOCKED]
         if locked:
             raise MetricsUnavailable(f"analysis.metrics.headers.{locked[0]} is {locked_hint()}")
         at = steps(start, end, period)
         partial = at[-1] > self._clock()
-        slots = {}
+        slots: dict[str, SlotMetrics | None] = {}
         for source in sources:
             values: dict[str, dict[float, float] | None] = {}
             for kind in KINDS:
@@ -182,16 +190,18 @@ class PrometheusProvider:
                 found, warned = self._query(kind, source, render(query, source, period), at, period)
                 values[kind] = found
                 partial = partial or warned
+                if kind == "requests" and not found:
+                    break  # no request data: the slot is None whatever the other queries say
             requests = values["requests"] or {}
-            p99 = values["p99"]
+            p99 = values.get("p99")
             if p99 is not None:
                 # a histogram that did not move has a NaN quantile: no latency, not a broken metric
                 p99 = {t: v for t, v in p99.items() if not (math.isnan(v) and not requests.get(t))}
             slots[source.slot] = aggregate(
                 list(requests.values()),
-                _listed(values["errors"]),
+                _listed(values.get("errors")),
                 _listed(p99),
-                _listed(values["cpu"]),
+                _listed(values.get("cpu")),
             )
         return Readings(slots, partial=partial)
 
@@ -255,6 +265,10 @@ class PrometheusProvider:
                     continue
                 raise self._unavailable(
                     what, f"the server cannot be reached ({exc or type(exc).__name__})"
+                ) from None
+            except httpx.RequestError as exc:  # an answer that cannot be decoded
+                raise self._unavailable(
+                    what, f"the answer cannot be read ({exc or type(exc).__name__})"
                 ) from None
             if response.status_code in _RETRY_STATUS and attempt < self.settings.retries:
                 attempt = self._pause(attempt)

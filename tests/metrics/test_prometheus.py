@@ -19,6 +19,7 @@ import pytest
 from prometheus_server import Minute, PrometheusServer, Traffic, histogram_quantile, serve
 
 from rfs_deploy.config.model import PrometheusSettings
+from rfs_deploy.config.secrets import redact
 from rfs_deploy.errors import MetricsUnavailable
 from rfs_deploy.metrics import MetricsProvider, SlotMetrics, SlotSource
 from rfs_deploy.metrics.prometheus import PrometheusProvider, render, steps
@@ -428,6 +429,23 @@ def test_a_header_secret_not_decrypted_here_stops_before_sending() -> None:
         MetricsUnavailable, match=r"analysis\.metrics\.headers\.Authorization is a Pulumi secret"
     ):
         PrometheusProvider(config, client).read([source("shop", "blue")], T0, T0 + 300, 60)
+    assert redact("the mask [secret] itself") == "the mask [secret] itself"  # no secret to hide
+
+
+def test_a_slot_without_request_data_costs_one_request() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(httpx.QueryParams(request.content.decode()))["query"])
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": []}})
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    readings = PrometheusProvider(settings("http://prom.test"), client).read(
+        [source("shop", "green"), source("shop", "blue")], T0, T0 + 300, 60
+    )
+
+    assert readings.slots == {"green": None, "blue": None}
+    assert [q.split("{")[0] for q in asked] == ["sum(increase(http_requests_total"] * 2
 
 
 def test_sigv4_signs_as_botocore_does(monkeypatch: pytest.MonkeyPatch) -> None:
