@@ -287,7 +287,7 @@ def test_a_query_returning_several_series_must_aggregate(server: PrometheusServe
         provider.read([source("shop", "blue")], T0, T0 + 300, 60)
 
 
-def test_a_server_that_is_down_is_unavailable_after_the_retries(server: PrometheusServer) -> None:
+def test_a_server_that_is_down_is_unavailable_after_the_retries() -> None:
     from prometheus_server import _free_port
 
     port = _free_port()  # nothing listens there
