@@ -186,7 +186,7 @@ def binaries() -> tuple[str, str]:
     return server, tool
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -211,7 +211,7 @@ def start_prometheus(workdir: Path, openmetrics: str, ready_timeout: float = 60.
     config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
     log = workdir / "prometheus.log"
     for _ in range(3):  # the free port may be taken between asking and binding
-        port = _free_port()
+        port = free_port()
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_server import Minute, PrometheusServer, Traffic, histogram_quantile, serve
+from prometheus_server import Minute, PrometheusServer, Traffic, free_port, histogram_quantile, serve
 
 from rfs_deploy.config.model import PrometheusSettings
 from rfs_deploy.config.secrets import redact
@@ -288,9 +288,7 @@ def test_a_query_returning_several_series_must_aggregate(server: PrometheusServe
 
 
 def test_a_server_that_is_down_is_unavailable_after_the_retries() -> None:
-    from prometheus_server import _free_port
-
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     slept: list[float] = []
     provider = PrometheusProvider(settings(f"http://127.0.0.1:{port}", retries=2), sleep=slept.append)
 
