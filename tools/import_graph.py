@@ -261,6 +261,8 @@ def layers(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _short(name: str, prefix: str) -> str:
+    if name == prefix:
+        return "__init__"
     return name[len(prefix) + 1 :] if name.startswith(prefix + ".") else name
 
 
