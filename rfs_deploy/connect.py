@@ -264,6 +264,7 @@ def _open_sandbox(
     import shutil
 
     from rfs_deploy import statefiles
+    from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
     from rfs_deploy.sim import Sandbox
     from rfs_deploy.sim.sandbox import STATE_FILE
 
@@ -289,7 +290,7 @@ def _open_sandbox(
     hold = SandboxHold(box, session_lock)
     return Seams(
         backend=box.backend,
-        metrics=box.adapters.metrics,
+        metrics=CloudWatchProvider.from_session(box.adapters.session),
         traffic=box.adapters.traffic,
         fleet=box.adapters.fleet,
         images=box.adapters.images,
@@ -394,6 +395,7 @@ def _pulumi_seams(stack: str, root: Path) -> Seams:
     from rfs_deploy.aws import connect
     from rfs_deploy.config import read_namespace, read_other_config
     from rfs_deploy.drive.pulumi_backend import PulumiBackend
+    from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
 
     stack_file = _stack_file(root, stack)
     region = None
@@ -407,7 +409,7 @@ def _pulumi_seams(stack: str, root: Path) -> Seams:
     aws.session.require_credentials()
     return Seams(
         backend=backend,
-        metrics=aws.metrics,
+        metrics=CloudWatchProvider.from_session(aws.session),
         traffic=aws.traffic,
         fleet=aws.fleet,
         images=aws.images,

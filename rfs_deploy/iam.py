@@ -2,13 +2,15 @@
 
 The driver itself only *reads* AWS, plus one write: cancelling an instance refresh that is still
 rolling the bad version out when it rolls back. Every action below is one that an adapter in
-:mod:`rfs_deploy.aws` calls on the driver's behalf (the reliability tests record each API call
-of full sandbox deployments of every strategy and check this list against them, both ways):
+:mod:`rfs_deploy.aws` (or the CloudWatch metrics provider, :mod:`rfs_deploy.metrics.cloudwatch`)
+calls on the driver's behalf (the reliability tests record each API call of full sandbox
+deployments of every strategy and check this list against them, both ways):
 
 =================================  =============================  ===============================
 action                             called by                      resource scoping
 =================================  =============================  ===============================
-cloudwatch:GetMetricData           CloudWatchMetrics (each tick)  none possible (``*``)
+cloudwatch:GetMetricData           CloudWatchProvider (each       none possible (``*``)
+                                   tick)
 cloudwatch:DescribeAlarms          CloudWatchAlarms               the services' alarms by name
 elasticloadbalancing:Describe...   Elbv2Traffic: listeners,       none possible: ELBv2 Describe*
   Listeners / Rules / TargetHealth rules, target health           actions take only ``*``

@@ -192,26 +192,27 @@ async def current_metrics(environment: str, service: str, version: str) -> Any:
     """
     from datetime import datetime
 
-    from rfs_deploy.aws.cloudwatch import service_queries
     from rfs_deploy.config.model import SLOTS
-    from rfs_deploy.drive.analysis import _aggregate
+    from rfs_deploy.metrics import provider_for, slot_sources
     from rfs_deploy.outputs import parse_outputs
     from rfs_deploy.strategies import DeploymentMetrics
 
     seams = seams_for(environment)
     config = seams.backend.read_config()
     release = config.release[service]
-    period = config.service(service).analysis.period
+    analysis = config.service(service).analysis
+    period = analysis.period
     out = parse_outputs(seams.backend.outputs(), service)
     slot = next((s for s in SLOTS if release.slot(s).version == version and release.slot(s).capacity), None)
     if slot is None:
         raise InvalidInput(f"no slot of {service} runs {version}")
-    queries = service_queries(out, [slot], period)
+    provider = provider_for(analysis.metrics, seams.metrics)
+    sources = slot_sources(service, out, [slot], release)
     for attempt in range(2):
         if attempt:
             await seams.clock.sleep(period)
         now = seams.clock.now()
-        m = _aggregate(seams.metrics.get_metric_data(queries, now - period, now), slot)
+        m = provider.read(sources, now - period, now, period).slots.get(slot)
         if m is not None:
             break
     else:

@@ -4,13 +4,15 @@
 readers (:class:`FakeTraffic`, :class:`FakeFleet`, :class:`FakeMetrics`, :class:`FakeAlarms`)
 report what it holds. Behaviour per version is a plain function, so a test says "v2 fails 3 % of
 requests" in one line. :class:`FakeStack` keeps history like Pulumi does and can be told to fail
-updates or to be locked. :class:`ManualClock` is virtual time.
+updates or to be locked. :class:`ManualClock` is virtual time (the sandbox's
+:class:`~rfs_deploy.sim.clock.VirtualClock`, told to keep still between sleeps).
 
 The sandbox (:mod:`rfs_deploy.sim`) is the realistic version of all this, over moto.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,36 +21,34 @@ from typing import Any
 from rfs_deploy.config.model import SLOTS, ReleaseState, SlotName, StackConfig
 from rfs_deploy.drive.protocols import (
     HistoryEntry,
-    MetricQuery,
-    MetricSeries,
     RefreshStatus,
     RuleView,
     TargetHealth,
     UpdateResult,
 )
-from rfs_deploy.errors import BackendError, StackBusy
+from rfs_deploy.errors import BackendError, MetricsUnavailable, StackBusy
+from rfs_deploy.metrics.base import Readings, SlotMetrics, SlotSource, aggregate
+from rfs_deploy.metrics.definitions import SLOT_METRICS
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, SlotOutputs
+from rfs_deploy.sim.clock import VirtualClock
 
 
-class ManualClock:
-    """Virtual time: ``sleep`` advances ``now`` at once and calls the tick listeners."""
+class ManualClock(VirtualClock):
+    """Virtual time for tests: ``sleep`` advances ``now`` at once, in one slice, without yielding
+    to the event loop; a negative sleep is none. ``listeners`` are called with the new time after
+    every advance; ``slept`` is the virtual time slept so far."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
+        super().__init__(start, step=math.inf, pace=0.0)
         self.listeners: list[Callable[[float], None]] = []
-        self.slept = 0.0
-
-    def now(self) -> float:
-        return self._now
 
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
 
     def advance(self, seconds: float) -> None:
-        self._now += max(0.0, seconds)
-        self.slept += max(0.0, seconds)
+        super().advance(max(0.0, seconds))
         for listener in list(self.listeners):
-            listener(self._now)
+            listener(self.now())
 
 
 @dataclass(frozen=True)
@@ -299,10 +299,15 @@ class FakeFleet:
 
 
 class FakeMetrics:
-    """CloudWatch from a FakeCloud: expected values, no noise, one datapoint per period.
+    """A metrics provider from a FakeCloud, answering by slot: expected values, no noise, one
+    period's worth per minute of the window.
 
-    ``missing`` ticks return no data; ``errors`` raises AwsError on the next N calls.
+    ``missing`` ticks return no data; ``errors`` raises MetricsUnavailable on the next N calls.
+    Counters: ``calls`` — reads (ticks); ``queries`` — metrics asked for, four per slot in play
+    (what the CloudWatch provider would request).
     """
+
+    name = "fake"
 
     def __init__(self, cloud: FakeCloud) -> None:
         self.cloud = cloud
@@ -311,39 +316,31 @@ class FakeMetrics:
         self.missing = 0
         self.errors = 0
 
-    def get_metric_data(
-        self, queries: Sequence[MetricQuery], start: float, end: float
-    ) -> dict[str, MetricSeries]:
-        from rfs_deploy.errors import AwsError
-
+    def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
         self.calls += 1
-        self.queries += len(queries)
+        self.queries += len(SLOT_METRICS) * len({source.slot for source in sources})
         if self.errors > 0:
             self.errors -= 1
-            raise AwsError("GetMetricData: Rate exceeded (injected)")
+            raise MetricsUnavailable("GetMetricData: Rate exceeded (injected)")
         if self.missing > 0:
             self.missing -= 1
-            return {q.id: MetricSeries(q.id, (), ()) for q in queries}
-        return {q.id: self._series(q, start, end) for q in queries}
+            return Readings({source.slot: None for source in sources})
+        return Readings({source.slot: self._slot(source, start, end) for source in sources})
 
-    def _series(self, query: MetricQuery, start: float, end: float) -> MetricSeries:
-        dims = dict(query.dimensions)
-        key = dims.get("TargetGroup") or dims.get("AutoScalingGroupName") or ""
-        service, slot = self.cloud.locate(key)
-        assert slot is not None
-        state = self.cloud.applied[service]
+    def _slot(self, source: SlotSource, start: float, end: float) -> SlotMetrics | None:
+        state = self.cloud.applied[source.service]
+        slot = source.slot
         b = self.cloud.behaviour(state.slot(slot).version)
         minutes = max(1, round((end - start) / 60))
         rpm = self.cloud.requests_per_minute * state.weights[slot] / 100
-        value = {
-            "RequestCount": rpm * minutes,
-            "HTTPCode_Target_5XX_Count": round(rpm * minutes * b.error_rate),
-            "TargetResponseTime": b.p99,
-            "CPUUtilization": b.cpu,
-        }[query.metric_name]
-        if query.metric_name != "CPUUtilization" and rpm == 0:
-            return MetricSeries(query.id, (), ())
-        return MetricSeries(query.id, (end - 60,), (float(value),))
+        if rpm == 0:
+            return None
+        return aggregate(
+            requests=[float(rpm * minutes)],
+            errors=[float(round(rpm * minutes * b.error_rate))],
+            p99=[float(b.p99)],
+            cpu=[float(b.cpu)],
+        )
 
 
 class FakeAlarms:

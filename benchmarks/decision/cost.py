@@ -6,7 +6,7 @@ shipped fakes (:mod:`rfs_deploy.testing`) under a virtual clock, so every wait i
 bookkeeping, listener verification, metric aggregation, the judge, records and events. The
 counts come from the fakes' counters and are checked against what the plan implies
 (:func:`expected_calls`): one GetMetricData call per analysis tick, with
-:func:`rfs_deploy.aws.cloudwatch.service_queries`'s four queries per slot in play.
+:func:`rfs_deploy.metrics.cloudwatch.slot_queries`' four queries per slot in play.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from rfs_deploy.aws.cloudwatch import MAX_QUERIES_PER_REQUEST
 from rfs_deploy.config.loading import load_stack_file
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.records import DeploymentRecord
+from rfs_deploy.metrics.cloudwatch import MAX_QUERIES_PER_REQUEST, QUERIES_PER_SLOT
 from rfs_deploy.testing import (
     Behaviour,
     FakeAlarms,
@@ -41,7 +41,6 @@ SERVICE = "api-service"
 NEW = "v2.0.0"
 #: CloudWatch's list price for GetMetricData: USD per 1,000 metrics requested.
 USD_PER_1000_METRICS = 0.01
-QUERIES_PER_SLOT = 4
 
 
 class CountingAlarms(FakeAlarms):

@@ -1,22 +1,23 @@
 """Production implementations of the driver's AWS seams, over boto3.
 
     AwsSession          clients with one region, credentials and botocore standard retries
-    CloudWatchMetrics   MetricsSource   (GetMetricData, one batched request per tick)
     CloudWatchAlarms    AlarmReader     (DescribeAlarms)
     Elbv2Traffic        TrafficReader   (DescribeListeners / DescribeRules / DescribeTargetHealth)
-    AutoScalingFleet    FleetControl    (instance refresh, InService count)
+    AutoScalingFleet    FleetControl    (the latest instance refresh, cancelling it)
     Ec2Images           ImageFinder     (DescribeImages: a release's AMI by tag)
 
-:func:`connect` builds all four over one session. botocore errors never leave this package:
-:func:`~rfs_deploy.aws.session.aws_errors` turns them into AwsError / MissingCredentials.
+:func:`connect` builds them over one session. The CloudWatch *metrics* provider lives with the
+other providers (:class:`rfs_deploy.metrics.cloudwatch.CloudWatchProvider`, built over the same
+session). botocore errors never leave this package: :func:`~rfs_deploy.aws.session.aws_errors`
+turns them into AwsError / MissingCredentials.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rfs_deploy.aws.alarms import CloudWatchAlarms
 from rfs_deploy.aws.autoscaling import AutoScalingFleet
-from rfs_deploy.aws.cloudwatch import CloudWatchAlarms, CloudWatchMetrics, service_queries
 from rfs_deploy.aws.elbv2 import Elbv2Traffic
 from rfs_deploy.aws.images import Ec2Images
 from rfs_deploy.aws.session import DEFAULT_MAX_ATTEMPTS, AwsSession, aws_errors
@@ -24,10 +25,9 @@ from rfs_deploy.aws.session import DEFAULT_MAX_ATTEMPTS, AwsSession, aws_errors
 
 @dataclass(frozen=True)
 class AwsAdapters:
-    """The four AWS seams the runner needs, sharing one session."""
+    """The AWS seams the runner needs, sharing one session."""
 
     session: AwsSession
-    metrics: CloudWatchMetrics
     alarms: CloudWatchAlarms
     traffic: Elbv2Traffic
     fleet: AutoScalingFleet
@@ -38,7 +38,6 @@ class AwsAdapters:
         """Adapters over ``session``'s clients (raises MissingCredentials when there are none)."""
         return cls(
             session=session,
-            metrics=CloudWatchMetrics.from_session(session),
             alarms=CloudWatchAlarms.from_session(session),
             traffic=Elbv2Traffic.from_session(session),
             fleet=AutoScalingFleet.from_session(session),
@@ -64,10 +63,8 @@ __all__ = [
     "AwsAdapters",
     "AwsSession",
     "CloudWatchAlarms",
-    "CloudWatchMetrics",
     "Ec2Images",
     "Elbv2Traffic",
     "aws_errors",
     "connect",
-    "service_queries",
 ]

@@ -1,7 +1,7 @@
 """The observing steps: analysis ticks, watching an instance refresh, running an A/B test.
 
-Every tick makes one batched GetMetricData call for all metrics of the slots in play, turns the
-series into per-slot aggregates, and hands them to the pure judge (:mod:`rfs_deploy.drive.rules`,
+Every tick asks the service's metrics provider (:mod:`rfs_deploy.metrics`) once for the slots in
+play over the window, and hands the per-slot aggregates to the pure judge (:mod:`rfs_deploy.drive.rules`,
 :mod:`rfs_deploy.drive.judge`).
 The sequential baseline test's evidence is carried from step to step, so a canary's
 false-rollback probability is bounded per release, not per step.
@@ -10,22 +10,20 @@ false-rollback probability is bounded per release, not per step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rfs_deploy.aws.cloudwatch import query_id, service_queries
 from rfs_deploy.config.model import ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
 from rfs_deploy.drive.ab import decide_ab
 from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
-from rfs_deploy.drive.protocols import MetricSeries
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge
 from rfs_deploy.drive.stats import Evidence
 from rfs_deploy.drive.steps import Analyze, Decide, WatchRefresh
-from rfs_deploy.errors import AwsError
+from rfs_deploy.errors import MetricsUnavailable
+from rfs_deploy.metrics import MetricsProvider, provider_for, slot_sources
 from rfs_deploy.outputs import ServiceOutputs
 
 if TYPE_CHECKING:
@@ -48,6 +46,15 @@ class Analyst:
         self.policy = service.analysis
         self.evidence: Evidence | None = None
         self.deadline: float | None = None
+        self._metrics: MetricsProvider | None = None
+
+    @property
+    def metrics(self) -> MetricsProvider:
+        """The provider ``analysis.metrics`` names (built on first use: a plan without an
+        observing step never needs one)."""
+        if self._metrics is None:
+            self._metrics = provider_for(self.policy.metrics, self.seams.metrics)
+        return self._metrics
 
     # ------------------------------------------------------------------ steps
 
@@ -66,9 +73,9 @@ class Analyst:
             windows=planned_windows(step.duration, interval),
             evidence=self.evidence if compare else None,
         )
-        # Windows are whole metric periods on CloudWatch's boundaries (a window ending mid-period
+        # Windows are whole metric periods on the epoch's boundaries (a window ending mid-period
         # would ask for the period still being filled, which has no datapoint yet) and contiguous:
-        # after a failed fetch, or a window CloudWatch had no data for yet (ALB datapoints can
+        # after a failed fetch, or a window the provider had no data for yet (ALB datapoints can
         # arrive minutes late), the next window covers the missed time too. A failed fetch is
         # tried again after FETCH_RETRY seconds, not a whole interval.
         period = self.policy.period
@@ -85,12 +92,12 @@ class Analyst:
                 wait = round(since + period - now) or 1
                 continue
             try:
-                window, slots = self._window(out, new, base if compare else None, since, end)
+                window, slots = self._window(out, release, new, base if compare else None, since, end)
                 verdict = sj.observe(window)
                 wait = interval
                 if _has_data(window, compare):
                     since = end
-            except AwsError as exc:
+            except MetricsUnavailable as exc:
                 verdict, slots = sj.fetch_failed(str(exc)), {}
                 wait = min(interval, FETCH_RETRY)
             self._record(index, release, new, slots, verdict)
@@ -189,8 +196,8 @@ class Analyst:
                 return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
             try:
                 end = _boundary(self.seams.clock.now(), self.policy.period)
-                window, slots = self._window(out, b, a, end - interval, end)
-            except AwsError as exc:
+                window, slots = self._window(out, release, b, a, end - interval, end)
+            except MetricsUnavailable as exc:
                 self.record.errors.append(f"A/B tick skipped: {exc}")
                 continue
             windows.append(window)
@@ -223,16 +230,23 @@ class Analyst:
         return self.seams.alarms.firing(list(names)) if names else []
 
     def _window(
-        self, out: ServiceOutputs, new: SlotName, base: SlotName | None, start: float, end: float
+        self,
+        out: ServiceOutputs,
+        release: ReleaseState,
+        new: SlotName,
+        base: SlotName | None,
+        start: float,
+        end: float,
     ) -> tuple[Window, dict[str, dict[str, Any]]]:
-        """Per-slot aggregates of the metric periods in [start, end)."""
+        """Per-slot aggregates of the metric periods in [start, end), from one provider call."""
         slots: list[SlotName] = [new] if base is None else [new, base]
-        queries = service_queries(out, slots, self.policy.period)
-        series = self.seams.metrics.get_metric_data(queries, start, end)
-        partial = any(not s.complete for s in series.values())
-        aggregates = {slot: _aggregate(series, slot) for slot in slots}
+        sources = slot_sources(self.record.service, out, slots, release)
+        readings = self.metrics.read(sources, start, end, self.policy.period)
+        aggregates = {slot: readings.slots.get(slot) for slot in slots}
         numbers: dict[str, dict[str, Any]] = {slot: _as_numbers(m) for slot, m in aggregates.items()}
-        window = Window(new=aggregates[new], baseline=aggregates[base] if base else None, partial=partial)
+        window = Window(
+            new=aggregates[new], baseline=aggregates[base] if base else None, partial=readings.partial
+        )
         return window, numbers
 
     def _threshold_tick(
@@ -240,8 +254,10 @@ class Analyst:
     ) -> Verdict | None:
         try:
             end = _boundary(self.seams.clock.now(), self.policy.period)
-            window, slots = self._window(out, slot, None, end - max(seconds, self.policy.period), end)
-        except AwsError as exc:
+            window, slots = self._window(
+                out, release, slot, None, end - max(seconds, self.policy.period), end
+            )
+        except MetricsUnavailable as exc:
             self.record.errors.append(f"metrics unavailable during refresh: {exc}")
             return None
         verdict = judge(window, self.policy, baseline=False)
@@ -274,51 +290,15 @@ class Analyst:
 
 
 def _boundary(moment: float, period: int) -> float:
-    """The last metric-period boundary at or before ``moment`` (CloudWatch aligns periods to the epoch)."""
+    """The last metric-period boundary at or before ``moment`` (periods are aligned to the epoch)."""
     return math.floor(moment / period) * period
 
 
 def _has_data(window: Window, compare: bool) -> bool:
     """Whether the window's data was used (so its time must not be counted again). A window
-    with a NaN or infinite metric counts as used: asking CloudWatch again would only give the
+    with a NaN or infinite metric counts as used: asking the provider again would only give the
     same datapoint, which would keep every later window of the step without data too."""
     return window.new is not None and not window.partial and (not compare or window.baseline is not None)
-
-
-def _aggregate(series: dict[str, MetricSeries], slot: SlotName) -> SlotMetrics | None:
-    """Sum counts, take the worst p99 and the mean CPU; None when there were no requests data.
-
-    ALBs publish HTTPCode_Target_5XX_Count only for periods that had 5xx responses, so a missing
-    error series next to request data means zero errors, not missing data. A metric with a NaN or
-    infinite datapoint (or sum) is no data: it is named in ``unusable`` and never compared.
-    """
-    requests = series.get(query_id("req", slot))
-    if requests is None or not requests.values:
-        return None
-    unusable: list[str] = []
-
-    def combined(
-        kind: str, found: MetricSeries | None, how: Callable[[Sequence[float]], float]
-    ) -> float | None:
-        if found is None or not found.values:
-            return None
-        odd = next((v for v in found.values if not math.isfinite(v)), None)
-        value = how(found.values) if odd is None else odd
-        if not math.isfinite(value):  # a NaN or infinite datapoint, or a sum beyond floats
-            # (negative values are SlotMetrics' to refuse)
-            unusable.append(f"{kind} {value}")
-            return None
-        return value
-
-    total = combined("requests", requests, sum)
-    errors = combined("errors", series.get(query_id("err", slot)), sum)
-    return SlotMetrics(
-        requests=int(total or 0),
-        errors=int(errors or 0),
-        p99=combined("p99", series.get(query_id("p99", slot)), max),
-        cpu=combined("cpu", series.get(query_id("cpu", slot)), lambda v: sum(v) / len(v)),
-        unusable=tuple(unusable),
-    )
 
 
 def _as_numbers(m: SlotMetrics | None) -> dict[str, Any]:

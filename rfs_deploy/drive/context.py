@@ -11,12 +11,12 @@ from rfs_deploy.drive.protocols import (
     Clock,
     FleetControl,
     ImageFinder,
-    MetricsSource,
     StackBackend,
     TrafficReader,
 )
 from rfs_deploy.drive.records import RecordStore
 from rfs_deploy.logs import get_logger
+from rfs_deploy.metrics.base import MetricsProvider
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.cancel import Cancellation
@@ -38,7 +38,10 @@ class Seams:
     """The world as the driver sees it (production: Pulumi + boto3; sandbox: moto; tests: fakes)."""
 
     backend: StackBackend
-    metrics: MetricsSource
+    #: The CloudWatch metrics provider (production: over the driver's AWS session), used by every
+    #: service whose ``analysis.metrics`` is ``cloudwatch``; another provider is built per service
+    #: from its settings (:func:`rfs_deploy.metrics.provider_for`).
+    metrics: MetricsProvider
     traffic: TrafficReader
     fleet: FleetControl
     alarms: AlarmReader

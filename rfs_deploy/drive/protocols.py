@@ -1,9 +1,10 @@
 """The driver's seams: everything it knows of the world comes through these Protocols.
 
 Production implementations: :mod:`rfs_deploy.drive.pulumi_backend` (StackBackend),
-:mod:`rfs_deploy.aws` (MetricsSource, TrafficReader, FleetControl, AlarmReader) and
-:class:`SystemClock`. The sandbox (:mod:`rfs_deploy.sim`) implements the same Protocols;
-:mod:`rfs_deploy.testing` ships small in-memory fakes for tests and for users' own tests.
+:mod:`rfs_deploy.aws` (TrafficReader, FleetControl, AlarmReader, ImageFinder) and
+:class:`SystemClock`; metrics come through :class:`rfs_deploy.metrics.MetricsProvider`. The
+sandbox (:mod:`rfs_deploy.sim`) implements the same Protocols; :mod:`rfs_deploy.testing` ships
+small in-memory fakes for tests and for users' own tests.
 """
 
 from __future__ import annotations
@@ -85,46 +86,7 @@ class ImageFinder(Protocol):
         ...
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-Stat = Literal["Sum", "Average", "Maximum", "SampleCount", "p99"]
-
-
-@dataclass(frozen=True)
-class MetricQuery:
-    """One CloudWatch metric stat; ``id`` must be unique in a batch (lowercase start)."""
-
-    id: str
-    namespace: str
-    metric_name: str
-    dimensions: tuple[tuple[str, str], ...]
-    stat: Stat
-    period: int = 60
-
-
-@dataclass(frozen=True)
-class MetricSeries:
-    """The datapoints of one query, oldest first. Empty lists mean CloudWatch had no data."""
-
-    id: str
-    timestamps: tuple[float, ...]
-    values: tuple[float, ...]
-    #: False when CloudWatch said the result was partial (PartialData) even after paging.
-    complete: bool = True
-
-
-class MetricsSource(Protocol):
-    """CloudWatch GetMetricData."""
-
-    def get_metric_data(
-        self, queries: Sequence[MetricQuery], start: float, end: float
-    ) -> dict[str, MetricSeries]:
-        """All ``queries`` over [start, end) in one logical call (paged internally), by query id.
-
-        Raises AwsError when CloudWatch cannot be reached after retries.
-        """
-        ...
+# --------------------------------------------------------------------------- alarms
 
 
 class AlarmReader(Protocol):
@@ -205,26 +167,14 @@ class RefreshStatus:
 
 
 class FleetControl(Protocol):
-    """Auto Scaling: instance refresh and capacity."""
+    """Auto Scaling: the instance refresh the program's ``pulumi up`` started."""
 
     def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
         """The most recent instance refresh of the group, None when it never had one."""
         ...
 
-    def start_refresh(self, asg_name: str, preferences: Mapping[str, Any]) -> str:
-        """Start an instance refresh; returns its id."""
-        ...
-
     def cancel_refresh(self, asg_name: str) -> None:
         """Cancel the group's active refresh (instances already replaced stay)."""
-        ...
-
-    def rollback_refresh(self, asg_name: str) -> None:
-        """Roll the active refresh back to the previous launch template."""
-        ...
-
-    def in_service(self, asg_name: str) -> int:
-        """Instances InService in the group."""
         ...
 
 

@@ -4,12 +4,17 @@ The first two watch the slot's target group behind the service's load balancer a
 instance refresh's alarm specification (a firing alarm stops a rolling release and rolls it
 back); all three are exported so the driver can check them before and during a release.
 
+The metrics are the ones the analysis judges, from the shared table of
+:mod:`rfs_deploy.metrics.definitions`:
+
 - **5xx error rate** by metric math, ``FILL(errors, 0) / requests`` over the target group's
-  ``HTTPCode_Target_5XX_Count`` and ``RequestCount`` sums. The ALB publishes no 5xx datapoint
-  for a minute without errors, hence ``FILL``; a minute without requests has no rate at all and
-  counts as not breaching.
-- **p99 latency**: ``TargetResponseTime`` with the ``p99`` extended statistic, in seconds.
-- **CPU**: ``CPUUtilization`` averaged over the slot's Auto Scaling group, in percent.
+  :data:`~rfs_deploy.metrics.definitions.ERRORS` and :data:`~rfs_deploy.metrics.definitions.REQUESTS`
+  sums. The ALB publishes no 5xx datapoint for a minute without errors, hence ``FILL``; a minute
+  without requests has no rate at all and counts as not breaching.
+- **p99 latency**: :data:`~rfs_deploy.metrics.definitions.P99`, the ``p99`` extended statistic,
+  in seconds.
+- **CPU**: :data:`~rfs_deploy.metrics.definitions.CPU` averaged over the slot's Auto Scaling
+  group, in percent.
 
 Thresholds come from the service's ``analysis`` block. An alarm fires when ``failureLimit``
 consecutive periods breach (the same count of failed windows that ends a driver step). The
@@ -26,10 +31,10 @@ import pulumi
 import pulumi_aws as aws
 
 from rfs_deploy.config.model import Analysis
+from rfs_deploy.metrics.definitions import CPU, ERRORS, P99, REQUESTS, MetricDefinition
 
-ELB_NAMESPACE = "AWS/ApplicationELB"
-EC2_NAMESPACE = "AWS/EC2"
-ERROR_RATE_EXPRESSION = "FILL(errors, 0) / requests"
+#: The ids of the two sums are their kinds: ``FILL(errors, 0) / requests``.
+ERROR_RATE_EXPRESSION = f"FILL({ERRORS.kind}, 0) / {REQUESTS.kind}"
 
 
 def alarm_period(analysis: Analysis) -> int:
@@ -39,7 +44,7 @@ def alarm_period(analysis: Analysis) -> int:
 
 def target_dimensions(target_group_suffix: Any, load_balancer_suffix: Any) -> dict[str, Any]:
     """The ALB per-target-group dimensions (values are ARN suffixes, possibly Outputs)."""
-    return {"TargetGroup": target_group_suffix, "LoadBalancer": load_balancer_suffix}
+    return REQUESTS.dimensions(target_group=target_group_suffix, load_balancer=load_balancer_suffix)
 
 
 def error_rate_queries(
@@ -47,22 +52,22 @@ def error_rate_queries(
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
     """The metric-math queries of the 5xx-rate alarm; only the expression returns data."""
 
-    def metric(query_id: str, name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    def metric(definition: MetricDefinition) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
         return aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id=query_id,
+            id=str(definition.kind),
             metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace=ELB_NAMESPACE,
-                metric_name=name,
+                namespace=definition.namespace,
+                metric_name=definition.name,
                 dimensions=dict(dimensions),
                 period=period,
-                stat="Sum",
+                stat=definition.statistic,
             ),
             return_data=False,
         )
 
     return [
-        metric("errors", "HTTPCode_Target_5XX_Count"),
-        metric("requests", "RequestCount"),
+        metric(ERRORS),
+        metric(REQUESTS),
         aws.cloudwatch.MetricAlarmMetricQueryArgs(
             id="error_rate", expression=ERROR_RATE_EXPRESSION, label="5xx error rate", return_data=True
         ),
@@ -112,10 +117,10 @@ def create_latency_alarm(
     return aws.cloudwatch.MetricAlarm(
         resource_name,
         alarm_description=f"{label}: p99 target response time above {analysis.max_p99_latency:g} s",
-        namespace=ELB_NAMESPACE,
-        metric_name="TargetResponseTime",
+        namespace=P99.namespace,
+        metric_name=P99.name,
         dimensions=dict(dimensions),
-        extended_statistic="p99",
+        extended_statistic=P99.statistic,
         period=alarm_period(analysis),
         threshold=analysis.max_p99_latency,
         tags=dict(tags),
@@ -137,10 +142,10 @@ def create_cpu_alarm(
     return aws.cloudwatch.MetricAlarm(
         resource_name,
         alarm_description=f"{label}: average CPU above {analysis.max_cpu:g} %",
-        namespace=EC2_NAMESPACE,
-        metric_name="CPUUtilization",
-        dimensions={"AutoScalingGroupName": asg_name},
-        statistic="Average",
+        namespace=CPU.namespace,
+        metric_name=CPU.name,
+        dimensions=CPU.dimensions(asg=asg_name),
+        statistic=CPU.statistic,
         period=alarm_period(analysis),
         threshold=analysis.max_cpu,
         tags=dict(tags),

@@ -13,7 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from rfs_deploy.config.model import ReleaseState, SlotName
+    from rfs_deploy.outputs import ServiceOutputs
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,13 @@ class SlotMetrics:
 class SlotSource:
     """Where one slot's metrics are found: everything a provider may select them by.
 
-    Built from the stack's outputs (:func:`rfs_deploy.metrics.slot_sources`); a provider uses
+    Built from the stack's outputs (:func:`slot_sources`); a provider uses
     what its backend knows (CloudWatch: the dimensions and the group name; Prometheus: labels
     substituted into the configured queries)."""
 
     service: str
     #: ``blue`` or ``green``.
-    slot: str
+    slot: SlotName
     #: The version the slot runs, None when the slot is empty.
     version: str | None
     #: CloudWatch's ``LoadBalancer`` dimension, ``app/<name>/<id>``.
@@ -68,6 +72,31 @@ class SlotSource:
     target_group: str
     target_group_arn: str
     asg_name: str
+
+
+def slot_sources(
+    service: str,
+    outputs: ServiceOutputs,
+    slots: Sequence[SlotName],
+    release: ReleaseState | None = None,
+) -> list[SlotSource]:
+    """The sources of ``slots`` of one service (each slot once, in the order given); the
+    versions come from ``release`` (None: unknown)."""
+    sources: list[SlotSource] = []
+    for slot in dict.fromkeys(slots):
+        out = outputs.slot(slot)
+        sources.append(
+            SlotSource(
+                service=service,
+                slot=slot,
+                version=release.slot(slot).version if release is not None else None,
+                load_balancer=outputs.load_balancer_dimension,
+                target_group=out.target_group_dimension,
+                target_group_arn=out.target_group_arn,
+                asg_name=out.asg_name,
+            )
+        )
+    return sources
 
 
 @dataclass(frozen=True)

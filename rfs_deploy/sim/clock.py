@@ -63,6 +63,8 @@ class VirtualClock:
         self._now = float(start) if start is not None else math.floor(time.time() / 60.0) * 60.0
         self._step = float(step)
         self._listeners: list[TickListener] = []
+        #: Virtual seconds slept (advanced) so far.
+        self.slept = 0.0
 
     @property
     def step(self) -> float:
@@ -100,6 +102,7 @@ class VirtualClock:
         if seconds < 0 or math.isnan(seconds):
             raise ValueError(f"cannot sleep a negative or NaN time ({seconds})")
         end = self._now + seconds
+        self.slept += seconds
         while self._now < end:
             boundary = (math.floor(self._now / self._step) + 1) * self._step
             stop = min(end, boundary)

@@ -41,6 +41,7 @@ from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.drive.pulumi_backend import PulumiBackend
 from rfs_deploy.errors import InvalidInput
 from rfs_deploy.logs import get_logger
+from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import MotoApplier, resource_key
 from rfs_deploy.sim.provider import APPLIER_ENV
@@ -277,7 +278,7 @@ class EngineSandbox:
         aws = self.adapters()
         return Seams(
             backend=backend or self.backend,
-            metrics=aws.metrics,
+            metrics=CloudWatchProvider.from_session(aws.session),
             traffic=aws.traffic,
             fleet=aws.fleet,
             images=aws.images,

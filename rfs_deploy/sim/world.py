@@ -4,7 +4,8 @@ Each simulated minute, for every service in the stack outputs, the world reads t
 listener's real weights and rules back from moto, sends the scenario's requests through them to
 the healthy instances of each target group (moto's Auto Scaling instances, with the launch time
 and version the sandbox recorded), and writes the resulting ALB and EC2 metrics to moto's
-CloudWatch with the real namespaces and dimensions. Between minutes it advances instance
+CloudWatch with the real namespaces and dimensions (from :mod:`rfs_deploy.metrics.definitions`,
+the table the CloudWatch provider and the alarms read too). Between minutes it advances instance
 refreshes; after each minute it evaluates the alarms.
 
 The world ticks from the :class:`~rfs_deploy.sim.clock.VirtualClock`: the driver's sleeps are
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions
+from rfs_deploy.metrics import definitions as metric
 from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.sim.alarms import AlarmEvaluator
 from rfs_deploy.sim.aws import SimulatedAws
@@ -27,13 +29,11 @@ from rfs_deploy.sim.behaviour import Conduct, conduct
 from rfs_deploy.sim.clock import VirtualClock
 from rfs_deploy.sim.fleet import Fleet, Instance, TemplateVersions
 from rfs_deploy.sim.lag import ListenerLag, Snapshot
-from rfs_deploy.sim.record import COUNT_UNIT, NEVER, MetricRecord, metric_key
+from rfs_deploy.sim.record import NEVER, MetricRecord, metric_key
 from rfs_deploy.sim.refresh import RefreshEngine
 from rfs_deploy.sim.scenario import Scenario
 from rfs_deploy.sim.traffic import MinuteResult, Route, Summary, cpu_sample, simulate_minute
 
-ALB = "AWS/ApplicationELB"
-EC2 = "AWS/EC2"
 PERIOD = 60.0
 #: Instances of the stack's first update count as launched this long ago (already warm).
 WARM_AGE = 86400.0
@@ -186,20 +186,19 @@ class World:
 
     def _add(
         self,
-        name: str,
-        namespace: str,
+        definition: metric.MetricDefinition,
         dims: Sequence[tuple[str, str]],
         t0: float,
         summary: Summary,
         visible: float,
-        unit: str,
     ) -> None:
-        self.record.add(metric_key(namespace, name, dims), t0, summary, visible, unit)
+        key = metric_key(definition.namespace, definition.name, dims)
+        self.record.add(key, t0, summary, visible, definition.unit)
 
     def _record_minute(
         self, t0: float, out: ServiceOutputs, result: MinuteResult, cpu: Mapping[str, Sequence[Conduct]]
     ) -> None:
-        lb = ("LoadBalancer", out.load_balancer_dimension)
+        lb = out.load_balancer_dimension
         served = errors = 0
         for slot in out.slots.values():
             group = result.groups.get(slot.target_group_arn)
@@ -207,30 +206,23 @@ class World:
                 continue
             served += group.requests
             errors += group.errors
-            dims = (("TargetGroup", slot.target_group_dimension), lb)
+            dims = metric.REQUESTS.dimension_pairs(target_group=slot.target_group_dimension, load_balancer=lb)
             visible = self._visible_at(t0)
-            self._add("RequestCount", ALB, dims, t0, _count(group.requests), visible, COUNT_UNIT)
-            self._add("HTTPCode_Target_5XX_Count", ALB, dims, t0, _count(group.errors), visible, COUNT_UNIT)
-            self._add("HealthyHostCount", ALB, dims, t0, _count(group.healthy), visible, COUNT_UNIT)
-            self._add("UnHealthyHostCount", ALB, dims, t0, _count(group.unhealthy), visible, COUNT_UNIT)
+            self._add(metric.REQUESTS, dims, t0, _count(group.requests), visible)
+            self._add(metric.ERRORS, dims, t0, _count(group.errors), visible)
+            self._add(metric.HEALTHY_HOSTS, dims, t0, _count(group.healthy), visible)
+            self._add(metric.UNHEALTHY_HOSTS, dims, t0, _count(group.unhealthy), visible)
             if group.latency is not None:
-                self._add("TargetResponseTime", ALB, dims, t0, group.latency, visible, "Seconds")
+                self._add(metric.P99, dims, t0, group.latency, visible)
         visible = self._visible_at(t0)
-        self._add("RequestCount", ALB, (lb,), t0, _count(served + result.elb_errors), visible, COUNT_UNIT)
-        self._add("HTTPCode_Target_5XX_Count", ALB, (lb,), t0, _count(errors), visible, COUNT_UNIT)
-        self._add("HTTPCode_ELB_5XX_Count", ALB, (lb,), t0, _count(result.elb_errors), visible, COUNT_UNIT)
+        whole = metric.LB_REQUESTS.dimension_pairs(load_balancer=lb)
+        self._add(metric.LB_REQUESTS, whole, t0, _count(served + result.elb_errors), visible)
+        self._add(metric.LB_ERRORS, whole, t0, _count(errors), visible)
+        self._add(metric.LB_ELB_ERRORS, whole, t0, _count(result.elb_errors), visible)
         for asg, conducts in cpu.items():
             sample = cpu_sample(self.rng, conducts)
             if sample is not None:
-                self._add(
-                    "CPUUtilization",
-                    EC2,
-                    (("AutoScalingGroupName", asg),),
-                    t0,
-                    sample,
-                    self._visible_at(t0),
-                    "Percent",
-                )
+                self._add(metric.CPU, metric.CPU.dimension_pairs(asg=asg), t0, sample, self._visible_at(t0))
 
     # ----------------------------------------------------------------- persistence
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from rfs_deploy.config.model import Analysis, Probe, ValidationSettings
 from rfs_deploy.drive.ab import decide_ab
 from rfs_deploy.drive.judge import StepJudge
 from rfs_deploy.drive.probe import run_probe, server_timing
-from rfs_deploy.drive.protocols import MetricQuery, MetricSeries, MetricsSource
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window, judge
 from rfs_deploy.drive.stats import Evidence, rate_comparison
+from rfs_deploy.metrics import MetricsProvider, Readings, SlotSource
 from rfs_deploy.testing import Behaviour
 
 POLICY = Analysis()  # 5 % errors, p99 2 s, CPU 90 %, 100 requests
@@ -212,21 +213,22 @@ def test_a_new_version_whose_p99_is_not_a_number_is_never_promoted(strategy: str
 
 
 class NonFinite:
-    """A MetricsSource handing on another's series with every ``<kind>_<slot>`` value replaced."""
+    """A metrics provider handing on another's readings with one metric of every slot replaced
+    (``req``, ``err``, ``p99``, ``cpu``: as the series of that metric would all be ``value``)."""
 
-    def __init__(self, inner: MetricsSource, kind: str, value: float) -> None:
+    name = "non-finite"
+
+    def __init__(self, inner: MetricsProvider, kind: str, value: float) -> None:
         self.inner, self.kind, self.value = inner, kind, value
 
-    def get_metric_data(
-        self, queries: Sequence[MetricQuery], start: float, end: float
-    ) -> dict[str, MetricSeries]:
-        found = self.inner.get_metric_data(queries, start, end)
-        return {
-            qid: MetricSeries(s.id, s.timestamps, tuple(self.value for _ in s.values), s.complete)
-            if qid.startswith(f"{self.kind}_")
-            else s
-            for qid, s in found.items()
+    def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
+        found = self.inner.read(sources, start, end, period)
+        field = {"req": "requests", "err": "errors"}.get(self.kind, self.kind)
+        slots = {
+            slot: replace(m, **{field: self.value}) if m is not None and getattr(m, field) is not None else m
+            for slot, m in found.slots.items()
         }
+        return Readings(slots, partial=found.partial)
 
 
 @pytest.mark.parametrize(("kind", "value"), [("req", NAN), ("err", INF), ("cpu", NAN)])
@@ -267,28 +269,28 @@ def test_a_sandbox_canary_whose_p99_comes_out_nan_is_rolled_back(
 class OneBadMinute:
     """p99 is NaN in every window that covers the start of the first window asked for."""
 
-    def __init__(self, inner: MetricsSource) -> None:
+    name = "one-bad-minute"
+
+    def __init__(self, inner: MetricsProvider) -> None:
         self.inner = inner
         self.bad: float | None = None
 
-    def get_metric_data(
-        self, queries: Sequence[MetricQuery], start: float, end: float
-    ) -> dict[str, MetricSeries]:
+    def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
         self.bad = start if self.bad is None else self.bad
-        found = self.inner.get_metric_data(queries, start, end)
+        found = self.inner.read(sources, start, end, period)
         if not start <= self.bad < end:
             return found
-        return NonFinite(StaticSource(found), "p99", NAN).get_metric_data(queries, start, end)
+        return NonFinite(StaticSource(found), "p99", NAN).read(sources, start, end, period)
 
 
 class StaticSource:
-    def __init__(self, series: dict[str, MetricSeries]) -> None:
-        self.series = series
+    name = "static"
 
-    def get_metric_data(
-        self, queries: Sequence[MetricQuery], start: float, end: float
-    ) -> dict[str, MetricSeries]:
-        return self.series
+    def __init__(self, readings: Readings) -> None:
+        self.readings = readings
+
+    def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
+        return self.readings
 
 
 def test_one_nan_minute_is_skipped_not_asked_for_again_so_the_rest_of_the_step_is_judged() -> None:

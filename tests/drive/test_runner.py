@@ -10,10 +10,11 @@ from drive_world import NEW, SERVICE, STRATEGIES, World, build_world, promoted, 
 
 from rfs_deploy.drive import events
 from rfs_deploy.drive.journal import decode
-from rfs_deploy.drive.protocols import MetricQuery, MetricSeries, RefreshStatus
+from rfs_deploy.drive.protocols import RefreshStatus
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.drive.stack import VERIFY_POLL, VERIFY_TIMEOUT
 from rfs_deploy.drive.steps import Change
+from rfs_deploy.metrics import Readings, SlotSource
 from rfs_deploy.testing import Behaviour, FakeMetrics, FakeTraffic
 
 BAD = {
@@ -268,14 +269,12 @@ class TimelineMetrics(FakeMetrics):
         self.timeline = timeline
         self.world = world
 
-    def get_metric_data(
-        self, queries: Sequence[MetricQuery], start: float, end: float
-    ) -> dict[str, MetricSeries]:
+    def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
         out = self.world.cloud.outputs[SERVICE]
         applied = self.world.cloud.applied[SERVICE].weights
         arns = {out.slot(s).target_group_arn: w for s, w in applied.items()}
         self.timeline.append(("metrics", arns))
-        return super().get_metric_data(queries, start, end)
+        return super().read(sources, start, end, period)
 
 
 def lagging_world(lag: int) -> tuple[World, list[tuple[str, Any]]]:

@@ -108,7 +108,7 @@ def test_a_remembered_secret_and_a_url_password_are_redacted_in_records_of_any_r
     root_debug_log: io.StringIO,
 ) -> None:
     remember(["remembered-header-value"])
-    for name in ("rfs_deploy.drive.hooks", "rfs_deploy.aws.cloudwatch", "rfs_deploy.sim.engine"):
+    for name in ("rfs_deploy.drive.hooks", "rfs_deploy.metrics.cloudwatch", "rfs_deploy.sim.engine"):
         logger = importlib.import_module(name).log
         logger.debug("sending %s to %s", "remembered-header-value", DATABASE_URL)
         logger.warning("stack: %s", ["a", "remembered-header-value"], stack_info=True)

@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from rfs_deploy.aws import service_queries
 from rfs_deploy.config import Rolling
+from rfs_deploy.config.model import SlotName
 from rfs_deploy.drive.probe import server_timing
 from rfs_deploy.drive.steps import DeployIdle, RollRefresh, SetWeight
+from rfs_deploy.metrics import definitions, slot_sources
+from rfs_deploy.metrics.cloudwatch import CloudWatchProvider, MetricQuery, slot_queries
+from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.sim.sandbox import Sandbox
 
 Open = Callable[..., Sandbox]
@@ -26,6 +29,16 @@ def release_step(box: Sandbox, step: object, message: str) -> None:
 
 def sleep(box: Sandbox, seconds: float) -> None:
     asyncio.run(box.clock.sleep(seconds))
+
+
+def service_queries(out: ServiceOutputs, slots: list[SlotName]) -> list[MetricQuery]:
+    """The CloudWatch provider's queries for ``slots`` of the sandbox's service."""
+    return slot_queries(slot_sources("api-service", out, slots))
+
+
+def provider(box: Sandbox) -> CloudWatchProvider:
+    """The production CloudWatch provider over the sandbox's session (what the driver reads)."""
+    return CloudWatchProvider.from_session(box.adapters.session)
 
 
 def test_metrics_land_in_cloudwatch_with_alb_dimensions(open_sandbox: Open) -> None:
@@ -49,12 +62,44 @@ def test_metrics_land_in_cloudwatch_with_alb_dimensions(open_sandbox: Open) -> N
     assert len(answer["MetricDataResults"][0]["Values"]) == 3
 
 
+def test_the_sandbox_publishes_the_metrics_of_the_shared_table(open_sandbox: Open) -> None:
+    """What the world writes is what the provider asks for and the alarms watch: every metric
+    in moto is a row of :mod:`rfs_deploy.metrics.definitions`, with that row's dimensions, and
+    every slot metric is there for every slot."""
+    box = open_sandbox()
+    out = box.topology()["api-service"]
+    sleep(box, 180)
+    published = {
+        (m["Namespace"], m["MetricName"], frozenset(d["Name"] for d in m["Dimensions"]))
+        for m in box.aws.raw("cloudwatch").list_metrics()["Metrics"]
+    }
+    rows = [
+        *definitions.SLOT_METRICS,
+        *definitions.TARGET_GROUP_HEALTH,
+        *definitions.LOAD_BALANCER_METRICS,
+    ]
+    table = {
+        (m.namespace, m.name, frozenset(m.dimensions(target_group="t", load_balancer="l", asg="a")))
+        for m in rows
+    }
+    assert published == table
+    queried = {
+        (q.namespace, q.metric_name, frozenset(n for n, _ in q.dimensions))
+        for q in service_queries(out, ["blue"])
+    }
+    slot_rows = {
+        (m.namespace, m.name, frozenset(m.dimensions(target_group="t", load_balancer="l", asg="a")))
+        for m in definitions.SLOT_METRICS
+    }
+    assert queried == slot_rows <= published
+
+
 def test_production_adapters_read_p99_and_sums(open_sandbox: Open) -> None:
     box = open_sandbox()
     out = box.topology()["api-service"]
     sleep(box, 300)
     now = box.clock.now()
-    series = box.adapters.metrics.get_metric_data(service_queries(out, ["blue"]), now - 300, now)
+    series = provider(box).get_metric_data(service_queries(out, ["blue"]), now - 300, now)
     assert len(series["req_blue"].values) == 5
     assert all(5000 < v < 7000 for v in series["req_blue"].values)
     assert all(0.2 < v < 0.6 for v in series["p99_blue"].values)  # healthy: p99 about 0.35 s
@@ -71,9 +116,7 @@ def test_traffic_split_follows_listener_weights(open_sandbox: Open) -> None:
     assert box.adapters.traffic.forward_weights(out.listener_arn)[out.slot("green").target_group_arn] == 30
     start = box.clock.now()
     sleep(box, 600)
-    series = box.adapters.metrics.get_metric_data(
-        service_queries(out, ["blue", "green"]), start, box.clock.now()
-    )
+    series = provider(box).get_metric_data(service_queries(out, ["blue", "green"]), start, box.clock.now())
     blue, green = sum(series["req_blue"].values), sum(series["req_green"].values)
     assert green / (blue + green) == pytest.approx(0.30, abs=0.02)
 
@@ -205,7 +248,7 @@ def test_flaky_metrics_drop_points_and_throttle_calls(open_sandbox: Open) -> Non
     now, throttled, counts = box.clock.now(), 0, []
     for _ in range(30):
         try:
-            series = box.adapters.metrics.get_metric_data(service_queries(out, ["blue"]), now - 1200, now)
+            series = provider(box).get_metric_data(service_queries(out, ["blue"]), now - 1200, now)
         except AwsError as exc:
             assert "Throttling" in str(exc)
             throttled += 1
