@@ -507,3 +507,40 @@ def test_sigv4_without_credentials_is_unavailable(monkeypatch: pytest.MonkeyPatc
 
     with pytest.raises(MetricsUnavailable, match="no AWS credentials found to sign Prometheus requests"):
         PrometheusProvider(config, client).read([source("shop", "blue")], T0, T0 + 60, 60)
+
+
+# --------------------------------------------------------------------------- the docs
+
+
+def test_the_docs_table_has_every_key_with_its_default_and_the_default_queries_verbatim() -> None:
+    from rfs_deploy.config.model import PrometheusQueries, PrometheusSigV4
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    section = page[page.index("## Prometheus") : page.index("## Writing a provider")]
+    cells = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+    rows = {key.strip().strip("`"): default.strip() for key, default in cells}
+
+    def shown(value: object) -> str:
+        text = "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        return f"`{text}`"
+
+    expected = {}
+    for model, prefix in [
+        (PrometheusSettings, ""),
+        (PrometheusQueries, "queries."),
+        (PrometheusSigV4, "sigv4."),
+    ]:
+        for name, field in model.model_fields.items():
+            if model is PrometheusSettings and name in ("provider", "queries"):
+                continue
+            if field.is_required():
+                default = "(required)"
+            elif model is PrometheusQueries and field.default is not None:
+                default = "see below"
+            else:
+                default = shown(field.get_default(call_default_factory=True))
+            expected[prefix + (field.alias or name)] = default
+    assert {key: rows.get(key) for key in expected} == expected
+    for query in PrometheusQueries().model_dump().values():
+        if query is not None:
+            assert query in section, query
