@@ -1,7 +1,7 @@
 """The driver's seams: everything it knows of the world comes through these Protocols.
 
 Production implementations: :mod:`rfs_deploy.drive.pulumi_backend` (StackBackend),
-:mod:`rfs_deploy.aws` (TrafficReader, FleetControl, AlarmReader, ImageFinder) and
+the boto3 adapters of the ``aws`` package (TrafficReader, FleetControl, AlarmReader, ImageFinder) and
 :class:`SystemClock`; metrics come through :class:`rfs_deploy.metrics.MetricsProvider`. The
 sandbox (:mod:`rfs_deploy.sim`) implements the same Protocols; :mod:`rfs_deploy.testing` ships
 small in-memory fakes for tests and for users' own tests.
