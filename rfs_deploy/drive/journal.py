@@ -57,8 +57,8 @@ __all__ = [
     "RESTORED",
     "ROLLBACK_STRATEGY",
     "Checkpoint",
-    "DeploymentStatus",
     "JournalDeployment",
+    "JournalStatus",
     "JournalTag",
     "Phase",
     "checkpoint_at",
@@ -97,7 +97,9 @@ class Checkpoint:
             ) from None
 
 
-DeploymentStatus = Literal["completed", "rolled-back", "aborted", "rolling-back", "aborting", "in-progress"]
+#: A deployment's status as stack history shows it; a deployment record's status is the seed's
+#: :class:`rfs_deploy.drive.records.DeploymentStatus`, which :mod:`rfs_deploy.cli.views` maps it to.
+JournalStatus = Literal["completed", "rolled-back", "aborted", "rolling-back", "aborting", "in-progress"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class JournalDeployment:
     version: str
     strategy: str
     total_steps: int
-    status: DeploymentStatus
+    status: JournalStatus
     #: 0-based index of the newest plan step whose update succeeded; None before the first.
     last_completed_step: int | None
     #: The pre-deployment checkpoint: the restore target of abort and rollback. None when history
@@ -343,7 +345,7 @@ def checkpoint_at(history: Sequence[HistoryEntry], version: int) -> Checkpoint:
 # --------------------------------------------------------------------------- helpers
 
 
-def _status(newest: HistoryEntry, tag: JournalTag) -> DeploymentStatus:
+def _status(newest: HistoryEntry, tag: JournalTag) -> JournalStatus:
     # a restoring update that still waits for its confirmation has not finished the restore
     ok = newest.result == "succeeded" and not tag.wait
     if tag.phase == "rollback":

@@ -24,7 +24,9 @@ RECORD_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\.json\Z")
 
 
 class DeploymentStatus(enum.StrEnum):
-    """The seed's statuses."""
+    """The seed's statuses: a deployment record's status, and the seed API's
+    ``rfs_deploy.deployment.DeploymentStatus`` (this class). How stack history shows a deployment
+    is another type, :data:`rfs_deploy.drive.journal.JournalStatus`."""
 
     PENDING = "PENDING"
     IN_PROGRESS = "IN_PROGRESS"
