@@ -25,9 +25,7 @@ class ABDecision:
     srm: bool = False
 
 
-def decide_ab(
-    windows: Sequence[Window], split: int, policy: Analysis, *, require_improvement: bool = False
-) -> ABDecision:
+def decide_ab(windows: Sequence[Window], split: int, policy: Analysis) -> ABDecision:
     """Decide an A/B test from its windows (``new`` = variant B, ``baseline`` = variant A).
 
     Complete windows with data for both variants are pooled (a window where either variant has
@@ -37,8 +35,8 @@ def decide_ab(
     error rate is higher than A's by the exact conditional binomial test at ``significance``; or
     B's p99 is above ``latency_tolerance`` x A's in significantly more than half of the windows
     (one-sided sign test — CloudWatch gives percentiles per window, not distributions).
-    Otherwise B, the release being shipped, wins for being no worse; with
-    ``require_improvement`` it must also be significantly better on errors or latency.
+    Otherwise B, the release being shipped, wins for being no worse (the reason says when it is
+    also significantly better on errors or latency).
     Each comparison runs at ``significance``, so a sound B loses with probability at most
     twice that — the safe direction.
     """
@@ -93,8 +91,6 @@ def decide_ab(
         for name, key in (("error rate", "errors_p_better"), ("latency", "latency_p_faster"))
         if float(numbers.get(key) or 1.0) < policy.significance
     ]
-    if require_improvement and not better:
-        return ABDecision("A", "B is not significantly better than A; keep A", numbers)
     how = f"better on {' and '.join(better)}" if better else "no worse"
     return ABDecision(
         "B",

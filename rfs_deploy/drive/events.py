@@ -13,14 +13,6 @@ class Event:
 
 
 @dataclass(frozen=True)
-class DeploymentStarted(Event):
-    service: str
-    version: str
-    strategy: str
-    steps: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class StepStarted(Event):
     index: int
     total: int

@@ -13,8 +13,8 @@ phase's hooks in order and stops at the first failure. A hook fails when it
   ``ok`` attribute is ``False``.
 
 Anything else (``None``, ``True``, a value) is success. Which failures stop a deployment is the
-runner's call; :attr:`HookReport.blocks_deployment` says that a failed post-deployment hook does
-not undo a completed deployment — it is only reported.
+driver's call: a failed pre-deployment or validation hook stops it, a failed post-deployment hook
+does not undo a completed deployment — it is only reported.
 
 Two ready-made hooks: :class:`HttpValidationHook` runs the HTTP checks of
 :mod:`rfs_deploy.drive.validation` against the context's base URL, and
@@ -112,11 +112,6 @@ class HookReport:
     @property
     def failed(self) -> HookResult | None:
         return next((result for result in self.results if not result.ok), None)
-
-    @property
-    def blocks_deployment(self) -> bool:
-        """A failure before or during validation stops the deployment; after it, it is reported only."""
-        return not self.ok and self.phase is not HookPhase.POST_DEPLOYMENT
 
     @property
     def summary(self) -> str:

@@ -229,23 +229,3 @@ class Decide(Step):
 
     def describe(self) -> str:
         return f"run the A/B test for {self.duration}s, then decide"
-
-
-STEP_KINDS: dict[str, type[Step]] = {
-    cls.kind: cls
-    for cls in (
-        DeployIdle,
-        SetWeight,
-        StartVariants,
-        Promote,
-        ScaleDown,
-        RollRefresh,
-        FinishRefresh,
-        WaitHealthy,
-        Validate,
-        Pause,
-        Analyze,
-        WatchRefresh,
-        Decide,
-    )
-}

@@ -93,7 +93,7 @@ def test_run_stops_at_the_first_failure(returned: Any, detail: str) -> None:
     bad_hook.name = "bad-hook"  # type: ignore[attr-defined]
     report = run([ok_hook, bad_hook, never])
     assert ran == ["ok", "bad"]
-    assert not report.ok and report.blocks_deployment
+    assert not report.ok
     assert report.failed is not None and report.failed.name == "bad-hook"
     assert report.failed.detail == detail
     assert report.skipped == ("never",)
@@ -109,7 +109,6 @@ def test_an_exception_is_captured_as_the_failure_reason() -> None:
     assert report.failed is not None
     assert report.failed.detail == "raised RuntimeError: schema migration failed: table orders is locked"
     assert report.failed.value is None
-    assert report.blocks_deployment
 
 
 def test_a_secret_quoted_by_an_exception_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,10 +122,9 @@ def test_a_secret_quoted_by_an_exception_is_redacted(monkeypatch: pytest.MonkeyP
     assert report.failed.detail == "raised ConnectionError: POST https://hooks.example/*** refused"
 
 
-def test_a_post_deployment_failure_is_reported_without_blocking() -> None:
+def test_a_post_deployment_failure_is_reported() -> None:
     report = run([lambda context: False], HookPhase.POST_DEPLOYMENT)
     assert not report.ok
-    assert not report.blocks_deployment
     assert report.as_dict()["summary"].startswith("post-deployment hook <lambda> failed: returned False")
 
 
