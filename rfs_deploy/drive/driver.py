@@ -541,16 +541,7 @@ class Driver:
         stack.save()
 
     def _hook_context(self, record: DeploymentRecord) -> HookContext:
-        return HookContext(
-            deployment_id=record.deployment_id,
-            service=record.service,
-            version=record.version,
-            environment=record.stack,
-            phase=HookPhase.PRE_DEPLOYMENT,
-            strategy=record.strategy,
-            previous_version=record.previous_version,
-            result=record,
-        )
+        return HookContext.from_record(record, HookPhase.PRE_DEPLOYMENT, result=record)
 
     def _cmd(self, verb: str) -> str:
         return f"{self.seams.command_prefix} {verb} --stack {self.seams.backend.stack_name}"

@@ -30,13 +30,16 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from rfs_deploy.config.secrets import redact
 from rfs_deploy.drive.validation import ValidationReport, ValidationSettings, validate
 from rfs_deploy.logs import get_logger
+
+if TYPE_CHECKING:
+    from rfs_deploy.drive.records import DeploymentRecord
 
 log = get_logger(__name__)
 
@@ -80,6 +83,30 @@ class HookContext:
     #: The deployment's outcome so far (e.g. the seed's deployment result), for post hooks.
     result: Any = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(
+        cls,
+        record: DeploymentRecord,
+        phase: HookPhase,
+        *,
+        version: str | None = None,
+        base_url: str | None = None,
+        result: Any = None,
+    ) -> HookContext:
+        """The context of a hook run for the deployment ``record`` describes (its stack is the
+        environment); ``version`` overrides the record's."""
+        return cls(
+            deployment_id=record.deployment_id,
+            service=record.service,
+            version=record.version if version is None else version,
+            environment=record.stack,
+            phase=phase,
+            strategy=record.strategy,
+            previous_version=record.previous_version,
+            base_url=base_url,
+            result=result,
+        )
 
 
 @dataclass(frozen=True)

@@ -31,15 +31,8 @@ async def run_validation(
     seams: Seams, record: DeploymentRecord, service: ServiceConfig, outputs: ServiceOutputs, version: str
 ) -> StepOutcome:
     """Pass only when every validation hook and every HTTP check passes."""
-    context = HookContext(
-        deployment_id=record.deployment_id,
-        service=record.service,
-        version=version,
-        environment=record.stack,
-        phase=HookPhase.VALIDATION,
-        strategy=record.strategy,
-        previous_version=record.previous_version,
-        base_url=outputs.test_url,
+    context = HookContext.from_record(
+        record, HookPhase.VALIDATION, version=version, base_url=outputs.test_url
     )
     hooks = await run_hooks(seams.hooks.validation, context, HookPhase.VALIDATION)
     if not hooks.ok:

@@ -12,6 +12,7 @@ import pytest
 
 from rfs_deploy.drive.command_hook import CommandHook, CommandResult
 from rfs_deploy.drive.hooks import HookContext, HookPhase, HookReport, HttpValidationHook, run_hooks
+from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.drive.validation import ValidationReport, ValidationSettings
 
 CONTEXT = HookContext(
@@ -141,6 +142,30 @@ def test_a_mapping_context_gets_the_phase_and_feeds_command_hooks() -> None:
     report = run([hook], HookPhase.POST_DEPLOYMENT, context)
     assert report.results[0].value.output.strip() == "dep-7 api-service post-deployment"
     assert "phase" not in context
+
+
+def test_the_context_of_a_deployment_record() -> None:
+    record = DeploymentRecord("dep-9", "production", "api-service", "v2.0.0", "v1.0.0", "canary")
+    pre = HookContext.from_record(record, HookPhase.PRE_DEPLOYMENT, result=record)
+    assert pre == HookContext(
+        deployment_id="dep-9",
+        service="api-service",
+        version="v2.0.0",
+        environment="production",
+        phase=HookPhase.PRE_DEPLOYMENT,
+        strategy="canary",
+        previous_version="v1.0.0",
+        result=record,
+    )
+    check = HookContext.from_record(
+        record, HookPhase.VALIDATION, version="v2.0.1", base_url="http://test.sim"
+    )
+    assert (check.version, check.base_url, check.phase, check.result) == (
+        "v2.0.1",
+        "http://test.sim",
+        HookPhase.VALIDATION,
+        None,
+    )
 
 
 def test_an_unknown_phase_is_rejected() -> None:
