@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rfs_deploy.config.model import Analysis
-from rfs_deploy.drive.rules import Number, SlotMetrics, Window, absolute_thresholds, weighted_mean
+from rfs_deploy.drive.rules import Number, Window, absolute_thresholds, weighted_mean
 from rfs_deploy.drive.stats import rate_comparison, sample_ratio, sign_test
+from rfs_deploy.metrics.base import SlotMetrics
 
 
 @dataclass(frozen=True)

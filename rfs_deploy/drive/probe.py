@@ -39,7 +39,8 @@ from rfs_deploy.config.model import Analysis, ValidationSettings
 from rfs_deploy.config.secrets import remember
 from rfs_deploy.drive.judge import MAX_HOLDS, StepJudge
 from rfs_deploy.drive.protocols import Clock, SystemClock
-from rfs_deploy.drive.rules import SlotMetrics, Verdict, Window
+from rfs_deploy.drive.rules import Verdict, Window
+from rfs_deploy.metrics.base import SlotMetrics
 
 _SERVER_TIMING = re.compile(r"(?:^|,)\s*(?:total|app)\s*;(?:[^,]*;)?\s*dur=([^,;\s]*)", re.IGNORECASE)
 

@@ -7,7 +7,8 @@ import pytest
 
 from rfs_deploy.config.model import Analysis
 from rfs_deploy.drive.ab import decide_ab
-from rfs_deploy.drive.rules import SlotMetrics, Window
+from rfs_deploy.drive.rules import Window
+from rfs_deploy.metrics.base import SlotMetrics
 
 POLICY = Analysis()  # 5 % errors, p99 2 s, CPU 90 %, 100 requests, significance 0.01, tolerance 1.5
 

@@ -9,7 +9,7 @@ import pytest
 
 from rfs_deploy.config.model import Analysis
 from rfs_deploy.drive.judge import MAX_HOLDS, StepJudge, planned_windows
-from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window
+from rfs_deploy.drive.rules import Outcome, Verdict, Window
 from rfs_deploy.drive.stats import (
     Evidence,
     binom_cdf,
@@ -19,6 +19,7 @@ from rfs_deploy.drive.stats import (
     sample_ratio,
     threshold,
 )
+from rfs_deploy.metrics.base import SlotMetrics
 
 POLICY = Analysis()  # 5 % errors, p99 2 s, CPU 90 %, 100 requests, significance 0.01, tolerance 1.5
 

@@ -7,8 +7,9 @@ import math
 import pytest
 
 from rfs_deploy.config.model import Analysis
-from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge, worst
+from rfs_deploy.drive.rules import Outcome, Verdict, Window, judge, worst
 from rfs_deploy.drive.stats import Evidence
+from rfs_deploy.metrics.base import SlotMetrics
 
 POLICY = Analysis()  # 5 % errors, p99 2 s, CPU 90 %, 100 requests, significance 0.01, tolerance 1.5
 
