@@ -22,11 +22,10 @@ ec2:DescribeImages                 Ec2Images.find (only for a     none possible 
                                    service with lookupTag)
 =================================  =============================  ===============================
 
-The adapter also offers ``start_refresh``, ``rollback_refresh`` and ``in_service``
-(StartInstanceRefresh, RollbackInstanceRefresh, DescribeAutoScalingGroups); the driver never
-calls them — the program's ``instanceRefresh`` block starts refreshes during ``pulumi up`` — so
-they are not granted. Resource names follow the program's Pulumi auto-naming: ``<service>-asg-
-<slot>-<suffix>`` for groups and ``<service>-<kind>-<slot>-<suffix>`` for alarms.
+The driver never starts or reverses an instance refresh — the program's ``instanceRefresh``
+block starts refreshes during ``pulumi up`` — so StartInstanceRefresh and RollbackInstanceRefresh
+are not granted. Resource names follow the program's Pulumi auto-naming: ``<service>-asg-<slot>-
+<suffix>`` for groups and ``<service>-<kind>-<slot>-<suffix>`` for alarms.
 
 ``pulumi up`` (run by the driver through the Automation API) creates and changes the program's
 resources; :func:`pulumi_actions` lists what the AWS provider needs for them, by resource type.

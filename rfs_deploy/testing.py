@@ -274,28 +274,11 @@ class FakeFleet:
     def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
         return self.cloud.refresh.get(asg_name)
 
-    def start_refresh(self, asg_name: str, preferences: Mapping[str, Any]) -> str:
-        self.calls.append(("start", asg_name))
-        status = RefreshStatus(f"ir-{len(self.cloud.refresh) + 1}", "InProgress", 0, 0)
-        self.cloud.refresh[asg_name] = status
-        return status.refresh_id
-
     def cancel_refresh(self, asg_name: str) -> None:
         self.calls.append(("cancel", asg_name))
         current = self.cloud.refresh.get(asg_name)
         if current is not None:
             self.cloud.refresh[asg_name] = RefreshStatus(current.refresh_id, "Cancelled", 0, 0)
-
-    def rollback_refresh(self, asg_name: str) -> None:
-        self.calls.append(("rollback", asg_name))
-        current = self.cloud.refresh.get(asg_name)
-        if current is not None:
-            self.cloud.refresh[asg_name] = RefreshStatus(current.refresh_id, "RollbackSuccessful", 0, 0)
-
-    def in_service(self, asg_name: str) -> int:
-        service, slot = self.cloud.locate(asg_name)
-        assert slot is not None
-        return self.cloud.applied[service].slot(slot).capacity
 
 
 class FakeMetrics:

@@ -1,4 +1,8 @@
-"""Auto Scaling adapter (FleetControl): instance refresh and in-service capacity of a slot's fleet."""
+"""Auto Scaling adapter (FleetControl): a slot's latest instance refresh, and cancelling it.
+
+The program's ``instanceRefresh`` block starts refreshes during ``pulumi up``; the driver only
+watches them and, when it rolls back, cancels one still rolling the bad version out.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from botocore.exceptions import ClientError
 
 from rfs_deploy.aws.session import AwsSession, aws_errors, error_code
 from rfs_deploy.drive.protocols import RefreshStatus
-from rfs_deploy.errors import AwsError
 
 #: AWS's answer when a group has no refresh to cancel or roll back.
 NO_ACTIVE_REFRESH = "ActiveInstanceRefreshNotFound"
@@ -44,16 +47,6 @@ class AutoScalingFleet:
         refreshes = answer.get("InstanceRefreshes", [])
         return refresh_status(refreshes[0]) if refreshes else None
 
-    def start_refresh(self, asg_name: str, preferences: Mapping[str, Any]) -> str:
-        """Start a Rolling instance refresh; ``preferences`` is the API's ``Preferences`` structure
-        (MinHealthyPercentage, InstanceWarmup, CheckpointPercentages, AutoRollback, ...). Returns its id.
-        """
-        with aws_errors(f"Auto Scaling StartInstanceRefresh {asg_name}"):
-            answer = self._client.start_instance_refresh(
-                AutoScalingGroupName=asg_name, Strategy="Rolling", Preferences=dict(preferences)
-            )
-        return str(answer["InstanceRefreshId"])
-
     def cancel_refresh(self, asg_name: str) -> None:
         """Cancel the group's active refresh; instances already replaced stay.
 
@@ -66,21 +59,3 @@ class AutoScalingFleet:
             except ClientError as exc:
                 if error_code(exc) != NO_ACTIVE_REFRESH:
                     raise
-
-    def rollback_refresh(self, asg_name: str) -> None:
-        """Roll the active refresh back to the launch template it started from.
-
-        Raises AwsError when there is no active refresh or AWS cannot reverse it.
-        """
-        with aws_errors(f"Auto Scaling RollbackInstanceRefresh {asg_name}"):
-            self._client.rollback_instance_refresh(AutoScalingGroupName=asg_name)
-
-    def in_service(self, asg_name: str) -> int:
-        """Instances of the group whose LifecycleState is InService."""
-        with aws_errors(f"Auto Scaling DescribeAutoScalingGroups {asg_name}"):
-            groups = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])[
-                "AutoScalingGroups"
-            ]
-        if not groups:
-            raise AwsError(f"Auto Scaling DescribeAutoScalingGroups failed: no group named {asg_name!r}")
-        return sum(1 for inst in groups[0].get("Instances", []) if inst.get("LifecycleState") == "InService")

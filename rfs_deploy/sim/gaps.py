@@ -9,8 +9,9 @@ Installed on the sandbox's boto3 session only (never on moto itself, never in pr
 * ``DescribeTargetHealth``: target states from the physics (moto calls every target healthy).
 * ``DescribeListeners`` / ``DescribeRules``: while a listener change propagates (the scenario's
   ``loadBalancer.propagationDelay``), the configuration from before it; otherwise moto's answer.
-* ``Start/Describe/Cancel/RollbackInstanceRefresh``: the sandbox's refresh engine (moto raises
-  NotImplementedError).
+* ``Describe/CancelInstanceRefresh``: the sandbox's refresh engine (moto raises
+  NotImplementedError). The refreshes themselves start from the stack update, as the program's
+  ``instanceRefresh`` block makes the AWS provider start them.
 
 A handler on ``before-parameter-build`` keeps the caller's parameters in the request context;
 the ``before-call`` handler answers from them with a parsed response, and botocore raises the
@@ -70,10 +71,8 @@ class GapHandlers:
             "elastic-load-balancing-v2.DescribeTargetHealth": self.describe_target_health,
             "elastic-load-balancing-v2.DescribeListeners": self.describe_listeners,
             "elastic-load-balancing-v2.DescribeRules": self.describe_rules,
-            "auto-scaling.StartInstanceRefresh": self.start_instance_refresh,
             "auto-scaling.DescribeInstanceRefreshes": self.describe_instance_refreshes,
             "auto-scaling.CancelInstanceRefresh": self.cancel_instance_refresh,
-            "auto-scaling.RollbackInstanceRefresh": self.rollback_instance_refresh,
         }
 
     def install(self, aws: Any) -> None:
@@ -208,14 +207,6 @@ class GapHandlers:
 
     # ----------------------------------------------------------------- Auto Scaling
 
-    def start_instance_refresh(self, params: dict[str, Any]) -> Answer:
-        world = self.world
-        self.on_change()
-        refresh_id = world.refreshes.start(
-            params["AutoScalingGroupName"], params.get("Preferences"), world.clock.now()
-        )
-        return _ok({"InstanceRefreshId": refresh_id})
-
     def describe_instance_refreshes(self, params: dict[str, Any]) -> Answer:
         entries = self.world.refreshes.describe(params["AutoScalingGroupName"])
         if params.get("InstanceRefreshIds"):
@@ -228,13 +219,6 @@ class GapHandlers:
         self.on_change()
         return _ok(
             {"InstanceRefreshId": world.refreshes.cancel(params["AutoScalingGroupName"], world.clock.now())}
-        )
-
-    def rollback_instance_refresh(self, params: dict[str, Any]) -> Answer:
-        world = self.world
-        self.on_change()
-        return _ok(
-            {"InstanceRefreshId": world.refreshes.rollback(params["AutoScalingGroupName"], world.clock.now())}
         )
 
 

@@ -117,6 +117,12 @@ def test_killed_deploy_is_rolled_back_by_abort_in_a_new_process(place: Place) ->
     assert world["healthy"]["blue"] == 10
 
 
+def in_service(seams: Any, asg: str) -> int:
+    """Instances of the group InService, read through the sandbox's Auto Scaling client."""
+    groups = seams.fleet._client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])
+    return sum(1 for i in groups["AutoScalingGroups"][0]["Instances"] if i["LifecycleState"] == "InService")
+
+
 def read_world(place: Place, checkpoint: int = 1) -> dict[str, Any]:
     """The session the commands left, opened in this process: config, listener, fleet."""
     with pytest.MonkeyPatch.context() as mp:
@@ -137,7 +143,7 @@ def read_world(place: Place, checkpoint: int = 1) -> dict[str, Any]:
                 "checkpoint_release": entry.release[SERVICE].to_config(),
                 "live_version": release.slot(release.live).version,
                 "weights": {s: weights.get(s, 0) for s in SLOTS},
-                "in_service": {s: seams.fleet.in_service(out.slot(s).asg_name) for s in SLOTS},
+                "in_service": {s: in_service(seams, out.slot(s).asg_name) for s in SLOTS},
                 "healthy": {
                     s: seams.traffic.target_health(out.slot(s).target_group_arn).healthy for s in SLOTS
                 },
