@@ -25,7 +25,7 @@ from rfs_deploy.config.model import (
     Variants,
     other_slot,
 )
-from rfs_deploy.drive.plans import describe, plan, replay
+from rfs_deploy.drive.plans import describe, plan, planned_seconds, replay
 from rfs_deploy.drive.steps import (
     Analyze,
     Change,
@@ -288,3 +288,42 @@ def test_described_plan_is_numbered_text() -> None:
     assert lines[0] == " 1. deploy v2.0.0 to the idle slot (10 instances)"
     assert " 4. set weight 50%" in lines
     assert lines[-1].endswith("scale the old slot to zero")
+
+
+# --------------------------------------------------------------------------- judged slot and schedule
+
+
+def test_the_judged_slot_is_the_one_running_the_release() -> None:
+    steady = start()
+    assert steady.judged_slot(NEW) == "blue"  # nothing deployed yet: the live slot
+    deployed = steady.with_slot("green", version=NEW, capacity=10)
+    assert deployed.judged_slot(NEW) == "green"  # on the idle slot, before any traffic
+    stepped = deployed.evolve(weights={"blue": 90, "green": 10})
+    assert stepped.judged_slot(NEW) == "green"
+    # a scaled-down idle slot that once ran the version is not judged; nor is another version
+    assert steady.with_slot("green", version=NEW, capacity=0).judged_slot(NEW) == "blue"
+    assert deployed.judged_slot("v3.0.0") == "blue"
+    # rolling: the live slot itself runs the release
+    assert steady.with_slot("blue", version=NEW).judged_slot(NEW) == "blue"
+    # promoted: the new version is live
+    assert replay(steady, plan(service(), Canary(), steady, NEW)).judged_slot(NEW) == "green"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "scheduled"),
+    [
+        # switch delay + bake + scale-down delay
+        (BlueGreen(), 60 + 300 + 300),
+        # nine partial weights and the 100 % window, 60 s each
+        (Canary(), 10 * 60),
+        # the refresh's expected 1020 s and the final window
+        (Rolling(batch_size=3, batch_interval=45), 1020 + 60),
+        (ABTest(duration=1800), 1800),
+    ],
+    ids=["blue-green", "canary", "rolling", "ab-test"],
+)
+def test_planned_seconds_counts_what_a_plan_schedules(strategy: Strategy, scheduled: int) -> None:
+    assert planned_seconds(plan(service(), strategy, start(), NEW)) == scheduled
+    assert planned_seconds(plan(service(warmup=45), strategy, start(), NEW)) == scheduled + (
+        0 if isinstance(strategy, Rolling) else 45
+    )
