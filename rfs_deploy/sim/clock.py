@@ -50,7 +50,8 @@ class VirtualClock:
     """A :class:`~rfs_deploy.drive.protocols.Clock` whose time moves only when asked.
 
     ``start`` defaults to the current wall time rounded down to the minute, so timestamps look
-    real in reports; pass a fixed value for reproducible runs.
+    real in reports; pass a fixed value for reproducible runs. The tests' and the fakes'
+    :class:`rfs_deploy.testing.ManualClock` is this clock too.
     """
 
     def __init__(

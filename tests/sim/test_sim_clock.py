@@ -56,3 +56,21 @@ def test_default_start_is_now_rounded_to_the_minute() -> None:
     start = VirtualClock().now()
     assert start % 60 == 0
     assert abs(start - time.time()) < 120
+
+
+def test_the_tests_manual_clock_is_this_clock_keeping_still_between_sleeps() -> None:
+    """rfs_deploy.testing.ManualClock is a VirtualClock: one slice per sleep, listeners told the
+    new time, a negative sleep is none (the fakes' semantics), ``slept`` counted the same way."""
+    from rfs_deploy.testing import ManualClock
+
+    clock = ManualClock()
+    assert isinstance(clock, VirtualClock) and clock.now() == 1_700_000_000.0
+    seen: list[float] = []
+    slices: list[tuple[float, float]] = []
+    clock.listeners.append(seen.append)
+    clock.subscribe(lambda start, end: slices.append((start, end)))
+    asyncio.run(clock.sleep(150))
+    asyncio.run(clock.sleep(-5))
+    assert seen == [1_700_000_150.0, 1_700_000_150.0]
+    assert slices == [(1_700_000_000.0, 1_700_000_150.0)]
+    assert clock.slept == 150.0
