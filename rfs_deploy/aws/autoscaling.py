@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from rfs_deploy.aws.session import AwsSession, aws_errors, error_code
-from rfs_deploy.drive.protocols import RefreshStatus
+from rfs_deploy.readback import RefreshStatus
 
 #: AWS's answer when a group has no refresh to cancel or roll back.
 NO_ACTIVE_REFRESH = "ActiveInstanceRefreshNotFound"

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rfs_deploy.aws.session import AwsSession, aws_errors
-from rfs_deploy.drive.protocols import RuleView, TargetHealth
 from rfs_deploy.errors import AwsError
+from rfs_deploy.readback import RuleView, TargetHealth
 
 #: ELBv2 target states -> the TargetHealth field they count in. ``unavailable`` (health checks
 #: off) counts as unhealthy: nothing vouches for the target.

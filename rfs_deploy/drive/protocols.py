@@ -4,7 +4,9 @@ Production implementations: :mod:`rfs_deploy.drive.pulumi_backend` (StackBackend
 the boto3 adapters of the ``aws`` package (TrafficReader, FleetControl, AlarmReader, ImageFinder) and
 :class:`SystemClock`; metrics come through :class:`rfs_deploy.metrics.MetricsProvider`. The
 sandbox (:mod:`rfs_deploy.sim`) implements the same Protocols; :mod:`rfs_deploy.testing` ships
-small in-memory fakes for tests and for users' own tests.
+small in-memory fakes for tests and for users' own tests. The values read back from AWS
+(TargetHealth, RuleView, RefreshStatus) are defined in :mod:`rfs_deploy.readback` and re-exported
+here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from rfs_deploy.config.model import ReleaseState, StackConfig
+from rfs_deploy.readback import RefreshStatus, RuleView, TargetHealth
 
 # --------------------------------------------------------------------------- stack backend
 
@@ -100,31 +103,6 @@ class AlarmReader(Protocol):
 # --------------------------------------------------------------------------- traffic & fleet
 
 
-@dataclass(frozen=True)
-class TargetHealth:
-    """Target counts of one target group by state."""
-
-    healthy: int = 0
-    unhealthy: int = 0
-    initial: int = 0
-    draining: int = 0
-    unused: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.healthy + self.unhealthy + self.initial + self.unused
-
-
-@dataclass(frozen=True)
-class RuleView:
-    """A listener rule as ELBv2 reports it: priority, header conditions, forward target groups."""
-
-    priority: int
-    #: (header name, values) pairs of http-header conditions.
-    headers: tuple[tuple[str, tuple[str, ...]], ...]
-    forward: Mapping[str, int]
-
-
 class TrafficReader(Protocol):
     """ELBv2 read-back: what the load balancer really does now."""
 
@@ -143,27 +121,6 @@ class TrafficReader(Protocol):
     def target_health(self, target_group_arn: str) -> TargetHealth:
         """Counts of the target group's targets by health state."""
         ...
-
-
-@dataclass(frozen=True)
-class RefreshStatus:
-    """One Auto Scaling instance refresh."""
-
-    refresh_id: str
-    #: Pending | InProgress | Successful | Failed | Cancelling | Cancelled |
-    #: RollbackInProgress | RollbackFailed | RollbackSuccessful | Baking
-    status: str
-    percentage_complete: int
-    instances_to_update: int
-    status_reason: str = ""
-
-    @property
-    def done(self) -> bool:
-        return self.status in {"Successful", "Failed", "Cancelled", "RollbackFailed", "RollbackSuccessful"}
-
-    @property
-    def rolled_back_by_aws(self) -> bool:
-        return self.status.startswith("Rollback")
 
 
 class FleetControl(Protocol):
