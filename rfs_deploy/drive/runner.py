@@ -71,7 +71,6 @@ class Runner:
         self.record = record
         self.service = service
         self.steps = steps
-        self.checkpoint = checkpoint
         self.analyst = Analyst(seams, record, service)
         #: The AMI this deployment brings for its version (None: the config's artifact).
         self.image = image
@@ -329,9 +328,6 @@ class Runner:
         return found is not None and found.deployment_id == self.record.deployment_id
 
     # ------------------------------------------------------------------ plumbing
-
-    def lease(self) -> int:
-        return self.stack.lease()
 
     async def _sleep(self, seconds: float) -> None:
         """Wait ``seconds`` with heartbeats (:meth:`DeploymentStack.sleep`): inside a running
