@@ -70,7 +70,7 @@ def digest(state: ReleaseState | None) -> str:
 def owner_of(message: str) -> str | None:
     """The owner of an update, from its message: the service of a journal tag, ``*`` for a
     take-all update, None for anything else (a plain ``pulumi up``)."""
-    from rfs_deploy.drive.journal import decode
+    from rfs_deploy.journal_tags import decode
 
     if message.startswith(TAKE_ALL_MESSAGE):
         return ALL

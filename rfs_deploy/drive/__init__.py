@@ -23,7 +23,6 @@ prints the graph and fails on a cycle; a test holds this list to it):
     rules           the rules of one analysis window
     validation      the HTTP checks of a slot
     summary         the figures that sum a deployment record up
-    journal_tags    the tag at the head of every update message, and who owns a deployment
     outcomes        StepOutcome, StepFailed: what every step handler returns or raises
     overrides       a deployment's settings: the stack's plus per-deployment overrides
     steps           the step types: changes of the release state, and observations
@@ -32,5 +31,7 @@ prints the graph and fails on a cycle; a test holds this list to it):
     stats           the statistics behind the judge
     events          what the runner reports to its listeners
 
-Nothing is imported here, so ``import rfs_deploy.drive.journal`` loads the journal alone.
+The journal tag every update message starts with is :mod:`rfs_deploy.journal_tags`, outside this
+package: the Pulumi program reads it too. Nothing is imported here, so
+``import rfs_deploy.drive.journal`` loads the journal alone.
 """

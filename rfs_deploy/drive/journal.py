@@ -1,7 +1,7 @@
 """Stack history is the deployment journal (SPEC D4, D5): what it says about deployments.
 
 Every stack update the driver runs starts its message with a journal tag (its format, and who owns
-a deployment: :mod:`rfs_deploy.drive.journal_tags`, whose names this module also exports, so
+a deployment: :mod:`rfs_deploy.journal_tags`, whose names this module also exports, so
 ``journal.decode`` reads as before). This module reads a stack history through those tags: the
 deployments in it, whether each is open or finished, and the checkpoints a rollback restores.
 
@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rfs_deploy.config.model import ReleaseState
-from rfs_deploy.drive.journal_tags import (
+from rfs_deploy.drive.protocols import HistoryEntry
+from rfs_deploy.errors import UnknownService, UnknownVersion
+from rfs_deploy.journal_tags import (
     FINISHING_PHASES,
     PHASES,
     PREFIX,
@@ -45,8 +47,6 @@ from rfs_deploy.drive.journal_tags import (
     settings_digest,
     this_owner,
 )
-from rfs_deploy.drive.protocols import HistoryEntry
-from rfs_deploy.errors import UnknownService, UnknownVersion
 
 #: The tag codec is part of the journal's interface (``journal.decode``, ``journal.JournalTag``).
 __all__ = [

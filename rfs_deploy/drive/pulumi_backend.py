@@ -474,7 +474,7 @@ def lock_message(stderr: str, stack: str) -> str:
 
 
 def _alive(pid: int) -> bool:
-    from rfs_deploy.drive.journal_tags import process_exists
+    from rfs_deploy.journal_tags import process_exists
 
     return process_exists(pid)
 

@@ -18,11 +18,11 @@ from rfs_deploy.drive import events
 from rfs_deploy.drive.cancel import CancelRequested
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.journal import Checkpoint, latest_deployment
-from rfs_deploy.drive.journal_tags import RESTORED, Phase
 from rfs_deploy.drive.outcomes import StepFailed
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.stack import DeploymentStack, Sleep
 from rfs_deploy.errors import RfsDeployError
+from rfs_deploy.journal_tags import RESTORED, Phase
 from rfs_deploy.releases import ReleaseConflict
 
 #: Longest pause between rollback attempts (seconds); attempts back off 10, 20, 40, ...

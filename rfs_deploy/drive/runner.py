@@ -29,7 +29,6 @@ from rfs_deploy.drive.analysis import Analyst
 from rfs_deploy.drive.cancel import CancelRequested
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.journal import Checkpoint, latest_deployment, settings_digest
-from rfs_deploy.drive.journal_tags import Phase
 from rfs_deploy.drive.outcomes import StepFailed, StepOutcome
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, StepRecord
 from rfs_deploy.drive.rollback import cancel_commands, roll_back
@@ -46,6 +45,7 @@ from rfs_deploy.drive.steps import (
 )
 from rfs_deploy.drive.validate_step import run_validation
 from rfs_deploy.errors import RfsDeployError, StackBusy
+from rfs_deploy.journal_tags import Phase
 from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.releases import ReleaseConflict
 

@@ -5,7 +5,7 @@
 
 * reading the service's release state and stack outputs;
 * :meth:`DeploymentStack.update`: writing a release state and running one stack update whose
-  message carries the journal tag (:mod:`rfs_deploy.drive.journal_tags`) — the one place an
+  message carries the journal tag (:mod:`rfs_deploy.journal_tags`) — the one place an
   update's tag is built, so every update of a deployment says the same things about it;
 * :meth:`DeploymentStack.verify`: waiting until the load balancer shows a release state;
 * reporting: events to the seams' listeners, the record to the record store, and waits that
@@ -23,10 +23,10 @@ from rfs_deploy.config.model import SLOTS, ReleaseState, ServiceConfig
 from rfs_deploy.drive import events
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.journal import Checkpoint
-from rfs_deploy.drive.journal_tags import PROGRESS_PHASES, JournalTag, Phase, encode, this_owner
 from rfs_deploy.drive.outcomes import StepFailed
 from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.errors import StackBusy
+from rfs_deploy.journal_tags import PROGRESS_PHASES, JournalTag, Phase, encode, this_owner
 from rfs_deploy.outputs import ServiceOutputs, parse_outputs
 
 #: Seconds between polls of the load balancer while a change propagates.

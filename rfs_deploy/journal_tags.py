@@ -1,6 +1,11 @@
 """The journal tag: the machine-readable head of every stack update message rfs-deploy runs
 (SPEC D4, D5), and who owns a deployment.
 
+The tag is the contract between the driver, which writes it (:mod:`rfs_deploy.drive.stack`) and
+reads history through it (:mod:`rfs_deploy.drive.journal`), and the Pulumi program, which learns
+from it which service an update belongs to (:mod:`rfs_deploy.releases`); so it lives beside both,
+at the top of the package, and imports neither.
+
 Every stack update the driver runs starts its message with a compact tag, so a new process on a
 fresh CI runner can read ``pulumi stack history`` and find where a killed deployment stood::
 
