@@ -1,8 +1,8 @@
 """The observing steps: analysis ticks, watching an instance refresh, running an A/B test.
 
 Every tick asks the service's metrics provider (:mod:`rfs_deploy.metrics`) once for the slots in
-play over the window, and hands the per-slot aggregates to the pure judge (:mod:`rfs_deploy.drive.rules`,
-:mod:`rfs_deploy.drive.judge`).
+play over the window, and hands the per-slot aggregates to the pure judge
+(:mod:`rfs_deploy.drive.rules`, :mod:`rfs_deploy.drive.judge`).
 The sequential baseline test's evidence is carried from step to step, so a canary's
 false-rollback probability is bounded per release, not per step.
 """
@@ -17,6 +17,7 @@ from rfs_deploy.config.model import ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
 from rfs_deploy.drive.ab import decide_ab
 from rfs_deploy.drive.judge import StepJudge, planned_windows
+from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge
@@ -28,7 +29,6 @@ from rfs_deploy.outputs import ServiceOutputs
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.context import Seams
-    from rfs_deploy.drive.runner import StepOutcome
 
 
 #: Seconds before a failed metric fetch is tried again.
@@ -61,7 +61,6 @@ class Analyst:
     async def analyze(
         self, index: int, step: Analyze, release: ReleaseState, out: ServiceOutputs
     ) -> StepOutcome:
-        from rfs_deploy.drive.runner import StepOutcome
 
         new = release.judged_slot(self.record.version)
         base = release.live if new != release.live else None
@@ -112,8 +111,7 @@ class Analyst:
         sample of what each slot answered — the probe's requests are the only traffic the idle
         slot has served.
         """
-        from rfs_deploy.drive.runner import StepOutcome
-        from rfs_deploy.drive.validators import validation_settings
+        from rfs_deploy.drive.validate_step import validation_settings
 
         settings = validation_settings(self.service)
 
@@ -145,7 +143,6 @@ class Analyst:
     async def watch_refresh(
         self, index: int, step: WatchRefresh, release: ReleaseState, out: ServiceOutputs
     ) -> StepOutcome:
-        from rfs_deploy.drive.runner import StepOutcome
 
         slot = release.live
         asg = out.slot(slot).asg_name
@@ -182,7 +179,6 @@ class Analyst:
     async def decide(
         self, index: int, step: Decide, release: ReleaseState, out: ServiceOutputs
     ) -> StepOutcome:
-        from rfs_deploy.drive.runner import StepOutcome
 
         b, a = release.idle, release.live
         interval = max(step.interval, self.policy.period)
