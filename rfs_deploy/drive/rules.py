@@ -58,7 +58,7 @@ class Outcome(StrEnum):
 class Window:
     """One analysis tick: the new slot and, when traffic is split, the baseline (live) slot.
 
-    ``new`` is None when CloudWatch returned no datapoints at all for the new slot;
+    ``new`` is None when the metrics provider had no request data at all for the new slot;
     ``partial`` is True when it said the result was incomplete.
     """
 
@@ -183,7 +183,7 @@ def _data_problem(window: Window) -> str | None:
     if new.unusable:
         return f"no data: the new slot's {', '.join(new.unusable)} (NaN, infinite or negative)"
     if window.partial:
-        return "CloudWatch returned partial data"
+        return "the metrics provider returned partial data"
     if new.requests <= 0:
         return "no requests reached the new slot"
     if new.errors > new.requests:
