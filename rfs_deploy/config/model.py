@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rfs_deploy.config.base import MAX_DURATION, Int, Model, Num
+from rfs_deploy.config.base import MAX_DURATION, Duration, Int, Model, Num
 from rfs_deploy.config.strategies import PROBED_NAMES, STRATEGIES, StrategySettings
 from rfs_deploy.config.strategies import STRATEGY_NAMES as STRATEGY_NAMES
 from rfs_deploy.config.strategies.ab_test import ABTest as ABTest
@@ -130,8 +130,8 @@ class HealthCheck(Model):
     """Target group health check (ALB pings every instance)."""
 
     path: UrlPath = "/health"
-    interval: Int = Field(default=30, ge=5, le=300)
-    timeout: Int = Field(default=10, ge=2, le=120)
+    interval: Duration = Field(default=30, ge=5, le=300)
+    timeout: Duration = Field(default=10, ge=2, le=120)
     healthy_threshold: Int = Field(default=3, ge=2, le=10)
     unhealthy_threshold: Int = Field(default=2, ge=2, le=10)
     #: HTTP codes counted healthy: ``200``, ``200,302`` or a range ``200-299``.
@@ -397,7 +397,7 @@ class Analysis(Model):
     #: The new version's p99 may be this many times the baseline's before it fails.
     latency_tolerance: Num = Field(default=1.5, ge=1.0, le=1000)
     #: Metric period in seconds (ALB metrics are per minute; at most a day).
-    period: Int = Field(default=60, ge=10, le=86_400)
+    period: Duration = Field(default=60, ge=10, le=86_400)
     #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
     #: ``{provider: prometheus, url: ..., queries: ...}``.
     metrics: MetricsSettings = Field(default_factory=CloudWatchSettings)
@@ -406,12 +406,12 @@ class Analysis(Model):
 class DeploySettings(Model):
     """Settings common to every strategy (the seed's defaults)."""
 
-    health_check_interval: Int = Field(default=30, ge=1, le=MAX_DURATION)
-    health_check_timeout: Int = Field(default=10, ge=1, le=MAX_DURATION)
-    max_deployment_time: Int = Field(default=600, ge=1, le=MAX_DURATION)
+    health_check_interval: Duration = Field(default=30, ge=1, le=MAX_DURATION)
+    health_check_timeout: Duration = Field(default=10, ge=1, le=MAX_DURATION)
+    max_deployment_time: Duration = Field(default=600, ge=1, le=MAX_DURATION)
     auto_rollback: bool = True
     max_rollback_attempts: Int = Field(default=3, ge=1, le=10)
-    deployment_timeout: Int = Field(default=1800, ge=1, le=MAX_DURATION)
+    deployment_timeout: Duration = Field(default=1800, ge=1, le=MAX_DURATION)
 
 
 # --------------------------------------------------------------------------- strategies
@@ -442,11 +442,11 @@ class ServiceConfig(Model):
     instance_count: Int = Field(default=4, ge=1, le=1000)
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     #: Seconds Auto Scaling waits before checking a new instance's ELB health.
-    health_check_grace_period: Int = Field(default=120, ge=0, le=MAX_DURATION)
+    health_check_grace_period: Duration = Field(default=120, ge=0, le=MAX_DURATION)
     #: Seconds a newly healthy slot must stay healthy before traffic moves to it (blue-green,
     #: canary, A/B): a service that serves slowly for a while after passing health checks sets
     #: its warm-up here so it is neither judged nor fed traffic while cold.
-    warmup: Int = Field(default=0, ge=0, le=3600)
+    warmup: Duration = Field(default=0, ge=0, le=3600)
     analysis: Analysis = Field(default_factory=Analysis)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     #: HTTP checks through the test listener before traffic moves.

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from rfs_deploy.config import bounded_yaml
-from rfs_deploy.config.model import MAX_DURATION, Int, Num, UrlPath, Version
+from rfs_deploy.config.model import MAX_DURATION, Duration, Int, Num, UrlPath, Version
 from rfs_deploy.errors import ScenarioError
 
 #: The seed document's critical endpoints, checked by the validation step.
@@ -65,9 +65,9 @@ class SlowStart(_Model):
     """How a freshly launched instance misbehaves before it settles (seconds after launch)."""
 
     #: Health checks fail this long: the target is not in service and gets no traffic.
-    unhealthy_for: Int = Field(default=0, ge=0, le=MAX_DURATION)
+    unhealthy_for: Duration = Field(default=0, ge=0, le=MAX_DURATION)
     #: It serves traffic but badly this long (counted from launch, so include ``unhealthyFor``).
-    degraded_for: Int = Field(default=0, ge=0, le=MAX_DURATION)
+    degraded_for: Duration = Field(default=0, ge=0, le=MAX_DURATION)
     #: While degraded: latency is multiplied by this ...
     latency_factor: Num = Field(default=1.0, ge=1.0, le=1000)
     #: ... and this fraction of requests fails with a 5xx (None: the version's own rate).
@@ -86,7 +86,7 @@ class Behaviour(_Model):
     cpu: Num = Field(default=35.0, ge=0, le=100)
     cpu_noise: Num = Field(default=2.0, ge=0, le=100)
     #: Seconds from launch until the target passes its health checks (boot + healthy threshold).
-    boot_time: Int = Field(default=60, ge=0, le=MAX_DURATION)
+    boot_time: Duration = Field(default=60, ge=0, le=MAX_DURATION)
     slow_start: SlowStart = Field(default_factory=SlowStart)
     #: Targets of this version never pass a health check.
     never_healthy: bool = False
@@ -112,7 +112,7 @@ class MetricFlakiness(_Model):
     missing: Num = Field(default=0.0, ge=0, le=1)
     #: A datapoint is published ``delay`` seconds late.
     delayed: Num = Field(default=0.0, ge=0, le=1)
-    delay: Int = Field(default=180, ge=0, le=86_400)
+    delay: Duration = Field(default=180, ge=0, le=86_400)
     #: A GetMetricData call is throttled (the adapter's retries exhausted).
     throttled: Num = Field(default=0.0, ge=0, le=1)
 
@@ -122,7 +122,7 @@ class LoadBalancer(_Model):
 
     #: Seconds after a listener or rule change before DescribeListeners/DescribeRules (and the
     #: routing of requests) show it; ELBv2 is eventually consistent (see :mod:`rfs_deploy.sim.lag`).
-    propagation_delay: Int = Field(default=0, ge=0, le=3600)
+    propagation_delay: Duration = Field(default=0, ge=0, le=3600)
 
 
 class Scenario(_Model):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rfs_deploy.config.base import MAX_DURATION, Int
+from rfs_deploy.config.base import MAX_DURATION, Duration, Int
 from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
 
 
@@ -17,10 +17,10 @@ class ABTest(StrategySettings):
     #: Share of users sent to variant B (the new version).
     split: Int = Field(default=50, ge=1, le=99)
     #: Seconds the test runs before the decision (fits the default deploymentTimeout).
-    duration: Int = Field(default=1200, ge=60, le=MAX_DURATION)
+    duration: Duration = Field(default=1200, ge=60, le=MAX_DURATION)
     header: str = Field(default="X-Variant", pattern=r"^[A-Za-z0-9-]+$", max_length=64)
     cookie: str = Field(default="variant", pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
-    stickiness_duration: Int = Field(default=86400, ge=1, le=604800)
+    stickiness_duration: Duration = Field(default=86400, ge=1, le=604800)
     #: Listener rule priorities used: this and the next three.
     rule_priority: Int = Field(default=100, ge=1, le=49996)
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rfs_deploy.config.base import MAX_DURATION, Int
+from rfs_deploy.config.base import MAX_DURATION, Duration
 from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
 
 
@@ -14,10 +14,10 @@ class BlueGreen(StrategySettings):
     """New version on the idle slot, validated through the test listener, one switch."""
 
     type: Literal["blue-green"] = "blue-green"
-    switch_delay: Int = Field(default=60, ge=0, le=MAX_DURATION)
-    validation_duration: Int = Field(default=300, ge=0, le=MAX_DURATION)
+    switch_delay: Duration = Field(default=60, ge=0, le=MAX_DURATION)
+    validation_duration: Duration = Field(default=300, ge=0, le=MAX_DURATION)
     #: How long the old slot stays up (at zero traffic) after the switch before scale-down.
-    scale_down_delay: Int = Field(default=300, ge=0, le=MAX_DURATION)
+    scale_down_delay: Duration = Field(default=300, ge=0, le=MAX_DURATION)
 
 
 STRATEGY = StrategyInfo(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from rfs_deploy.config.base import MAX_DURATION, Int
+from rfs_deploy.config.base import MAX_DURATION, Duration, Int
 from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
 
 
@@ -17,12 +17,12 @@ class Canary(StrategySettings):
     type: Literal["canary"] = "canary"
     canary_percentage: Int = Field(default=10, ge=1, le=100)
     canary_increment: Int = Field(default=10, ge=1, le=100)
-    canary_interval: Int = Field(default=60, ge=1, le=MAX_DURATION)
+    canary_interval: Duration = Field(default=60, ge=1, le=MAX_DURATION)
     #: Explicit weights for the new slot, ascending, e.g. [5, 25, 50]; 100 is added at the end.
     steps: list[Annotated[Int, Field(ge=1, le=100)]] | None = Field(default=None, max_length=100)
     #: Keep a client on one slot for this many seconds (ALB target group stickiness).
-    stickiness_duration: Int | None = Field(default=None, ge=1, le=604800)
-    scale_down_delay: Int = Field(default=0, ge=0, le=MAX_DURATION)
+    stickiness_duration: Duration | None = Field(default=None, ge=1, le=604800)
+    scale_down_delay: Duration = Field(default=0, ge=0, le=MAX_DURATION)
 
     @field_validator("steps")
     @classmethod

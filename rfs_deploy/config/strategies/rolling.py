@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rfs_deploy.config.base import MAX_DURATION, Int
+from rfs_deploy.config.base import MAX_DURATION, Duration, Int
 from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
 
 
@@ -22,9 +22,9 @@ class Rolling(StrategySettings):
     type: Literal["rolling"] = "rolling"
     batch_size: Int = Field(default=2, ge=1, le=1000)
     #: The instance refresh's checkpoint delay (AWS allows at most two days).
-    batch_interval: Int = Field(default=30, ge=0, le=172_800)
+    batch_interval: Duration = Field(default=30, ge=0, le=172_800)
     #: Seconds a new instance gets before it counts; defaults to the health check grace.
-    instance_warmup: Int | None = Field(default=None, ge=0, le=MAX_DURATION)
+    instance_warmup: Duration | None = Field(default=None, ge=0, le=MAX_DURATION)
 
     def batch(self, instance_count: int) -> int:
         """Instances replaced at a time in a fleet of ``instance_count`` (at least one fleet of 1)."""
