@@ -20,6 +20,7 @@ from typing import Any
 
 from rfs_deploy.config.model import SLOTS, ReleaseState, SlotName, StackConfig
 from rfs_deploy.drive.protocols import (
+    AlarmDetails,
     HistoryEntry,
     RefreshStatus,
     RuleView,
@@ -327,10 +328,22 @@ class FakeMetrics:
 
 
 class FakeAlarms:
-    """Alarms by name; tests set ``firing_names``."""
+    """Alarms by name; tests set ``firing_names``, and the numbers a firing alarm reports in
+    ``details`` (name -> :class:`~rfs_deploy.readback.AlarmDetails`; an alarm without an entry
+    reports its name and no numbers)."""
 
-    def __init__(self, firing_names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, firing_names: Sequence[str] = (), details: Mapping[str, AlarmDetails] | None = None
+    ) -> None:
         self.firing_names = set(firing_names)
+        self.details: dict[str, AlarmDetails] = dict(details or {})
 
     def firing(self, names: Sequence[str]) -> list[str]:
         return [n for n in names if n in self.firing_names]
+
+    def firing_details(self, names: Sequence[str]) -> list[AlarmDetails]:
+        return [
+            self.details.get(n)
+            or AlarmDetails(name=n, metric="", metric_names=(), threshold=None, comparison="")
+            for n in self.firing(names)
+        ]

@@ -23,9 +23,11 @@ from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge
 from rfs_deploy.drive.stats import Evidence
 from rfs_deploy.drive.steps import Analyze, Decide, WatchRefresh
-from rfs_deploy.errors import MetricsUnavailable
+from rfs_deploy.errors import MetricsUnavailable, RfsDeployError
 from rfs_deploy.metrics import MetricsProvider, provider_for, slot_sources
+from rfs_deploy.metrics.definitions import CPU, ERRORS, P99
 from rfs_deploy.outputs import ServiceOutputs
+from rfs_deploy.readback import AlarmDetails
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.context import Seams
@@ -84,6 +86,9 @@ class Analyst:
             await self._tick_wait(wait)
             firing = self._firing(out, new)
             if firing:
+                since_window = (since, _boundary(self.seams.clock.now(), period))
+                base_slot = base if compare else None
+                self._alarm_failed(index, release, out, new, firing, since_window, base_slot)
                 return StepOutcome(False, f"alarm {firing[0]} is firing")
             now = self.seams.clock.now()
             end = _boundary(now, period)
@@ -155,6 +160,10 @@ class Analyst:
             status = self.seams.fleet.latest_refresh(asg)
             firing = self._firing(out, slot)
             if firing:
+                end = _boundary(self.seams.clock.now(), self.policy.period)
+                self._alarm_failed(
+                    index, release, out, slot, firing, (end - max(interval, self.policy.period), end), None
+                )
                 return StepOutcome(False, f"alarm {firing[0]} is firing during the instance refresh")
             verdict = self._threshold_tick(index, release, slot, out, interval)
             if verdict is not None and verdict.outcome is Outcome.FAIL:
@@ -189,6 +198,8 @@ class Analyst:
             elapsed += interval
             firing = self._firing(out, b)
             if firing:
+                end = _boundary(self.seams.clock.now(), self.policy.period)
+                self._alarm_failed(index, release, out, b, firing, (end - interval, end), a)
                 return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
             try:
                 end = _boundary(self.seams.clock.now(), self.policy.period)
@@ -224,6 +235,51 @@ class Analyst:
     def _firing(self, out: ServiceOutputs, slot: SlotName) -> list[str]:
         names = out.slot(slot).alarm_names
         return self.seams.alarms.firing(list(names)) if names else []
+
+    def _alarm_failed(
+        self,
+        index: int,
+        release: ReleaseState,
+        out: ServiceOutputs,
+        slot: SlotName,
+        firing: list[str],
+        window: tuple[float, float],
+        base: SlotName | None,
+    ) -> None:
+        """Record the FAIL verdict of a step a firing alarm ends, with the alarm's own numbers (its
+        threshold and the datapoints it evaluated, as CloudWatch reports them) and, when the
+        provider has them, the slots' metrics over the step's last window, as a sample too: the
+        record and its report then show what rolled the release back, not only a name."""
+        details = self._alarm_details(out, slot, firing)
+        numbers = alarm_numbers(details, slot, firing)
+        numbers.update(
+            max_error_rate=self.policy.max_error_rate,
+            max_p99_latency=self.policy.max_p99_latency,
+            max_cpu=self.policy.max_cpu,
+        )
+        slots: dict[str, dict[str, Any]] = {}
+        start, end = window
+        if end > start:
+            try:
+                _, slots = self._window(out, release, slot, base, start, end)
+            except MetricsUnavailable as exc:
+                self.record.errors.append(
+                    f"the window before alarm {firing[0]} fired could not be read: {exc}"
+                )
+        for prefix, which in (("", slot), ("baseline_", base)):
+            if which is not None and which in slots:
+                numbers.update({f"{prefix}{k}": v for k, v in slots[which].items()})
+        self._write(index, release, slot, slots, Outcome.FAIL.value, alarm_reason(details, firing), numbers)
+
+    def _alarm_details(self, out: ServiceOutputs, slot: SlotName, firing: list[str]) -> AlarmDetails | None:
+        """The first firing alarm's details; None when the reader cannot give them (the step
+        still ends on the alarm's state)."""
+        try:
+            found = self.seams.alarms.firing_details(list(out.slot(slot).alarm_names))
+        except RfsDeployError as exc:
+            self.record.errors.append(f"alarm {firing[0]}: its datapoints could not be read: {exc}")
+            return None
+        return next((d for d in found if d.name == firing[0]), found[0] if found else None)
 
     def _window(
         self,
@@ -268,18 +324,29 @@ class Analyst:
         slots: dict[str, dict[str, Any]],
         verdict: Verdict,
     ) -> None:
+        self._write(index, release, new, slots, verdict.outcome.value, verdict.reason, dict(verdict.numbers))
+
+    def _write(
+        self,
+        index: int,
+        release: ReleaseState,
+        new: SlotName,
+        slots: dict[str, dict[str, Any]],
+        outcome: str,
+        reason: str,
+        numbers: dict[str, Any],
+    ) -> None:
         now = self.seams.clock.now()
         weights: dict[str, int] = {slot: w for slot, w in release.weights.items()}
-        numbers = dict(verdict.numbers)
-        self.record.verdicts.append(VerdictRecord(now, index, verdict.outcome.value, verdict.reason, numbers))
+        self.record.verdicts.append(VerdictRecord(now, index, outcome, reason, numbers))
         self.record.samples.append(Sample(now, weights, slots, new_slot=new, step=index))
         event = events.Tick(
             at=now,
             deployment_id=self.record.deployment_id,
             step=index,
             weights=weights,
-            outcome=verdict.outcome.value,
-            reason=verdict.reason,
+            outcome=outcome,
+            reason=reason,
             numbers=numbers,
         )
         self.seams.notify(event)
@@ -295,6 +362,63 @@ def _has_data(window: Window, compare: bool) -> bool:
     with a NaN or infinite metric counts as used: asking the provider again would only give the
     same datapoint, which would keep every later window of the step without data too."""
     return window.new is not None and not window.partial and (not compare or window.baseline is not None)
+
+
+#: The judged metric an alarm watches, by the CloudWatch metric it reads (the 5xx-rate alarm's
+#: math reads the error count and the request count: the error count decides).
+_ALARM_KINDS = ((ERRORS.name, "error_rate"), (P99.name, "p99"), (CPU.name, "cpu"))
+_COMPARISON_SIGNS = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+
+
+def alarm_kind(details: AlarmDetails) -> str | None:
+    """``error_rate``, ``p99`` or ``cpu``: which of the judged metrics the alarm watches."""
+    return next((kind for name, kind in _ALARM_KINDS if name in details.metric_names), None)
+
+
+def alarm_numbers(details: AlarmDetails | None, slot: SlotName, firing: list[str]) -> dict[str, Any]:
+    """The verdict numbers of a step a firing alarm ended (see docs/driver.md, "Why it rolled
+    back"): which alarm, the slot, the metric, the threshold and the datapoints."""
+    numbers: dict[str, Any] = {"source": "alarm", "alarm": firing[0], "slot": slot}
+    if len(firing) > 1:
+        numbers["firing"] = list(firing)
+    if details is None:
+        return numbers
+    breaching = details.breaching
+    numbers.update(
+        metric=alarm_kind(details),
+        alarm_metric=details.metric,
+        statistic=details.statistic,
+        period=details.period,
+        threshold=details.threshold,
+        comparison=details.comparison,
+        datapoints=[{"at": p.at, "value": p.value} for p in details.datapoints],
+        breaching=[{"at": p.at, "value": p.value} for p in breaching],
+        value=breaching[-1].value if breaching else None,
+        state_reason=details.reason,
+    )
+    return numbers
+
+
+def alarm_reason(details: AlarmDetails | None, firing: list[str]) -> str:
+    """One line: the alarm, and its breaching value against its threshold when known."""
+    text = f"alarm {firing[0]} is firing"
+    if details is None or details.threshold is None:
+        return text
+    breaching = details.breaching
+    what = alarm_kind(details) or details.metric
+    sign = _COMPARISON_SIGNS.get(details.comparison, details.comparison)
+    if not breaching:
+        return f"{text}: {what} {sign} {details.threshold:.4g}"
+    latest = breaching[-1].value
+    return (
+        f"{text}: {what} {latest:.4g} {sign} {details.threshold:.4g} "
+        f"in {len(breaching)} of {len(details.datapoints)} evaluated datapoints"
+    )
 
 
 def _as_numbers(m: SlotMetrics | None) -> dict[str, Any]:

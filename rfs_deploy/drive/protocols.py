@@ -5,8 +5,8 @@ the boto3 adapters of the ``aws`` package (TrafficReader, FleetControl, AlarmRea
 :class:`SystemClock`; metrics come through :class:`rfs_deploy.metrics.MetricsProvider`. The
 sandbox (:mod:`rfs_deploy.sim`) implements the same Protocols; :mod:`rfs_deploy.testing` ships
 small in-memory fakes for tests and for users' own tests. The values read back from AWS
-(TargetHealth, RuleView, RefreshStatus) are defined in :mod:`rfs_deploy.readback` and re-exported
-here.
+(TargetHealth, RuleView, RefreshStatus, AlarmDetails) are defined in :mod:`rfs_deploy.readback` and
+re-exported here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from rfs_deploy.config.model import ReleaseState, StackConfig
-from rfs_deploy.readback import RefreshStatus, RuleView, TargetHealth
+from rfs_deploy.readback import AlarmDetails, RefreshStatus, RuleView, TargetHealth
 
 # --------------------------------------------------------------------------- stack backend
 
@@ -97,6 +97,11 @@ class AlarmReader(Protocol):
 
     def firing(self, names: Sequence[str]) -> list[str]:
         """Those of ``names`` whose state is ALARM now."""
+        ...
+
+    def firing_details(self, names: Sequence[str]) -> list[AlarmDetails]:
+        """The same alarms with the numbers behind their state (threshold, evaluated datapoints),
+        so the rollback an alarm causes is recorded with them."""
         ...
 
 

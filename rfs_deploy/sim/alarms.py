@@ -5,14 +5,19 @@ moto), computes their metric over the last ``EvaluationPeriods`` periods from th
 record (plain statistics, ``p99`` and metric math such as ``m2/m1`` alike), applies
 ``DatapointsToAlarm`` and ``TreatMissingData``, and moves the alarm with ``SetAlarmState`` when
 its state changes, so the production :class:`~rfs_deploy.aws.CloudWatchAlarms` reads it back.
+Each change carries ``StateReasonData`` as CloudWatch writes it (``threshold``, ``period``,
+``statistic``, ``recentDatapoints``, ``evaluatedDatapoints`` with their timestamps), so a rollback
+an alarm caused is explained with the alarm's own numbers.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rfs_deploy.sim.record import MetricRecord, metric_key
@@ -77,16 +82,24 @@ class AlarmEvaluator:
         paginator = self._cloudwatch.get_paginator("describe_alarms")
         for page in paginator.paginate(AlarmTypes=["MetricAlarm"]):
             for alarm in page.get("MetricAlarms", []):
-                state, reason = self.evaluate(alarm, now)
+                state, reason, data = self._judge(alarm, now)
                 if state is not None and state != alarm.get("StateValue"):
                     self._cloudwatch.set_alarm_state(
-                        AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason
+                        AlarmName=alarm["AlarmName"],
+                        StateValue=state,
+                        StateReason=reason,
+                        StateReasonData=json.dumps(data),
                     )
                     changed[alarm["AlarmName"]] = state
         return changed
 
     def evaluate(self, alarm: Mapping[str, Any], now: float) -> tuple[str | None, str]:
         """(new state or None to keep it, reason) for one DescribeAlarms entry."""
+        state, reason, _ = self._judge(alarm, now)
+        return state, reason
+
+    def _judge(self, alarm: Mapping[str, Any], now: float) -> tuple[str | None, str, dict[str, Any]]:
+        """:meth:`evaluate` with the StateReasonData document of the evaluation."""
         periods = int(alarm.get("EvaluationPeriods") or 1)
         needed = int(alarm.get("DatapointsToAlarm") or periods)
         period = self._period(alarm)
@@ -102,14 +115,22 @@ class AlarmEvaluator:
         missing = periods - len(present)
         if treat == "breaching":
             breaching += missing
+        data = reason_data(
+            alarm, now, start, period, threshold, [(t, values[t]) for t in slots if t in values]
+        )
         if not present and treat in ("missing", "ignore"):
             if treat == "ignore":
-                return None, ""
-            return "INSUFFICIENT_DATA", f"no datapoints in the last {periods} periods (sandbox evaluation)"
+                return None, "", data
+            return (
+                "INSUFFICIENT_DATA",
+                f"no datapoints in the last {periods} periods (sandbox evaluation)",
+                data,
+            )
         if breaching >= needed:
             latest = present[-1] if present else float("nan")
-            return "ALARM", f"{breaching} of {periods} datapoints breached {threshold} (latest {latest:.4g})"
-        return "OK", f"{breaching} of {periods} datapoints breached {threshold}"
+            reason = f"{breaching} of {periods} datapoints breached {threshold} (latest {latest:.4g})"
+            return "ALARM", reason, data
+        return "OK", f"{breaching} of {periods} datapoints breached {threshold}", data
 
     @staticmethod
     def _period(alarm: Mapping[str, Any]) -> int:
@@ -176,3 +197,36 @@ class AlarmEvaluator:
             if value is not None:
                 out[t] = value
         return out
+
+
+def reason_data(
+    alarm: Mapping[str, Any],
+    now: float,
+    start: float,
+    period: int,
+    threshold: float,
+    points: Sequence[tuple[float, float]],
+) -> dict[str, Any]:
+    """The ``StateReasonData`` document CloudWatch writes with a state change: the evaluated
+    datapoints (oldest first here; ``recentDatapoints`` lists their values the same way)."""
+    data: dict[str, Any] = {
+        "version": "1.0",
+        "queryDate": cloudwatch_timestamp(now),
+        "startDate": cloudwatch_timestamp(start),
+        "period": period,
+        "recentDatapoints": [value for _, value in points],
+        "threshold": threshold,
+        "evaluatedDatapoints": [
+            {"timestamp": cloudwatch_timestamp(t), "value": value} for t, value in points
+        ],
+    }
+    statistic = alarm.get("ExtendedStatistic") or alarm.get("Statistic")
+    if statistic:
+        data["statistic"] = statistic
+    return data
+
+
+def cloudwatch_timestamp(at: float) -> str:
+    """``at`` (epoch seconds) as StateReasonData writes times: ``2024-10-26T18:59:00.000+0000``."""
+    moment = datetime.fromtimestamp(at, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
