@@ -20,7 +20,10 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
            is the 0-based index into the plan (``step=3/9`` is ``JournalTag(step=2, total=9)``).
            For ``rollback`` and ``abort`` updates ``k/n`` counts the attempts instead.
 ``kind``   the plan step's ``kind`` (:mod:`rfs_deploy.drive.steps`), or the phase name, or
-           ``restored`` (:data:`RESTORED`: the update confirming a finished restore)
+           ``restored`` (:data:`RESTORED`: the update confirming a finished restore), or
+           ``paused`` (:data:`PAUSED`, phase ``step``: an update that changes nothing and records
+           that the deployment holds at gate ``k`` until ``rfs-deploy promote``; its lease is
+           released, ``until`` is its own time; see docs/gates.md)
 ``phase``  ``step``: the update applying plan step ``k``; ``resume``: a new process re-applying the
            release state of the last completed step after a crash; ``rollback`` / ``abort``: an
            update restoring the pre-deployment checkpoint (automatic / asked for); ``done``: the
@@ -32,6 +35,7 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
 ``own``    optional: the process running the deployment, ``host/pid`` (its *owner*)
 ``until``  optional: the owner's lease, seconds since the epoch: past it, a deployment whose owner
            runs on another host counts as abandoned (the runner's own time budget ends earlier)
+``by``     optional, on ``paused`` updates: who paused the deployment, ``user@host``
 ``wait``   optional, ``1`` on ``rollback`` / ``abort`` updates: the update restored the checkpoint's
            release state, but the restore is finished only by a later update of the same phase
            with ``kind=restored``, run once the world shows it (the refresh back ended, the
@@ -51,6 +55,7 @@ through them.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import re
@@ -69,6 +74,8 @@ PREFIX = "rfs-deploy"
 ROLLBACK_STRATEGY = "rollback"
 Phase = Literal["step", "resume", "rollback", "abort", "done"]
 PHASES: tuple[Phase, ...] = ("step", "resume", "rollback", "abort", "done")
+#: The ``kind`` of the update that records a deployment held at a gate (phase ``step``).
+PAUSED = "paused"
 #: The ``kind`` of the update that confirms a restore: the world shows the checkpoint again.
 RESTORED = "restored"
 #: Phases whose successful update ends a deployment.
@@ -107,6 +114,13 @@ class JournalTag:
     lease: int | None = None
     #: A restoring update whose restore still waits for the world (see ``wait`` above).
     wait: bool = False
+    #: ``user@host`` that paused the deployment (``paused`` updates only).
+    by: str | None = None
+
+    @property
+    def paused(self) -> bool:
+        """The update records a pause at a gate (kind :data:`PAUSED`)."""
+        return self.kind == PAUSED and self.phase == "step"
 
     def __post_init__(self) -> None:
         for name in ("deployment_id", "service", "kind", "version", "strategy"):
@@ -122,6 +136,8 @@ class JournalTag:
             raise ValueError("journal tag: settings must be a settings digest (12 hex characters)")
         if self.wait and self.phase not in ("rollback", "abort"):
             raise ValueError("journal tag: only rollback and abort updates wait for a confirmation")
+        if self.by is not None and self.kind != PAUSED:
+            raise ValueError("journal tag: only paused updates say who paused")
 
 
 def settings_digest(service: ServiceConfig) -> str:
@@ -156,6 +172,8 @@ def encode(tag: JournalTag, text: str) -> str:
         fields.append(("until", str(tag.lease)))
     if tag.wait:
         fields.append(("wait", "1"))
+    if tag.by is not None:
+        fields.append(("by", tag.by))
     head = " ".join(f"{key}={quote(value, safe=_SAFE)}" for key, value in fields)
     line = " ".join(text.split())
     return f"{PREFIX}[{head}] {line}" if line else f"{PREFIX}[{head}]"
@@ -216,6 +234,7 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
         owner=fields.get("own"),
         lease=None if lease is None else int(lease),
         wait=wait == "1",
+        by=fields.get("by") or None,
     )
 
 
@@ -224,11 +243,21 @@ def this_owner() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
+def pauser() -> str:
+    """The ``by`` value of a pause this process records: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container without a passwd entry)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
     """Whether the process that wrote ``tag`` may still be running its deployment: on this host,
     its process exists (this process counts as alive); elsewhere, its lease has not run out.
-    Tags without an owner (older versions) count as not alive."""
-    if tag.owner is None:
+    Tags without an owner (older versions) count as not alive, and so does a ``paused`` update:
+    the process that paused released the deployment."""
+    if tag.owner is None or tag.paused:
         return False
     host, _, pid = tag.owner.rpartition("/")
     if host == socket.gethostname() and pid.isdigit():

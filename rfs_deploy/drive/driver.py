@@ -1,4 +1,4 @@
-"""The driver's front door: deploy, resume, abort, roll back, plan — for one stack.
+"""The driver's front door: deploy, resume, promote, retry, abort, roll back, plan — for one stack.
 
 Stack history is the journal (:mod:`rfs_deploy.drive.journal`), so every entry point starts from
 ``backend.history()``: a deployment refuses to start while another is open, ``resume`` continues
@@ -37,8 +37,9 @@ from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rollback import roll_back
 from rfs_deploy.drive.runner import Runner
 from rfs_deploy.drive.stack import DeploymentStack, time_budget
-from rfs_deploy.drive.steps import Step
+from rfs_deploy.drive.steps import Analyze, Change, Gate, Promote, SetWeight, Step
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, StackBusy
+from rfs_deploy.journal_tags import pauser
 from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.releases import ReleaseConflict
 
@@ -161,6 +162,79 @@ class Driver:
         if found.status in ("rolling-back", "aborting"):
             phase: journal.Phase = "rollback" if found.status == "rolling-back" else "abort"
             return await self._restore_open(found, phase, f"finishing an interrupted {phase}")
+        if found.paused_at is not None:
+            # a pause is no interruption: going on past a gate is a person's decision (promote)
+            raise InvalidInput(
+                f"{self._paused_line(found)}; run `{self._cmd('promote')} --service {found.service}` to "
+                f"continue it, or `{self._cmd('abort')} --service {found.service}` to roll it back"
+            )
+        return await self._continue(found)
+
+    @exclusive
+    @cancellable
+    async def promote(
+        self, service: str | None = None, full: bool = False, skip_analysis: bool = False
+    ) -> DeploymentRecord:
+        """Continue the deployment paused at a gate from the step after it (to the end, or to
+        the next gate), from any process. ``full``: go straight to 100 % — the remaining weight
+        steps and gates are skipped, the analysis at full weight still runs unless
+        ``skip_analysis`` (see docs/gates.md)."""
+        if skip_analysis and not full:
+            raise InvalidInput("--skip-analysis goes with --full (a plain promote runs every step)")
+        found = self._open(service)
+        gate = found.paused_at
+        if gate is None:
+            self._refuse_if_owned(found, "resume", force=False)
+            raise InvalidInput(
+                f"deployment {found.deployment_id} of {found.service} ({found.version}) is not paused "
+                f"(the journal says {found.status} at step {found.next_step + 1}/{found.total_steps}); "
+                f"run `{self._cmd('resume')} --service {found.service}` or "
+                f"`{self._cmd('abort')} --service {found.service}`"
+            )
+        return await self._continue(found, promote=(gate, full, skip_analysis))
+
+    async def retry(self, service: str) -> DeploymentRecord:
+        """Run the service's newest release again from the start — the same version, strategy
+        and settings — when it rolled back (or was aborted); refused for a completed or open one."""
+        history = self.seams.backend.history()
+        self._refuse_if_open(history, service=service)
+        found = journal.latest_release(history, service)
+        if found is None:
+            raise InvalidInput(
+                f"no deployment of {service} on stack {self.seams.backend.stack_name} to retry"
+            )
+        if found.status == "completed":
+            raise InvalidInput(
+                f"deployment {found.deployment_id} of {service} ({found.version}) completed; nothing to "
+                f"retry (release another version with `{self._cmd('deploy')} --service {service}`)"
+            )
+        record = self._load_or_new(found, self.seams.backend.read_config().release[service])
+        configured = self.seams.backend.read_config().service(service)
+        strategy: str = found.strategy
+        overrides = None
+        if record.settings is not None:
+            strategy, overrides = record.settings["strategy"]["type"], record.settings
+        else:
+            svc, _ = resolve(configured, strategy)
+            if found.settings is not None and journal.settings_digest(svc) != found.settings:
+                raise InvalidInput(
+                    f"cannot retry deployment {found.deployment_id}: it ran with settings not recorded on "
+                    f"this machine (or the stack's settings changed since); run `{self._cmd('deploy')} "
+                    f"--service {service} --version {found.version}` to release it with today's settings"
+                )
+        image = journal.deployment_image(found)
+        retried = await self.deploy(service, found.version, strategy, overrides, image=image)
+        retried.retry_of = found.deployment_id
+        if self.seams.records is not None:
+            self.seams.records.save(retried)
+        return retried
+
+    async def _continue(
+        self, found: JournalDeployment, promote: tuple[int, bool, bool] | None = None
+    ) -> DeploymentRecord:
+        """Resume ``found`` from its next step, or (``promote``: the gate index, ``full``,
+        ``skip_analysis``) from the step after the gate it is paused at."""
+        verb = "resume" if promote is None else "promote"
         config = self.seams.backend.read_config()
         record = self._load_or_new(found, config.release[found.service])
         svc, strat = self._resume_settings(found, config.service(found.service), record)
@@ -177,11 +251,18 @@ class Driver:
         if record.total_steps == 0:
             record.total_steps = len(steps)
         record.status = DeploymentStatus.IN_PROGRESS
-        record.errors.append(f"resumed at step {found.next_step + 1} of {len(steps)}")
+        start, skip = found.next_step, frozenset[int]()
+        if promote is None:
+            record.errors.append(f"resumed at step {found.next_step + 1} of {len(steps)}")
+        else:
+            gate, full, skip_analysis = promote
+            start = gate + 1
+            skip = full_skip(steps, start, skip_analysis) if full else skip
+            self._promoted(record, found, gate, full, skip_analysis)
         # the budget covers the part of the plan still to run, from now: observation steps after
-        # the last completed change run again, and the time the killed driver was gone is not
-        # the deployment waiting on the world
-        remaining = planned_seconds(steps[found.next_step :])
+        # the last completed change run again, and the time the killed driver was gone (or the
+        # deployment was paused at a gate) is not the deployment waiting on the world
+        remaining = planned_seconds(tuple(s for i, s in enumerate(steps[start:], start) if i not in skip))
         now = self.seams.clock.now()
         runner = Runner(self.seams, record, svc, steps, checkpoint, remaining, started_at=now, image=image)
         expected = runner.with_image(replay(start_release, steps[: found.next_step]))
@@ -191,18 +272,18 @@ class Driver:
             try:
                 await runner.reapply(last, expected)
             except (StackBusy, ReleaseConflict) as exc:
-                raise StackBusy(self._overtaken(found, "resume", exc)) from exc
+                raise StackBusy(self._overtaken(found, verb, exc)) from exc
             except RfsDeployError as exc:  # a StepFailed check included
                 # as with any failed step: back to the checkpoint, not a bare error mid-deployment
-                reason = f"resume could not restore the state of step {last + 1}: {exc}"
+                reason = f"{verb} could not restore the state of step {last + 1}: {exc}"
                 record.errors.append(reason)
                 await runner.roll_back(reason)
                 await self._after(runner.stack)
                 return record
         try:
-            await runner.run(start=found.next_step)
+            await runner.run(start=start, skip=skip)
         except (StackBusy, ReleaseConflict) as exc:
-            raise StackBusy(self._overtaken(found, "resume", exc)) from exc
+            raise StackBusy(self._overtaken(found, verb, exc)) from exc
         await self._after(runner.stack)
         return record
 
@@ -282,8 +363,33 @@ class Driver:
             )
         return found
 
+    def _paused_line(self, found: JournalDeployment) -> str:
+        since = datetime.fromtimestamp(found.newest.start_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        gate = (found.paused_at or 0) + 1
+        return (
+            f"deployment {found.deployment_id} of {found.service} ({found.version}) is paused at step "
+            f"{gate}/{found.total_steps} (by {found.paused_by}, since {since})"
+        )
+
+    def _promoted(
+        self, record: DeploymentRecord, found: JournalDeployment, gate: int, full: bool, skip_analysis: bool
+    ) -> None:
+        """The record of a deployment promoted past gate ``gate``: the gate's step passed."""
+        how = " --full" + (" --skip-analysis" if skip_analysis else "") if full else ""
+        line = f"promoted{how} past step {gate + 1} of {found.total_steps} by {pauser()}"
+        record.errors.append(line)
+        for srec in record.steps:
+            if srec.index == gate and srec.outcome == "paused":
+                srec.outcome, srec.reason = "passed", line
+        record.paused = None
+
     def _refuse_if_open(self, history: list[Any], hint: str = "resume", service: str | None = None) -> None:
         found = journal.find_open_deployment(history, service)
+        if found is not None and found.paused_at is not None:
+            raise StackBusy(
+                f"{self._paused_line(found)}; run `{self._cmd('promote')} --service {found.service}` "
+                f"or `{self._cmd('abort')} --service {found.service}` first"
+            )
         if found is not None:
             step = found.next_step
             owner = journal.live_other_owner(found.last_tag)
@@ -425,6 +531,7 @@ class Driver:
         svc = config.service(found.service)
         checkpoint = self._checkpoint_of(found)
         record = self._load_or_new(found, checkpoint.release_for(found.service))
+        record.paused = None  # an abort at a gate: the deployment no longer holds there
         stack = self._restoring(record, svc, checkpoint)
         try:
             await roll_back(
@@ -545,3 +652,27 @@ class Driver:
 
     def _cmd(self, verb: str) -> str:
         return f"{self.seams.command_prefix} {verb} --stack {self.seams.backend.stack_name}"
+
+
+def full_skip(steps: tuple[Step, ...], start: int, skip_analysis: bool) -> frozenset[int]:
+    """The plan indices ``promote --full`` skips from ``start``: every step before the first
+    change that gives the new version all traffic (a 100 % weight, or the switch), and every gate
+    after it; with ``skip_analysis`` the analyses after it too. Nothing when the rest of the
+    plan has no such change (it is at full weight already): then only gates and, with
+    ``skip_analysis``, analyses are skipped."""
+    full = next(
+        (
+            i
+            for i in range(start, len(steps))
+            if isinstance(steps[i], Promote) or (isinstance(steps[i], SetWeight) and steps[i].weight >= 100)
+        ),
+        None,
+    )
+    skipped: set[int] = set()
+    for index in range(start, len(steps)):
+        step = steps[index]
+        before = full is not None and index < full
+        skip = before and (isinstance(step, SetWeight) or not isinstance(step, Change))
+        if skip or isinstance(step, Gate) or (skip_analysis and isinstance(step, Analyze)):
+            skipped.add(index)
+    return frozenset(skipped)

@@ -11,7 +11,10 @@ than confirmations), or a ``step`` update of the plan's last step (nothing follo
 killed between its update and the world showing it (a rolling fleet half-way through its refresh
 back) is therefore still open: ``resume`` or ``abort`` finishes it. Anything else is *open*:
 ``resume`` continues it from :attr:`JournalDeployment.next_step`, ``abort`` restores
-:attr:`JournalDeployment.checkpoint`.
+:attr:`JournalDeployment.checkpoint`. An open deployment whose newest update is a succeeded
+``paused`` one (phase ``step``, kind ``paused``) is *paused* at a gate
+(:attr:`JournalDeployment.paused_at`): ``promote`` continues it from the step after the gate
+(see docs/gates.md).
 
 Backends differ in what a killed update leaves behind: the Pulumi Cloud backend records it as
 ``in-progress`` (until ``pulumi cancel``), the self-managed (DIY) backend writes history only when
@@ -30,6 +33,7 @@ from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.errors import UnknownService, UnknownVersion
 from rfs_deploy.journal_tags import (
     FINISHING_PHASES,
+    PAUSED,
     PHASES,
     PREFIX,
     PROGRESS_PHASES,
@@ -51,6 +55,7 @@ from rfs_deploy.journal_tags import (
 #: The tag codec is part of the journal's interface (``journal.decode``, ``journal.JournalTag``).
 __all__ = [
     "FINISHING_PHASES",
+    "PAUSED",
     "PHASES",
     "PREFIX",
     "PROGRESS_PHASES",
@@ -99,7 +104,9 @@ class Checkpoint:
 
 #: A deployment's status as stack history shows it; a deployment record's status is the seed's
 #: :class:`rfs_deploy.drive.records.DeploymentStatus`, which :mod:`rfs_deploy.cli.views` maps it to.
-JournalStatus = Literal["completed", "rolled-back", "aborted", "rolling-back", "aborting", "in-progress"]
+JournalStatus = Literal[
+    "completed", "rolled-back", "aborted", "rolling-back", "aborting", "in-progress", "paused"
+]
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,18 @@ class JournalDeployment:
     def interrupted(self) -> bool:
         """The newest update of the deployment did not succeed (failed, killed or still running)."""
         return self.newest.result != "succeeded"
+
+    @property
+    def paused_at(self) -> int | None:
+        """The 0-based plan index of the gate the deployment holds at; None unless paused."""
+        return self.last_tag.step if self.status == "paused" else None
+
+    @property
+    def paused_by(self) -> str | None:
+        """Who paused it (``user@host``, else the owner ``host/pid``); None unless paused."""
+        if self.status != "paused":
+            return None
+        return self.last_tag.by or self.last_tag.owner
 
     @property
     def next_step(self) -> int:
@@ -352,6 +371,9 @@ def _status(newest: HistoryEntry, tag: JournalTag) -> JournalStatus:
         return "rolled-back" if ok else "rolling-back"
     if tag.phase == "abort":
         return "aborted" if ok else "aborting"
+    if tag.paused:
+        # the gate's step is done (resume and promote go on after it), the deployment is not
+        return "paused" if ok else "in-progress"
     if ok and (tag.phase == "done" or tag.step == tag.total - 1):
         return "completed"
     return "in-progress"
@@ -398,6 +420,8 @@ def _resting(entry: HistoryEntry) -> bool:
     tag = decode(entry.message)
     if tag is None:
         return True
+    if tag.paused:
+        return False
     return tag.phase in FINISHING_PHASES or (tag.phase in PROGRESS_PHASES and tag.step == tag.total - 1)
 
 

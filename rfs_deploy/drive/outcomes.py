@@ -23,6 +23,8 @@ class StepOutcome:
     keep_baseline: bool = False
     #: The step's wait was interrupted by a cancel request (see :mod:`rfs_deploy.drive.cancel`).
     cancelled: bool = False
+    #: A gate: the deployment holds here until ``rfs-deploy promote`` (see docs/gates.md).
+    paused: bool = False
 
 
 class StepFailed(RfsDeployError):

@@ -109,6 +109,12 @@ class DeploymentRecord:
     #: and any ``analysis`` / ``deploy`` / ``validation`` overrides, so ``resume`` can rebuild
     #: the same plan. None for rollbacks and records from before it was kept.
     settings: dict[str, Any] | None = None
+    #: Held at a gate until promoted (the status stays IN_PROGRESS: the seed's statuses are
+    #: fixed): ``step`` (0-based gate index), ``reason``, ``by`` (user@host) and ``at``. None
+    #: while it runs, and again once promoted or ended.
+    paused: dict[str, Any] | None = None
+    #: ``retry``: the id of the deployment this one runs again.
+    retry_of: str | None = None
 
     @property
     def progress(self) -> int:

@@ -37,6 +37,7 @@ from rfs_deploy.drive.steps import (
     Analyze,
     Change,
     Decide,
+    Gate,
     Pause,
     Step,
     Validate,
@@ -45,7 +46,7 @@ from rfs_deploy.drive.steps import (
 )
 from rfs_deploy.drive.validate_step import run_validation
 from rfs_deploy.errors import RfsDeployError, StackBusy
-from rfs_deploy.journal_tags import Phase
+from rfs_deploy.journal_tags import PAUSED, Phase, pauser
 from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.releases import ReleaseConflict
 
@@ -82,15 +83,22 @@ class Runner:
 
     # ------------------------------------------------------------------ the loop
 
-    async def run(self, start: int = 0) -> DeploymentRecord:
+    async def run(self, start: int = 0, skip: frozenset[int] = frozenset()) -> DeploymentRecord:
+        """Run plan steps ``start`` to the end, to a rollback, or to a gate (the record's
+        ``paused`` is then set and the pause is in the journal). Steps in ``skip`` are recorded
+        as skipped without running (``promote --full``)."""
         rec = self.record
         rec.status = DeploymentStatus.IN_PROGRESS
         rec.total_steps = len(self.steps)
         rec.recovery = None  # a resumed deployment: the old way out no longer applies
+        rec.paused = None
         self.stack.save()
         cancel = self.seams.cancellation
         for index in range(start, len(self.steps)):
             step = self.steps[index]
+            if index in skip:
+                self._skipped(index, step)
+                continue
             if cancel is not None and cancel.requested:
                 await self._cancelled(index)
                 return rec
@@ -109,6 +117,10 @@ class Runner:
                 return rec
             if outcome.keep_baseline:
                 await self.roll_back(outcome.reason, status_reason="kept A")
+                return rec
+            if outcome.paused:
+                assert isinstance(step, Gate)
+                await self._hold(index, step)
                 return rec
             if not outcome.passed:
                 await self.roll_back(f"step {index + 1} ({step.kind}) failed: {outcome.reason}")
@@ -155,7 +167,15 @@ class Runner:
             outcome = StepOutcome(False, str(exc))
         rec.status = DeploymentStatus.IN_PROGRESS
         srec.ended_at = self.seams.clock.now()
-        srec.outcome = "passed" if outcome.passed else "cancelled" if outcome.cancelled else "failed"
+        srec.outcome = (
+            "paused"
+            if outcome.paused
+            else "passed"
+            if outcome.passed
+            else "cancelled"
+            if outcome.cancelled
+            else "failed"
+        )
         srec.reason = outcome.reason
         if not outcome.passed and not outcome.cancelled:
             rec.errors.append(f"step {index + 1} ({step.kind}): {outcome.reason}")
@@ -176,6 +196,45 @@ class Runner:
     async def _pause(self, index: int, step: Pause, srec: StepRecord) -> StepOutcome:
         await self._sleep(step.seconds)
         return StepOutcome(True, f"waited {step.seconds}s")
+
+    async def _gate(self, index: int, step: Gate, srec: StepRecord) -> StepOutcome:
+        # the loop records the pause (:meth:`_hold`): a handler only says what the step came to
+        return StepOutcome(True, f"paused until promoted ({step.reason})", paused=True)
+
+    async def _hold(self, index: int, step: Gate) -> None:
+        """Record the pause at gate ``index`` in the journal: one update that writes the release
+        state as it is (weights untouched), kind ``paused``, its lease released; the process
+        then ends, and ``rfs-deploy promote`` from anywhere continues from the next step."""
+        rec = self.record
+        by = pauser()
+        version = await self.stack.update(
+            self.release(),
+            step=index,
+            total=len(self.steps),
+            kind=PAUSED,
+            phase="step",
+            text=f"paused at step {index + 1}: {step.reason}",
+        )
+        rec.paused = {"step": index, "reason": step.reason, "by": by, "at": self.seams.clock.now()}
+        srec = next((s for s in rec.steps if s.index == index), None)
+        if srec is not None:
+            srec.stack_version = version
+        cancel = self.seams.cancellation
+        if cancel is not None:
+            cancel.stage = "finished"
+        self.stack.emit(
+            events.Note, message=f"paused at step {index + 1}/{len(self.steps)} ({step.reason}) by {by}"
+        )
+        self.stack.save()
+
+    def _skipped(self, index: int, step: Step) -> None:
+        now = self.seams.clock.now()
+        srec = StepRecord(index, step.kind, step.describe(), now, ended_at=now, outcome="skipped")
+        srec.reason = "skipped by promote --full"
+        self.record.steps = [s for s in self.record.steps if s.index != index] + [srec]
+        self.stack.emit(
+            events.StepFinished, index=index, kind=step.kind, outcome="skipped", reason=srec.reason
+        )
 
     # ------------------------------------------------------------------ stack
 
@@ -364,6 +423,7 @@ HANDLERS: dict[type[Step], Handler] = {
     WaitHealthy: Runner._wait_healthy,
     Validate: Runner._validate,
     Pause: Runner._pause,
+    Gate: Runner._gate,
     Analyze: _observing(Analyst.analyze),
     WatchRefresh: _observing(Analyst.watch_refresh),
     Decide: _observing(Analyst.decide),

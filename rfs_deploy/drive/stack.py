@@ -26,7 +26,7 @@ from rfs_deploy.drive.journal import Checkpoint
 from rfs_deploy.drive.outcomes import StepFailed
 from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.errors import StackBusy
-from rfs_deploy.journal_tags import PROGRESS_PHASES, JournalTag, Phase, encode, this_owner
+from rfs_deploy.journal_tags import PAUSED, PROGRESS_PHASES, JournalTag, Phase, encode, pauser, this_owner
 from rfs_deploy.outputs import ServiceOutputs, parse_outputs
 
 #: Seconds between polls of the load balancer while a change propagates.
@@ -86,6 +86,7 @@ class DeploymentStack:
         """The journal tag of this deployment's next update: ``step`` of ``total`` (plan steps,
         or restore attempts for ``rollback`` / ``abort``), with its kind and phase."""
         rec = self.record
+        paused = kind == PAUSED and phase == "step"
         return JournalTag(
             deployment_id=rec.deployment_id,
             service=rec.service,
@@ -99,8 +100,10 @@ class DeploymentStack:
             # the digest names the plan's settings; resume reads it from plan updates only
             settings=self.settings if phase in PROGRESS_PHASES else None,
             owner=this_owner(),
-            lease=self.lease(),
+            # a pause releases the deployment: its lease ends now, any process may promote it
+            lease=int(time.time()) if paused else self.lease(),
             wait=wait,
+            by=pauser() if paused else None,
         )
 
     async def update(

@@ -189,6 +189,20 @@ class Pause(Step):
 
 
 @dataclass(frozen=True)
+class Gate(Step):
+    """Hold here, weights unchanged, until a person (or a pipeline) promotes the deployment:
+    ``deploy`` records the pause in the stack's history and exits with the paused code;
+    ``rfs-deploy promote`` carries on from the next step."""
+
+    kind: ClassVar[str] = "gate"
+    #: Why it holds, e.g. ``"canary at 20 %"`` (shown by status and the pause record).
+    reason: str
+
+    def describe(self) -> str:
+        return f"pause until promoted ({self.reason})"
+
+
+@dataclass(frozen=True)
 class Analyze(Step):
     """Watch metrics for ``duration`` seconds and judge every ``interval``.
 
