@@ -12,7 +12,15 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 #: The longest duration any setting takes (seconds): one week.
@@ -78,3 +86,131 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+
+# --------------------------------------------------------------------------- step lists
+
+
+class WeightStep(Model):
+    """``{setWeight: 20}``: the new slot's share of traffic from here on."""
+
+    set_weight: Int = Field(ge=1, le=100)
+
+    # Dumped as written (``{setWeight: 20}``), so a dumped config loads back as the same list.
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        return {"setWeight": self.set_weight}
+
+
+class AnalyzeStep(Model):
+    """``{analyze: 5m}`` or ``{analyze: {duration: 5m, interval: 1m}}``: judge the new slot.
+
+    Without a duration the strategy's own interval is used (``canaryInterval``); without an
+    interval, the usual judging interval (``deploy.healthCheckInterval``, at least one metric
+    period, at most the duration).
+    """
+
+    duration: Duration | None = Field(default=None, ge=1, le=MAX_DURATION)
+    interval: Duration | None = Field(default=None, ge=1, le=MAX_DURATION)
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        given = {"duration": self.duration, "interval": self.interval}
+        return {"analyze": {key: value for key, value in given.items() if value is not None}}
+
+
+class PauseStep(Model):
+    """``{pause: 2m}`` waits two minutes; ``{pause: {}}`` (or ``{pause: until-promoted}``) holds
+    until the deployment is promoted."""
+
+    duration: Duration | None = Field(default=None, ge=1, le=MAX_DURATION)
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        return {"pause": {} if self.duration is None else {"duration": self.duration}}
+
+    @property
+    def until_promoted(self) -> bool:
+        return self.duration is None
+
+
+#: One entry of an explicit step list.
+StepItem = WeightStep | AnalyzeStep | PauseStep
+
+#: The YAML key of each kind of entry.
+STEP_KEYS: dict[str, type[StepItem]] = {"setWeight": WeightStep, "analyze": AnalyzeStep, "pause": PauseStep}
+UNTIL_PROMOTED = "until-promoted"
+
+
+def _step_error(index: int, message: str) -> ValueError:
+    return ValueError(f"steps[{index}]: {message}")
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(to_camel(str(part)) if isinstance(part, str) else str(part) for part in first["loc"])
+    reason = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {reason}" if where else reason
+
+
+def _step_item(index: int, item: Any, allowed: tuple[str, ...]) -> StepItem:
+    kinds = " or ".join(f"{{{key}: ...}}" for key in allowed)
+    if not isinstance(item, dict) or len(item) != 1:
+        if isinstance(item, int) and not isinstance(item, bool) and "setWeight" in allowed:
+            raise _step_error(index, f"a bare weight among step entries; write {{setWeight: {item}}}")
+        raise _step_error(index, f"each step is one of {kinds}")
+    ((key, value),) = item.items()
+    if key in STEP_KEYS and key not in allowed:
+        raise _step_error(index, f"{{{key}: ...}} is not a step of this strategy; use {kinds}")
+    if key not in allowed:
+        raise _step_error(index, f"unknown step {str(key)[:40]!r}; use {kinds}")
+    try:
+        if key == "setWeight":
+            return WeightStep(set_weight=value)
+        if key == "analyze":
+            return AnalyzeStep.model_validate(value if isinstance(value, dict) else {"duration": value})
+        if value is None or value == UNTIL_PROMOTED:
+            return PauseStep()
+        return PauseStep.model_validate(value if isinstance(value, dict) else {"duration": value})
+    except ValidationError as exc:
+        where = _first_error(exc)
+        if key == "setWeight" or not isinstance(value, dict):
+            where = where.split(": ", 1)[-1]
+        raise _step_error(index, f"{key}: {where}") from None
+
+
+def parse_steps(value: Any, allowed: tuple[str, ...]) -> Any:
+    """A step list: plain weights (``[5, 25, 50]``, checked and passed on) or mappings, each with
+    one key of ``allowed``, as :data:`StepItem`s.
+
+    Raises one ValueError naming the first bad entry by its index (from 0): a weight outside
+    1..100 or not above the one before it, a kind the strategy does not allow, a bad duration.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError("steps must be a list")
+    if len(value) > 100:
+        raise ValueError(f"at most 100 steps, not {len(value)}")
+    if "setWeight" in allowed and all(isinstance(v, int) for v in value):
+        for index, weight in enumerate(value):
+            if isinstance(weight, bool) or not 1 <= weight <= 100:
+                raise _step_error(index, f"{weight!r} is not a weight (a whole percent, 1 to 100)")
+        return value
+    items: list[StepItem] = []
+    weight = 0
+    for index, raw in enumerate(value):
+        item = (
+            raw if isinstance(raw, (WeightStep, AnalyzeStep, PauseStep)) else _step_item(index, raw, allowed)
+        )
+        if isinstance(item, WeightStep):
+            if item.set_weight <= weight:
+                raise _step_error(
+                    index,
+                    f"setWeight {item.set_weight} is not above the weight before it ({weight}); weights rise",
+                )
+            weight = item.set_weight
+        elif isinstance(item, AnalyzeStep) and weight == 0:
+            raise _step_error(index, "analyze before any setWeight: the new version has no traffic to judge")
+        items.append(item)
+    return items

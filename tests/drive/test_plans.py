@@ -32,6 +32,7 @@ from rfs_deploy.drive.steps import (
     Decide,
     DeployIdle,
     FinishRefresh,
+    Gate,
     Pause,
     Promote,
     RollRefresh,
@@ -127,6 +128,86 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
         (*PREPARE, SetWeight(100), Analyze(30, 30, baseline=False), Promote(), ScaleDown()),
     ),
     (
+        "canary step list with gates",
+        Canary.model_validate(
+            {
+                "canaryInterval": "2m",
+                "stickinessDuration": "1h",
+                "steps": [
+                    {"pause": {}},
+                    {"setWeight": 10},
+                    {"analyze": "5m"},
+                    {"pause": "2m"},
+                    {"pause": {}},
+                    {"setWeight": 20},
+                    {"setWeight": 50},
+                    {"analyze": {"duration": "10m", "interval": "90s"}},
+                    {"pause": "until-promoted"},
+                ],
+            }
+        ),
+        (
+            *PREPARE,
+            Gate("canary before any traffic"),
+            SetWeight(10, 3600),
+            Analyze(300, 60, baseline=True),
+            Pause(120, "pause, canary at 10 %"),
+            Gate("canary at 10 %"),
+            # a weight without analyze is not judged: the list is obeyed as written
+            SetWeight(20, 3600),
+            SetWeight(50, 3600),
+            Analyze(600, 90, baseline=True),
+            Gate("canary at 50 %"),
+            # the list stops short of 100 %: the usual last two steps follow it
+            SetWeight(100),
+            Analyze(120, 60, baseline=False),
+            Promote(),
+            ScaleDown(),
+        ),
+    ),
+    (
+        "canary step list reaching 100 itself",
+        Canary.model_validate(
+            {
+                "steps": [
+                    {"setWeight": 25},
+                    {"analyze": {}},
+                    {"setWeight": 100},
+                    {"pause": {}},
+                    {"analyze": {"duration": "30s", "interval": "1m"}},
+                ],
+                "scaleDownDelay": "1m",
+            }
+        ),
+        (
+            *PREPARE,
+            SetWeight(25),
+            Analyze(60, 60, baseline=True),
+            SetWeight(100),
+            Gate("canary at 100 %"),
+            # at 100 % no baseline; an interval longer than the window is the window
+            Analyze(30, 30, baseline=False),
+            Promote(),
+            Pause(60, "scale-down delay"),
+            ScaleDown(),
+        ),
+    ),
+    (
+        "blue-green held before the switch",
+        BlueGreen.model_validate({"steps": [{"pause": "1m"}, {"pause": {}}], "switchDelay": "30s"}),
+        (
+            *PREPARE_PROBED,
+            Pause(60, "pause, before the switch"),
+            Gate("before the switch"),
+            Pause(30, "switch delay"),
+            SetWeight(100),
+            Analyze(300, 60, baseline=False),
+            Promote(),
+            Pause(300, "scale-down delay"),
+            ScaleDown(),
+        ),
+    ),
+    (
         "rolling",
         Rolling(batch_size=3, batch_interval=45),
         (
@@ -147,6 +228,21 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
             *PREPARE,
             StartVariants(split=20, stickiness=600, header="X-Try", cookie="try", rule_priority=7),
             Decide(duration=1800, interval=60),
+            Promote(),
+            ScaleDown(),
+        ),
+    ),
+    (
+        "a/b test confirmed before promotion",
+        ABTest.model_validate({"duration": "30m", "steps": [{"pause": {}}, {"pause": "5m"}]}),
+        (
+            *PREPARE,
+            StartVariants(
+                split=50, stickiness=86400, header="X-Variant", cookie="variant", rule_priority=100
+            ),
+            Decide(duration=1800, interval=60),
+            Gate("B won, before promotion"),
+            Pause(300, "pause, B won, before promotion"),
             Promote(),
             ScaleDown(),
         ),
@@ -266,6 +362,30 @@ REFUSALS = [
 ]
 
 
+#: After each weight of a generated list: nothing, an analysis, a timed pause, a gate.
+_AFTER: list[list[dict[str, object]]] = [[], [{"analyze": "1m"}], [{"pause": "30s"}], [{"pause": {}}]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    weights=st.lists(st.integers(1, 100), min_size=1, max_size=8, unique=True).map(sorted),
+    after=st.lists(st.sampled_from(range(len(_AFTER))), min_size=8, max_size=8),
+    live=st.sampled_from(["blue", "green"]),
+)
+def test_any_step_list_replays_to_promoted(weights: list[int], after: list[int], live: SlotName) -> None:
+    items: list[dict[str, object]] = [{"pause": {}}]
+    for weight, extra in zip(weights, after, strict=False):
+        items += [{"setWeight": weight}, *_AFTER[extra]]
+    strategy = Canary.model_validate({"steps": items})
+    steps = plan(service(), strategy, start(live), NEW)
+    assert replay(start(live), steps) == _final_expectation(strategy, live)
+    # every weight written is set, in order, and 100 % comes last before the promotion
+    set_weights = [s.weight for s in steps if isinstance(s, SetWeight)]
+    assert set_weights == (weights if weights[-1] == 100 else [*weights, 100])
+    gates = [s for s in steps if isinstance(s, Gate)]
+    assert len(gates) == 1 + sum(1 for extra in after[: len(weights)] if extra == 3)
+
+
 @pytest.mark.parametrize("strategy", [p[1] for p in PLANS], ids=[p[0] for p in PLANS])
 @pytest.mark.parametrize(
     ("svc", "release", "version", "message"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
@@ -319,8 +439,24 @@ def test_the_judged_slot_is_the_one_running_the_release() -> None:
         # the refresh's expected 1020 s and the final window
         (Rolling(batch_size=3, batch_interval=45), 1020 + 60),
         (ABTest(duration=1800), 1800),
+        # analyze 5m, pause 2m, the 100 % window 60 s; the gates schedule nothing
+        (
+            Canary.model_validate(
+                {
+                    "steps": [
+                        {"setWeight": 10},
+                        {"analyze": "5m"},
+                        {"pause": {}},
+                        {"pause": "2m"},
+                        {"pause": {}},
+                    ]
+                }
+            ),
+            300 + 120 + 60,
+        ),
+        (BlueGreen.model_validate({"steps": [{"pause": {}}]}), 60 + 300 + 300),
     ],
-    ids=["blue-green", "canary", "rolling", "ab-test"],
+    ids=["blue-green", "canary", "rolling", "ab-test", "canary step list", "blue-green gate"],
 )
 def test_planned_seconds_counts_what_a_plan_schedules(strategy: Strategy, scheduled: int) -> None:
     assert planned_seconds(plan(service(), strategy, start(), NEW)) == scheduled

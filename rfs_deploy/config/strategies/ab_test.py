@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from rfs_deploy.config.base import MAX_DURATION, Duration, Int
+from rfs_deploy.config.base import MAX_DURATION, Duration, Int, PauseStep, parse_steps
 from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
 
 
@@ -23,6 +23,13 @@ class ABTest(StrategySettings):
     stickiness_duration: Duration = Field(default=86400, ge=1, le=604800)
     #: Listener rule priorities used: this and the next three.
     rule_priority: Int = Field(default=100, ge=1, le=49996)
+    #: Pauses after B has won, before it is promoted (``{pause: 10m}``, ``{pause: {}}`` = until promoted).
+    steps: list[PauseStep] | None = Field(default=None, max_length=100)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _step_list(cls, steps: Any) -> Any:
+        return parse_steps(steps, ("pause",))
 
 
 STRATEGY = StrategyInfo(

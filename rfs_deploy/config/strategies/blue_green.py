@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from rfs_deploy.config.base import MAX_DURATION, Duration
+from rfs_deploy.config.base import MAX_DURATION, Duration, PauseStep, parse_steps
 from rfs_deploy.config.strategies import StrategyInfo, StrategySettings
 
 
@@ -18,6 +18,13 @@ class BlueGreen(StrategySettings):
     validation_duration: Duration = Field(default=300, ge=0, le=MAX_DURATION)
     #: How long the old slot stays up (at zero traffic) after the switch before scale-down.
     scale_down_delay: Duration = Field(default=300, ge=0, le=MAX_DURATION)
+    #: Pauses before the switch, after validation (``{pause: 2m}``, ``{pause: {}}`` = until promoted).
+    steps: list[PauseStep] | None = Field(default=None, max_length=100)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _step_list(cls, steps: Any) -> Any:
+        return parse_steps(steps, ("pause",))
 
 
 STRATEGY = StrategyInfo(

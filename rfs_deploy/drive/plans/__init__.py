@@ -19,7 +19,7 @@ from typing import Any
 from rfs_deploy.config.model import ReleaseState, ServiceConfig, Strategy
 from rfs_deploy.config.strategies import STRATEGIES
 from rfs_deploy.drive.plans.common import check_start
-from rfs_deploy.drive.steps import Analyze, Change, Decide, Pause, Step, WaitHealthy, WatchRefresh
+from rfs_deploy.drive.steps import Analyze, Change, Decide, Gate, Pause, Step, WaitHealthy, WatchRefresh
 
 __all__ = ["PLANS", "PlanFunction", "check_start", "describe", "plan", "planned_seconds", "replay"]
 
@@ -67,6 +67,8 @@ _SCHEDULED: Mapping[type[Step], Callable[[Any], float]] = MappingProxyType(
         Analyze: lambda step: step.duration,
         Decide: lambda step: step.duration,
         Pause: lambda step: step.seconds,
+        # A gate waits for a person, not for the clock: it schedules nothing.
+        Gate: lambda step: 0,
         WaitHealthy: lambda step: step.warmup,
         WatchRefresh: lambda step: step.expected,
     }

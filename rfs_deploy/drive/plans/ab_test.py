@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.config.strategies.ab_test import ABTest
-from rfs_deploy.drive.plans.common import analysis_interval, check_start, prepare_idle, retire_old
+from rfs_deploy.drive.plans.common import (
+    analysis_interval,
+    check_start,
+    pause_steps,
+    prepare_idle,
+    retire_old,
+)
 from rfs_deploy.drive.steps import Decide, StartVariants, Step
 
 
@@ -14,6 +20,9 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
     B (the new version, on the idle slot) gets ``split`` percent of users. The plan is written
     for B winning; when :func:`rfs_deploy.drive.ab.decide_ab` keeps A, the runner rolls back
     to the checkpoint before the variants started instead of promoting.
+
+    A step list (pauses only) holds after the decision, before promotion, with both variants
+    still live: ``{pause: {}}`` lets a person confirm B's promotion.
     """
     check_start(service, release, version)
     return (
@@ -26,5 +35,6 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
             rule_priority=strategy.rule_priority,
         ),
         Decide(duration=strategy.duration, interval=analysis_interval(service, strategy.duration)),
+        *pause_steps(strategy.steps, "B won, before promotion"),
         *retire_old(0),
     )

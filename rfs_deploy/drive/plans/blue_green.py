@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.config.strategies.blue_green import BlueGreen
-from rfs_deploy.drive.plans.common import analysis_interval, check_start, prepare_idle, retire_old
+from rfs_deploy.drive.plans.common import (
+    analysis_interval,
+    check_start,
+    pause_steps,
+    prepare_idle,
+    retire_old,
+)
 from rfs_deploy.drive.steps import Analyze, Pause, SetWeight, Step
 
 
@@ -16,11 +22,15 @@ def plan(
     The validate step also runs the load probe (``validation.probe``): the switch moves every
     user at once, so the new slot is judged under load through the test listener before it.
 
+    A step list (pauses only) holds after validation, before the switch delay: ``{pause: {}}``
+    waits there until the deployment is promoted.
+
     The bake (``validationDuration``) judges the new slot alone: after the switch the old slot has
     no traffic to compare with. A zero switch delay or validation duration drops that step.
     """
     check_start(service, release, version)
     steps: list[Step] = list(prepare_idle(service, version, strategy.type))
+    steps.extend(pause_steps(strategy.steps, "before the switch"))
     if strategy.switch_delay > 0:
         steps.append(Pause(seconds=strategy.switch_delay, reason="switch delay"))
     steps.append(SetWeight(weight=100))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from rfs_deploy.config.base import PauseStep
 from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.config.strategies.rolling import Rolling
-from rfs_deploy.drive.steps import DeployIdle, Pause, Promote, ScaleDown, Step, Validate, WaitHealthy
+from rfs_deploy.drive.steps import DeployIdle, Gate, Pause, Promote, ScaleDown, Step, Validate, WaitHealthy
 from rfs_deploy.errors import InvalidInput
 
 
@@ -74,3 +75,15 @@ def retire_old(scale_down_delay: int) -> tuple[Step, ...]:
     """Promote the new slot, keep the old one up for ``scale_down_delay`` seconds, scale it down."""
     pause: tuple[Step, ...] = (Pause(seconds=scale_down_delay, reason="scale-down delay"),)
     return (Promote(), *(pause if scale_down_delay > 0 else ()), ScaleDown())
+
+
+def pause_step(pause: PauseStep, where: str) -> Step:
+    """A step list's ``pause`` entry: a timed wait, or a gate held until the deployment is promoted."""
+    if pause.duration is None:
+        return Gate(reason=where)
+    return Pause(seconds=pause.duration, reason=f"pause, {where}")
+
+
+def pause_steps(pauses: list[PauseStep] | None, where: str) -> tuple[Step, ...]:
+    """Every ``pause`` entry of a pauses-only step list (blue-green, A/B), in order."""
+    return tuple(pause_step(pause, where) for pause in pauses or ())
