@@ -1,9 +1,14 @@
 """The timeline report of one deployment: a PNG and an HTML page a person can open.
 
-Three panels over (virtual) time — the traffic weight per slot, the 5xx rate per slot and the p99
-latency per slot — with a line at every step boundary, a marker for every failed verdict and a
-band from the rollback on. The HTML page embeds the picture and lists the steps and the verdicts
-with their reasons. Only numbers and messages from the record are drawn: no config value.
+Four panels over (virtual) time — the traffic weight per slot, the 5xx rate, the p99 latency and
+the CPU per slot — with a line at every step boundary, a marker for every failed verdict on the
+panel of the metric that failed, at the value that failed, the datapoints of an alarm that ended
+a step, and a band from the rollback on. The HTML page embeds the picture and lists the steps and
+the verdicts with their reasons. Only numbers and messages from the record are drawn: no config
+value.
+
+:func:`timeline` computes what is drawn (series, thresholds, markers, labels) from the record, so
+what the picture shows can be checked without reading pixels; :func:`render_png` only draws it.
 """
 
 from __future__ import annotations
@@ -11,12 +16,211 @@ from __future__ import annotations
 import base64
 import html
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rfs_deploy.drive.records import DeploymentRecord, Sample
+from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
 from rfs_deploy.errors import InvalidInput, RfsDeployError
 
 COLOURS = {"blue": "#1f77b4", "green": "#2ca02c"}
+#: Blue solid and wide under green dashed and narrow: two equal weights (an A/B test's 50/50)
+#: stay both visible where the lines lie on each other.
+STYLES: dict[str, dict[str, Any]] = {
+    "blue": {"ls": "-", "lw": 3.0, "marker": "o", "ms": 4, "zorder": 2},
+    "green": {"ls": "--", "lw": 1.6, "marker": "x", "ms": 5, "zorder": 3},
+}
+#: The metric panels: the record's metric, its axis label and the factor from record to axis units.
+METRIC_PANELS: dict[str, tuple[str, float]] = {
+    "error_rate": ("5xx rate %", 100.0),
+    "p99": ("p99 latency s", 1.0),
+    "cpu": ("CPU %", 1.0),
+}
+PANELS = ("weight", *METRIC_PANELS)
+#: The verdict numbers holding each metric's threshold (the judge's policy numbers).
+_THRESHOLD_NUMBERS = {"error_rate": "max_error_rate", "p99": "max_p99_latency", "cpu": "max_cpu"}
+#: How a judge's FAIL reason starts, per metric ("probe: " and "variant B: " prefixes aside).
+_REASON_PREFIXES = (("error rate", "error_rate"), ("p99", "p99"), ("cpu", "cpu"))
+#: Step starts closer than this share of the time axis get their labels on alternate rows.
+_LABEL_GAP = 0.04
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A failed verdict: on ``panel`` (a metric, or ``weight`` when the metric is not known), at
+    ``x`` minutes and ``y`` in the panel's units."""
+
+    panel: str
+    x: float
+    y: float
+    label: str
+
+
+@dataclass(frozen=True)
+class StepLabel:
+    """The steps that started at ``x`` minutes (``text`` like ``4-5``) and the label's row."""
+
+    x: float
+    text: str
+    row: int
+
+
+@dataclass
+class Timeline:
+    """What the PNG shows, in axis units: minutes since start on x."""
+
+    #: (panel, slot) -> points; weights hold from an observing step's start to its samples.
+    series: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    #: panel -> the datapoints of the alarm that ended a step: (period start, period end, value).
+    alarm_points: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    markers: list[Marker] = field(default_factory=list)
+    step_starts: list[float] = field(default_factory=list)
+    step_labels: list[StepLabel] = field(default_factory=list)
+    #: "1 deploy-idle · 2 wait-healthy · ...": what the step numbers stand for.
+    legend: str = ""
+    #: (from, to, text) of the rollback, None when there was none.
+    rollback: tuple[float, float, str] | None = None
+    #: slot -> (x, weight) the rollback restored (the old version's slot back at 100 %).
+    restored: dict[str, tuple[float, float]] = field(default_factory=dict)
+    probes: list[float] = field(default_factory=list)
+
+
+def timeline(record: DeploymentRecord) -> Timeline:
+    """The report's data model of ``record`` (see :class:`Timeline`)."""
+    t0 = record.started_at
+    tl = Timeline()
+
+    def minutes(at: float) -> float:
+        return (at - t0) / 60
+
+    starts = {s.index: s.started_at for s in record.steps}
+    for slot in COLOURS:
+        points: list[tuple[float, float]] = []
+        seen_steps: set[int] = set()
+        for sample in record.samples:
+            weight = float(sample.weights.get(slot, 0))
+            if sample.step not in seen_steps and sample.step in starts:
+                # an observing step changes no weight: the weights of its first sample held from its start
+                seen_steps.add(sample.step)
+                points.append((minutes(starts[sample.step]), weight))
+            points.append((minutes(sample.at), weight))
+        tl.series[("weight", slot)] = points
+        for metric, (_, scale) in METRIC_PANELS.items():
+            tl.series[(metric, slot)] = [
+                (minutes(s.at), _val(s.slots.get(slot, {}).get(metric), scale)) for s in record.samples
+            ]
+    for verdict in record.verdicts:
+        for metric, key in _THRESHOLD_NUMBERS.items():
+            if metric not in tl.thresholds and verdict.numbers.get(key) is not None:
+                tl.thresholds[metric] = float(verdict.numbers[key]) * METRIC_PANELS[metric][1]
+    for verdict in record.verdicts:
+        if verdict.outcome != "FAIL":
+            continue
+        metric, value = failed_metric(verdict)
+        numbers = verdict.numbers
+        if metric is not None and numbers.get("source") == "alarm":
+            scale = METRIC_PANELS[metric][1]
+            if numbers.get("threshold") is not None:
+                tl.thresholds[metric] = float(numbers["threshold"]) * scale
+            period = float(numbers.get("period") or 60)
+            for point in numbers.get("datapoints") or []:
+                if point.get("at") is not None and point.get("value") is not None:
+                    at = float(point["at"])
+                    tl.alarm_points.setdefault(metric, []).append(
+                        (minutes(at), minutes(at + period), float(point["value"]) * scale)
+                    )
+        if metric is None or value is None:
+            weight = _new_weight(record, verdict)
+            tl.markers.append(Marker("weight", minutes(verdict.at), weight, verdict.reason))
+        else:
+            tl.markers.append(
+                Marker(metric, minutes(verdict.at), value * METRIC_PANELS[metric][1], verdict.reason)
+            )
+    _steps(record, tl, minutes)
+    _rollback(record, tl, minutes)
+    tl.probes = [minutes(s.at) for s in probe_samples(record)]
+    return tl
+
+
+def failed_metric(verdict: VerdictRecord) -> tuple[str | None, float | None]:
+    """The metric a FAIL verdict failed on (``error_rate``, ``p99``, ``cpu`` or None) and the
+    value that failed, in the record's units: an alarm's own metric and breaching value, or the
+    judge's first reason ("error rate 7.00% > 5.00%; p99 ...") and the new slot's number."""
+    numbers = verdict.numbers
+    if numbers.get("source") == "alarm":
+        metric = numbers.get("metric")
+        if metric not in METRIC_PANELS:
+            return None, None
+        value = numbers.get("value")
+        if value is None:
+            value = numbers.get(metric)
+        return metric, None if value is None else float(value)
+    reason = verdict.reason.lower()
+    for prefix in ("probe: ", "variant b: "):
+        reason = reason.removeprefix(prefix)
+    for start, metric in _REASON_PREFIXES:
+        if reason.startswith(start):
+            value = numbers.get(metric)
+            return metric, None if value is None else float(value)
+    return None, None
+
+
+def _new_weight(record: DeploymentRecord, verdict: VerdictRecord) -> float:
+    sample = next((s for s in reversed(record.samples) if s.at <= verdict.at), None)
+    if sample is None or not sample.new_slot:
+        return 0.0
+    return float(sample.weights.get(sample.new_slot, 0))
+
+
+def _steps(record: DeploymentRecord, tl: Timeline, minutes: Any) -> None:
+    """Step boundaries and their labels: steps starting at the same moment share one label
+    ("3-4"), and labels closer than :data:`_LABEL_GAP` of the axis go on alternate rows."""
+    steps = sorted(record.steps, key=lambda s: (s.started_at, s.index))
+    groups: list[tuple[float, list[int]]] = []
+    for step in steps:
+        x = minutes(step.started_at)
+        if groups and abs(groups[-1][0] - x) < 1e-6:
+            groups[-1][1].append(step.index + 1)
+        else:
+            groups.append((x, [step.index + 1]))
+    end = minutes(record.ended_at) if record.ended_at is not None else (groups[-1][0] if groups else 0.0)
+    span = max(end - (groups[0][0] if groups else 0.0), 1e-9)
+    row, last = 0, None
+    for x, numbers in groups:
+        tl.step_starts.append(x)
+        row = (1 - row) if last is not None and (x - last) / span < _LABEL_GAP else 0
+        text = str(numbers[0]) if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
+        tl.step_labels.append(StepLabel(x, text, row))
+        last = x
+    tl.legend = " · ".join(
+        f"{s.index + 1} {_short(s.kind, s.description)}" for s in sorted(steps, key=lambda s: s.index)
+    )
+
+
+def _short(kind: str, description: str) -> str:
+    if kind == "set-weight":
+        return description.removeprefix("set ")
+    return kind
+
+
+def _rollback(record: DeploymentRecord, tl: Timeline, minutes: Any) -> None:
+    if record.rolled_back_to is None and record.rollback_attempts == 0:
+        return
+    failed = next((s for s in record.steps if s.outcome == "failed"), None)
+    ended = [s.ended_at for s in record.steps if s.ended_at is not None]
+    begin = (
+        failed.ended_at if failed is not None and failed.ended_at is not None else max(ended, default=None)
+    )
+    if begin is None or record.ended_at is None:
+        return
+    attempts = f", {record.rollback_attempts} attempts" if record.rollback_attempts > 1 else ""
+    target = f"stack v{record.rolled_back_to}" if record.rolled_back_to is not None else "the checkpoint"
+    tl.rollback = (minutes(begin), minutes(record.ended_at), f"rollback to {target}{attempts}")
+    new_slot = next((s.new_slot for s in reversed(record.samples) if s.new_slot), "")
+    if record.rolled_back_to is not None and new_slot in COLOURS:
+        for slot in COLOURS:
+            tl.restored[slot] = (minutes(record.ended_at), 0.0 if slot == new_slot else 100.0)
 
 
 def render_png(record: DeploymentRecord) -> bytes:
@@ -25,48 +229,70 @@ def render_png(record: DeploymentRecord) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t0 = record.started_at
-    fig, axes = plt.subplots(3, 1, figsize=(11, 8), sharex=True)
-    ax_w, ax_e, ax_p = axes
-    times = [(s.at - t0) / 60 for s in record.samples]
-    for slot in ("blue", "green"):
-        colour = COLOURS[slot]
-        ax_w.step(
-            times,
-            [s.weights.get(slot, 0) for s in record.samples],
-            where="post",
-            marker=".",  # a deployment that failed before moving traffic has a single sample
-            color=colour,
-            label=slot,
-        )
-        rates = [_val(s.slots.get(slot, {}).get("error_rate"), 100) for s in record.samples]
-        p99s = [_val(s.slots.get(slot, {}).get("p99"), 1) for s in record.samples]
-        ax_e.plot(times, rates, marker=".", color=colour, label=slot)
-        ax_p.plot(times, p99s, marker=".", color=colour, label=slot)
-    if record.samples:
-        policy = record.verdicts[0].numbers if record.verdicts else {}
-        if policy.get("max_error_rate") is not None:
-            ax_e.axhline(100 * float(policy["max_error_rate"]), color="red", ls=":", lw=1, label="threshold")
-        if policy.get("max_p99_latency") is not None:
-            ax_p.axhline(float(policy["max_p99_latency"]), color="red", ls=":", lw=1, label="threshold")
-    for step in record.steps:
+    tl = timeline(record)
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(11, 10), sharex=True)
+    ax_of = dict(zip(PANELS, axes, strict=True))
+    for slot, colour in COLOURS.items():
+        style = STYLES[slot]
+        xs, ys = _xy(tl.series[("weight", slot)])
+        # a deployment that failed before moving traffic has a single sample: the marker shows it
+        ax_of["weight"].step(xs, ys, where="post", color=colour, label=slot, **style)
+        if slot in tl.restored:
+            x, y = tl.restored[slot]
+            if xs:
+                ax_of["weight"].plot([xs[-1], x], [ys[-1], y], color=colour, ls=":", lw=1.2)
+            ax_of["weight"].plot([x], [y], marker="s", color=colour, ms=6, ls="none")
+        for metric in METRIC_PANELS:
+            mx, my = _xy(tl.series[(metric, slot)])
+            ax_of[metric].plot(mx, my, color=colour, label=slot, **style)
+    for metric, value in tl.thresholds.items():
+        ax_of[metric].axhline(value, color="red", ls=":", lw=1, label="threshold")
+    for metric, points in tl.alarm_points.items():
+        ax = ax_of[metric]
+        for i, (x0, x1, value) in enumerate(points):
+            ax.hlines(
+                value, x0, x1, color="#d62728", lw=4, alpha=0.6, label="alarm datapoints" if i == 0 else None
+            )
+    for x in tl.step_starts:
         for ax in axes:
-            ax.axvline((step.started_at - t0) / 60, color="#999", lw=0.6, ls="--")
-        ax_w.annotate(
-            f"{step.index + 1}",
-            ((step.started_at - t0) / 60, 102),
+            ax.axvline(x, color="#999", lw=0.6, ls="--")
+    for label in tl.step_labels:
+        ax_of["weight"].annotate(
+            label.text,
+            (label.x, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, 3 + 10 * label.row),
+            textcoords="offset points",
             fontsize=7,
             color="#555",
             annotation_clip=False,
         )
-    for verdict in record.verdicts:
-        if verdict.outcome == "FAIL":
-            ax_e.plot([(verdict.at - t0) / 60], [0], marker="x", color="red", ms=9)
-    for sample in probe_samples(record):
+    for i, marker in enumerate(tl.markers):
+        ax = ax_of[marker.panel]
+        ax.plot(
+            [marker.x],
+            [marker.y],
+            marker="X",
+            color="red",
+            ms=11,
+            ls="none",
+            zorder=5,
+            label="failed" if i == 0 or marker.panel != tl.markers[0].panel else None,
+        )
+        ax.annotate(
+            _clip(marker.label, 70),
+            (marker.x, marker.y),
+            xytext=(-6, 8),
+            textcoords="offset points",
+            fontsize=7,
+            color="#a00",
+            ha="right",
+        )
+    for x in tl.probes:
         # numbers for a slot no user is sent to: the load probe's own requests (blue-green)
-        ax_p.annotate(
+        ax_of["p99"].annotate(
             "probe",
-            ((sample.at - t0) / 60, 0),
+            (x, 0),
             xytext=(0, 4),
             textcoords="offset points",
             fontsize=7,
@@ -74,15 +300,18 @@ def render_png(record: DeploymentRecord) -> bytes:
             ha="center",
             xycoords=("data", "axes fraction"),
         )
-    failed = next((s for s in record.steps if s.outcome == "failed"), None)
-    if failed is not None and failed.ended_at is not None and record.ended_at is not None:
+    if tl.rollback is not None:
+        x0, x1, text = tl.rollback
         for ax in axes:
-            ax.axvspan((failed.ended_at - t0) / 60, (record.ended_at - t0) / 60, color="red", alpha=0.08)
-    ax_w.set_ylabel("traffic weight %")
-    ax_w.set_ylim(-5, 110)
-    ax_e.set_ylabel("5xx rate %")
-    ax_p.set_ylabel("p99 latency s")
-    ax_p.set_xlabel("minutes since start")
+            ax.axvspan(x0, max(x1, x0 + 1e-3), color="red", alpha=0.08)
+        ax_of["weight"].annotate(
+            text, (x0, 50), xytext=(-4, 0), textcoords="offset points", fontsize=8, color="#a00", ha="right"
+        )
+    ax_of["weight"].set_ylabel("traffic weight %")
+    ax_of["weight"].set_ylim(-5, 110)
+    for metric, (label, _) in METRIC_PANELS.items():
+        ax_of[metric].set_ylabel(label)
+    axes[-1].set_xlabel("minutes since start")
     for ax in axes:
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(alpha=0.3)
@@ -90,11 +319,35 @@ def render_png(record: DeploymentRecord) -> bytes:
         f"{record.service} {record.previous_version} → {record.version} "
         f"({record.strategy}) — {record.status.value}"
     )
-    fig.tight_layout()
+    legend = _wrap(tl.legend, 170) if tl.legend else ""
+    if legend:
+        fig.text(0.01, 0.005, "steps: " + legend, fontsize=7, color="#555", va="bottom")
+    fig.tight_layout(rect=(0, 0.02 + 0.014 * (legend.count("\n") + 1) if legend else 0, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _xy(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    return [x for x, _ in points], [y for _, y in points]
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _wrap(text: str, width: int) -> str:
+    lines: list[str] = []
+    line = ""
+    for part in text.split(" · "):
+        candidate = f"{line} · {part}" if line else part
+        if len(candidate) > width and line:
+            lines.append(line)
+            candidate = part
+        line = candidate
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def probe_samples(record: DeploymentRecord) -> list[Sample]:
