@@ -8,6 +8,8 @@ Exit codes:
 3    rolled back by the judge: the release failed its analysis, the stack is back at its checkpoint
 4    failed and not safely rolled back (the message names the command that finishes the job),
      or an internal error (one line; ``--debug`` shows the traceback)
+5    paused at a gate: the deployment holds, open, until ``promote`` (or ``abort``); see
+     docs/gates.md
 130  interrupted (run ``resume`` or ``abort``); a stack-changing command cancelled by SIGINT
 143  a stack-changing command cancelled by SIGTERM (see docs/cancellation.md)
 141  stdout was closed by the reader (``rfs-deploy history ... | head -1``): 128 + SIGPIPE
@@ -40,6 +42,8 @@ EXIT_CODES = {DeploymentStatus.COMPLETED: 0, DeploymentStatus.ROLLED_BACK: 3, De
 EXIT_RESTORED_ON_REQUEST = 0
 EXIT_USAGE = 2
 EXIT_INTERNAL = 4
+#: Held at a gate until ``rfs-deploy promote`` (docs/gates.md): the job ends, the deployment stays open.
+EXIT_PAUSED = 5
 EXIT_INTERRUPTED = 130
 #: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -263,6 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "resume":
             cancel_args(sp)
 
+    pr = command("promote", "continue a deployment paused at a gate (from any machine)")
+    stack_args(pr, required=False)
+    pr.add_argument(
+        "--full",
+        action="store_true",
+        help="skip the remaining weight steps and gates: straight to 100 %% (its analysis still runs)",
+    )
+    pr.add_argument(
+        "--skip-analysis",
+        action="store_true",
+        help="with --full: skip the analyses after the switch to 100 %% too",
+    )
+    cancel_args(pr)
+
+    rt = command("retry", "run a rolled-back or failed deployment again from the start")
+    stack_args(rt)
+    cancel_args(rt)
+
     st = command("status", "a deployment's status and progress (from stack history)")
     stack_args(st, required=False)
     st.add_argument("deployment_id", nargs="?", help="default: the newest")
@@ -452,6 +474,8 @@ def exit_code(record: DeploymentRecord) -> int:
 
     if record.status is DeploymentStatus.ROLLED_BACK and record.on_request:
         return adjust(EXIT_RESTORED_ON_REQUEST)
+    if record.status is DeploymentStatus.IN_PROGRESS and record.paused is not None:
+        return adjust(EXIT_PAUSED)
     return adjust(EXIT_CODES.get(record.status, 4))
 
 

@@ -176,11 +176,22 @@ def _finish(args: argparse.Namespace, record: DeploymentRecord, report_dir: str 
     status = record.status.value
     if record.status is DeploymentStatus.ROLLED_BACK and record.on_request:
         status += " (on request)"
+    paused = record.paused if record.status is DeploymentStatus.IN_PROGRESS else None
+    if paused is not None:
+        status = payload["status"] = views.PAUSED
     lines = [f"deployment {record.deployment_id}: {status} ({record.service} → {record.version})"]
+    if paused is not None:
+        where = f"--stack {record.stack} --service {record.service}"
+        lines.append(
+            f"paused at step {paused['step'] + 1}/{record.total_steps} ({paused['reason']}) by "
+            f"{paused['by']}; continue: rfs-deploy promote {where} (roll back: rfs-deploy abort {where})"
+        )
     if record.rolled_back_to is not None:
         lines.append(f"restored stack version {record.rolled_back_to}")
     if record.decision:
         lines.append(f"A/B decision: {record.decision}")
+    if record.retry_of:
+        lines.append(f"retry of deployment {record.retry_of}")
     lines += [f"  {e}" for e in record.errors[-3:]]
     if record.recovery:
         lines.append(f"the stack is NOT back at its checkpoint; to finish: {record.recovery}")
@@ -320,8 +331,8 @@ async def _precheck(args: argparse.Namespace, verb: str) -> None:
     seams = open_seams(args.stack, backend="sim", readonly=True)
     try:
         driver = Driver(seams)
-        if verb in ("resume", "abort"):
-            driver.refuse_if_owned(args.service, verb)
+        if verb in ("resume", "abort", "promote"):
+            driver.refuse_if_owned(args.service, "resume" if verb == "promote" else verb)
         else:
             driver.refuse_if_open(args.service, hint="abort" if verb == "rollback" else "resume")
     finally:
@@ -333,6 +344,20 @@ async def cmd_resume(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
     record = await Driver(seams).resume(args.service, force=args.force)
     return _finish(args, _mark_requested(seams, record, asked=False))
+
+
+async def cmd_promote(args: argparse.Namespace) -> int:
+    await _precheck(args, "promote")
+    seams = _seams(args, args.stack)
+    record = await Driver(seams).promote(args.service, full=args.full, skip_analysis=args.skip_analysis)
+    return _finish(args, record)
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    await _precheck(args, "retry")
+    seams = _seams(args, args.stack)
+    record = await Driver(seams).retry(args.service)
+    return _finish(args, record)
 
 
 async def cmd_abort(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from rfs_deploy.drive.cancel import CURRENT, DEFAULT_GRACE, ON_CANCEL, Cancellation, signal_name
 
 #: The commands that change a stack and so handle the signals themselves.
-HANDLED = frozenset({"deploy", "resume", "abort", "rollback", "simulate", "up"})
+HANDLED = frozenset({"deploy", "resume", "promote", "retry", "abort", "rollback", "simulate", "up"})
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_NOT_RESTORED = 4
 

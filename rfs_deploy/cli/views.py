@@ -27,7 +27,11 @@ _FROM_JOURNAL = {
     "rolled-back": DeploymentStatus.ROLLED_BACK,
     "aborted": DeploymentStatus.ROLLED_BACK,
     "in-progress": DeploymentStatus.IN_PROGRESS,
+    # the record's status while held at a gate; the view shows PAUSED (see _paused)
+    "paused": DeploymentStatus.IN_PROGRESS,
 }
+#: The status a view shows for a deployment held at a gate (no record status: the seed's are fixed).
+PAUSED = "PAUSED"
 
 
 def journal_deployments(history: Sequence[HistoryEntry]) -> list[tuple[JournalDeployment, str | None]]:
@@ -92,6 +96,8 @@ def _plan_step(found: JournalDeployment) -> tuple[int | None, int]:
     total = found.total_steps
     if found.status == "completed":
         return total, total
+    if found.paused_at is not None:
+        return found.paused_at + 1, total
     if found.open and found.status == "in-progress":
         return min(found.next_step + 1, total), total
     return (0 if found.last_completed_step is None else found.last_completed_step + 1), total
@@ -137,6 +143,20 @@ def _journal_fields(found: JournalDeployment, stack: str, live_before: str | Non
             "end_time": found.newest.end_time,
         },
         "stack_versions": sorted(e.version for e in found.entries),
+        "paused": _paused(found),
+    }
+
+
+def _paused(found: JournalDeployment) -> dict[str, Any] | None:
+    """Who paused the deployment at which gate, since when (the pause update's start)."""
+    if found.paused_at is None:
+        return None
+    parsed = journal.parse(found.newest.message)
+    return {
+        "step": found.paused_at + 1,
+        "by": found.paused_by,
+        "since": found.newest.start_time,
+        "text": redact(parsed[1]) if parsed is not None else "",
     }
 
 
@@ -182,7 +202,15 @@ def _record_view(record: DeploymentRecord) -> dict[str, Any]:
         "decision": record.decision,
         "recovery": record.recovery,
         "rollback_attempts": record.rollback_attempts,
+        "paused": _record_paused(record),
     }
+
+
+def _record_paused(record: DeploymentRecord) -> dict[str, Any] | None:
+    if record.paused is None or record.status is not DeploymentStatus.IN_PROGRESS:
+        return None
+    pause = record.paused
+    return {"step": pause["step"] + 1, "by": pause["by"], "since": pause["at"], "text": pause["reason"]}
 
 
 def _step(step: Any) -> dict[str, Any]:
@@ -220,10 +248,10 @@ def view(
     assert found is not None or record is not None
     if found is None:
         assert record is not None
-        return {**_record_fields(record), "source": "record"}
+        return _shown_paused({**_record_fields(record), "source": "record"})
     fields = _journal_fields(found, stack, live_before)
     if record is None:
-        return {**fields, **_NO_DETAIL, "source": "journal"}
+        return _shown_paused({**fields, **_NO_DETAIL, "source": "journal"})
     detail = _record_fields(record)
     merged = {**detail, **fields, "source": "journal+record"}
     for key in ("summary", "steps", "verdicts", "errors", "decision", "recovery", "rollback_attempts"):
@@ -241,7 +269,16 @@ def view(
     merged["deployment_exit_code"] = _exit_code(status, merged["requested"])
     if status.finished:
         merged["progress"] = 100
-    return merged
+    return _shown_paused(merged)
+
+
+def _shown_paused(v: dict[str, Any]) -> dict[str, Any]:
+    """A deployment held at a gate shows status PAUSED, and the exit code its command ended with."""
+    if v.get("paused") is not None and v["status"] == DeploymentStatus.IN_PROGRESS.value:
+        from rfs_deploy.cli import EXIT_PAUSED
+
+        v["status"], v["deployment_exit_code"] = PAUSED, EXIT_PAUSED
+    return v
 
 
 def deployments(
@@ -297,6 +334,9 @@ def status_line(v: dict[str, Any]) -> str:
     if v["ended_at"] is not None:
         times += f", ended {iso(v['ended_at'])}"
     parts.append(times)
+    if v.get("paused"):
+        pause = v["paused"]
+        parts.append(f"paused at step {pause['step']} by {pause['by']} since {iso(pause['since'])}")
     if v["recovery"]:
         parts.append(f"to finish: {v['recovery']}")
     return f"{v['deployment_id']}: {v['status']} {v['progress']}% — " + "; ".join(parts)
@@ -331,6 +371,7 @@ BRIEF_KEYS = (
     "rolled_back_to",
     "requested",
     "deployment_exit_code",
+    "paused",
     "source",
 )
 
