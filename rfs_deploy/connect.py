@@ -393,7 +393,8 @@ def open_engine_sandbox_seams(
 
 def _pulumi_seams(stack: str, root: Path) -> Seams:
     from rfs_deploy.aws import connect
-    from rfs_deploy.config import read_namespace, read_other_config
+    from rfs_deploy.config import read_namespace
+    from rfs_deploy.config.loading import stack_region
     from rfs_deploy.drive.pulumi_backend import PulumiBackend
     from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
 
@@ -403,7 +404,7 @@ def _pulumi_seams(stack: str, root: Path) -> Seams:
         # a broken stack file fails here, before any AWS call; its secrets stay encrypted (the
         # Pulumi CLI decrypts them for the driver, with any secrets provider)
         read_namespace(stack_file, decrypt=False)
-        region = read_other_config(stack_file, decrypt=False).get("aws:region")
+        region = stack_region(stack_file)
     backend = PulumiBackend(stack, root)
     aws = connect(region=region)
     aws.session.require_credentials()

@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from rfs_deploy.config.loading import REGION_KEY
 from rfs_deploy.errors import AwsError, ConfigError, MissingCredentials
 from rfs_deploy.logs import get_logger
 
@@ -82,7 +83,7 @@ def aws_errors(action: str) -> Iterator[None]:
     except ProfileNotFound as exc:
         raise MissingCredentials(f"{_one_line(str(exc))}; {NO_CREDENTIALS}") from exc
     except NoRegionError as exc:
-        raise ConfigError("aws:region", NO_REGION) from exc
+        raise ConfigError(REGION_KEY, NO_REGION) from exc
     except ClientError as exc:
         code = error_code(exc) or "UnknownError"
         message = _one_line(str(exc.response.get("Error", {}).get("Message", "")))
@@ -122,7 +123,7 @@ class AwsSession:
             self._boto = boto_session or boto3.Session(profile_name=profile, region_name=region)
         resolved = region or self._boto.region_name or os.environ.get("AWS_REGION")
         if not resolved:
-            raise ConfigError("aws:region", NO_REGION)
+            raise ConfigError(REGION_KEY, NO_REGION)
         self.region: str = resolved
         self.max_attempts = max_attempts
         self.endpoint_url = endpoint_url

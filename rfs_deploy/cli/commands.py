@@ -291,7 +291,7 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
     services, region, lookup = None, "*", False
     if args.stack:
         _check_stack_file(args.stack)
-        from rfs_deploy.config.loading import load_stack_file
+        from rfs_deploy.config.loading import load_stack_file, stack_region
         from rfs_deploy.errors import UnknownStack
 
         path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(args.stack)}.yaml"
@@ -300,9 +300,7 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         config = load_stack_file(path)
         services = list(config.services)
         lookup = any(service.artifact.lookup_tag for service in config.services.values())
-        import yaml
-
-        region = (yaml.safe_load(path.read_text()) or {}).get("config", {}).get("aws:region") or "*"
+        region = stack_region(path) or "*"
     policy = iam.driver_policy(services, region=region, account=args.account, image_lookup=lookup)
     emit(args, policy, json.dumps(policy, indent=2), raw=True)
     return 0

@@ -67,6 +67,8 @@ def load_stack_file(path: str | Path) -> StackConfig:
 
 
 #: AWS region names (us-east-1, eu-central-2, us-gov-west-1, us-isob-east-1, ap-southeast-7).
+#: The stack config key of the AWS region (the pulumi-aws provider's).
+REGION_KEY = "aws:region"
 AWS_REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
 
 
@@ -99,9 +101,9 @@ def read_stack_document(path: str | Path) -> dict[str, Any]:
     bad = bounded_yaml.first_non_json({k: v for k, v in doc.items() if k != "config"})
     if bad is not None:
         raise ConfigError("", f"{path}: {bad[0] or 'a key'}: {bad[1]}")
-    region = config.get("aws:region")
+    region = config.get(REGION_KEY)
     if region is not None and not (isinstance(region, str) and AWS_REGION.fullmatch(region)):
-        raise ConfigError("aws:region", f"{_shown(region)} is not an AWS region (like us-east-1)")
+        raise ConfigError(REGION_KEY, f"{_shown(region)} is not an AWS region (like us-east-1)")
     return {**doc, "config": config}
 
 
@@ -137,6 +139,14 @@ def read_other_config(path: str | Path, *, decrypt: bool = True, keep_secrets: b
         for key, value in doc["config"].items()
         if not key.startswith(f"{NAMESPACE}:") and (keep_secrets or not secrets.has_secrets(value))
     }
+
+
+def stack_region(path: str | Path) -> str | None:
+    """The stack file's ``aws:region`` (checked by :func:`read_stack_document`), None when unset.
+    The one place the region is read from a stack file: the driver's AWS session, the sandbox
+    and ``iam-policy`` all ask here."""
+    region = read_stack_document(path)["config"].get(REGION_KEY)
+    return str(region) if region is not None else None
 
 
 def load_from_pulumi() -> StackConfig:

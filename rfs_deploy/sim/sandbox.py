@@ -41,7 +41,7 @@ import httpx
 
 from rfs_deploy import statefiles
 from rfs_deploy.aws import AwsAdapters, AwsSession
-from rfs_deploy.config.loading import load_stack_config, read_namespace, read_other_config
+from rfs_deploy.config.loading import REGION_KEY, load_stack_config, read_namespace, read_other_config
 from rfs_deploy.config.secrets import revealed_values, scrub
 from rfs_deploy.drive.protocols import UpdateResult
 from rfs_deploy.errors import ConfigError, DamagedState, InvalidInput, RfsDeployError, StackBusy
@@ -111,7 +111,7 @@ class Sandbox:
         self.stack_name = stack_name
         self.scenario = scenario
         self.session_dir = session_dir
-        self.aws = SimulatedAws(str(extra.get("aws:region") or DEFAULT_REGION))
+        self.aws = SimulatedAws(str(extra.get(REGION_KEY) or DEFAULT_REGION))
         self.clock = VirtualClock(start)
         self._namespace, self._extra = namespace, extra
         self._started = False
