@@ -117,25 +117,25 @@ def timeline(record: DeploymentRecord) -> Timeline:
     for verdict in record.verdicts:
         if verdict.outcome != "FAIL":
             continue
-        metric, value = failed_metric(verdict)
+        failed, value = failed_metric(verdict)
         numbers = verdict.numbers
-        if metric is not None and numbers.get("source") == "alarm":
-            scale = METRIC_PANELS[metric][1]
+        if failed is not None and numbers.get("source") == "alarm":
+            scale = METRIC_PANELS[failed][1]
             if numbers.get("threshold") is not None:
-                tl.thresholds[metric] = float(numbers["threshold"]) * scale
+                tl.thresholds[failed] = float(numbers["threshold"]) * scale
             period = float(numbers.get("period") or 60)
             for point in numbers.get("datapoints") or []:
                 if point.get("at") is not None and point.get("value") is not None:
                     at = float(point["at"])
-                    tl.alarm_points.setdefault(metric, []).append(
+                    tl.alarm_points.setdefault(failed, []).append(
                         (minutes(at), minutes(at + period), float(point["value"]) * scale)
                     )
-        if metric is None or value is None:
+        if failed is None or value is None:
             weight = _new_weight(record, verdict)
             tl.markers.append(Marker("weight", minutes(verdict.at), weight, verdict.reason))
         else:
             tl.markers.append(
-                Marker(metric, minutes(verdict.at), value * METRIC_PANELS[metric][1], verdict.reason)
+                Marker(failed, minutes(verdict.at), value * METRIC_PANELS[failed][1], verdict.reason)
             )
     _steps(record, tl, minutes)
     _rollback(record, tl, minutes)
@@ -230,7 +230,7 @@ def render_png(record: DeploymentRecord) -> bytes:
     import matplotlib.pyplot as plt
 
     tl = timeline(record)
-    fig, axes = plt.subplots(len(PANELS), 1, figsize=(11, 10), sharex=True)
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(11, 8), sharex=True)
     ax_of = dict(zip(PANELS, axes, strict=True))
     for slot, colour in COLOURS.items():
         style = STYLES[slot]
@@ -309,8 +309,8 @@ def render_png(record: DeploymentRecord) -> bytes:
         )
     ax_of["weight"].set_ylabel("traffic weight %")
     ax_of["weight"].set_ylim(-5, 110)
-    for metric, (label, _) in METRIC_PANELS.items():
-        ax_of[metric].set_ylabel(label)
+    for metric, (axis_label, _) in METRIC_PANELS.items():
+        ax_of[metric].set_ylabel(axis_label)
     axes[-1].set_xlabel("minutes since start")
     for ax in axes:
         ax.legend(loc="upper left", fontsize=8)

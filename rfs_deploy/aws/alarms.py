@@ -119,7 +119,7 @@ def _datapoints(data: Mapping[str, Any]) -> tuple[AlarmDatapoint, ...]:
             if at is not None:
                 points.append(AlarmDatapoint(at, None if value is None else float(value)))
         if points:
-            return tuple(sorted(points, key=lambda p: p.at))
+            return tuple(sorted(points, key=lambda p: p.at or 0.0))
     # only the values, without their times
     recent = data.get("recentDatapoints")
     if isinstance(recent, list):
