@@ -52,7 +52,7 @@ SANDBOX_SERVICE = "api-service"
 #: ``--strategy`` choices: every registered strategy.
 STRATEGIES = STRATEGY_NAMES
 #: Keys whose numeric values are times (seconds since the epoch) in records and history.
-TIME_KEYS = frozenset({"at", "started_at", "ended_at", "start_time", "end_time"})
+TIME_KEYS = frozenset({"at", "started_at", "ended_at", "start_time", "end_time", "since"})
 
 
 class _Output:
