@@ -234,3 +234,13 @@ def test_retry_refuses_an_open_deployment(world: World, monkeypatch: pytest.Monk
     world.deploy("canary")
     with pytest.raises(StackBusy, match="is paused at step"):
         run(world.driver().retry(SERVICE))
+
+
+def test_a_step_list_gate_from_the_stack_config_pauses_and_promotes() -> None:
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"analyze": "2m"}]
+    world = build_world(service_changes={"strategy": {"type": "canary", "steps": steps}})
+    record = world.deploy()
+    assert record.paused is not None and world.latest().status == "paused"
+    assert weight_of_new(world) == 20
+    assert run(world.driver().promote(SERVICE)).status is DeploymentStatus.COMPLETED
+    assert world.release() == promoted("canary", world.start)
