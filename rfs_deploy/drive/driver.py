@@ -660,14 +660,7 @@ def full_skip(steps: tuple[Step, ...], start: int, skip_analysis: bool) -> froze
     after it; with ``skip_analysis`` the analyses after it too. Nothing when the rest of the
     plan has no such change (it is at full weight already): then only gates and, with
     ``skip_analysis``, analyses are skipped."""
-    full = next(
-        (
-            i
-            for i in range(start, len(steps))
-            if isinstance(steps[i], Promote) or (isinstance(steps[i], SetWeight) and steps[i].weight >= 100)
-        ),
-        None,
-    )
+    full = next((i for i in range(start, len(steps)) if _all_traffic(steps[i])), None)
     skipped: set[int] = set()
     for index in range(start, len(steps)):
         step = steps[index]
@@ -676,3 +669,8 @@ def full_skip(steps: tuple[Step, ...], start: int, skip_analysis: bool) -> froze
         if skip or isinstance(step, Gate) or (skip_analysis and isinstance(step, Analyze)):
             skipped.add(index)
     return frozenset(skipped)
+
+
+def _all_traffic(step: Step) -> bool:
+    """``step`` gives the new version all production traffic (a 100 % weight, or the switch)."""
+    return isinstance(step, Promote) or (isinstance(step, SetWeight) and step.weight >= 100)
