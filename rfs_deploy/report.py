@@ -218,7 +218,12 @@ def _rollback(record: DeploymentRecord, tl: Timeline, minutes: Any) -> None:
     target = f"stack v{record.rolled_back_to}" if record.rolled_back_to is not None else "the checkpoint"
     tl.rollback = (minutes(begin), minutes(record.ended_at), f"rollback to {target}{attempts}")
     new_slot = next((s.new_slot for s in reversed(record.samples) if s.new_slot), "")
-    if record.rolled_back_to is not None and new_slot in COLOURS:
+    old_slot = next((slot for slot in COLOURS if slot != new_slot), "")
+    # Only when the old version had its own slot in play from the first sample on (a canary, an
+    # A/B test, a probed blue-green): a rolling release refreshes the live slot in place, so its
+    # weights do not move back.
+    first = record.samples[0].weights if record.samples else {}
+    if record.rolled_back_to is not None and new_slot in COLOURS and first.get(old_slot, 0) > 0:
         for slot in COLOURS:
             tl.restored[slot] = (minutes(record.ended_at), 0.0 if slot == new_slot else 100.0)
 

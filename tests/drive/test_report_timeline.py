@@ -146,3 +146,15 @@ def test_ab_lines_differ_and_step_labels_never_share_a_place() -> None:
     assert sorted(covered) == sorted(s.index + 1 for s in record.steps)  # each step labelled once
     assert all(f"{s.index + 1} " in tl.legend for s in record.steps)
     assert set(METRIC_PANELS) == {"error_rate", "p99", "cpu"}
+
+
+def test_a_rolling_rollback_draws_no_weight_swap() -> None:
+    """A rolling release refreshes the live slot in place: its rollback moves no traffic."""
+    world = build_world({NEW: Behaviour(p99=3.0)})
+    record = world.deploy("rolling")
+    assert record.status is DeploymentStatus.ROLLED_BACK
+
+    tl = timeline(record)
+
+    assert tl.rollback is not None and tl.restored == {}
+    assert {m.panel for m in tl.markers} == {"p99"}
