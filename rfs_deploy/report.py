@@ -272,6 +272,12 @@ def render_png(record: DeploymentRecord) -> bytes:
             color="#555",
             annotation_clip=False,
         )
+    right_end = max(
+        [x for points in tl.series.values() for x, _ in points]
+        + [m.x for m in tl.markers]
+        + ([tl.rollback[1]] if tl.rollback else [])
+        + [1e-9]
+    )
     for i, marker in enumerate(tl.markers):
         ax = ax_of[marker.panel]
         ax.plot(
@@ -284,14 +290,15 @@ def render_png(record: DeploymentRecord) -> bytes:
             zorder=5,
             label="failed" if i == 0 or marker.panel != tl.markers[0].panel else None,
         )
+        left = marker.x < 0.5 * right_end  # the text runs into the plot, not off its edge
         ax.annotate(
             _clip(marker.label, 70),
             (marker.x, marker.y),
-            xytext=(-6, 8),
+            xytext=(6 if left else -6, 8),
             textcoords="offset points",
             fontsize=7,
             color="#a00",
-            ha="right",
+            ha="left" if left else "right",
         )
     for x in tl.probes:
         # numbers for a slot no user is sent to: the load probe's own requests (blue-green)
