@@ -4,6 +4,7 @@ driver runs on the fakes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,9 +12,10 @@ from drive_world import NEW, SERVICE, World, build_world
 
 from rfs_deploy.drive import events
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, VerdictRecord
+from rfs_deploy.errors import AwsError
 from rfs_deploy.readback import AlarmDatapoint, AlarmDetails
 from rfs_deploy.report import METRIC_PANELS, STYLES, failed_metric, render_png, timeline
-from rfs_deploy.testing import Behaviour
+from rfs_deploy.testing import Behaviour, FakeAlarms
 
 P99_ALARM = f"{SERVICE}-green-p99"
 
@@ -158,3 +160,22 @@ def test_a_rolling_rollback_draws_no_weight_swap() -> None:
 
     assert tl.rollback is not None and tl.restored == {}
     assert {m.panel for m in tl.markers} == {"p99"}
+
+
+class UnreadableAlarms(FakeAlarms):
+    """Alarm states read, their details not (DescribeAlarms throttled on the second call)."""
+
+    def firing_details(self, names: Sequence[str]) -> list[AlarmDetails]:
+        raise AwsError("CloudWatch DescribeAlarms: Rate exceeded")
+
+
+def test_alarm_details_that_cannot_be_read_still_end_the_step_with_the_alarms_name() -> None:
+    world = build_world()
+    world.alarms = UnreadableAlarms()
+    record = world.deploy("canary", listeners=[fire_on_analysis(world, P99_ALARM)])
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    verdict = alarm_verdict(record)
+    assert verdict.reason == f"alarm {P99_ALARM} is firing"
+    assert (verdict.numbers["alarm"], verdict.numbers["slot"]) == (P99_ALARM, "green")
+    assert any("its datapoints could not be read" in e and "Rate exceeded" in e for e in record.errors)
