@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drive_world import NEW, SERVICE, World, build_world, promoted, run
+from drive_world import NEW, SERVICE, Crash, World, build_world, promoted, run
 
 from rfs_deploy.drive import driver as driver_module
 from rfs_deploy.drive import journal
@@ -243,4 +243,45 @@ def test_a_step_list_gate_from_the_stack_config_pauses_and_promotes() -> None:
     assert record.paused is not None and world.latest().status == "paused"
     assert weight_of_new(world) == 20
     assert run(world.driver().promote(SERVICE)).status is DeploymentStatus.COMPLETED
+    assert world.release() == promoted("canary", world.start)
+
+
+def crash_during(kind: str) -> Any:
+    def crash_when(message: str) -> BaseException | None:
+        tag = journal.decode(message)
+        return Crash(f"killed during the {kind} update") if tag is not None and tag.kind == kind else None
+
+    return crash_when
+
+
+@pytest.mark.usefixtures("gate_at_10")
+@pytest.mark.parametrize("leaves", ["in-progress", "failed", None])
+def test_a_deploy_killed_while_recording_the_pause_resumes_into_the_pause(world: World, leaves: str) -> None:
+    gate = gate_index(world)
+    world.stack.crash_when = crash_during(PAUSED)
+    world.stack.crash_leaves = leaves
+    with pytest.raises(Crash):
+        world.deploy("canary")
+    world.stack.crash_when = None
+    assert world.latest().status == "in-progress"
+
+    record = run(world.driver().resume(SERVICE))
+
+    assert record.paused is not None and record.paused["step"] == gate
+    assert world.latest().status == "paused" and weight_of_new(world) == 10
+
+
+@pytest.mark.usefixtures("gate_at_10")
+def test_a_promote_killed_on_a_later_step_is_resumed(world: World) -> None:
+    world.deploy("canary")
+    world.stack.crash_when = crash_during("set-weight")
+    with pytest.raises(Crash):
+        run(world.driver().promote(SERVICE))
+    world.stack.crash_when = None
+    # no longer paused: the promote's update of the next weight step was under way
+    assert world.latest().status == "in-progress"
+    with pytest.raises(InvalidInput, match="is not paused"):
+        run(world.driver().promote(SERVICE))
+
+    assert run(world.driver().resume(SERVICE)).status is DeploymentStatus.COMPLETED
     assert world.release() == promoted("canary", world.start)
