@@ -285,3 +285,21 @@ def test_a_promote_killed_on_a_later_step_is_resumed(world: World) -> None:
 
     assert run(world.driver().resume(SERVICE)).status is DeploymentStatus.COMPLETED
     assert world.release() == promoted("canary", world.start)
+
+
+@pytest.mark.parametrize("strategy", ["blue-green", "ab-test"])
+@pytest.mark.parametrize("full", [False, True])
+def test_a_gate_before_the_switch_or_the_promotion_holds_and_promotes(
+    strategy: str, full: bool, tmp_path: Path
+) -> None:
+    world = build_world()
+    store = RecordStore(tmp_path)  # the deployment's own steps: promote reads them from its record
+    overrides = {"strategy": {"type": strategy, "steps": [{"pause": {}}]}}
+    record = run(Driver(world.seams(records=store)).deploy(SERVICE, NEW, strategy, overrides))
+    assert record.paused is not None and world.latest().status == "paused"
+    assert world.release().live == world.start.live, "no switch while paused"
+
+    done = run(Driver(world.seams(records=store)).promote(SERVICE, full=full))
+
+    assert done.status is DeploymentStatus.COMPLETED, done.errors
+    assert world.release() == promoted(strategy, world.start)
