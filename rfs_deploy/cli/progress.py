@@ -120,7 +120,10 @@ class ProgressPrinter:
                 continue
             doing = f" ({self._doing})" if self._doing else ""
             line = f"  … still working{doing}, {silent:.0f}s since the last line"
-            self._print(self._last_at + silent, line, None)
+            # Stamped at the last line's time, not that plus the wall-clock silence: the stamps
+            # are the driver's clock (virtual in the sandbox, where a minute of it may pass in a
+            # wall second), so adding wall seconds would put this line after the next event's.
+            self._print(self._last_at, line, None)
 
     def _line(self, event: events.Event) -> tuple[str | None, str | None]:
         if isinstance(event, events.StepStarted):

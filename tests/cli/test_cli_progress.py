@@ -49,6 +49,21 @@ def test_the_watchdog_speaks_after_silence_and_stops_with_the_deployment() -> No
         printer.close()
 
 
+def test_the_watchdog_keeps_the_stamps_in_order_on_a_fast_clock() -> None:
+    # The sandbox's clock is not the wall clock: the next event may come at the same virtual
+    # moment after a wall-clock silence the watchdog spoke in; its stamp must not go back.
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, color=False, watchdog=0.2)
+    try:
+        printer(STARTED)
+        time.sleep(1.5)
+        printer(events.Note(at=STARTED.at, deployment_id="d", message="next"))
+        stamps = [int(line[1:8]) for line in stream.getvalue().splitlines()]
+        assert len(stamps) >= 3 and stamps == sorted(stamps), stream.getvalue()
+    finally:
+        printer.close()
+
+
 def test_the_watchdog_is_off_by_default_and_quiet_while_lines_flow() -> None:
     stream = io.StringIO()
     printer = ProgressPrinter(stream, color=False, watchdog=0.5)
