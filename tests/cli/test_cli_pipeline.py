@@ -305,7 +305,7 @@ def test_a_nested_override_keeps_its_siblings(place: Place) -> None:
         (("--set", "bogus.key=1"), "--set bogus.key: the key must be SECTION.NAME"),
         (("--set", "validation.headers.X-Api-Key=s3cret"), "validation headers are secrets"),
         (("--steps", "5,x"), "--steps '5,x'"),
-        (("--strategy", "blue-green", "--steps", "5,25"), "strategy.steps: unknown key"),
+        (("--strategy", "blue-green", "--steps", "5,25"), "strategy.steps: steps[0]: each step is one of"),
         (("--set", "deploy.maxRollbackAttempts=[1"), "is not a YAML value"),
     ],
 )
