@@ -1,20 +1,19 @@
 """Gates: a deployment paused until promoted, on the fakes (docs/gates.md).
 
-Until the stack file's step lists emit gates, these tests put one into the canary's plan: a
-wrapper around the plan function the driver calls adds a :class:`Gate` after the first weight
-step (as ``steps: [{setWeight: 10}, {pause: {}}]`` would), in deploy and in promote alike.
+The gates are written as users write them: a canary step list in the stack config with
+``{pause: {}}`` after a weight (:func:`gated_world`). The list is the standard canary of the
+fakes' stack (10 % up by 10, one minute of analysis per weight), so the plan is that canary's
+with a gate after each chosen weight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from drive_world import NEW, SERVICE, Crash, World, build_world, promoted, run
 
-from rfs_deploy.drive import driver as driver_module
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.driver import Driver, full_skip
 from rfs_deploy.drive.records import DeploymentStatus, RecordStore
@@ -23,27 +22,42 @@ from rfs_deploy.errors import InvalidInput, StackBusy
 from rfs_deploy.journal_tags import PAUSED, owner_alive, pauser
 from rfs_deploy.testing import Behaviour
 
-REAL_PLAN = driver_module.plan
+
+def canary_steps(*gates: int) -> list[dict[str, Any]]:
+    """The stack's canary (``canaryPercentage: 10``, ``canaryIncrement: 10``,
+    ``canaryInterval: 60``) as a step list, with a gate right after each weight in ``gates``."""
+    steps: list[dict[str, Any]] = []
+    for weight in range(10, 101, 10):
+        steps.append({"setWeight": weight})
+        if weight in gates:
+            steps.append({"pause": {}})
+        steps.append({"analyze": "1m"})
+    return steps
 
 
-def gated(*weights: int) -> Any:
-    """A plan function that adds a gate after the weight steps of ``weights``."""
+def gated_world(*gates: int) -> World:
+    """The standard world whose canary has a step list with gates after ``gates`` (weights)."""
+    return build_world(service_changes={"strategy": {"type": "canary", "steps": canary_steps(*gates)}})
 
-    def plan(*args: Any, **kw: Any) -> tuple[Step, ...]:
-        steps: list[Step] = []
-        for step in REAL_PLAN(*args, **kw):
-            steps.append(step)
-            if isinstance(step, SetWeight) and step.weight in weights:
-                steps.append(Gate(reason=f"canary at {step.weight} %"))
-        return tuple(steps)
 
-    return plan
+def test_the_step_list_is_the_stack_canary_with_a_gate_after_the_weight() -> None:
+    plain = build_world().driver().plan(SERVICE, NEW, "canary")[3]
+    steps = gated_world(10, 50).driver().plan(SERVICE, NEW, "canary")[3]
+    gates = [i for i, s in enumerate(steps) if isinstance(s, Gate)]
+    assert [steps[i - 1] for i in gates] == [SetWeight(weight=10), SetWeight(weight=50)]
+    assert [steps[i].reason for i in gates] == ["canary at 10 %", "canary at 50 %"]
+    assert tuple(s for s in steps if not isinstance(s, Gate)) == plain
 
 
 @pytest.fixture
-def gate_at_10(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(driver_module, "plan", gated(10))
-    yield
+def world(request: pytest.FixtureRequest) -> World:
+    """The standard world; with a parameter (weights), :func:`gated_world` of those weights."""
+    gates: tuple[int, ...] = getattr(request, "param", ())
+    return gated_world(*gates) if gates else build_world()
+
+
+#: A test on the world whose canary has a gate after 10 %.
+GATED = pytest.mark.parametrize("world", [(10,)], indirect=True, ids=["gate-at-10"])
 
 
 def gate_index(world: World) -> int:
@@ -56,7 +70,7 @@ def weight_of_new(world: World) -> int:
     return release.weights[release.idle if release.slot(release.idle).version == NEW else release.live]
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 def test_deploy_stops_at_the_gate_records_the_pause_and_releases_the_lease(world: World) -> None:
     gate = gate_index(world)
     record = world.deploy("canary")
@@ -80,7 +94,7 @@ def test_deploy_stops_at_the_gate_records_the_pause_and_releases_the_lease(world
     assert world.applied().weights == world.release().weights
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 def test_a_paused_deployment_refuses_another_deploy_and_resume_naming_promote(world: World) -> None:
     world.deploy("canary")
     found = world.latest()
@@ -96,7 +110,7 @@ def test_a_paused_deployment_refuses_another_deploy_and_resume_naming_promote(wo
     assert world.latest().status == "paused"
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 def test_promote_from_a_new_driver_continues_to_completed(world: World) -> None:
     gate = gate_index(world)
     first = world.deploy("canary")
@@ -116,7 +130,7 @@ def test_promote_from_a_new_driver_continues_to_completed(world: World) -> None:
     assert any(e.startswith("promoted past step") for e in record.errors)
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 def test_abort_at_the_gate_restores_the_checkpoint(world: World) -> None:
     world.deploy("canary")
     found = world.latest()
@@ -131,8 +145,8 @@ def test_abort_at_the_gate_restores_the_checkpoint(world: World) -> None:
     assert world.applied() == world.start
 
 
-def test_promote_stops_at_the_next_gate(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver_module, "plan", gated(10, 50))
+def test_promote_stops_at_the_next_gate() -> None:
+    world = gated_world(10, 50)
     world.deploy("canary")
     record = run(world.driver().promote(SERVICE))
     assert record.status is DeploymentStatus.IN_PROGRESS and record.paused is not None
@@ -141,10 +155,8 @@ def test_promote_stops_at_the_next_gate(world: World, monkeypatch: pytest.Monkey
     assert run(world.driver().promote(SERVICE)).status is DeploymentStatus.COMPLETED
 
 
-def test_promote_full_skips_the_remaining_weights_and_gates_keeps_the_full_weight_analysis(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(driver_module, "plan", gated(10, 50))
+def test_promote_full_skips_the_remaining_weights_and_gates_keeps_the_full_weight_analysis() -> None:
+    world = gated_world(10, 50)
     steps = world.driver().plan(SERVICE, NEW, "canary")[3]
     full = next(i for i, s in enumerate(steps) if isinstance(s, SetWeight) and s.weight == 100)
     gate = gate_index(world)
@@ -167,7 +179,7 @@ def test_promote_full_skips_the_remaining_weights_and_gates_keeps_the_full_weigh
     assert world.release() == promoted("canary", world.start)
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 def test_promote_full_skip_analysis_skips_the_analysis_at_full_weight(world: World) -> None:
     gate = gate_index(world)
     world.deploy("canary")
@@ -229,8 +241,8 @@ def test_retry_after_a_rollback_completes_with_the_same_version_and_plan(tmp_pat
         run(Driver(world.seams(records=store)).retry(SERVICE))
 
 
-def test_retry_refuses_an_open_deployment(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver_module, "plan", gated(10))
+@GATED
+def test_retry_refuses_an_open_deployment(world: World) -> None:
     world.deploy("canary")
     with pytest.raises(StackBusy, match="is paused at step"):
         run(world.driver().retry(SERVICE))
@@ -254,7 +266,7 @@ def crash_during(kind: str) -> Any:
     return crash_when
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 @pytest.mark.parametrize("leaves", ["in-progress", "failed", None])
 def test_a_deploy_killed_while_recording_the_pause_resumes_into_the_pause(world: World, leaves: str) -> None:
     gate = gate_index(world)
@@ -271,7 +283,7 @@ def test_a_deploy_killed_while_recording_the_pause_resumes_into_the_pause(world:
     assert world.latest().status == "paused" and weight_of_new(world) == 10
 
 
-@pytest.mark.usefixtures("gate_at_10")
+@GATED
 def test_a_promote_killed_on_a_later_step_is_resumed(world: World) -> None:
     world.deploy("canary")
     world.stack.crash_when = crash_during("set-weight")
