@@ -18,8 +18,10 @@
 * :class:`WaldPerMinute` — a reference, not a product: Wald's SPRT on the new slot's own counts,
   told the true baseline and regressed rates, looking once a minute.
 
-Every policy returns a :class:`Decision`: rolled back or not, the minute it decided (counted from
-the first shift of traffic) and the requests the new version served until then.
+Every policy returns a :class:`Decision`: rolled back, promoted or paused for a person, the minute
+it decided (counted from the first shift of traffic) and the requests the new version served
+until then. No policy here pauses today; a judge that ends an undecided step by asking a person
+returns :meth:`Decision.pause`, and the tables count it as the third outcome.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Protocol
 from benchmarks.decision.traffic import Minute, SeedTrace
 from rfs_deploy.config.model import Analysis
 from rfs_deploy.drive.judge import StepJudge, planned_windows
-from rfs_deploy.drive.rules import SlotMetrics, Window
+from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window
 
 #: Seconds per metric period and per canary step (the default plan: 60 s steps, 60 s ticks).
 PERIOD = 60
@@ -51,6 +53,22 @@ class Decision:
     #: What decided: "promoted", "sequential test", "error rate", "p99 vs baseline", "p99",
     #: "not enough data", "alarm", "SPRT".
     reason: str
+    #: The release stopped for a person to decide (neither rolled back nor promoted).
+    paused: bool = False
+
+    def __post_init__(self) -> None:
+        if self.paused and self.rolled_back:
+            raise ValueError("a release is rolled back or paused, not both")
+
+    @classmethod
+    def pause(cls, minute: int, exposure: int, reason: str) -> Decision:
+        """The release paused for a person at ``minute``, the new version still at its weight."""
+        return cls(False, minute, exposure, reason, paused=True)
+
+    @property
+    def outcome(self) -> str:
+        """ "rolled back", "paused" or "promoted"."""
+        return "rolled back" if self.rolled_back else "paused" if self.paused else "promoted"
 
 
 class Policy(Protocol):
@@ -125,8 +143,12 @@ class Ours:
                     pending = []
             if compare:
                 evidence = judge.evidence
-            if not judge.result.passed:
+            outcome = judge.result.outcome
+            if outcome is Outcome.FAIL:
                 return Decision(True, t, exposure, classify(judge.result.reason))
+            if outcome is not Outcome.PASS:
+                # a step that ends neither passed nor failed waits for a person
+                return Decision.pause(t, exposure, classify(judge.result.reason))
         return Decision(False, t, exposure, "promoted")
 
 

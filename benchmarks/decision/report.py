@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from benchmarks.decision.cells import Row
+from benchmarks.decision.cells import ANCHORS, Row, Target, judge_row
 from benchmarks.decision.cost import USD_PER_1000_METRICS, Cost
 from benchmarks.decision.floor import Floor
 
@@ -23,15 +23,16 @@ def _n(x: float) -> str:
 def decision_table(rows: Sequence[Row]) -> str:
     """Decision quality: one line per (cell, policy)."""
     lines = [
-        "| cell | policy | rolled back | minutes to decision, median / p95 | exposure, mean / median / p95 "
-        "| mean exposure / floor | what decided (runs) |",
-        "|---|---|---|---|---|---|---|",
+        "| cell | policy | rolled back | paused | minutes to decision, median / p95 "
+        "| exposure, mean / median / p95 | mean exposure / floor | what decided (runs) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kind = "detected" if r.faulty else "false"
         ratio = "" if r.floor_ratio is None else f"{r.floor_ratio:.2f}x"
         lines.append(
-            f"| {r.cell} | {r.policy} | {_pct(r.rolled_back)} {kind} | {r.minutes_median:.0f} / "
+            f"| {r.cell} | {r.policy} | {_pct(r.rolled_back)} {kind} | {_pct(r.paused)} "
+            f"| {r.minutes_median:.0f} / "
             f"{r.minutes_p95:.0f} | {_n(r.exposure_mean)} / {_n(r.exposure_median)} / {_n(r.exposure_p95)} "
             f"| {ratio} | {r.reasons} |"
         )
@@ -60,6 +61,39 @@ def headline_table(rows: Sequence[Row]) -> str:
             )
         floor = "" if first.floor is None else _n(first.floor)
         lines.append(f"| {cell} | {floor} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
+def outcomes_table(rows: Sequence[Row], found: Sequence[Target], judge: str = "rfs-deploy") -> str:
+    """One line per cell: rolled back / paused for the judge and each anchor, then issue 15's
+    target (healthy: false rollbacks at most the lowest anchor + 0.5 points and at most 5 %
+    paused; faulty: detection at least the highest anchor) and whether the judge meets it."""
+    by = {(r.cell, r.policy): r for r in rows}
+    checked = {t.cell: t for t in found}
+    lines = [
+        f"| cell | kind | {judge} | " + " | ".join(ANCHORS) + " | target | met |",
+        "|---|---|---|" + "---|" * len(ANCHORS) + "---|---|",
+    ]
+    for cell in dict.fromkeys(r.cell for r in rows):
+        first = next(r for r in rows if r.cell == cell)
+        entries = []
+        for r in [judge_row(list(rows), cell, judge), *(by.get((cell, a)) for a in ANCHORS)]:
+            entries.append("" if r is None else f"{_pct(r.rolled_back)} / {_pct(r.paused)}")
+        t = checked.get(cell)
+        if t is None:
+            target, met = "", ""
+        elif t.faulty:
+            target, met = f"detection ≥ {_pct(t.bound)}", "yes" if t.met else f"**no**: {t.why}"
+        else:
+            target = f"false ≤ {_pct(t.bound)}, paused ≤ 5 %"
+            met = "yes" if t.met else f"**no**: {t.why}"
+        kind = "faulty" if first.faulty else "healthy"
+        lines.append(f"| {cell} | {kind} | " + " | ".join(entries) + f" | {target} | {met} |")
+    lines.append(
+        f"\nEach entry: rolled back / paused for a person (a faulty cell's rolled back is its detection, "
+        f"a healthy cell's its false rollbacks); {judge} with the cell's own Analysis policy. Through a "
+        "shared outage a healthy canary is to be held and promoted, so there the target is absolute."
+    )
     return "\n".join(lines)
 
 

@@ -1,6 +1,10 @@
 """The decision benchmark's command: every cell, every policy, the floor, the cost; tables out.
 
-    python -m benchmarks.decision [--seeds 2000] [--before REV] [--out benchmarks/results]
+    python -m benchmarks.decision [--seeds 2000] [--cells TEXT,...] [--before REV] [--out benchmarks/results]
+
+``--cells`` keeps only the cells whose name or group contains one of the comma-separated texts
+(case-insensitive), e.g. ``--cells bursty,outage`` or ``--cells "5xx 5 %"``; the default runs
+every cell.
 
 ``--before REV`` also judges every cell with the judge as it was at git revision ``REV``
 (``rfs_deploy/drive/judge.py``, ``rules.py`` and ``stats.py`` from ``REV`` over a copy of today's
@@ -21,10 +25,26 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.decision.cells import MAIN_CELLS, Row, evaluate, first_step_cells, ours
+from benchmarks.decision.cells import (
+    GROUPS,
+    MAIN_CELLS,
+    Row,
+    evaluate,
+    first_step_cells,
+    ours,
+    real_traffic_cells,
+    targets,
+)
 from benchmarks.decision.cost import costs
 from benchmarks.decision.floor import Floor, floor
-from benchmarks.decision.report import cost_table, decision_table, floor_table, headline_table, write_csv
+from benchmarks.decision.report import (
+    cost_table,
+    decision_table,
+    floor_table,
+    headline_table,
+    outcomes_table,
+    write_csv,
+)
 from benchmarks.decision.traffic import DEFAULT_WEIGHTS, Cell
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,24 +62,38 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--before", metavar="REV", help="also run the judge as it was at git revision REV")
     parser.add_argument("--no-cost", action="store_true", help="skip the driver cost measurement")
+    parser.add_argument(
+        "--cells", default="", metavar="TEXT,...", help="only cells whose name or group contains one of these"
+    )
     parser.add_argument("--ours-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--label", default="rfs-deploy", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def all_cells() -> tuple[Cell, ...]:
-    return MAIN_CELLS + first_step_cells()
+    return MAIN_CELLS + first_step_cells() + real_traffic_cells()
 
 
-def ours_rows(seeds: int, base_seed: int, label: str) -> list[Row]:
+def chosen_cells(spec: str) -> tuple[Cell, ...]:
+    """The cells ``--cells`` keeps: name or group containing one of its comma-separated texts."""
+    wanted = [w.strip().lower() for w in spec.split(",") if w.strip()]
+    if not wanted:
+        return all_cells()
+    found = tuple(c for c in all_cells() if any(w in c.name.lower() or w == c.group for w in wanted))
+    if not found:
+        raise SystemExit(f"--cells {spec!r}: no cell's name or group contains any of these")
+    return found
+
+
+def ours_rows(seeds: int, base_seed: int, label: str, spec: str = "") -> list[Row]:
     """Only our judge's rows (the ``--before`` subprocess)."""
     rows: list[Row] = []
-    for cell in all_cells():
+    for cell in chosen_cells(spec):
         rows += evaluate(cell, seeds, base_seed, list(ours(cell, label)))
     return rows
 
 
-def before_rows(rev: str, seeds: int, base_seed: int) -> list[Row]:
+def before_rows(rev: str, seeds: int, base_seed: int, spec: str = "") -> list[Row]:
     """Our rows with the judge of ``rev``: a copy of the package with that revision's judge files."""
     label = f"rfs-deploy before ({rev})"
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +120,7 @@ def before_rows(rev: str, seeds: int, base_seed: int) -> list[Row]:
             else:
                 (root / path).write_text(stand_in)
         command = [sys.executable, "-m", "benchmarks.decision", "--ours-only", "--label", label]
-        command += ["--seeds", str(seeds), "--seed", str(base_seed)]
+        command += ["--seeds", str(seeds), "--seed", str(base_seed), "--cells", spec]
         env = {**os.environ, "PYTHONPATH": str(root)}
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
     return [Row(**item) for item in json.loads(done.stdout)]
@@ -115,29 +149,51 @@ def _merge(rows: list[Row], before: list[Row]) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    cells = chosen_cells(args.cells)
     if args.ours_only:
-        print(json.dumps([asdict(r) for r in ours_rows(args.seeds, args.seed, args.label)]))
+        print(json.dumps([asdict(r) for r in ours_rows(args.seeds, args.seed, args.label, args.cells)]))
         return 0
     started = time.monotonic()
-    main_rows: list[Row] = []
-    step_rows: list[Row] = []
-    for cell in all_cells():
-        (main_rows if cell in MAIN_CELLS else step_rows).extend(evaluate(cell, args.seeds, args.seed))
+    steps = first_step_cells()
+    by_cell: dict[str, list[Row]] = {}
+    for cell in cells:
+        by_cell[cell.name] = evaluate(cell, args.seeds, args.seed)
         print(f"  {cell.name}: done after {time.monotonic() - started:.0f}s", file=sys.stderr)
     if args.before:
-        before = before_rows(args.before, args.seeds, args.seed)
-        main_rows, step_rows = _merge(main_rows, before), _merge(step_rows, before)
+        before = before_rows(args.before, args.seeds, args.seed, args.cells)
+        by_cell = {name: _merge(rows, before) for name, rows in by_cell.items()}
+
+    def rows_of(group: tuple[Cell, ...]) -> list[Row]:
+        return [r for c in group if c.name in by_cell for r in by_cell[c.name]]
+
+    main_rows, step_rows = rows_of(MAIN_CELLS), rows_of(steps)
+    real = real_traffic_cells()
     measured = [] if args.no_cost else costs()
     sections = [
         f"Seeds per cell: {args.seeds} (base seed {args.seed}); plan: "
         + " → ".join(f"{w} %" for w in DEFAULT_WEIGHTS)
-        + ", 60 s per step; baseline 0.5 % 5xx.",
-        "## At a glance: rolled back · median minutes to decision · mean exposure (requests)",
-        headline_table(main_rows),
-        "## Decision quality (1,000 requests/min unless the cell says 50 rpm)",
-        decision_table(main_rows),
-        "## A smaller first canary step (1,000 requests/min, minRequests lowered to the step's traffic)",
-        decision_table(step_rows),
+        + ", 60 s per step; baseline 0.5 % 5xx."
+    ]
+    if main_rows:
+        sections += [
+            "## At a glance: rolled back · median minutes to decision · mean exposure (requests)",
+            headline_table(main_rows),
+            "## Decision quality (1,000 requests/min unless the cell says 50 rpm)",
+            decision_table(main_rows),
+        ]
+    if step_rows:
+        sections += [
+            "## A smaller first canary step (1,000 requests/min, minRequests lowered to the step's traffic)",
+            decision_table(step_rows),
+        ]
+    for group, title in GROUPS:
+        grouped = rows_of(tuple(c for c in real if c.group == group))
+        if grouped:
+            sections += [f"## Real traffic: {title}", decision_table(grouped)]
+    every = [r for rows in by_cell.values() for r in rows]
+    sections += [
+        "## Rolled back · paused for a person, and issue 15's targets",
+        outcomes_table(every, targets(every)),
         "## The exposure floor",
         floor_table(floors()),
     ]
@@ -148,8 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "decision.md").write_text(text)
-    write_csv(args.out / "decision.csv", main_rows + step_rows)
+    write_csv(args.out / "decision.csv", every)
+    (args.out / "decision.json").write_text(
+        json.dumps(
+            {"rows": [asdict(r) for r in every], "targets": [asdict(t) for t in targets(every)]}, indent=1
+        )
+        + "\n"
+    )
     if measured:
         write_csv(args.out / "decision-cost.csv", measured)
-    print(f"wrote {args.out}/decision.md, decision.csv; {time.monotonic() - started:.0f}s", file=sys.stderr)
+    print(
+        f"wrote {args.out}/decision.md, decision.csv, decision.json; {time.monotonic() - started:.0f}s",
+        file=sys.stderr,
+    )
     return 0

@@ -12,9 +12,32 @@ The model is the sandbox's (:mod:`rfs_deploy.sim.traffic`), reduced to what one 
   interpolates between, exactly (uniform order statistics from exponential spacings, then the
   log-normal quantile function), which has the same distribution.
 
+**Real traffic** (issue 15), each off unless a cell asks for it, so the sandbox-model cells draw
+exactly what they drew before:
+
+* *overdispersed errors*: each minute's 5xx rate is drawn from a Beta distribution around the
+  slot's rate with coefficient of variation ``rate_cv`` (``kappa = (1 - p) / (cv^2 p) - 1``), then
+  the count is binomial at that rate; the count's variance is the binomial's times
+  ``1 + (n - 1) / (kappa + 1)``. ``bursts="slot"`` draws each slot's rate on its own,
+  ``"shared"`` draws one burst for both (an upstream's bad minute), the new slot's rate scaled by
+  the same factor;
+* *drift*: the 5xx rate rises linearly by ``drift`` over ``drift_minutes`` minutes, then stays,
+  on both slots (``drift_slots="both"``) or only the new one (``"new"``, a regression);
+* *ramps*: the request rate goes linearly from ``ramp[0]`` to ``ramp[1]`` times ``rpm`` over
+  the first ``ramp_minutes`` minutes, then stays;
+* *tail-only latency*: ``tail_factor`` multiplies the new version's p99 and leaves its median,
+  so the log-normal's spread widens (``latency_factor`` moves the whole distribution);
+* *shared outages*: both slots at ``outage_rate`` 5xx for ``outage_minutes`` minutes from a
+  start minute drawn per seed, uniformly from 1 to ``outage_latest``.
+
+These draws come from a second generator seeded from the cell's seed, so the first generator's
+stream (request counts, latency) is the same with or without them.
+
 **Common random numbers.** Every (seed, minute, weight) gets its draws up front, so every policy
 judged on a cell sees the same traffic in the same minute at the same weight; only where a policy
-is in its plan (which weight, which minute) differs.
+is in its plan (which weight, which minute) differs. A minute's 5xx rate, drift and outage
+belong to the minute, not to the weight: they are drawn per (seed, minute) and shared by every
+weight.
 """
 
 from __future__ import annotations
@@ -52,11 +75,50 @@ class Cell:
     analysis: tuple[tuple[str, object], ...] = ()
     #: Also judge with a tighter latency tolerance (the cells where latency is at stake).
     variants: bool = False
+    #: The benchmark section the cell belongs to (the real-traffic groups of issue 15).
+    group: str = ""
+    #: Coefficient of variation of each minute's 5xx rate (Beta around the slot's rate); 0: binomial.
+    rate_cv: float = 0.0
+    #: "slot": each slot's minute rate drawn on its own; "shared": one burst for both slots.
+    bursts: str = "slot"
+    #: 5xx rate added linearly over ``drift_minutes`` minutes, to "both" slots or only the "new".
+    drift: float = 0.0
+    drift_slots: str = "both"
+    drift_minutes: int = 10
+    #: Request rate from ``ramp[0]`` to ``ramp[1]`` times ``rpm`` over ``ramp_minutes`` minutes.
+    ramp: tuple[float, float] = (1.0, 1.0)
+    ramp_minutes: int = 10
+    #: The new version's p99 times this, its median unchanged (only the tail slower).
+    tail_factor: float = 1.0
+    #: Both slots at ``outage_rate`` 5xx for this many minutes, from a start in 1..``outage_latest``.
+    outage_minutes: int = 0
+    outage_rate: float = 0.5
+    outage_latest: int = 8
+
+    def __post_init__(self) -> None:
+        if self.bursts not in ("slot", "shared") or self.drift_slots not in ("both", "new"):
+            raise ValueError(f"cell {self.name!r}: bursts is slot|shared, drift_slots both|new")
 
     @property
     def faulty(self) -> bool:
         """Whether a rollback is the right decision."""
-        return self.new_error_rate > self.base_error_rate or self.latency_factor > 1.0
+        return (
+            self.new_error_rate > self.base_error_rate
+            or self.latency_factor > 1.0
+            or self.tail_factor > 1.0
+            or (self.drift > 0 and self.drift_slots == "new")
+        )
+
+    @property
+    def steady(self) -> bool:
+        """Whether the cell is the sandbox's model: binomial errors at steady rates and traffic."""
+        return (
+            self.rate_cv == 0
+            and self.drift == 0
+            and self.ramp == (1.0, 1.0)
+            and self.tail_factor == 1.0
+            and self.outage_minutes == 0
+        )
 
 
 @dataclass
@@ -138,9 +200,10 @@ def _known(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def latency_params(factor: float = 1.0) -> tuple[float, float]:
-    """(mu, sigma) of the log-normal response time, as :func:`rfs_deploy.sim.behaviour.conduct`."""
-    sigma = math.log(P99 / MEDIAN) / Z99
+def latency_params(factor: float = 1.0, tail: float = 1.0) -> tuple[float, float]:
+    """(mu, sigma) of the log-normal response time, as :func:`rfs_deploy.sim.behaviour.conduct`:
+    ``factor`` multiplies median and p99, ``tail`` the p99 alone (a wider spread)."""
+    sigma = math.log(P99 * tail / MEDIAN) / Z99
     return math.log(MEDIAN * factor), sigma
 
 
@@ -148,25 +211,80 @@ def simulate(cell: Cell, seeds: int, minutes: int, seed: int) -> Traces:
     """Draw ``minutes`` minutes at every weight of the cell's plan for ``seeds`` seeds."""
     rng = np.random.default_rng(seed)
     shape = (seeds, minutes, len(cell.weights))
-    totals = np.maximum(0, np.rint(rng.normal(cell.rpm, cell.rpm * NOISE, size=(seeds, minutes)))).astype(
-        np.int64
-    )
+    if cell.ramp == (1.0, 1.0):
+        mean = rng.normal(cell.rpm, cell.rpm * NOISE, size=(seeds, minutes))
+    else:
+        rpm = cell.rpm * ramp_factors(cell, minutes)
+        mean = rng.normal(rpm, rpm * NOISE, size=(seeds, minutes))
+    totals = np.maximum(0, np.rint(mean)).astype(np.int64)
     share = np.array(cell.weights, dtype=float) / 100.0
     new_requests = rng.binomial(np.broadcast_to(totals[:, :, None], shape), share)
     base_requests = totals[:, :, None] - new_requests
-    new_errors = rng.binomial(new_requests, cell.new_error_rate)
-    base_errors = rng.binomial(base_requests, cell.base_error_rate)
-    mu_new, sigma = latency_params(cell.latency_factor)
-    mu_base, _ = latency_params(1.0)
+    if _errors_steady(cell):
+        new_errors = rng.binomial(new_requests, cell.new_error_rate)
+        base_errors = rng.binomial(base_requests, cell.base_error_rate)
+    else:
+        new_rate, base_rate = minute_rates(cell, seeds, minutes, np.random.default_rng([seed, 1]))
+        new_errors = rng.binomial(new_requests, new_rate[:, :, None])
+        base_errors = rng.binomial(base_requests, base_rate[:, :, None])
+    mu_new, sigma_new = latency_params(cell.latency_factor, cell.tail_factor)
+    mu_base, sigma = latency_params(1.0)
     return Traces(
         cell=cell,
         new_requests=new_requests,
         new_errors=new_errors,
-        new_p99=sample_p99(rng, new_requests, mu_new, sigma),
+        new_p99=sample_p99(rng, new_requests, mu_new, sigma_new),
         base_requests=base_requests,
         base_errors=base_errors,
         base_p99=sample_p99(rng, base_requests, mu_base, sigma),
     )
+
+
+def _errors_steady(cell: Cell) -> bool:
+    """Whether each slot's 5xx count is binomial at one fixed rate (the sandbox's model)."""
+    return cell.rate_cv == 0 and cell.drift == 0 and cell.outage_minutes == 0
+
+
+def ramp_factors(cell: Cell, minutes: int) -> np.ndarray:
+    """The request rate's factor for minutes 1..``minutes``: linear over the ramp, then held."""
+    first, last = cell.ramp
+    progress = np.minimum(1.0, np.arange(minutes) / max(1, cell.ramp_minutes - 1))
+    return first + (last - first) * progress
+
+
+def beta_rates(rng: np.random.Generator, mean: np.ndarray, cv: float) -> np.ndarray:
+    """Rates drawn from a Beta with mean ``mean`` (elementwise) and coefficient of variation ``cv``."""
+    mean = np.asarray(mean, dtype=float)
+    kappa = (1 - mean) / (cv * cv * mean) - 1
+    if (kappa <= 0).any():
+        raise ValueError(f"a 5xx rate CV of {cv} is impossible around a rate of {mean.max():g}")
+    return rng.beta(mean * kappa, (1 - mean) * kappa)
+
+
+def minute_rates(
+    cell: Cell, seeds: int, minutes: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each (seed, minute)'s 5xx rate of the new slot and of the baseline: drift, bursts, outage."""
+    t = np.arange(minutes)
+    rise = cell.drift * np.minimum(1.0, t / max(1, cell.drift_minutes - 1))
+    new_mean = np.broadcast_to(cell.new_error_rate + rise, (seeds, minutes))
+    base_mean = np.broadcast_to(
+        cell.base_error_rate + (rise if cell.drift_slots == "both" else 0.0), (seeds, minutes)
+    )
+    if cell.rate_cv == 0:
+        new_rate, base_rate = new_mean.copy(), base_mean.copy()
+    elif cell.bursts == "shared":
+        base_rate = beta_rates(rng, base_mean, cell.rate_cv)
+        new_rate = np.minimum(1.0, new_mean * base_rate / base_mean)
+    else:
+        new_rate = beta_rates(rng, new_mean, cell.rate_cv)
+        base_rate = beta_rates(rng, base_mean, cell.rate_cv)
+    if cell.outage_minutes:
+        start = rng.integers(0, cell.outage_latest, size=(seeds, 1))
+        down = (t[None, :] >= start) & (t[None, :] < start + cell.outage_minutes)
+        new_rate = np.where(down, np.maximum(new_rate, cell.outage_rate), new_rate)
+        base_rate = np.where(down, np.maximum(base_rate, cell.outage_rate), base_rate)
+    return new_rate, base_rate
 
 
 def sample_p99(rng: np.random.Generator, requests: np.ndarray, mu: float, sigma: float) -> np.ndarray:
