@@ -41,6 +41,7 @@ from rfs_deploy.config.strategies.ab_test import ABTest as ABTest
 from rfs_deploy.config.strategies.blue_green import BlueGreen as BlueGreen
 from rfs_deploy.config.strategies.canary import Canary as Canary
 from rfs_deploy.config.strategies.rolling import Rolling
+from rfs_deploy.config.webhooks import WebhookList
 
 SlotName = Literal["blue", "green"]
 SLOTS: tuple[SlotName, SlotName] = ("blue", "green")
@@ -451,6 +452,8 @@ class ServiceConfig(Model):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     #: HTTP checks through the test listener before traffic moves.
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    #: Event and confirm webhooks (docs/webhooks.md).
+    webhooks: WebhookList = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServiceConfig:

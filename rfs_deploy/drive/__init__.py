@@ -14,6 +14,7 @@ prints the graph and fails on a cycle; a test holds this list to it):
     command_hook    a command run as a hook (a subprocess, its output redacted)
     hooks           pre-deployment, validation and post-deployment hooks
     context         Seams: what a deployment runs against
+    webhooks        event webhooks (each event posted, in order, retried) and confirm webhooks
     judge           the step judge: the windows of one step, and when the step is over
     ab              the A/B decision: which variant wins
     plans           the pure plan of each strategy (steps from a release state and a version)

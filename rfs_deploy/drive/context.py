@@ -20,6 +20,7 @@ from rfs_deploy.metrics.base import MetricsProvider
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.cancel import Cancellation
+    from rfs_deploy.drive.webhooks import Delivery
 
 log = get_logger(__name__)
 
@@ -65,6 +66,9 @@ class Seams:
     lock_wait: float = 0
     #: Finds a version's AMI by tag (``artifact.lookupTag``); None: lookups are refused.
     images: ImageFinder | None = None
+    #: The webhook deliveries the current operation opened (:mod:`rfs_deploy.drive.webhooks`);
+    #: the operation flushes them when it ends.
+    outbox: list[Delivery] = field(default_factory=list)
 
     def notify(self, event: Any) -> None:
         """Hand ``event`` to every listener. A listener that fails (a closed terminal, a bug in a

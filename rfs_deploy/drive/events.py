@@ -13,6 +13,17 @@ class Event:
 
 
 @dataclass(frozen=True)
+class DeploymentStarted(Event):
+    """A new deployment begins (``deploy``; not a resume or promote of an open one)."""
+
+    service: str
+    version: str
+    strategy: str
+    total: int
+    previous_version: str | None = None
+
+
+@dataclass(frozen=True)
 class StepStarted(Event):
     index: int
     total: int
@@ -42,6 +53,26 @@ class Tick(Event):
 @dataclass(frozen=True)
 class Note(Event):
     message: str
+
+
+@dataclass(frozen=True)
+class Paused(Note):
+    """The deployment holds after plan step ``step`` (a gate, or a step no confirm webhook
+    confirmed) until promoted; ``message`` says so in a sentence."""
+
+    step: int
+    reason: str
+    by: str
+
+
+@dataclass(frozen=True)
+class Promoted(Event):
+    """``promote`` continues the deployment paused after plan step ``step``."""
+
+    step: int
+    full: bool
+    skip_analysis: bool
+    by: str
 
 
 @dataclass(frozen=True)
