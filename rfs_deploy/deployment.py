@@ -49,6 +49,8 @@ class DeploymentConfig:
     pre_deployment_hooks: list[Callable[..., Any]] = field(default_factory=list)
     post_deployment_hooks: list[Callable[..., Any]] = field(default_factory=list)
     validation_hooks: list[Callable[..., Any]] = field(default_factory=list)
+    #: Run after a rollback restored the checkpoint (not part of the seed; docs/hooks.md).
+    post_rollback_hooks: list[Callable[..., Any]] = field(default_factory=list)
     #: The service to release; None means the stack's only service.
     service_name: str | None = None
 

@@ -134,6 +134,7 @@ async def run_deployer(
         pre_deployment=list(config.pre_deployment_hooks),
         validation=list(config.validation_hooks),
         post_deployment=list(config.post_deployment_hooks),
+        post_rollback=list(config.post_rollback_hooks),
     )
     name = _only_service(seams, service or config.service_name)
     overrides: dict[str, Any] = {

@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from rfs_deploy.config.base import MAX_DURATION, Duration, Int, Model, Num
+from rfs_deploy.config.hooks import ServiceHooks
 from rfs_deploy.config.strategies import PROBED_NAMES, STRATEGIES, StrategySettings
 from rfs_deploy.config.strategies import STRATEGY_NAMES as STRATEGY_NAMES
 from rfs_deploy.config.strategies.ab_test import ABTest as ABTest
@@ -452,6 +453,8 @@ class ServiceConfig(Model):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     #: HTTP checks through the test listener before traffic moves.
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    #: Commands run before, during and after a deployment and after a rollback (docs/hooks.md).
+    hooks: ServiceHooks = Field(default_factory=ServiceHooks)
     #: Event and confirm webhooks (docs/webhooks.md).
     webhooks: WebhookList = Field(default_factory=list)
 

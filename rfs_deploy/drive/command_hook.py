@@ -4,12 +4,17 @@
 a shell command (or an argument vector) with ``RFS_DEPLOY_*`` variables describing the hook
 context (:func:`context_env`), keeps the tail of its output, kills its whole process group on
 timeout, and returns a :class:`CommandResult` whose command and output never show a secret.
+
+:func:`run_phase` runs one phase of a service's hooks: the stack file's command hooks
+(``services.<name>.hooks``, :mod:`rfs_deploy.config.hooks`) first, then the Python ones, and
+logs the tail of each command's output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import os
 import re
 import shlex
@@ -17,15 +22,26 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rfs_deploy.config.secrets import redact, remember, secret_values
-from rfs_deploy.drive.hooks import context_field, one_line
+from rfs_deploy.config.secrets import (
+    MASKED,
+    SAVED_PLACEHOLDER,
+    Revealed,
+    locked_hint,
+    redact,
+    remember,
+    secret_values,
+)
+from rfs_deploy.drive.hooks import HookPhase, HookReport, context_field, one_line, run_hooks
 from rfs_deploy.logs import get_logger
+
+if TYPE_CHECKING:
+    from rfs_deploy.config.hooks import CommandHookSettings, ServiceHooks
 
 log = get_logger(__name__)
 
-__all__ = ["CommandHook", "CommandResult", "context_env"]
+__all__ = ["CommandHook", "CommandResult", "command_hooks", "context_env", "from_settings", "run_phase"]
 
 #: Output kept from a command (its tail), in bytes.
 _OUTPUT_LIMIT = 64 * 1024
@@ -39,7 +55,11 @@ _CONTEXT_FIELDS = (
     "strategy",
     "previous_version",
     "base_url",
+    "status",
+    "reason",
 )
+#: Output lines of a command hook the driver's log shows (the whole tail stays in its result).
+LOGGED_LINES = 20
 
 
 def context_env(context: Any) -> dict[str, str]:
@@ -53,8 +73,12 @@ def context_env(context: Any) -> dict[str, str]:
         value = context_field(context, name)
         if value is None and name == "service":
             value = context_field(context, "service_name")
+        if not value and name == "status":
+            value = getattr(context_field(context, "result"), "status", None)
         if value is not None and value != "":
             env[f"RFS_DEPLOY_{name.upper()}"] = str(value.value if isinstance(value, enum.Enum) else value)
+    if "RFS_DEPLOY_ENVIRONMENT" in env:  # the environment of a deployment is its stack
+        env.setdefault("RFS_DEPLOY_STACK", env["RFS_DEPLOY_ENVIRONMENT"])
     return env
 
 
@@ -181,3 +205,81 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         process.kill()
+
+
+# --------------------------------------------------------------------------- hooks from the stack file
+
+#: The config's list of each phase (:class:`~rfs_deploy.config.hooks.ServiceHooks` fields).
+_CONFIG_LISTS = {
+    HookPhase.PRE_DEPLOYMENT: "pre_deployment",
+    HookPhase.VALIDATION: "validation",
+    HookPhase.POST_DEPLOYMENT: "post_deployment",
+    HookPhase.POST_ROLLBACK: "post_rollback",
+}
+
+
+def from_settings(settings: CommandHookSettings, phase: HookPhase | str, index: int) -> CommandHook:
+    """The :class:`CommandHook` a stack file's hook entry describes; its default name says where
+    it is (``postRollback[0]``) and what it runs. A Pulumi secret in ``env`` that could not be
+    decrypted makes it fail when it runs, naming the variable, instead of running without it."""
+    key = _CONFIG_LISTS[HookPhase(phase)]
+    where = f"hooks.{_camel(key)}[{index}]"
+    env = {name: value.get_secret_value() for name, value in settings.env.items()}
+    # decrypted values are remembered already; a value handed over some other way is not
+    remember(v for v in env.values() if isinstance(v, Revealed))
+    locked = sorted(name for name, value in env.items() if value in (MASKED, SAVED_PLACEHOLDER))
+    name = settings.name or f"{where} {redact(settings.shown)!r}"
+    if locked:
+        return _Locked(settings.command, name, f"{where}.env.{locked[0]}")
+    return CommandHook(
+        settings.command, timeout=settings.timeout, env=env, cwd=settings.working_dir, name=name
+    )
+
+
+def command_hooks(config: ServiceHooks | None, phase: HookPhase | str) -> list[CommandHook]:
+    """The stack file's command hooks of ``phase``, in order (none without a config)."""
+    if config is None:
+        return []
+    entries: list[CommandHookSettings] = getattr(config, _CONFIG_LISTS[HookPhase(phase)])
+    return [from_settings(entry, phase, index) for index, entry in enumerate(entries)]
+
+
+async def run_phase(
+    python: Sequence[Any], config: ServiceHooks | None, context: Any, phase: HookPhase | str
+) -> HookReport:
+    """Run ``phase``: the stack file's command hooks first (they are the service's own, and a
+    refusal there should not wait on a program's hooks), then ``python``; up to the first
+    failure, as :func:`~rfs_deploy.drive.hooks.run_hooks`. Each command's output tail (already
+    redacted) goes to the log: a failed one's at WARNING, a passing one's at DEBUG."""
+    phase = HookPhase(phase)
+    report = await run_hooks([*command_hooks(config, phase), *python], context, phase)
+    for result in report.results:
+        value = result.value
+        if isinstance(value, CommandResult) and value.output.strip():
+            lines = value.output.rstrip().splitlines()[-LOGGED_LINES:]
+            level = logging.DEBUG if result.ok else logging.WARNING
+            log.log(
+                level,
+                "%s hook %s output (last %d lines):\n%s",
+                phase.value,
+                result.name,
+                len(lines),
+                "\n".join(lines),
+            )
+    return report
+
+
+class _Locked(CommandHook):
+    """A hook whose secret variable is not decrypted here: it fails, naming the key."""
+
+    def __init__(self, command: Sequence[str], name: str, key: str) -> None:
+        super().__init__(command, name=name)
+        self.key = key
+
+    async def __call__(self, context: Any) -> CommandResult:
+        raise ValueError(f"{self.key}: {locked_hint()}; the command did not run")
+
+
+def _camel(snake: str) -> str:
+    first, *rest = snake.split("_")
+    return first + "".join(word.capitalize() for word in rest)

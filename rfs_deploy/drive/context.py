@@ -32,6 +32,8 @@ class Hooks:
     pre_deployment: list[Callable[..., Any]] = field(default_factory=list)
     validation: list[Callable[..., Any]] = field(default_factory=list)
     post_deployment: list[Callable[..., Any]] = field(default_factory=list)
+    #: Run after a rollback restored the checkpoint (docs/hooks.md); a failure is only reported.
+    post_rollback: list[Callable[..., Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rfs_deploy.config.hooks import ServiceHooks, require_plaintext_env
 from rfs_deploy.config.model import (
     ReleaseState,
     ServiceConfig,
@@ -27,9 +28,10 @@ from rfs_deploy.config.model import (
 from rfs_deploy.config.secrets import require_plaintext
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.cancel import cancellable
+from rfs_deploy.drive.command_hook import run_phase
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.exclusive import exclusive
-from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
+from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
 from rfs_deploy.drive.overrides import deployment_settings, resolve, with_image
 from rfs_deploy.drive.plans import plan, planned_seconds, replay
@@ -127,6 +129,7 @@ class Driver:
         image = self._image(config.service(service), version, image)
         svc, strat, release, steps = self.plan(service, version, strategy, overrides, image)
         require_plaintext(svc, service)  # validation sends the headers: a masked one stops here
+        require_plaintext_env(svc.hooks, service)  # and so do the hooks' secret variables
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
         if firing:
@@ -136,8 +139,8 @@ class Driver:
         record = self._new_record(service, version, strat.type, release, journal.new_deployment_id())
         record.total_steps = len(steps)
         record.settings = deployment_settings(svc)
-        pre = await run_hooks(
-            self.seams.hooks.pre_deployment, self._hook_context(record), HookPhase.PRE_DEPLOYMENT
+        pre = await run_phase(
+            self.seams.hooks.pre_deployment, svc.hooks, self._hook_context(record), HookPhase.PRE_DEPLOYMENT
         )
         if not pre.ok:
             return self._finish_untouched(record, f"{pre.summary}; nothing was changed")
@@ -147,7 +150,7 @@ class Driver:
         except (StackBusy, ReleaseConflict) as exc:
             self._lost_the_stack(record, exc)
             raise
-        await self._after(runner.stack)
+        await self._after(runner.stack, runner.service.hooks)
         return record
 
     # ------------------------------------------------------------------ crash recovery
@@ -239,6 +242,7 @@ class Driver:
         record = self._load_or_new(found, config.release[found.service])
         svc, strat = self._resume_settings(found, config.service(found.service), record)
         require_plaintext(svc, found.service)
+        require_plaintext_env(svc.hooks, found.service)
         checkpoint = self._checkpoint_of(found)
         start_release = checkpoint.release_for(found.service)
         image = journal.deployment_image(found)
@@ -278,13 +282,13 @@ class Driver:
                 reason = f"{verb} could not restore the state of step {last + 1}: {exc}"
                 record.errors.append(reason)
                 await runner.roll_back(reason)
-                await self._after(runner.stack)
+                await self._after(runner.stack, runner.service.hooks)
                 return record
         try:
             await runner.run(start=start, skip=skip)
         except (StackBusy, ReleaseConflict) as exc:
             raise StackBusy(self._overtaken(found, verb, exc)) from exc
-        await self._after(runner.stack)
+        await self._after(runner.stack, runner.service.hooks)
         return record
 
     @exclusive
@@ -340,7 +344,7 @@ class Driver:
         stack = self._restoring(record, svc, checkpoint)
         record.status = DeploymentStatus.IN_PROGRESS
         reason = f"rollback to stack version {checkpoint.version} on request"
-        await roll_back(stack, svc.deploy, reason, on_request=True)
+        await roll_back(stack, svc.deploy, reason, on_request=True, hooks=svc.hooks)
         return record
 
     # ------------------------------------------------------------------ helpers
@@ -541,6 +545,7 @@ class Driver:
                 status_reason="aborted" if phase == "abort" else "rolled back",
                 on_request=True,
                 phase=phase,
+                hooks=svc.hooks,
             )
         except (StackBusy, ReleaseConflict) as exc:
             # the record is the deployment's own, shared with whoever changed it: left as it is
@@ -630,7 +635,7 @@ class Driver:
         ``rollback``, an interrupted restore): its lease is a plan-less deployment's budget."""
         return DeploymentStack(self.seams, record, checkpoint, record.started_at + time_budget(svc, 0))
 
-    async def _after(self, stack: DeploymentStack) -> None:
+    async def _after(self, stack: DeploymentStack, hooks: ServiceHooks | None = None) -> None:
         record = stack.record
         try:
             release = stack.release()
@@ -640,8 +645,8 @@ class Driver:
         except Exception as exc:  # figures for the summary only; never fail a finished deployment
             record.errors.append(f"could not read final target health: {exc}")
         if record.status is DeploymentStatus.COMPLETED:
-            post = await run_hooks(
-                self.seams.hooks.post_deployment, self._hook_context(record), HookPhase.POST_DEPLOYMENT
+            post = await run_phase(
+                self.seams.hooks.post_deployment, hooks, self._hook_context(record), HookPhase.POST_DEPLOYMENT
             )
             if not post.ok:
                 record.errors.append(post.summary)

@@ -1,4 +1,4 @@
-"""Deployment hooks: pre-deployment, validation and post-deployment (SPEC D6).
+"""Deployment hooks: pre-deployment, validation, post-deployment and post-rollback (SPEC D6).
 
 A hook is any callable taking one argument, the context (a :class:`HookContext`, a mapping with
 the same keys, or whatever the caller passes), sync or async — the seed's
@@ -14,7 +14,8 @@ phase's hooks in order and stops at the first failure. A hook fails when it
 
 Anything else (``None``, ``True``, a value) is success. Which failures stop a deployment is the
 driver's call: a failed pre-deployment or validation hook stops it, a failed post-deployment hook
-does not undo a completed deployment — it is only reported.
+does not undo a completed deployment and a failed post-rollback hook does not undo a rollback —
+they are only reported.
 
 Two ready-made hooks: :class:`HttpValidationHook` runs the HTTP checks of
 :mod:`rfs_deploy.drive.validation` against the context's base URL, and
@@ -65,6 +66,8 @@ class HookPhase(enum.StrEnum):
     PRE_DEPLOYMENT = "pre-deployment"
     VALIDATION = "validation"
     POST_DEPLOYMENT = "post-deployment"
+    #: After a rollback restored the deployment's checkpoint (see docs/hooks.md for which).
+    POST_ROLLBACK = "post-rollback"
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ class HookContext:
     #: The deployment's outcome so far (e.g. the seed's deployment result), for post hooks.
     result: Any = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: The deployment's status when the hook runs (``PENDING``, ``VALIDATING``, ``COMPLETED``, ...);
+    #: empty: ``result``'s status, when it has one (a deployment record).
+    status: str = ""
+    #: Why it rolled back (post-rollback hooks); empty otherwise.
+    reason: str = ""
 
     @classmethod
     def from_record(
@@ -93,6 +101,8 @@ class HookContext:
         version: str | None = None,
         base_url: str | None = None,
         result: Any = None,
+        reason: str = "",
+        extra: Mapping[str, str] | None = None,
     ) -> HookContext:
         """The context of a hook run for the deployment ``record`` describes (its stack is the
         environment); ``version`` overrides the record's."""
@@ -106,6 +116,8 @@ class HookContext:
             previous_version=record.previous_version,
             base_url=base_url,
             result=result,
+            extra=dict(extra or {}),
+            reason=reason,
         )
 
 

@@ -13,17 +13,23 @@ of an interrupted restore.
 
 from __future__ import annotations
 
+from rfs_deploy.config.hooks import ServiceHooks
 from rfs_deploy.config.model import DeploySettings, ReleaseState
 from rfs_deploy.drive import events
 from rfs_deploy.drive.cancel import CancelRequested
+from rfs_deploy.drive.command_hook import run_phase
 from rfs_deploy.drive.context import Seams
+from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.journal import Checkpoint, latest_deployment
 from rfs_deploy.drive.outcomes import StepFailed
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.stack import DeploymentStack, Sleep
 from rfs_deploy.errors import RfsDeployError
 from rfs_deploy.journal_tags import RESTORED, Phase
+from rfs_deploy.logs import get_logger
 from rfs_deploy.releases import ReleaseConflict
+
+log = get_logger(__name__)
 
 #: Longest pause between rollback attempts (seconds); attempts back off 10, 20, 40, ...
 MAX_BACKOFF = 60
@@ -39,9 +45,14 @@ async def roll_back(
     on_request: bool = False,
     phase: Phase = "rollback",
     sleep: Sleep | None = None,
+    hooks: ServiceHooks | None = None,
 ) -> None:
     """Restore the deployment's checkpoint, retrying up to ``maxRollbackAttempts`` times, and
     finish its record (status, errors, the recovery command when it failed).
+
+    Once the checkpoint is restored the post-rollback hooks run (the service's command ``hooks``,
+    then the seams' Python ones); a failed one is recorded in ``errors`` and logged, and the
+    deployment stays ROLLED_BACK.
 
     ``deploy.autoRollback`` off stops only the automatic rollback of a failed deployment;
     a rollback or abort asked for (``on_request``) always runs. ``phase`` tags the updates
@@ -94,10 +105,24 @@ async def roll_back(
             rec.recovery = cancel_commands(seams, rec)["resume"]
         if cancel is not None:
             cancel.outcome = "stopped"
+    elif ok:
+        await _post_rollback(stack, hooks, f"{status_reason}: {reason}", on_request)
     if cancel is not None:
         cancel.stage = "finished"
     stack.emit(events.DeploymentFinished, status=rec.status.value, reason=f"{status_reason}: {reason}")
     stack.save()
+
+
+async def _post_rollback(
+    stack: DeploymentStack, hooks: ServiceHooks | None, reason: str, on_request: bool
+) -> None:
+    rec = stack.record
+    extra = {"rolled_back_to": str(rec.rolled_back_to), "on_request": "true" if on_request else "false"}
+    context = HookContext.from_record(rec, HookPhase.POST_ROLLBACK, result=rec, reason=reason, extra=extra)
+    report = await run_phase(stack.seams.hooks.post_rollback, hooks, context, HookPhase.POST_ROLLBACK)
+    if not report.ok:
+        rec.errors.append(f"{report.summary} (the rollback stands)")
+        log.warning("%s of %s: %s; the rollback stands", rec.deployment_id, rec.service, report.summary)
 
 
 def cancel_commands(seams: Seams, record: DeploymentRecord) -> dict[str, str]:

@@ -333,6 +333,7 @@ class Runner:
             on_request=on_request,
             phase=phase,
             sleep=self._sleep,
+            hooks=self.service.hooks,
         )
 
     # ------------------------------------------------------------------ cancellation

@@ -1,4 +1,5 @@
-"""The validate step: users' validation hooks, then the HTTP checks through the test listener.
+"""The validate step: users' validation hooks (the stack file's, then Python ones), then the
+HTTP checks through the test listener.
 
 (:mod:`rfs_deploy.drive.validation` is the HTTP checks themselves; this module runs a plan's
 validate step with them.)"""
@@ -8,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rfs_deploy.config.model import ServiceConfig, ValidationSettings
-from rfs_deploy.drive.hooks import HookContext, HookPhase, run_hooks
+from rfs_deploy.drive.command_hook import run_phase
+from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.records import DeploymentRecord
 from rfs_deploy.drive.validation import validate
@@ -32,9 +34,9 @@ async def run_validation(
 ) -> StepOutcome:
     """Pass only when every validation hook and every HTTP check passes."""
     context = HookContext.from_record(
-        record, HookPhase.VALIDATION, version=version, base_url=outputs.test_url
+        record, HookPhase.VALIDATION, version=version, base_url=outputs.test_url, result=record
     )
-    hooks = await run_hooks(seams.hooks.validation, context, HookPhase.VALIDATION)
+    hooks = await run_phase(seams.hooks.validation, service.hooks, context, HookPhase.VALIDATION)
     if not hooks.ok:
         return StepOutcome(False, hooks.summary)
     report = await validate(
