@@ -21,11 +21,10 @@ WHERE = ("--stack", STACK, "--service", SERVICE)
 TOKEN_HEADER = "X-RFS-Token"
 
 
-def deploy_paused(place: Place, version: str) -> str:
+def deploy_paused(place: Place, version: str, *extra: str) -> str:
     """Deploy ``version`` to its gate (exit 5); the deployment's id."""
-    done = place.run(
-        "--json", "--quiet", "deploy", *WHERE, "--strategy", "canary", "--set", GATED, "--version", version
-    )
+    deploy = ("deploy", *WHERE, "--strategy", "canary", "--set", GATED, "--version", version, *extra)
+    done = place.run("--json", "--quiet", *deploy)
     assert done.code == 5, done.stderr
     record = done.json()
     assert record["status"] == "PAUSED", record
