@@ -253,14 +253,14 @@ def targets(
         if mine.faulty:
             bound = max(a.rolled_back for a in anchors)
             if mine.rolled_back < bound:
-                misses.append(f"detection {100 * mine.rolled_back:.1f} % < {100 * bound:.1f} %")
+                misses.append(f"detection {100 * mine.rolled_back:.2f} % < {100 * bound:.2f} %")
         else:
             lowest = 0.0 if cell in absolute else min(a.rolled_back for a in anchors)
             bound = lowest + FALSE_ROLLBACK_SLACK
             if mine.rolled_back > bound:
-                misses.append(f"false rollbacks {100 * mine.rolled_back:.1f} % > {100 * bound:.1f} %")
+                misses.append(f"false rollbacks {100 * mine.rolled_back:.2f} % > {100 * bound:.2f} %")
             if mine.paused > MAX_PAUSED:
-                misses.append(f"paused {100 * mine.paused:.1f} % > {100 * MAX_PAUSED:.0f} %")
+                misses.append(f"paused {100 * mine.paused:.2f} % > {100 * MAX_PAUSED:.0f} %")
         found.append(
             Target(cell, mine.faulty, mine.rolled_back, mine.paused, bound, not misses, "; ".join(misses))
         )
