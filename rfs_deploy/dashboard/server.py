@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -172,12 +173,15 @@ class Dashboard(ThreadingHTTPServer):
         self.token = token or new_token()
         self.state = StateReader(read)
         self.actions = Actions(argv)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{text}]" if ":" in text else text
         return f"http://{shown}:{port}/?token={self.token}"
 
     def authorized(self, given: str | None) -> bool:
@@ -197,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        given = self.headers.get(TOKEN_HEADER) or (query.get("token") or [None])[0]
+        given = self.headers.get(TOKEN_HEADER) or next(iter(query.get("token", [])), None)
         if not self.server.authorized(given):
             return self._refuse()
         if url.path == "/":
