@@ -112,5 +112,5 @@ def require_plaintext_env(hooks: ServiceHooks, service: str) -> None:
         for index, entry in enumerate(entries):
             for name, value in entry.env.items():
                 if value.get_secret_value() in (MASKED, SAVED_PLACEHOLDER):
-                    key = f"rfs-deploy:services.{service}.hooks.{phase}[{index}].env.{name}"
+                    key = f"rfs-deploy:services.{service}.hooks.{phase}.{index}.env.{name}"
                     raise ConfigError(key, locked_hint())

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from rfs_deploy.config.secrets import (
     MASKED,
     SAVED_PLACEHOLDER,
-    Revealed,
     locked_hint,
     redact,
     remember,
@@ -225,8 +224,8 @@ def from_settings(settings: CommandHookSettings, phase: HookPhase | str, index: 
     key = _CONFIG_LISTS[HookPhase(phase)]
     where = f"hooks.{_camel(key)}[{index}]"
     env = {name: value.get_secret_value() for name, value in settings.env.items()}
-    # decrypted values are remembered already; a value handed over some other way is not
-    remember(v for v in env.values() if isinstance(v, Revealed))
+    # a {secure: ...} value was remembered for redaction when it was decrypted; CommandHook adds
+    # the values of secret-looking names
     locked = sorted(name for name, value in env.items() if value in (MASKED, SAVED_PLACEHOLDER))
     name = settings.name or f"{where} {redact(settings.shown)!r}"
     if locked:

@@ -92,6 +92,11 @@ class HookContext:
     #: Why it rolled back (post-rollback hooks); empty otherwise.
     reason: str = ""
 
+    def __post_init__(self) -> None:
+        status = getattr(self.result, "status", None) if not self.status else None
+        if status is not None:
+            object.__setattr__(self, "status", str(status.value if isinstance(status, enum.Enum) else status))
+
     @classmethod
     def from_record(
         cls,
