@@ -23,7 +23,12 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
            ``restored`` (:data:`RESTORED`: the update confirming a finished restore), or
            ``paused`` (:data:`PAUSED`, phase ``step``: an update that changes nothing and records
            that the deployment holds at gate ``k`` until ``rfs-deploy promote``; its lease is
-           released, ``until`` is its own time; see docs/gates.md)
+           released, ``until`` is its own time; see docs/gates.md), or ``pause-request``
+           (:data:`PAUSE_REQUEST`, phase ``step``: an update that changes nothing, run by
+           ``rfs-deploy pause`` from another process, asking the running driver to hold at its
+           next safe point; ``k`` is the step the deployment was at when asked. It is a message
+           to the owner, not a step of the deployment: the journal leaves it out of the
+           deployment's own updates)
 ``phase``  ``step``: the update applying plan step ``k``; ``resume``: a new process re-applying the
            release state of the last completed step after a crash; ``rollback`` / ``abort``: an
            update restoring the pre-deployment checkpoint (automatic / asked for); ``done``: the
@@ -35,7 +40,8 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
 ``own``    optional: the process running the deployment, ``host/pid`` (its *owner*)
 ``until``  optional: the owner's lease, seconds since the epoch: past it, a deployment whose owner
            runs on another host counts as abandoned (the runner's own time budget ends earlier)
-``by``     optional, on ``paused`` updates: who paused the deployment, ``user@host``
+``by``     optional, on ``paused`` and ``pause-request`` updates: who paused the deployment
+           (who asked for the pause), ``user@host``
 ``wait``   optional, ``1`` on ``rollback`` / ``abort`` updates: the update restored the checkpoint's
            release state, but the restore is finished only by a later update of the same phase
            with ``kind=restored``, run once the world shows it (the refresh back ended, the
@@ -76,6 +82,9 @@ Phase = Literal["step", "resume", "rollback", "abort", "done"]
 PHASES: tuple[Phase, ...] = ("step", "resume", "rollback", "abort", "done")
 #: The ``kind`` of the update that records a deployment held at a gate (phase ``step``).
 PAUSED = "paused"
+#: The ``kind`` of the update ``rfs-deploy pause`` runs to ask a running driver to hold (phase
+#: ``step``; it changes nothing and belongs to no step of the deployment).
+PAUSE_REQUEST = "pause-request"
 #: The ``kind`` of the update that confirms a restore: the world shows the checkpoint again.
 RESTORED = "restored"
 #: Phases whose successful update ends a deployment.
@@ -122,6 +131,11 @@ class JournalTag:
         """The update records a pause at a gate (kind :data:`PAUSED`)."""
         return self.kind == PAUSED and self.phase == "step"
 
+    @property
+    def pause_request(self) -> bool:
+        """The update asks the deployment's running driver to hold (kind :data:`PAUSE_REQUEST`)."""
+        return self.kind == PAUSE_REQUEST and self.phase == "step"
+
     def __post_init__(self) -> None:
         for name in ("deployment_id", "service", "kind", "version", "strategy"):
             if not getattr(self, name):
@@ -136,8 +150,8 @@ class JournalTag:
             raise ValueError("journal tag: settings must be a settings digest (12 hex characters)")
         if self.wait and self.phase not in ("rollback", "abort"):
             raise ValueError("journal tag: only rollback and abort updates wait for a confirmation")
-        if self.by is not None and self.kind != PAUSED:
-            raise ValueError("journal tag: only paused updates say who paused")
+        if self.by is not None and self.kind not in (PAUSED, PAUSE_REQUEST):
+            raise ValueError("journal tag: only paused and pause-request updates say who paused")
 
 
 def settings_digest(service: ServiceConfig) -> str:
@@ -256,7 +270,7 @@ def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
     """Whether the process that wrote ``tag`` may still be running its deployment: on this host,
     its process exists (this process counts as alive); elsewhere, its lease has not run out.
     Tags without an owner (older versions) count as not alive, and so does a ``paused`` update:
-    the process that paused released the deployment."""
+    the process that paused released the deployment (a ``pause-request`` names no owner)."""
     if tag.owner is None or tag.paused:
         return False
     host, _, pid = tag.owner.rpartition("/")

@@ -10,6 +10,7 @@ Exit codes:
      or an internal error (one line; ``--debug`` shows the traceback)
 5    paused at a gate: the deployment holds, open, until ``promote`` (or ``abort``); see
      docs/gates.md
+6    ``wait`` (or ``pause``) timed out: the deployment is still running (see docs/gates.md)
 130  interrupted (run ``resume`` or ``abort``); a stack-changing command cancelled by SIGINT
 143  a stack-changing command cancelled by SIGTERM (see docs/cancellation.md)
 141  stdout was closed by the reader (``rfs-deploy history ... | head -1``): 128 + SIGPIPE
@@ -44,6 +45,8 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 4
 #: Held at a gate until ``rfs-deploy promote`` (docs/gates.md): the job ends, the deployment stays open.
 EXIT_PAUSED = 5
+#: ``wait --timeout`` (or ``pause --timeout``) ran out while the deployment still runs.
+EXIT_TIMEOUT = 6
 EXIT_INTERRUPTED = 130
 #: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -52,7 +55,7 @@ SANDBOX_SERVICE = "api-service"
 #: ``--strategy`` choices: every registered strategy.
 STRATEGIES = STRATEGY_NAMES
 #: Keys whose numeric values are times (seconds since the epoch) in records and history.
-TIME_KEYS = frozenset({"at", "started_at", "ended_at", "start_time", "end_time", "since"})
+TIME_KEYS = frozenset({"at", "started_at", "ended_at", "start_time", "end_time", "since", "deadline"})
 
 
 class _Output:
@@ -285,9 +288,33 @@ def build_parser() -> argparse.ArgumentParser:
     stack_args(rt)
     cancel_args(rt)
 
+    pa = command("pause", "hold a running deployment at its current weight (from any machine)")
+    stack_args(pa, required=False)
+    pa.add_argument(
+        "--timeout",
+        type=duration,
+        default=600,
+        metavar="D",
+        help="how long to wait for the driver to hold (90, 90s, 5m, 1h; default 10m)",
+    )
+    pa.add_argument("--interval", type=duration, default=2, metavar="D", help="poll interval (default 2s)")
+
+    wa = command("wait", "block until a deployment completes, rolls back, fails or pauses")
+    stack_args(wa, required=False)
+    wa.add_argument(
+        "--timeout", type=duration, metavar="D", help="give up after D (90, 90s, 5m, 1h; default: never)"
+    )
+    wa.add_argument("--interval", type=duration, default=2, metavar="D", help="poll interval (default 2s)")
+
     st = command("status", "a deployment's status and progress (from stack history)")
     stack_args(st, required=False)
     st.add_argument("deployment_id", nargs="?", help="default: the newest")
+    st.add_argument(
+        "--watch", action="store_true", help="follow the deployment live until it ends (exit: its code)"
+    )
+    st.add_argument(
+        "--interval", type=duration, default=2, metavar="D", help="--watch poll interval (default 2s)"
+    )
 
     hi = command("history", "deployments and the stack history journal")
     stack_args(hi, required=False)
@@ -322,6 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--stack", type=stack_name, help="only this stack's sandbox (default: every stack)")
     rs.set_defaults(command="sandbox_reset")
     return p
+
+
+def duration(text: str) -> int:
+    """argparse type of ``--timeout`` and ``--interval``: a duration as the config takes it
+    (``90``, ``90s``, ``5m``, ``1h``), at least one second."""
+    from rfs_deploy.config.base import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not isinstance(seconds, int) or seconds < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration of at least 1 second")
+    return seconds
 
 
 def stack_name(text: str) -> str:

@@ -393,6 +393,8 @@ def _read_history(args: argparse.Namespace) -> tuple[list[HistoryEntry], list[De
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return await _watch(args)
     history, records = _read_history(args)
     found = views.deployments(history, records, args.stack, args.service)
     if args.deployment_id:
@@ -552,3 +554,366 @@ def _remove(target: Path) -> bool:
         shutil.rmtree(target)
         return True
     return False
+
+
+# --------------------------------------------------------------------------- pause, wait, watch
+
+#: Statuses a watched deployment ends in (``PAUSED`` too: the job that runs it has ended).
+_ENDED = frozenset({"COMPLETED", "ROLLED_BACK", "FAILED", views.PAUSED})
+
+
+class _Poller:
+    """Where a deployment stands, read again and again from another process than the one
+    running it: stack history (the sandbox's saved session file, or ``pulumi stack history``)
+    and this machine's records. Nothing is opened that writes or waits for a lock."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        _check_stack_file(args.stack)
+        self.args = args
+        self.kind = backend_kind(args.backend)
+        root = project_dir()
+        self.records = RecordStore(state_dir(root) / "deployments" / self.kind)
+        if self.kind == "sim":
+            from rfs_deploy.sim import session_directory
+
+            self.session = session_directory(state_dir(root), short_stack_name(args.stack))
+        else:
+            from rfs_deploy.drive.pulumi_backend import PulumiBackend
+
+            self.pulumi = PulumiBackend(args.stack, root)
+
+    def history(self) -> list[HistoryEntry]:
+        if self.kind == "sim":
+            from rfs_deploy.sim.sandbox import read_saved_history
+
+            return read_saved_history(self.session)
+        return self.pulumi.history()
+
+    def views(self) -> list[dict[str, Any]]:
+        history = self.history()
+        return views.deployments(
+            history, self.records.all(stack=self.args.stack), self.args.stack, self.args.service
+        )
+
+    def view(self, deployment_id: str | None = None) -> dict[str, Any] | None:
+        found = self.views()
+        if deployment_id is not None:
+            return views.find(found, deployment_id)
+        return found[0] if found else None
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) ends a watch, a wait or a pause's wait: the flag is set, the loop ends
+    with exit 130 and one line; the deployment, run by another process, is not touched."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._installed = False
+
+    def __enter__(self) -> _Stop:
+        import contextlib
+        import signal
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            self._loop.add_signal_handler(signal.SIGINT, self.event.set)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._installed:
+            self._loop.remove_signal_handler(signal.SIGINT)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; True when Ctrl-C came meanwhile."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+def _interrupted(args: argparse.Namespace, what: str, view: dict[str, Any] | None) -> int:
+    from rfs_deploy.cli import EXIT_INTERRUPTED, _say
+
+    where = f" (deployment {view['deployment_id']} {view['status']})" if view else ""
+    _say(f"rfs-deploy: {what} stopped (SIGINT){where}; the deployment itself goes on unaffected")
+    if args.json:
+        emit(args, {"interrupted": True, "deployment": view and views.brief(view)}, "")
+    return EXIT_INTERRUPTED
+
+
+def _ended(view: dict[str, Any]) -> bool:
+    return view["status"] in _ENDED
+
+
+def _code(view: dict[str, Any]) -> int:
+    code = view.get("deployment_exit_code")
+    return 4 if code is None else int(code)
+
+
+def _where(view: dict[str, Any]) -> str:
+    step = f"step {view['step']}/{view['total_steps']}" if view["step"] and view["total_steps"] else ""
+    return (
+        f"deployment {view['deployment_id']} of {view['service']} ({view['version']}): {view['status']}"
+        + (f" at {step}" if step else "")
+    )
+
+
+async def cmd_pause(args: argparse.Namespace) -> int:
+    """Ask the driver running the service's deployment to hold at its current weight (one stack
+    update that changes nothing, see docs/gates.md), then wait until it holds (exit 0), ends
+    first (exit 2) or ``--timeout`` passes (exit 6)."""
+    from rfs_deploy.cli import EXIT_TIMEOUT, EXIT_USAGE
+
+    if backend_kind(args.backend) == "sim":
+        from rfs_deploy import statefiles
+        from rfs_deploy.sim import session_directory
+        from rfs_deploy.sim.backend import REQUESTS_FILE, post_request
+
+        session = session_directory(state_dir(), short_stack_name(args.stack))
+        if not statefiles.exists(session / "state.json"):
+            raise InvalidInput(
+                f"no deployments on stack {args.stack} (stack history has none); nothing to pause"
+            )
+        # the running deployment holds the session: read it, and post the request to its holder
+        seams = open_seams(args.stack, backend="sim", readonly=True)
+        _opened.append(seams)
+        found, message = Driver(seams).request_message(args.service)
+        post_request(session / REQUESTS_FILE, message)
+    else:
+        seams = _seams(args, args.stack)
+        driver = Driver(seams)
+        found, message = driver.request_message(args.service)
+        await driver.post_request(message)
+    poller = _Poller(args)
+    import time
+
+    began = time.monotonic()
+    view = None
+    with _Stop() as stop:
+        while True:
+            view = poller.view(found.deployment_id)
+            if view is not None and _ended(view):
+                break
+            if time.monotonic() - began >= args.timeout:
+                text = (
+                    f"pause requested, but {_where(view or {})} has not held after {args.timeout}s; it holds "
+                    f"at its next safe point (follow it: rfs-deploy wait --stack {args.stack} --service "
+                    f"{found.service})"
+                    if view
+                    else f"pause requested for deployment {found.deployment_id}; it has not held yet"
+                )
+                emit(args, {"requested": True, "held": False, "deployment": view and views.brief(view)}, text)
+                return EXIT_TIMEOUT
+            if await stop.sleep(args.interval):
+                return _interrupted(args, "waiting for the pause", view)
+    assert view is not None
+    if view["status"] != views.PAUSED:
+        text = (
+            f"deployment {found.deployment_id} of {found.service} ({found.version}) already ended "
+            f"{view['status']} before it could pause; nothing is held"
+        )
+        emit(args, {"requested": True, "held": False, "deployment": views.brief(view)}, text)
+        return EXIT_USAGE
+    pause = view["paused"] or {}
+    where = f"--stack {args.stack} --service {found.service}"
+    text = (
+        f"deployment {found.deployment_id}: PAUSED at step {pause.get('step')}/{view['total_steps']} by "
+        f"{pause.get('by')}; continue: rfs-deploy promote {where} (roll back: rfs-deploy abort {where})"
+    )
+    emit(args, {"requested": True, "held": True, "deployment": views.brief(view)}, text)
+    return 0
+
+
+async def cmd_wait(args: argparse.Namespace) -> int:
+    """Block until the service's latest deployment completes, rolls back, fails or pauses; its
+    exit code (0/3/4/5), 6 on ``--timeout``; a deployment that already ended is reported at once,
+    and none at all is exit 2."""
+    import time
+
+    from rfs_deploy.cli import EXIT_TIMEOUT
+
+    poller = _Poller(args)
+    view = poller.view()
+    if view is None:
+        whose = f" of {args.service}" if args.service else ""
+        raise InvalidInput(
+            f"no deployments{whose} on stack {args.stack} (stack history has none); nothing to wait for"
+        )
+    began = time.monotonic()
+    with _Stop() as stop:
+        while not _ended(view):
+            if args.timeout is not None and time.monotonic() - began >= args.timeout:
+                payload = {**views.brief(view), "timed_out": True, "waited": round(time.monotonic() - began)}
+                emit(args, payload, f"timed out after {args.timeout}s: {_where(view)} (still running)")
+                return EXIT_TIMEOUT
+            if await stop.sleep(args.interval):
+                return _interrupted(args, "wait", view)
+            view = poller.view(view["deployment_id"])
+            assert view is not None
+    payload = {**views.brief(view), "timed_out": False, "waited": round(time.monotonic() - began)}
+    emit(args, payload, views.status_line(view))
+    return _code(view)
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    """``status --watch``: print what happens to the deployment as it happens (see docs/gates.md)."""
+    from rfs_deploy.cli import _out, iso, isoformat_times
+
+    poller = _Poller(args)
+    view = poller.view(args.deployment_id)
+    if view is None:
+        whose = f" of {args.service}" if args.service else ""
+        raise InvalidInput(f"no deployments{whose} on stack {args.stack} (stack history has none)")
+    seen: _Seen = _Seen()
+    out = _out.stdout
+
+    def say(event: dict[str, Any], text: str) -> None:
+        if args.json:
+            out.write(json.dumps(isoformat_times(event), default=str) + "\n")
+        else:
+            at = iso(event.get("at"))
+            out.write(f"[{at}] {text}\n" if at else f"{text}\n")
+        out.flush()
+
+    history_of = view["deployment_id"]
+    first = {
+        "event": "watching",
+        "deployment_id": history_of,
+        "service": view["service"],
+        "from_version": view["from_version"],
+        "version": view["version"],
+        "strategy": view["strategy"],
+        "stack": args.stack,
+    }
+    say(
+        first,
+        f"watching deployment {history_of} of {view['service']} "
+        f"({view['from_version'] or '?'} → {view['version']}, {view['strategy']}) on stack {args.stack}",
+    )
+    with _Stop() as stop:
+        while True:
+            for event, text in seen.news(view, poller.history()):
+                say(event, text)
+            if _ended(view):
+                break
+            if await stop.sleep(args.interval):
+                return _interrupted(args, "watch", view)
+            view = poller.view(history_of)
+            assert view is not None
+    code = _code(view)
+    end = {
+        "event": "end",
+        "deployment_id": history_of,
+        "status": view["status"],
+        "exit_code": code,
+        "paused": view.get("paused"),
+    }
+    say(end, f"{views.status_line(view)} (exit {code})")
+    return code
+
+
+class _Seen:
+    """What a watch printed already, to print only what is new at each poll."""
+
+    def __init__(self) -> None:
+        self.updates: dict[int, str] = {}
+        self.steps: dict[int, str] = {}
+        self.verdicts = 0
+        self.status: str | None = None
+        self.requested: int | None = None
+
+    def news(self, view: dict[str, Any], history: list[HistoryEntry]) -> list[tuple[dict[str, Any], str]]:
+        out: list[tuple[dict[str, Any], str]] = []
+        dep = view["deployment_id"]
+        for entry in sorted(history, key=lambda e: e.version):
+            parsed = journal.parse(entry.message)
+            if parsed is None or parsed[0].deployment_id != dep:
+                continue
+            tag, text = parsed
+            if self.updates.get(entry.version) == entry.result or tag.pause_request:
+                continue
+            self.updates[entry.version] = entry.result
+            state = (entry.release or {}).get(view["service"])
+            weights = dict(state.weights) if state is not None else None
+            event = {
+                "event": "update",
+                "at": entry.end_time or entry.start_time,
+                "stack_version": entry.version,
+                "result": entry.result,
+                "phase": tag.phase,
+                "kind": tag.kind,
+                "step": tag.step + 1,
+                "total_steps": tag.total,
+                "text": text,
+                "weights": weights,
+            }
+            shown = (
+                " weights " + " / ".join(f"{slot} {w} %" for slot, w in weights.items())
+                if weights and entry.result == "succeeded"
+                else ""
+            )
+            out.append((event, f"stack version {entry.version} {entry.result}: {text};{shown}".rstrip(";")))
+        for step in view.get("steps") or []:
+            key = step["outcome"]
+            if self.steps.get(step["index"]) == key:
+                continue
+            self.steps[step["index"]] = key
+            number = f"{step['index'] + 1}/{view['total_steps']}"
+            event = {"event": "step", **step, "step": step["index"] + 1, "total_steps": view["total_steps"]}
+            event["at"] = step["ended_at"] if key != "running" else step["started_at"]
+            if key == "running":
+                out.append((event, f"step {number} started: {step['description']}"))
+            else:
+                out.append((event, f"step {number} {key}: {step['description']}: {step['reason']}"))
+        for verdict in (view.get("verdicts") or [])[self.verdicts :]:
+            got = verdict["numbers"]
+            numbers = ", ".join(f"{k} {_number(got[k])}" for k in _SHOWN if got.get(k) is not None)
+            out.append(
+                (
+                    {"event": "verdict", **verdict, "step": verdict["step"] + 1},
+                    f"verdict at step {verdict['step'] + 1}: {verdict['outcome']} "
+                    f"({verdict['reason']}); {numbers}",
+                )
+            )
+        self.verdicts = len(view.get("verdicts") or [])
+        asked = view.get("pause_requested")
+        if asked and asked["version"] != self.requested:
+            self.requested = asked["version"]
+            out.append(({"event": "pause-requested", **asked}, f"pause requested by {asked['by']}"))
+        if view["status"] != self.status:
+            self.status = view["status"]
+            event = {"event": "status", "at": None, "status": view["status"], "step": view["step"]}
+            out.append((event, f"status {view['status']} ({view['progress']}%)"))
+        # in the order they happened; a status change (no time of its own) after what led to it
+        out.sort(key=lambda item: item[0]["at"] if item[0].get("at") is not None else float("inf"))
+        return out
+
+
+#: The verdict numbers a text watch prints (``--json`` has every number).
+_SHOWN = (
+    "requests",
+    "errors",
+    "error_rate",
+    "p99",
+    "cpu",
+    "baseline_error_rate",
+    "baseline_p99",
+    "p_value",
+    "alarm",
+    "metric",
+    "threshold",
+)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

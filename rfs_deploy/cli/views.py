@@ -43,8 +43,8 @@ def journal_deployments(history: Sequence[HistoryEntry]) -> list[tuple[JournalDe
     seen: set[tuple[str, str]] = set()
     for position, entry in enumerate(ordered):
         tag = journal.decode(entry.message)
-        if tag is None or (tag.deployment_id, tag.service) in seen:
-            continue
+        if tag is None or tag.pause_request or (tag.deployment_id, tag.service) in seen:
+            continue  # (a pause request is no update of its deployment: journal.py)
         seen.add((tag.deployment_id, tag.service))
         deployment = journal.latest_deployment(ordered[position:], tag.service)
         if deployment is not None:
@@ -144,7 +144,17 @@ def _journal_fields(found: JournalDeployment, stack: str, live_before: str | Non
         },
         "stack_versions": sorted(e.version for e in found.entries),
         "paused": _paused(found),
+        "pause_requested": _pause_requested(found),
     }
+
+
+def _pause_requested(found: JournalDeployment) -> dict[str, Any] | None:
+    """A pause asked of the running driver (``rfs-deploy pause``) that it has not answered yet."""
+    pending = found.pending_pause
+    if pending is None:
+        return None
+    entry, tag = pending
+    return {"by": tag.by, "at": entry.start_time, "version": entry.version}
 
 
 def _paused(found: JournalDeployment) -> dict[str, Any] | None:
@@ -258,6 +268,10 @@ def view(
         merged[key] = detail[key]
     merged["from_version"] = fields["from_version"] or detail["from_version"]
     merged["requested"] = fields["requested"] or record.on_request
+    deadline = (record.paused or {}).get("deadline")
+    if merged.get("paused") is not None and deadline is not None:
+        # deploy.pauseCountsTowardsDeadline: only the record knows the budget's end
+        merged["paused"] = {**merged["paused"], "deadline": deadline}
     if record.status.finished:
         # history cannot tell a FAILED restore or an auto-rollback that was off from "open"
         merged["status"] = record.status.value
@@ -337,9 +351,27 @@ def status_line(v: dict[str, Any]) -> str:
     if v.get("paused"):
         pause = v["paused"]
         parts.append(f"paused at step {pause['step']} by {pause['by']} since {iso(pause['since'])}")
+        parts += _budget_line(pause)
+    if v.get("pause_requested"):
+        asked = v["pause_requested"]
+        parts.append(f"pause requested by {asked['by']} at {iso(asked['at'])}: holds at its next safe point")
     if v["recovery"]:
         parts.append(f"to finish: {v['recovery']}")
     return f"{v['deployment_id']}: {v['status']} {v['progress']}% — " + "; ".join(parts)
+
+
+def _budget_line(pause: dict[str, Any]) -> list[str]:
+    """With deploy.pauseCountsTowardsDeadline, when the paused deployment's time budget ends."""
+    import time
+
+    from rfs_deploy.cli import iso
+
+    deadline = pause.get("deadline")
+    if deadline is None:
+        return []
+    if time.time() > deadline:
+        return [f"its time budget ran out at {iso(deadline)} (the pause counts): promote rolls it back"]
+    return [f"its time budget runs out at {iso(deadline)} (the pause counts); promote after it rolls back"]
 
 
 def history_line(v: dict[str, Any]) -> str:

@@ -414,6 +414,10 @@ class DeploySettings(Model):
     auto_rollback: bool = True
     max_rollback_attempts: Int = Field(default=3, ge=1, le=10)
     deployment_timeout: Duration = Field(default=1800, ge=1, le=MAX_DURATION)
+    #: Whether the time a deployment spends paused (a gate, ``rfs-deploy pause``) counts towards
+    #: its time budget: false (the default), the budget starts again at ``promote``; true, it
+    #: runs from the start, and a promote after it ran out rolls back (docs/gates.md).
+    pause_counts_towards_deadline: bool = False
 
 
 # --------------------------------------------------------------------------- strategies

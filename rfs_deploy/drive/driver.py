@@ -38,10 +38,10 @@ from rfs_deploy.drive.plans import plan, planned_seconds, replay
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rollback import roll_back
 from rfs_deploy.drive.runner import Runner
-from rfs_deploy.drive.stack import DeploymentStack, time_budget
+from rfs_deploy.drive.stack import DeploymentStack, pause_request, post_pause_request, time_budget
 from rfs_deploy.drive.steps import Analyze, Change, Gate, Promote, SetWeight, Step
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, StackBusy
-from rfs_deploy.journal_tags import pauser
+from rfs_deploy.journal_tags import owner_alive, pauser
 from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.releases import ReleaseConflict
 
@@ -268,7 +268,20 @@ class Driver:
         # deployment was paused at a gate) is not the deployment waiting on the world
         remaining = planned_seconds(tuple(s for i, s in enumerate(steps[start:], start) if i not in skip))
         now = self.seams.clock.now()
-        runner = Runner(self.seams, record, svc, steps, checkpoint, remaining, started_at=now, image=image)
+        started = now
+        counted = promote is not None and svc.deploy.pause_counts_towards_deadline
+        if counted:
+            # deploy.pauseCountsTowardsDeadline: the budget runs from the start, pauses included
+            remaining, started = planned_seconds(steps), found.started_at
+        runner = Runner(
+            self.seams, record, svc, steps, checkpoint, remaining, started_at=started, image=image
+        )
+        if counted and now > runner.deadline:
+            reason = self._expired_while_paused(found, svc, now, runner.deadline - started)
+            record.errors.append(reason)
+            await runner.roll_back(reason, status_reason="time budget ran out while paused")
+            await self._after(runner.stack, runner.service.hooks)
+            return record
         expected = runner.with_image(replay(start_release, steps[: found.next_step]))
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state
@@ -290,6 +303,71 @@ class Driver:
             raise StackBusy(self._overtaken(found, verb, exc)) from exc
         await self._after(runner.stack, runner.service.hooks)
         return record
+
+    def _expired_while_paused(
+        self, found: JournalDeployment, svc: ServiceConfig, now: float, budget: float
+    ) -> str:
+        paused_for = now - found.newest.start_time
+        return (
+            f"paused {span(paused_for)}; maxDeploymentTime {span(svc.deploy.max_deployment_time)} ran out "
+            f"while paused (its time budget of {span(budget)} counts the pause: "
+            f"deploy.pauseCountsTowardsDeadline)"
+        )
+
+    async def pause(self, service: str | None = None) -> tuple[JournalDeployment, str]:
+        """Ask the driver running the open deployment (of ``service``) to hold at its current
+        weight: one stack update that changes nothing, tagged ``pause-request`` (see
+        docs/gates.md). Returns the deployment as found and the request's message; refused
+        (InvalidInput or StackBusy, exit 2) when nothing runs it. The caller may post the message
+        itself (:meth:`request_message`, :meth:`post_request`)."""
+        found, message = self.request_message(service)
+        await self.post_request(message)
+        return found, message
+
+    def request_message(self, service: str | None = None) -> tuple[JournalDeployment, str]:
+        """The running deployment (of ``service``) and the message of a pause request for it;
+        refused when it is not running: paused already, restoring, finished, none, or its driver
+        gone (then ``resume`` and ``abort`` are named)."""
+        history = self.seams.backend.history()
+        if service is not None and journal.find_open_deployment(history, service) is None:
+            latest = journal.latest_deployment(history, service)
+            if latest is not None:
+                raise InvalidInput(
+                    f"deployment {latest.deployment_id} of {service} ({latest.version}) already "
+                    f"{latest.status}; nothing to pause"
+                )
+        found = self._open(service)
+        where = f"--service {found.service}"
+        if found.paused_at is not None:
+            raise InvalidInput(
+                f"{self._paused_line(found)} already; run `{self._cmd('promote')} {where}` to continue "
+                f"it, or `{self._cmd('abort')} {where}`"
+            )
+        if found.status != "in-progress":
+            raise InvalidInput(
+                f"deployment {found.deployment_id} of {found.service} is {found.status}; nothing to pause"
+            )
+        tag = found.last_tag
+        if not owner_alive(tag):
+            owner = tag.owner or "an older rfs-deploy"
+            raise StackBusy(
+                f"deployment {found.deployment_id} of {found.service} ({found.version}) is open at step "
+                f"{min(found.next_step + 1, found.total_steps)}/{found.total_steps} but its driver "
+                f"({owner}) is gone, so nothing runs it to pause; run `{self._cmd('resume')} {where}` "
+                f"to continue it, or `{self._cmd('abort')} {where}` to roll it back"
+            )
+        pending = found.pending_pause
+        if pending is not None and not _taken_over_since(found, pending[0].version):
+            raise InvalidInput(
+                f"deployment {found.deployment_id} of {found.service}: a pause was already asked for by "
+                f"{pending[1].by} (stack version {pending[0].version}); its driver holds at its next "
+                f"safe point: `{self._cmd('wait')} {where}`"
+            )
+        return found, pause_request(found, pauser())
+
+    async def post_request(self, message: str) -> int:
+        """Run a pause request's update (:func:`rfs_deploy.drive.stack.post_pause_request`)."""
+        return await post_pause_request(self.seams, message)
 
     @exclusive
     @cancellable
@@ -657,6 +735,27 @@ class Driver:
 
     def _cmd(self, verb: str) -> str:
         return f"{self.seams.command_prefix} {verb} --stack {self.seams.backend.stack_name}"
+
+
+def _taken_over_since(found: JournalDeployment, version: int) -> bool:
+    """Whether another process than the one running it at stack ``version`` has run the
+    deployment since (a ``resume`` after a crash): a pause asked of the old one is not its."""
+    tags = [(e.version, journal.decode(e.message)) for e in found.entries]
+    before = next((t.owner for v, t in tags if v < version and t is not None), None)
+    return any(v > version and t is not None and t.owner != before for v, t in tags)
+
+
+def span(seconds: float) -> str:
+    """``3h``, ``10m``, ``1h30m``, ``45s``: a time span as durations are written in the config."""
+    left = max(0, round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    if left or not parts:
+        parts.append(f"{left}s")
+    return "".join(parts)
 
 
 def full_skip(steps: tuple[Step, ...], start: int, skip_analysis: bool) -> frozenset[int]:

@@ -16,6 +16,16 @@ back) is therefore still open: ``resume`` or ``abort`` finishes it. Anything els
 (:attr:`JournalDeployment.paused_at`): ``promote`` continues it from the step after the gate
 (see docs/gates.md).
 
+A ``pause-request`` update (``rfs-deploy pause`` from another process) is a message to the
+deployment's running driver, not a step of the deployment: it is kept apart
+(:attr:`JournalDeployment.pause_requests`) and never counts as the deployment's newest update,
+a completed step, a resting state or a foreign update, so open, finished, ``next_step`` and the
+checkpoints read as if it were not there. A request is *pending*
+(:attr:`JournalDeployment.pending_pause`) while the deployment runs and the request is newer than
+the deployment's newest pause: the pause the driver records answers it, and so does the end of the
+deployment (a resumed run answers only requests newer than its own start, see
+:mod:`rfs_deploy.drive.runner`).
+
 Backends differ in what a killed update leaves behind: the Pulumi Cloud backend records it as
 ``in-progress`` (until ``pulumi cancel``), the self-managed (DIY) backend writes history only when
 an update ends, so a killed update leaves no entry at all, only the stack lock. Either way the
@@ -33,6 +43,7 @@ from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.errors import UnknownService, UnknownVersion
 from rfs_deploy.journal_tags import (
     FINISHING_PHASES,
+    PAUSE_REQUEST,
     PAUSED,
     PHASES,
     PREFIX,
@@ -56,6 +67,7 @@ from rfs_deploy.journal_tags import (
 __all__ = [
     "FINISHING_PHASES",
     "PAUSED",
+    "PAUSE_REQUEST",
     "PHASES",
     "PREFIX",
     "PROGRESS_PHASES",
@@ -134,6 +146,8 @@ class JournalDeployment:
     foreign_after: tuple[int, ...] = ()
     #: The settings digest its plan steps were tagged with (None: tags older than digests).
     settings: str | None = None
+    #: The ``pause-request`` updates asking its driver to hold, newest first (not in ``entries``).
+    pause_requests: tuple[HistoryEntry, ...] = ()
 
     @property
     def newest(self) -> HistoryEntry:
@@ -175,6 +189,20 @@ class JournalDeployment:
         if self.status != "paused":
             return None
         return self.last_tag.by or self.last_tag.owner
+
+    @property
+    def pending_pause(self) -> tuple[HistoryEntry, JournalTag] | None:
+        """The newest succeeded pause request newer than the deployment's newest pause, while it
+        runs (open, not paused, not restoring): the driver has not answered it yet. A step update
+        after it is no answer: a change under way when the request came is finished first."""
+        if self.finished or self.status != "in-progress":
+            return None
+        answered = max((e.version for e in self.entries if _is_pause(e)), default=0)
+        for entry in self.pause_requests:
+            tag = decode(entry.message)
+            if entry.result == "succeeded" and tag is not None and entry.version > answered:
+                return entry, tag
+        return None
 
     @property
     def next_step(self) -> int:
@@ -227,14 +255,21 @@ def _deployments(history: Sequence[HistoryEntry], service: str | None) -> Iterat
     """The deployments in ``history`` (of ``service``), newest first, without those that lost a
     race (:func:`_superseded`)."""
     ordered = sorted(history, key=lambda e: e.version, reverse=True)
-    tagged = [(entry, decode(entry.message)) for entry in ordered]
+    every = [(entry, decode(entry.message)) for entry in ordered]
+    # pause requests are messages to a driver, not updates of its deployment (module docstring)
+    tagged = [(e, t if t is None or not t.pause_request else None) for e, t in every]
     keys = dict.fromkeys(
         (t.deployment_id, t.service) for _, t in tagged if t is not None and service in (None, t.service)
     )
     for key in keys:
         mine = [e for e, t in tagged if t is not None and (t.deployment_id, t.service) == key]
         if not _superseded(tagged, mine):
-            yield _deployment(ordered, mine)
+            asked = tuple(
+                e
+                for e, t in every
+                if t is not None and t.pause_request and (t.deployment_id, t.service) == key
+            )
+            yield _deployment(ordered, mine, asked)
 
 
 def _superseded(
@@ -262,7 +297,9 @@ def _superseded(
     )
 
 
-def _deployment(ordered: Sequence[HistoryEntry], mine: list[HistoryEntry]) -> JournalDeployment:
+def _deployment(
+    ordered: Sequence[HistoryEntry], mine: list[HistoryEntry], asked: tuple[HistoryEntry, ...] = ()
+) -> JournalDeployment:
     mine = _without_refused_takeovers(mine)
     last_tag = decode(mine[0].message)
     assert last_tag is not None
@@ -277,8 +314,11 @@ def _deployment(ordered: Sequence[HistoryEntry], mine: list[HistoryEntry]) -> Jo
         checkpoint=_pre_deployment_checkpoint(ordered, mine),
         progress=_first_checkpoint(e for e in mine if e.result == "succeeded"),
         entries=tuple(mine),
-        foreign_after=tuple(e.version for e in ordered if e.version > mine[0].version),
+        foreign_after=tuple(
+            e.version for e in ordered if e.version > mine[0].version and not _is_pause_request(e)
+        ),
         settings=_plan_settings(mine),
+        pause_requests=asked,
     )
 
 
@@ -416,11 +456,22 @@ def _plan_settings(entries: Sequence[HistoryEntry]) -> str | None:
     return None
 
 
+def _is_pause(entry: HistoryEntry) -> bool:
+    tag = decode(entry.message)
+    return tag is not None and tag.paused
+
+
+def _is_pause_request(entry: HistoryEntry) -> bool:
+    tag = decode(entry.message)
+    return tag is not None and tag.pause_request
+
+
 def _resting(entry: HistoryEntry) -> bool:
     tag = decode(entry.message)
     if tag is None:
         return True
-    if tag.paused:
+    if tag.paused or tag.pause_request:
+        # the state of a deployment under way (a request changes nothing, so it is one too)
         return False
     return tag.phase in FINISHING_PHASES or (tag.phase in PROGRESS_PHASES and tag.step == tag.total - 1)
 

@@ -16,10 +16,17 @@ plan's own schedule (bakes, intervals, delays) by ``deploy.maxDeploymentTime`` s
 schedule's own length, whichever is more — the time spent waiting on the world (health, listener
 propagation, refresh progress, windows extended for lack of data). A long canary has more windows
 that sparse metrics can stretch, so its allowance grows with it.
+
+Pause requests (``rfs-deploy pause`` from another process, see docs/gates.md): the runner looks
+in the journal for one before every step and, during an observing step (not a change, not a
+restore), at its waits, at most once per ``events.HEARTBEAT_SECONDS`` of the clock. When it finds
+one it holds exactly as at a gate (:meth:`Runner._hold`) after the last step it completed; an
+observing step it interrupts runs again from its start on ``promote``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +37,7 @@ from rfs_deploy.drive.cancel import CancelRequested
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.journal import Checkpoint, latest_deployment, settings_digest
 from rfs_deploy.drive.outcomes import StepFailed, StepOutcome
+from rfs_deploy.drive.protocols import Clock
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, StepRecord
 from rfs_deploy.drive.rollback import cancel_commands, roll_back
 from rfs_deploy.drive.stack import DeploymentStack, time_budget
@@ -52,6 +60,35 @@ from rfs_deploy.releases import ReleaseConflict
 
 #: A step handler: ``(runner, index, step, its record)`` to the step's outcome.
 Handler = Callable[["Runner", int, Any, StepRecord], Awaitable[StepOutcome]]
+
+
+class PauseRequested(BaseException):
+    """Raised from a wait of an observing step when the journal holds a pause request for the
+    deployment. A BaseException, like CancelRequested, so that code catching ``Exception`` around
+    a wait (retries, best-effort reads) lets it through to the runner."""
+
+    def __init__(self, by: str) -> None:
+        super().__init__(f"pause requested by {by}")
+        self.by = by
+
+
+class _PauseWatch:
+    """The seams' clock while a plan runs: each wait first asks the runner to look for a pause
+    request (which it does only inside an observing step, and only now and then)."""
+
+    def __init__(self, inner: Clock, runner: Runner) -> None:
+        self.inner = inner
+        self.runner = runner
+
+    def now(self) -> float:
+        return self.inner.now()
+
+    async def sleep(self, seconds: float) -> None:
+        self.runner.check_pause_request()
+        await self.inner.sleep(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class Runner:
@@ -80,6 +117,13 @@ class Runner:
             service, planned_seconds
         )
         self.stack = DeploymentStack(seams, record, checkpoint, self.deadline, settings_digest(service))
+        #: The newest history version when this run started: older pause requests were asked of
+        #: another process (one that died before it saw them) and are not this run's to answer.
+        self._since: int | None = None
+        #: Inside an observing step: its waits may be cut short by a pause request.
+        self._pausable = False
+        self._checked_at = -math.inf
+        self._asked_by: str | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -93,6 +137,17 @@ class Runner:
         rec.recovery = None  # a resumed deployment: the old way out no longer applies
         rec.paused = None
         self.stack.save()
+        history = self.seams.backend.history(limit=1)
+        self._since = history[0].version if history else 0
+        clock = self.seams.clock
+        self.seams.clock = _PauseWatch(clock, self)
+        try:
+            return await self._run(start, skip)
+        finally:
+            self.seams.clock = clock
+
+    async def _run(self, start: int, skip: frozenset[int]) -> DeploymentRecord:
+        rec = self.record
         cancel = self.seams.cancellation
         for index in range(start, len(self.steps)):
             step = self.steps[index]
@@ -101,6 +156,10 @@ class Runner:
                 continue
             if cancel is not None and cancel.requested:
                 await self._cancelled(index)
+                return rec
+            asked = self._pause_asked() if index > 0 else None
+            if asked is not None:
+                await self._hold(index - 1, f"pause requested by {asked}", by=asked)
                 return rec
             if self.seams.clock.now() > self.deadline:
                 reason = f"deployment exceeded its time budget before step {index + 1}"
@@ -118,9 +177,14 @@ class Runner:
             if outcome.keep_baseline:
                 await self.roll_back(outcome.reason, status_reason="kept A")
                 return rec
+            if outcome.paused and isinstance(step, Gate):
+                await self._hold(index, step.reason)
+                return rec
             if outcome.paused:
-                assert isinstance(step, Gate)
-                await self._hold(index, step)
+                # a pause request cut this observing step short: hold after the step before it,
+                # so that promote runs this one again from its start
+                by = self._asked_by or "another process"
+                await self._hold(index - 1, f"pause requested by {by}", by=by)
                 return rec
             if not outcome.passed:
                 await self.roll_back(f"step {index + 1} ({step.kind}) failed: {outcome.reason}")
@@ -155,8 +219,14 @@ class Runner:
             description=step.describe(),
         )
         self.stack.save()
+        # a change and its check are never cut short: a pause waits for the step after it
+        self._pausable = index > 0 and not isinstance(step, Change | Gate)
+        self._checked_at = -math.inf
         try:
             outcome = await handler_for(step)(self, index, step, srec)
+        except PauseRequested as exc:
+            self._asked_by = exc.by
+            outcome = StepOutcome(False, f"interrupted: pause requested by {exc.by}", paused=True)
         except StepFailed as exc:
             outcome = StepOutcome(False, str(exc))
         except CancelRequested as exc:
@@ -165,10 +235,14 @@ class Runner:
             raise  # another process holds or changed the stack: no step failure, no rollback
         except RfsDeployError as exc:
             outcome = StepOutcome(False, str(exc))
+        finally:
+            self._pausable = False
         rec.status = DeploymentStatus.IN_PROGRESS
         srec.ended_at = self.seams.clock.now()
         srec.outcome = (
-            "paused"
+            "interrupted"
+            if outcome.paused and not isinstance(step, Gate)
+            else "paused"
             if outcome.paused
             else "passed"
             if outcome.passed
@@ -177,7 +251,9 @@ class Runner:
             else "failed"
         )
         srec.reason = outcome.reason
-        if not outcome.passed and not outcome.cancelled:
+        if srec.outcome == "interrupted":
+            srec.reason += "; the step runs again from its start on promote"
+        if not outcome.passed and not outcome.cancelled and not outcome.paused:
             rec.errors.append(f"step {index + 1} ({step.kind}): {outcome.reason}")
         self.stack.emit(
             events.StepFinished, index=index, kind=step.kind, outcome=srec.outcome, reason=outcome.reason
@@ -201,21 +277,27 @@ class Runner:
         # the loop records the pause (:meth:`_hold`): a handler only says what the step came to
         return StepOutcome(True, f"paused until promoted ({step.reason})", paused=True)
 
-    async def _hold(self, index: int, step: Gate) -> None:
-        """Record the pause at gate ``index`` in the journal: one update that writes the release
-        state as it is (weights untouched), kind ``paused``, its lease released; the process
-        then ends, and ``rfs-deploy promote`` from anywhere continues from the next step."""
+    async def _hold(self, index: int, reason: str, by: str | None = None) -> None:
+        """Record the pause after step ``index`` (a gate, or the last step completed when a pause
+        was requested) in the journal: one update that writes the release state as it is
+        (weights untouched), kind ``paused``, its lease released; the process then ends, and
+        ``rfs-deploy promote`` from anywhere continues from the next step. ``by``: who asked
+        (default: this process's user)."""
         rec = self.record
-        by = pauser()
+        by = by or pauser()
         version = await self.stack.update(
             self.release(),
             step=index,
             total=len(self.steps),
             kind=PAUSED,
             phase="step",
-            text=f"paused at step {index + 1}: {step.reason}",
+            text=f"paused at step {index + 1}: {reason}",
+            by=by,
         )
-        rec.paused = {"step": index, "reason": step.reason, "by": by, "at": self.seams.clock.now()}
+        rec.paused = {"step": index, "reason": reason, "by": by, "at": self.seams.clock.now()}
+        if self.service.deploy.pause_counts_towards_deadline:
+            # promote rolls back once this passes (docs/gates.md); status says when it does
+            rec.paused["deadline"] = self.deadline
         srec = next((s for s in rec.steps if s.index == index), None)
         if srec is not None:
             srec.stack_version = version
@@ -223,9 +305,33 @@ class Runner:
         if cancel is not None:
             cancel.stage = "finished"
         self.stack.emit(
-            events.Note, message=f"paused at step {index + 1}/{len(self.steps)} ({step.reason}) by {by}"
+            events.Note, message=f"paused at step {index + 1}/{len(self.steps)} ({reason}) by {by}"
         )
         self.stack.save()
+
+    def check_pause_request(self) -> None:
+        """Inside an observing step, now and then: PauseRequested when the journal asks this
+        deployment to hold (see the module docstring)."""
+        if not self._pausable:
+            return
+        now = self.seams.clock.now()
+        if now - self._checked_at < events.HEARTBEAT_SECONDS:
+            return
+        self._checked_at = now
+        asked = self._pause_asked()
+        if asked is not None:
+            raise PauseRequested(asked)
+
+    def _pause_asked(self) -> str | None:
+        """Who asked this deployment to hold (a pending pause request newer than this run's
+        start, see :attr:`JournalDeployment.pending_pause`); None: nobody."""
+        found = latest_deployment(self.seams.backend.history(), self.record.service)
+        if found is None or found.deployment_id != self.record.deployment_id:
+            return None
+        pending = found.pending_pause
+        if pending is None or (self._since is not None and pending[0].version <= self._since):
+            return None
+        return pending[1].by or "another process"
 
     def _skipped(self, index: int, step: Step) -> None:
         now = self.seams.clock.now()

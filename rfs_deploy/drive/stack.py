@@ -22,12 +22,22 @@ from typing import Any
 from rfs_deploy.config.model import SLOTS, ReleaseState, ServiceConfig
 from rfs_deploy.drive import events
 from rfs_deploy.drive.context import Seams
-from rfs_deploy.drive.journal import Checkpoint
+from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
 from rfs_deploy.drive.outcomes import StepFailed
 from rfs_deploy.drive.records import DeploymentRecord
-from rfs_deploy.errors import StackBusy
-from rfs_deploy.journal_tags import PAUSED, PROGRESS_PHASES, JournalTag, Phase, encode, pauser, this_owner
+from rfs_deploy.errors import InvalidInput, StackBusy
+from rfs_deploy.journal_tags import (
+    PAUSE_REQUEST,
+    PAUSED,
+    PROGRESS_PHASES,
+    JournalTag,
+    Phase,
+    encode,
+    pauser,
+    this_owner,
+)
 from rfs_deploy.outputs import ServiceOutputs, parse_outputs
+from rfs_deploy.releases import ReleaseConflict
 
 #: Seconds between polls of the load balancer while a change propagates.
 VERIFY_POLL = 5
@@ -82,9 +92,12 @@ class DeploymentStack:
 
     # ------------------------------------------------------------------ writing
 
-    def tag(self, *, step: int, total: int, kind: str, phase: Phase, wait: bool = False) -> JournalTag:
+    def tag(
+        self, *, step: int, total: int, kind: str, phase: Phase, wait: bool = False, by: str | None = None
+    ) -> JournalTag:
         """The journal tag of this deployment's next update: ``step`` of ``total`` (plan steps,
-        or restore attempts for ``rollback`` / ``abort``), with its kind and phase."""
+        or restore attempts for ``rollback`` / ``abort``), with its kind and phase. ``by``: who
+        paused (a pause update; default this process's user)."""
         rec = self.record
         paused = kind == PAUSED and phase == "step"
         return JournalTag(
@@ -103,7 +116,7 @@ class DeploymentStack:
             # a pause releases the deployment: its lease ends now, any process may promote it
             lease=int(time.time()) if paused else self.lease(),
             wait=wait,
-            by=pauser() if paused else None,
+            by=(by or pauser()) if paused else None,
         )
 
     async def update(
@@ -116,6 +129,7 @@ class DeploymentStack:
         phase: Phase,
         text: str,
         wait: bool = False,
+        by: str | None = None,
     ) -> int:
         """Write ``target`` as this service's release state and run one stack update tagged
         :meth:`tag` (``text``: its human part); returns the new stack version.
@@ -124,7 +138,7 @@ class DeploymentStack:
         this waits for it, up to ``seams.lock_wait`` seconds of real time, saying so every
         :data:`LOCK_POLL` seconds; then StackBusy. ReleaseConflict (another process changed this
         service's live state) passes straight up: the update changed nothing."""
-        message = encode(self.tag(step=step, total=total, kind=kind, phase=phase, wait=wait), text)
+        message = encode(self.tag(step=step, total=total, kind=kind, phase=phase, wait=wait, by=by), text)
         backend = self.seams.backend
         releases = dict(backend.read_config().release)
         releases[self.record.service] = target
@@ -244,6 +258,56 @@ class DeploymentStack:
     def save(self) -> None:
         if self.seams.records is not None:
             self.seams.records.save(self.record)
+
+
+def pause_request(found: JournalDeployment, by: str) -> str:
+    """The message of the update ``rfs-deploy pause`` runs to ask the driver of ``found`` to
+    hold (kind ``pause-request``: it names no owner and no lease, so it never takes the
+    deployment over; ``step``: where the journal says the deployment is)."""
+    step = min(found.next_step, found.total_steps - 1)
+    tag = JournalTag(
+        deployment_id=found.deployment_id,
+        service=found.service,
+        step=step,
+        total=found.total_steps,
+        kind=PAUSE_REQUEST,
+        phase="step",
+        version=found.version,
+        strategy=found.strategy,
+        checkpoint=None if found.checkpoint is None else found.checkpoint.version,
+        by=by,
+    )
+    return encode(tag, f"pause requested by {by} at step {step + 1}/{found.total_steps}")
+
+
+async def post_pause_request(seams: Seams, message: str, attempts: int = 3) -> int:
+    """Run a pause request's update: every service's live release state written back as it is,
+    so it changes nothing and the running driver's compare-and-swap still holds. While another
+    update holds the stack this waits, as a deployment's updates do (``seams.lock_wait``); a
+    driver update landing in between (ReleaseConflict: this one changed nothing) is tried again
+    from a fresh read. Returns the new stack version."""
+    backend = seams.backend
+    waited = 0.0
+    for attempt in range(attempts):
+        history = sorted(backend.history(), key=lambda e: e.version, reverse=True)
+        live = next((e.release for e in history if e.result == "succeeded" and e.release), None)
+        if live is None:
+            raise InvalidInput(f"stack {backend.stack_name} has no release state to hold")
+        while True:
+            backend.write_release(live)
+            try:
+                return (await asyncio.to_thread(backend.up, message)).version
+            except StackBusy as exc:
+                if waited >= seams.lock_wait:
+                    raise StackBusy(f"{exc}; gave up after waiting {waited:.0f}s for the stack lock") from exc
+                pause = max(0.1, min(LOCK_POLL, seams.lock_wait - waited))
+                await asyncio.sleep(pause)
+                waited += pause
+            except ReleaseConflict:
+                if attempt == attempts - 1:
+                    raise
+                break  # the driver's update came first: read the live state again
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _normalise(weights: dict[str, int]) -> dict[str, float]:

@@ -15,10 +15,20 @@ a change because the process that asked for it died), and its result once it end
 Fault injection for reliability tests: :meth:`fail_next_updates` makes the next N updates fail
 (before or after touching resources), :meth:`hold_lock` plays another update holding the stack,
 and :meth:`kill_during` SIGKILLs the process itself at a chosen point inside an update.
+
+Requests from other processes: a sandbox session is held by one process at a time
+(:mod:`rfs_deploy.sim.session_lock`), so ``rfs-deploy pause`` cannot run its update while a
+``deploy`` holds the session, as it would against Pulumi (where the two interleave update by
+update). It posts its update's message to the session's request file instead
+(:func:`post_request`); the holding process records each posted message, at its next history
+read or update, as the update that changes nothing it stands for (a succeeded entry with the live
+release state), which is what stack history shows on a real backend.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 import threading
@@ -29,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rfs_deploy import releases
+from rfs_deploy import releases, statefiles
 from rfs_deploy.config.loading import load_stack_config, parse_release
 from rfs_deploy.config.model import ReleaseState, StackConfig
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
@@ -39,6 +49,32 @@ from rfs_deploy.sim.mockrun import run_program
 
 #: Called when the stack's state changed (the sandbox persists itself).
 Saver = Callable[[], None]
+#: In a session directory: update messages other processes posted (see the module docstring).
+REQUESTS_FILE = "requests.jsonl"
+#: A posted message longer than this is refused (a journal tag and one line of text).
+MAX_REQUEST = 4096
+
+
+def post_request(inbox: Path, message: str) -> None:
+    """Post an update's message to the process holding the session (see the module docstring)."""
+    line = json.dumps({"message": message}) + "\n"
+    if len(line) > MAX_REQUEST:
+        raise RfsDeployError("a posted update message is too long")
+    fd = statefiles.open_lock_file(inbox)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def pending_requests(inbox: Path) -> int:
+    """How many posted messages the holding process has not recorded yet."""
+    if not statefiles.exists(inbox):
+        return 0
+    data = statefiles.read_bytes(inbox, limit=64 * MAX_REQUEST) or b""
+    return sum(1 for line in data.splitlines() if line.strip())
 
 
 #: Where :meth:`SandboxBackend.kill_during` can kill an update: after it is recorded as started,
@@ -68,8 +104,11 @@ class SandboxBackend:
         lock_file: Path | None = None,
         save: Saver | None = None,
         now: Callable[[], float] = time.time,
+        inbox: Path | None = None,
     ) -> None:
         self.stack_name = stack_name
+        #: The session's request file, when this process holds the session (module docstring).
+        self.inbox = inbox
         self.namespace: dict[str, Any] = dict(namespace)
         self.extra_config: dict[str, Any] = dict(extra_config or {})
         self.applier = applier
@@ -115,6 +154,7 @@ class SandboxBackend:
 
     def _update(self, message: str, emit: Callable[[str], None]) -> UpdateResult:
         self.time_passed()  # an ``after`` kill armed by the previous update lands before this one
+        self._take_requests()
         version = (self.entries[-1]["version"] + 1) if self.entries else 1
         message, owner = releases.owned_message(message, self._wrote_release)
         self._wrote_release = False
@@ -183,29 +223,61 @@ class SandboxBackend:
 
     def history(self, limit: int | None = None) -> list[HistoryEntry]:
         """Stack history, newest first."""
+        self._take_requests()
         entries = releases.effective_history([self._history_entry(e) for e in self.entries])
         return entries[: limit if limit is not None else None]
+
+    def _take_requests(self) -> None:
+        """Record the messages other processes posted as the no-change updates they stand for."""
+        if self.inbox is None or not statefiles.exists(self.inbox):
+            return
+        fd = statefiles.open_lock_file(self.inbox)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+        messages = []
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            try:
+                posted = json.loads(line)
+            except ValueError:
+                continue  # a torn line of a poster killed mid-write: nothing was asked
+            if isinstance(posted, dict) and isinstance(posted.get("message"), str):
+                messages.append(" ".join(posted["message"].split())[:MAX_REQUEST])
+        if not messages:
+            return
+        live = self.live_release()
+        release = (
+            {name: state.to_config() for name, state in live.items()}
+            if live is not None
+            else self.namespace.get("release")
+        )
+        for message in messages:
+            version = (self.entries[-1]["version"] + 1) if self.entries else 1
+            now = self._now()
+            self.entries.append(
+                {
+                    "version": version,
+                    "message": message,
+                    "result": "succeeded",
+                    "startTime": now,
+                    "endTime": now,
+                    "release": release,
+                    "changes": {},
+                }
+            )
+        self._save()
 
     def live_release(self) -> dict[str, ReleaseState] | None:
         """The release state the last successful update applied (its ``release`` output)."""
         return releases.parse_release_output(self.stack_outputs.get(releases.RELEASE_OUTPUT))
 
     def _history_entry(self, entry: Mapping[str, Any]) -> HistoryEntry:
-        release: dict[str, ReleaseState] | None = None
-        raw = entry.get("release")
-        if isinstance(raw, Mapping):
-            try:
-                release = {name: parse_release(name, value) for name, value in raw.items()}
-            except RfsDeployError:
-                release = None
-        return HistoryEntry(
-            version=int(entry["version"]),
-            message=str(entry["message"]),
-            result=entry["result"],
-            start_time=float(entry["startTime"]),
-            end_time=None if entry.get("endTime") is None else float(entry["endTime"]),
-            release=release,
-        )
+        return history_entry(entry)
 
     def outputs(self) -> dict[str, Any]:
         """The outputs of the last successful update."""
@@ -318,6 +390,31 @@ class SandboxBackend:
             if entry["result"] == "in-progress":  # the process died during this update
                 entry.update(result="failed", endTime=entry.get("startTime"))
         self.stack_outputs = dict(data.get("outputs") or {})
+
+
+def history_entry(entry: Mapping[str, Any]) -> HistoryEntry:
+    """One saved history entry as a :class:`HistoryEntry` (its release state parsed)."""
+    release: dict[str, ReleaseState] | None = None
+    raw = entry.get("release")
+    if isinstance(raw, Mapping):
+        try:
+            release = {name: parse_release(name, value) for name, value in raw.items()}
+        except RfsDeployError:
+            release = None
+    return HistoryEntry(
+        version=int(entry["version"]),
+        message=str(entry["message"]),
+        result=entry["result"],
+        start_time=float(entry["startTime"]),
+        end_time=None if entry.get("endTime") is None else float(entry["endTime"]),
+        release=release,
+    )
+
+
+def saved_history(entries: list[Any]) -> list[HistoryEntry]:
+    """A saved session's history, newest first, as :meth:`SandboxBackend.history` reads it,
+    without starting the sandbox (a watcher polling it from another process)."""
+    return releases.effective_history([history_entry(e) for e in entries])
 
 
 #: What a saved session holds instead of a secret config value (it stays in the stack file); the

@@ -43,12 +43,12 @@ from rfs_deploy import statefiles
 from rfs_deploy.aws import AwsAdapters, AwsSession
 from rfs_deploy.config.loading import REGION_KEY, load_stack_config, read_namespace, read_other_config
 from rfs_deploy.config.secrets import revealed_values, scrub
-from rfs_deploy.drive.protocols import UpdateResult
+from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.errors import ConfigError, DamagedState, InvalidInput, RfsDeployError, StackBusy
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import Applied, MotoApplier
 from rfs_deploy.sim.aws import DEFAULT_REGION, SimulatedAws, seed_ids, unseed_ids
-from rfs_deploy.sim.backend import SandboxBackend, restore_secrets
+from rfs_deploy.sim.backend import REQUESTS_FILE, SandboxBackend, restore_secrets
 from rfs_deploy.sim.clock import VirtualClock
 from rfs_deploy.sim.gaps import GapHandlers
 from rfs_deploy.sim.http import sandbox_transport
@@ -230,6 +230,8 @@ class Sandbox:
                 lock_file=lock,
                 save=self.save,
                 now=self.clock.now,
+                # other processes' requests reach the process that holds the session
+                inbox=self.session_dir / REQUESTS_FILE if keeps and self.session_dir is not None else None,
             )
             self.adapters = AwsAdapters.from_session(
                 AwsSession(self.aws.region, boto_session=self.aws.boto_session())
@@ -414,6 +416,20 @@ def _arm_kill(backend: SandboxBackend, spec: str | None) -> None:
         raise ConfigError(
             KILL_ENV, f"expected STAGE:N with STAGE start, mid, end or after, got {spec!r}"
         ) from None
+
+
+def read_saved_history(directory: Path) -> list[HistoryEntry]:
+    """The stack history of the session saved in ``directory`` (newest first; [] when there is
+    none), read from its file alone: no moto, no lock, nothing written (a poller's read)."""
+    from rfs_deploy.sim.backend import saved_history
+
+    saved = _read_state(directory)
+    if saved is None:
+        return []
+    try:
+        return saved_history(saved["backend"].get("history", []))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise damaged(directory, f"its history does not load ({type(exc).__name__}: {exc})") from None
 
 
 def _read_state(directory: Path) -> dict[str, Any] | None:
