@@ -6,10 +6,13 @@ import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.decision.cells import ANCHORS, Row, Target, judge_row
-from benchmarks.decision.cost import USD_PER_1000_METRICS, Cost
 from benchmarks.decision.floor import Floor
+
+if TYPE_CHECKING:  # the real driver only where the cost is measured (see run.main)
+    from benchmarks.decision.cost import Cost
 
 
 def _pct(x: float) -> str:
@@ -113,6 +116,8 @@ def floor_table(floors: Iterable[tuple[str, Floor]]) -> str:
 
 def cost_table(costs: Sequence[Cost]) -> str:
     """Cost per deployment of the default canary."""
+    from benchmarks.decision.cost import USD_PER_1000_METRICS
+
     lines = [
         "| deployment | steps | stack updates | analysis ticks = GetMetricData requests | metrics requested "
         "(per tick, total) | USD per deployment | DescribeAlarms calls | listener reads "

@@ -35,7 +35,6 @@ from benchmarks.decision.cells import (
     real_traffic_cells,
     targets,
 )
-from benchmarks.decision.cost import costs
 from benchmarks.decision.floor import Floor, floor
 from benchmarks.decision.report import (
     cost_table,
@@ -96,6 +95,11 @@ def ours_rows(seeds: int, base_seed: int, label: str, spec: str = "") -> list[Ro
 def before_rows(rev: str, seeds: int, base_seed: int, spec: str = "") -> list[Row]:
     """Our rows with the judge of ``rev``: a copy of the package with that revision's judge files."""
     label = f"rfs-deploy before ({rev})"
+    known = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True
+    )
+    if known.returncode != 0:
+        raise SystemExit(f"--before {rev}: not a git revision of this repository")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         skip = shutil.ignore_patterns("__pycache__")
@@ -122,7 +126,10 @@ def before_rows(rev: str, seeds: int, base_seed: int, spec: str = "") -> list[Ro
         command = [sys.executable, "-m", "benchmarks.decision", "--ours-only", "--label", label]
         command += ["--seeds", str(seeds), "--seed", str(base_seed), "--cells", spec]
         env = {**os.environ, "PYTHONPATH": str(root)}
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"--before {rev}: the judge of that revision does not run here: {last}")
     return [Row(**item) for item in json.loads(done.stdout)]
 
 
@@ -168,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
 
     main_rows, step_rows = rows_of(MAIN_CELLS), rows_of(steps)
     real = real_traffic_cells()
-    measured = [] if args.no_cost else costs()
+    if args.no_cost:
+        measured = []
+    else:
+        # the real driver, imported only here: the --before subprocess pairs today's package with
+        # an older judge, whose module may lack names today's driver imports from it
+        from benchmarks.decision.cost import costs
+
+        measured = costs()
     sections = [
         f"Seeds per cell: {args.seeds} (base seed {args.seed}); plan: "
         + " → ".join(f"{w} %" for w in DEFAULT_WEIGHTS)

@@ -247,3 +247,8 @@ def test_cells_filter_runs_only_those_cells_and_reports_paused(tmp_path: Path) -
 def test_cells_filter_that_matches_nothing_is_one_clear_error() -> None:
     with pytest.raises(SystemExit, match="no cell's name or group"):
         main(["--seeds", "3", "--no-cost", "--cells", "nonesuch"])
+
+
+def test_before_an_unknown_revision_is_one_clear_error() -> None:
+    with pytest.raises(SystemExit, match="not a git revision"):
+        main(["--seeds", "2", "--no-cost", "--cells", "5xx 20 %", "--before", "no-such-revision"])
