@@ -244,7 +244,7 @@ def test_a_hook_that_runs_too_long_is_killed(project: Project, place: Place) -> 
     ("hooks", "key", "words"),
     [
         ({"preDeploy": []}, "hooks.preDeploy", "unknown key; did you mean 'preDeployment'"),
-        ({"validation": [{"command": ""}]}, "hooks.validation.0.command", "empty"),
+        ({"validation": [{"command": ""}]}, "hooks.validation.0.command", "command: the command is empty"),
         ({"validation": [{"command": []}]}, "hooks.validation.0.command", "at least 1"),
         (
             {"postRollback": [{"command": ["true"], "timeout": "soon"}]},
@@ -260,3 +260,18 @@ def test_bad_hook_config_is_one_line_naming_the_key(
     project.write(hooks)
     line = one_error_line(deploy(project, place), 2)
     assert key in line and words in line, line
+
+
+@pytest.mark.skipif("PULUMI_CONFIG_PASSPHRASE" in os.environ, reason="the test environment sets a passphrase")
+def test_a_secret_variable_that_cannot_be_decrypted_refuses_the_deployment_naming_it(
+    project: Project, place: Place
+) -> None:
+    project.write(
+        {"validation": [project.hook("smoke", env={"API_TOKEN": {"secure": encrypt(TOKEN)}})]}, secret=True
+    )
+    done = place.run("deploy", *WHERE, "--version", "v2.0.0", RFS_DEPLOY_PROJECT=str(project.root))
+    line = one_error_line(done, 2)
+    assert (
+        f"services.{SERVICE}.hooks.validation.0.env.API_TOKEN" in line and "PULUMI_CONFIG_PASSPHRASE" in line
+    )
+    assert project.calls() == []
