@@ -26,7 +26,8 @@ from rfs_deploy.config.model import (
     check_version,
 )
 from rfs_deploy.config.secrets import require_plaintext
-from rfs_deploy.drive import journal
+from rfs_deploy.config.webhooks import require_webhook_plaintext
+from rfs_deploy.drive import events, journal
 from rfs_deploy.drive.cancel import cancellable
 from rfs_deploy.drive.command_hook import run_phase
 from rfs_deploy.drive.context import Seams
@@ -40,6 +41,7 @@ from rfs_deploy.drive.rollback import roll_back
 from rfs_deploy.drive.runner import Runner
 from rfs_deploy.drive.stack import DeploymentStack, pause_request, post_pause_request, time_budget
 from rfs_deploy.drive.steps import Analyze, Change, Gate, Promote, SetWeight, Step
+from rfs_deploy.drive.webhooks import delivering, open_delivery
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, RfsDeployError, StackBusy
 from rfs_deploy.journal_tags import owner_alive, pauser
 from rfs_deploy.outputs import parse_outputs
@@ -92,6 +94,7 @@ class Driver:
     # ------------------------------------------------------------------ deploy
 
     @exclusive
+    @delivering
     @cancellable
     async def deploy(
         self,
@@ -129,6 +132,7 @@ class Driver:
         image = self._image(config.service(service), version, image)
         svc, strat, release, steps = self.plan(service, version, strategy, overrides, image)
         require_plaintext(svc, service)  # validation sends the headers: a masked one stops here
+        require_webhook_plaintext(svc, service)  # and the webhooks their URLs and headers
         require_plaintext_env(svc.hooks, service)  # and so do the hooks' secret variables
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         firing = self.seams.alarms.firing(list(outputs.slot(release.live).alarm_names))
@@ -145,6 +149,14 @@ class Driver:
         if not pre.ok:
             return self._finish_untouched(record, f"{pre.summary}; nothing was changed")
         runner = Runner(self.seams, record, svc, steps, checkpoint, planned_seconds(steps), image=image)
+        runner.stack.emit(
+            events.DeploymentStarted,
+            service=service,
+            version=version,
+            strategy=strat.type,
+            total=len(steps),
+            previous_version=record.previous_version,
+        )
         try:
             await runner.run()
         except (StackBusy, ReleaseConflict) as exc:
@@ -156,6 +168,7 @@ class Driver:
     # ------------------------------------------------------------------ crash recovery
 
     @exclusive
+    @delivering
     @cancellable
     async def resume(self, service: str | None = None, force: bool = False) -> DeploymentRecord:
         """Continue the open deployment from its last completed step (a new process may call this).
@@ -174,6 +187,7 @@ class Driver:
         return await self._continue(found)
 
     @exclusive
+    @delivering
     @cancellable
     async def promote(
         self, service: str | None = None, full: bool = False, skip_analysis: bool = False
@@ -242,6 +256,7 @@ class Driver:
         record = self._load_or_new(found, config.release[found.service])
         svc, strat = self._resume_settings(found, config.service(found.service), record)
         require_plaintext(svc, found.service)
+        require_webhook_plaintext(svc, found.service)
         require_plaintext_env(svc.hooks, found.service)
         checkpoint = self._checkpoint_of(found)
         start_release = checkpoint.release_for(found.service)
@@ -282,6 +297,11 @@ class Driver:
             await runner.roll_back(reason, status_reason="time budget ran out while paused")
             await self._after(runner.stack, runner.service.hooks)
             return record
+        if promote is not None:
+            # a person's go-ahead: the step promote continues with asks no confirm webhook
+            runner.confirmed = next((i for i in range(start, len(steps)) if i not in skip), None)
+            gate, full, skip_analysis = promote
+            runner.stack.emit(events.Promoted, step=gate, full=full, skip_analysis=skip_analysis, by=pauser())
         expected = runner.with_image(replay(start_release, steps[: found.next_step]))
         if found.next_step > 0 and (found.interrupted or runner.release() != expected):
             # the killed update may have half-applied: re-apply the last completed step's state
@@ -370,6 +390,7 @@ class Driver:
         return await post_pause_request(self.seams, message)
 
     @exclusive
+    @delivering
     @cancellable
     async def abort(self, service: str | None = None, force: bool = False) -> DeploymentRecord:
         """Restore the open deployment's pre-deployment checkpoint. Refused while the process
@@ -379,6 +400,7 @@ class Driver:
         return await self._restore_open(found, "abort", "aborted on request")
 
     @exclusive
+    @delivering
     @cancellable
     async def rollback(self, service: str, to_version: int | None = None) -> DeploymentRecord:
         """Restore ``service`` to history version ``to_version`` (default: the last resting state
@@ -711,6 +733,7 @@ class Driver:
     ) -> DeploymentStack:
         """The stack as a restore of ``checkpoint`` outside a plan works on it (``abort``,
         ``rollback``, an interrupted restore): its lease is a plan-less deployment's budget."""
+        open_delivery(self.seams, svc.webhooks, record)
         return DeploymentStack(self.seams, record, checkpoint, record.started_at + time_budget(svc, 0))
 
     async def _after(self, stack: DeploymentStack, hooks: ServiceHooks | None = None) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rfs_deploy.config.model import SLOTS, ReleaseState, ServiceConfig, SlotName
-from rfs_deploy.drive import events
+from rfs_deploy.drive import events, webhooks
 from rfs_deploy.drive.analysis import Analyst
 from rfs_deploy.drive.cancel import CancelRequested
 from rfs_deploy.drive.context import Seams
@@ -117,6 +117,11 @@ class Runner:
             service, planned_seconds
         )
         self.stack = DeploymentStack(seams, record, checkpoint, self.deadline, settings_digest(service))
+        webhooks.open_delivery(seams, service.webhooks, record)
+        #: The confirm webhook types each plan index asks before it runs.
+        self.confirmations = webhooks.confirmations(steps)
+        #: A plan index a person confirmed (the step ``promote`` continues with): not asked.
+        self.confirmed: int | None = None
         #: The newest history version when this run started: older pause requests were asked of
         #: another process (one that died before it saw them) and are not this run's to answer.
         self._since: int | None = None
@@ -165,6 +170,8 @@ class Runner:
                 reason = f"deployment exceeded its time budget before step {index + 1}"
                 rec.errors.append(reason)
                 await self.roll_back(reason)
+                return rec
+            if await self._unconfirmed(index, step):
                 return rec
             outcome = await self._run_step(index, step)
             # a failed stack change while a cancel is pending is the cancel's: the engine may
@@ -305,7 +312,11 @@ class Runner:
         if cancel is not None:
             cancel.stage = "finished"
         self.stack.emit(
-            events.Note, message=f"paused at step {index + 1}/{len(self.steps)} ({reason}) by {by}"
+            events.Paused,
+            message=f"paused at step {index + 1}/{len(self.steps)} ({reason}) by {by}",
+            step=index,
+            reason=reason,
+            by=by,
         )
         self.stack.save()
 
@@ -332,6 +343,46 @@ class Runner:
         if pending is None or (self._since is not None and pending[0].version <= self._since):
             return None
         return pending[1].by or "another process"
+
+    async def _unconfirmed(self, index: int, step: Step) -> bool:
+        """Ask the confirm webhooks of step ``index`` (:func:`webhooks.confirm`); True when the
+        deployment stopped instead: cancelled while it asked, or held after the step before as at
+        a gate (promote then runs this step) because no 2xx came in time. A step that changed
+        nothing yet ends the deployment untouched instead. Nothing is rolled back."""
+        kinds = self.confirmations.get(index, ())
+        hooks = [h for h in self.service.webhooks if h.type in kinds]
+        if not hooks or index == self.confirmed:
+            return False
+        try:
+            answer = await webhooks.confirm(
+                self.seams,
+                hooks,
+                self.record,
+                index,
+                len(self.steps),
+                step,
+                kinds,
+                until=self.deadline,
+                wait=lambda seconds, label: self.stack.sleep(seconds, label),
+                note=lambda message: self.stack.emit(events.Note, message=message),
+            )
+        except CancelRequested:
+            await self._cancelled(index)
+            return True
+        if answer.confirmed:
+            return False
+        rec = self.record
+        if index > 0:
+            await self._hold(index - 1, answer.reason)
+            return True
+        rec.status = DeploymentStatus.ROLLED_BACK
+        rec.ended_at = self.seams.clock.now()
+        rec.errors.append(f"{answer.reason}; nothing was changed")
+        if self.seams.cancellation is not None:
+            self.seams.cancellation.stage = "finished"
+        self.stack.emit(events.DeploymentFinished, status=rec.status.value, reason=rec.errors[-1])
+        self.stack.save()
+        return True
 
     def _skipped(self, index: int, step: Step) -> None:
         now = self.seams.clock.now()

@@ -241,7 +241,10 @@ class Sender:
                     await self.wake.wait()
                     continue
                 self.current = self.queue.popleft()
-                await self._deliver(client, self.current)
+                try:
+                    await self._deliver(client, self.current)
+                except Exception as exc:  # a bug here must not silence the events after it
+                    lost(self.hook, self.current, f"({type(exc).__name__}: {exc})")
                 self.current = None
 
     async def _deliver(self, client: httpx.AsyncClient, doc: dict[str, Any]) -> None:
