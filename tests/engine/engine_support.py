@@ -12,7 +12,14 @@ from typing import Any
 import yaml
 
 from rfs_deploy.drive import journal
-from rfs_deploy.sim.engine import EngineSandbox, engine_bin, open_engine_sandbox
+from rfs_deploy.drive.pulumi_backend import PulumiBackend
+from rfs_deploy.sim.engine import (
+    EngineBackend,
+    EngineSandbox,
+    engine_bin,
+    open_engine_sandbox,
+    prepare_project,
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
 STACKS = sorted((PROJECT / "stacks").glob("Pulumi.*.yaml"))
@@ -87,3 +94,14 @@ def _base_env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def fresh_checkout(sandbox: EngineSandbox, stack_file: Path, directory: Path) -> EngineBackend:
+    """A fresh checkout of the project in ``directory`` (the committed files, its own Pulumi home)
+    on the sandbox's stack and state backend, as a second runner has it: its backend."""
+    prepare_project(PROJECT, directory, stack_file)
+    backend = PulumiBackend(
+        sandbox.backend.stack_name, directory, pulumi_root=sandbox.bin_dir.parent, env_vars=sandbox.env,
+        pulumi_home=str(directory / "pulumi-home"),
+    )  # fmt: skip
+    return EngineBackend(backend, sandbox.box)
