@@ -5,7 +5,6 @@ paused one, and the page without its token is refused."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,11 +25,11 @@ PAGE_TIMEOUT = 240
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
     from selenium.webdriver.chrome.service import Service
 
-    os.environ.setdefault("SE_AVOID_STATS", "true")  # selenium reports no usage anywhere
+    monkeypatch.setenv("SE_AVOID_STATS", "true")  # selenium reports no usage anywhere
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
