@@ -53,7 +53,7 @@ pre { background: #f6f6f6; padding: .4em; white-space: pre-wrap; margin: .2em 0;
 <button id="btn-abort" type="button">abort</button>
 </div>
 <h2>Timeline</h2>
-<svg id="timeline" width="900" height="150" role="img" aria-label="steps over time"></svg>
+<svg id="timeline" width="900" height="152" role="img" aria-label="steps over time"></svg>
 <h2>Steps</h2>
 <table><thead><tr><th>#</th><th>step</th><th>outcome</th><th>reason</th></tr></thead>
 <tbody id="steps"></tbody></table>
@@ -143,9 +143,19 @@ function renderTimeline(d, now) {
     r.append(title);
     svg.append(r);
   });
+  const label = (x0, y0, words, anchor) => {
+    const t = document.createElementNS(SVG, "text");
+    t.setAttribute("x", x0); t.setAttribute("y", y0); t.setAttribute("font-size", 11);
+    t.setAttribute("fill", "#666"); t.setAttribute("text-anchor", anchor || "start");
+    t.textContent = words;
+    svg.append(t);
+  };
+  label(left, 148, when(start));
+  label(left + width, 148, when(end), "end");
+  label(left + width / 2, 148, "bars: steps · line: new version's % of traffic", "middle");
   if (samples.length) {
     const line = document.createElementNS(SVG, "polyline");
-    const y = w => 140 - w * 0.8;
+    const y = w => 134 - w * 0.8;
     line.setAttribute("points", samples.map(s => x(s.at) + "," + y(s.weight)).join(" "));
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", "#1a5fb4");
