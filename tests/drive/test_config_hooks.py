@@ -286,3 +286,34 @@ def _state(pid: int) -> str:
 def _alive(pid: int) -> bool:
     """Running: not gone, and no zombie (a killed child its killed parent never reaped)."""
     return _state(pid) not in ("gone", "Z")
+
+
+def test_the_seed_api_takes_post_rollback_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DeploymentConfig.post_rollback_hooks`` on the sandbox: a validation hook that says no
+    rolls the canary back, then the post-rollback hook sees the restored stack."""
+    from rfs_deploy import seed_support
+    from rfs_deploy.deployment import DeploymentConfig, DeploymentStrategy, ProductionDeployer
+
+    monkeypatch.setenv("RFS_DEPLOY_BACKEND", "sim")
+    monkeypatch.setenv("RFS_DEPLOY_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("RFS_DEPLOY_PROJECT", str(Path(__file__).resolve().parents[2]))
+    monkeypatch.delenv("RFS_DEPLOY_SCENARIO", raising=False)
+    seen: list[tuple[HookPhase, str, str]] = []
+
+    def after(ctx: HookContext) -> None:
+        release = seed_support.seams_for("production").backend.read_config().release[ctx.service]
+        seen.append((ctx.phase, ctx.reason, str(release.slot(release.live).version)))
+
+    config = DeploymentConfig(
+        strategy=DeploymentStrategy.CANARY, validation_hooks=[lambda ctx: False], post_rollback_hooks=[after]
+    )
+    try:
+        deployer = ProductionDeployer(config)
+        asyncio.run(deployer.deploy(NEW))
+        (record, *_) = deployer.get_deployment_history()
+        assert record.status is DeploymentStatus.ROLLED_BACK
+        ((phase, reason, live),) = seen
+        assert (phase, live) == (HookPhase.POST_ROLLBACK, OLD)
+        assert "validation hook <lambda> failed: returned False" in reason
+    finally:
+        seed_support.reset()
