@@ -736,6 +736,11 @@ async def cmd_wait(args: argparse.Namespace) -> int:
     """Block until the service's latest deployment completes, rolls back, fails or pauses; its
     exit code (0/3/4/5), 6 on ``--timeout``; a deployment that already ended is reported at once,
     and none at all is exit 2."""
+    with _Stop() as stop:
+        return await _waiting(args, stop)
+
+
+async def _waiting(args: argparse.Namespace, stop: _Stop) -> int:
     import time
 
     from rfs_deploy.cli import EXIT_TIMEOUT
@@ -748,16 +753,15 @@ async def cmd_wait(args: argparse.Namespace) -> int:
             f"no deployments{whose} on stack {args.stack} (stack history has none); nothing to wait for"
         )
     began = time.monotonic()
-    with _Stop() as stop:
-        while not _ended(view):
-            if args.timeout is not None and time.monotonic() - began >= args.timeout:
-                payload = {**views.brief(view), "timed_out": True, "waited": round(time.monotonic() - began)}
-                emit(args, payload, f"timed out after {args.timeout}s: {_where(view)} (still running)")
-                return EXIT_TIMEOUT
-            if await stop.sleep(args.interval):
-                return _interrupted(args, "wait", view)
-            view = poller.view(view["deployment_id"])
-            assert view is not None
+    while not _ended(view):
+        if args.timeout is not None and time.monotonic() - began >= args.timeout:
+            payload = {**views.brief(view), "timed_out": True, "waited": round(time.monotonic() - began)}
+            emit(args, payload, f"timed out after {args.timeout}s: {_where(view)} (still running)")
+            return EXIT_TIMEOUT
+        if await stop.sleep(args.interval):
+            return _interrupted(args, "wait", view)
+        view = poller.view(view["deployment_id"])
+        assert view is not None
     payload = {**views.brief(view), "timed_out": False, "waited": round(time.monotonic() - began)}
     emit(args, payload, views.status_line(view))
     return _code(view)
@@ -765,6 +769,11 @@ async def cmd_wait(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace) -> int:
     """``status --watch``: print what happens to the deployment as it happens (see docs/gates.md)."""
+    with _Stop() as stop:  # from the start: a Ctrl-C during the first read ends the watch too
+        return await _watching(args, stop)
+
+
+async def _watching(args: argparse.Namespace, stop: _Stop) -> int:
     from rfs_deploy.cli import _out, iso, isoformat_times
 
     poller = _Poller(args)
@@ -798,16 +807,15 @@ async def _watch(args: argparse.Namespace) -> int:
         f"watching deployment {history_of} of {view['service']} "
         f"({view['from_version'] or '?'} → {view['version']}, {view['strategy']}) on stack {args.stack}",
     )
-    with _Stop() as stop:
-        while True:
-            for event, text in seen.news(view, poller.history()):
-                say(event, text)
-            if _ended(view):
-                break
-            if await stop.sleep(args.interval):
-                return _interrupted(args, "watch", view)
-            view = poller.view(history_of)
-            assert view is not None
+    while True:
+        for event, text in seen.news(view, poller.history()):
+            say(event, text)
+        if _ended(view):
+            break
+        if await stop.sleep(args.interval):
+            return _interrupted(args, "watch", view)
+        view = poller.view(history_of)
+        assert view is not None
     code = _code(view)
     end = {
         "event": "end",
