@@ -201,3 +201,15 @@ def test_ctrl_c_ends_a_watch_with_130_and_the_deploy_goes_on(session: Place) -> 
     assert "Traceback" not in err and "the deployment itself goes on unaffected" in err
     code, _, err = deploy.finish()
     assert code == 0, err
+
+
+def test_status_of_a_pause_that_counts_says_when_the_budget_runs_out(session: Place) -> None:
+    gated = "strategy.steps=[{setWeight: 20}, {pause: {}}, {setWeight: 50}, {analyze: 2m}]"
+    counts = "deploy.pauseCountsTowardsDeadline=true"
+    done = session.run("--quiet", *DEPLOY, "--set", gated, "--set", counts)
+    assert done.code == 5, done.stderr
+    view = session.run("--json", "status", *WHERE).json()
+    assert view["status"] == "PAUSED" and str(view["paused"]["deadline"]).endswith("Z")
+    text = session.run("status", *WHERE).stdout
+    assert re.search(r"its time budget (runs|ran) out at \S+Z \(the pause counts\)", text), text
+    assert "promote" in text
