@@ -639,11 +639,12 @@ class _Stop:
         return True
 
 
-def _interrupted(args: argparse.Namespace, what: str, view: dict[str, Any] | None) -> int:
+def _interrupted(args: argparse.Namespace, what: str, view: dict[str, Any] | None, then: str = "") -> int:
     from rfs_deploy.cli import EXIT_INTERRUPTED, _say
 
     where = f" (deployment {view['deployment_id']} {view['status']})" if view else ""
-    _say(f"rfs-deploy: {what} stopped (SIGINT){where}; the deployment itself goes on unaffected")
+    then = then or "the deployment itself goes on unaffected"
+    _say(f"rfs-deploy: {what} stopped (SIGINT){where}; {then}")
     if args.json:
         emit(args, {"interrupted": True, "deployment": view and views.brief(view)}, "")
     return EXIT_INTERRUPTED
@@ -670,7 +671,12 @@ async def cmd_pause(args: argparse.Namespace) -> int:
     """Ask the driver running the service's deployment to hold at its current weight (one stack
     update that changes nothing, see docs/gates.md), then wait until it holds (exit 0), ends
     first (exit 2) or ``--timeout`` passes (exit 6)."""
-    from rfs_deploy.cli import EXIT_TIMEOUT, EXIT_USAGE
+    with _Stop() as stop:
+        return await _pausing(args, stop)
+
+
+async def _pausing(args: argparse.Namespace, stop: _Stop) -> int:
+    from rfs_deploy.cli import EXIT_TIMEOUT
 
     if backend_kind(args.backend) == "sim":
         from rfs_deploy import statefiles
@@ -697,31 +703,31 @@ async def cmd_pause(args: argparse.Namespace) -> int:
 
     began = time.monotonic()
     view = None
-    with _Stop() as stop:
-        while True:
-            view = poller.view(found.deployment_id)
-            if view is not None and _ended(view):
-                break
-            if time.monotonic() - began >= args.timeout:
-                text = (
-                    f"pause requested, but {_where(view or {})} has not held after {args.timeout}s; it holds "
-                    f"at its next safe point (follow it: rfs-deploy wait --stack {args.stack} --service "
-                    f"{found.service})"
-                    if view
-                    else f"pause requested for deployment {found.deployment_id}; it has not held yet"
-                )
-                emit(args, {"requested": True, "held": False, "deployment": view and views.brief(view)}, text)
-                return EXIT_TIMEOUT
-            if await stop.sleep(args.interval):
-                return _interrupted(args, "waiting for the pause", view)
+    while True:
+        view = poller.view(found.deployment_id)
+        if view is not None and _ended(view):
+            break
+        if time.monotonic() - began >= args.timeout:
+            text = (
+                f"pause requested, but {_where(view or {})} has not held after {args.timeout}s; it holds "
+                f"at its next safe point (follow it: rfs-deploy wait --stack {args.stack} --service "
+                f"{found.service})"
+                if view
+                else f"pause requested for deployment {found.deployment_id}; it has not held yet"
+            )
+            emit(args, {"requested": True, "held": False, "deployment": view and views.brief(view)}, text)
+            return EXIT_TIMEOUT
+        if await stop.sleep(args.interval):
+            stands = "the pause request stands: the driver holds at its next safe point"
+            return _interrupted(args, "waiting for the pause", view, stands)
     assert view is not None
     if view["status"] != views.PAUSED:
-        text = (
-            f"deployment {found.deployment_id} of {found.service} ({found.version}) already ended "
-            f"{view['status']} before it could pause; nothing is held"
+        # its last step raced the request: the request is void, nothing holds
+        ended = view["status"].lower().replace("_", " ")
+        raise InvalidInput(
+            f"deployment {found.deployment_id} of {found.service} ({found.version}) already {ended} "
+            "before it could pause; nothing is held"
         )
-        emit(args, {"requested": True, "held": False, "deployment": views.brief(view)}, text)
-        return EXIT_USAGE
     pause = view["paused"] or {}
     where = f"--stack {args.stack} --service {found.service}"
     text = (

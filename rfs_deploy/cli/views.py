@@ -220,7 +220,10 @@ def _record_paused(record: DeploymentRecord) -> dict[str, Any] | None:
     if record.paused is None or record.status is not DeploymentStatus.IN_PROGRESS:
         return None
     pause = record.paused
-    return {"step": pause["step"] + 1, "by": pause["by"], "since": pause["at"], "text": pause["reason"]}
+    shown = {"step": pause["step"] + 1, "by": pause["by"], "since": pause["at"], "text": pause["reason"]}
+    if pause.get("deadline") is not None:
+        shown["deadline"] = pause["deadline"]
+    return shown
 
 
 def _step(step: Any) -> dict[str, Any]:
