@@ -37,7 +37,9 @@ fresh CI runner can read ``pulumi stack history`` and find where a killed deploy
 ``cfg``    optional: :func:`settings_digest` of the service settings the plan was made from
            (config plus per-deployment overrides), so ``resume`` never continues a deployment
            with settings other than those it started with
-``own``    optional: the process running the deployment, ``host/pid`` (its *owner*)
+``own``    optional: the driver run of the deployment, ``host/pid+run`` (its *owner*): the process,
+           and a token of its own for each run in it, so two drivers of one process (the Python
+           API, two stack objects) are two owners
 ``until``  optional: the owner's lease, seconds since the epoch: past it, a deployment whose owner
            runs on another host counts as abandoned (the runner's own time budget ends earlier)
 ``by``     optional, on ``paused`` and ``pause-request`` updates: who paused the deployment
@@ -154,9 +156,17 @@ class JournalTag:
             raise ValueError("journal tag: only paused and pause-request updates say who paused")
 
 
+#: Service settings that do not make the plan: who is told (webhooks) and what runs beside it
+#: (command hooks). Editing them while a deployment is paused (a webhook URL that went stale)
+#: does not lock ``promote`` and ``resume`` out, and the digest of a deployment opened before these
+#: keys existed stays the same.
+NOT_IN_PLAN = frozenset({"hooks", "webhooks"})
+
+
 def settings_digest(service: ServiceConfig) -> str:
-    """12 hex characters naming the settings a plan is made from (secret values masked)."""
-    text = service.model_dump_json(by_alias=True)
+    """12 hex characters naming the settings a plan is made from (secret values masked; the
+    keys of :data:`NOT_IN_PLAN` left out)."""
+    text = service.model_dump_json(by_alias=True, exclude=set(NOT_IN_PLAN))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -252,9 +262,22 @@ def _tag_from_fields(fields: Mapping[str, str]) -> JournalTag:
     )
 
 
-def this_owner() -> str:
-    """The ``own`` value of this process: ``host/pid``."""
-    return f"{socket.gethostname()}/{os.getpid()}"
+def this_owner(run: str | None = None) -> str:
+    """The ``own`` value of this process, ``host/pid``; with ``run``, of one driver run in it
+    (``host/pid+run``, what updates are tagged with)."""
+    process = f"{socket.gethostname()}/{os.getpid()}"
+    return f"{process}+{run}" if run else process
+
+
+def new_run() -> str:
+    """A token naming one driver run within its process."""
+    return secrets.token_hex(3)
+
+
+def owner_process(owner: str) -> tuple[str, str]:
+    """``(host, pid)`` of an ``own`` value (with or without its run token)."""
+    host, _, rest = owner.rpartition("/")
+    return host, rest.partition("+")[0]
 
 
 def pauser() -> str:
@@ -273,7 +296,7 @@ def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
     the process that paused released the deployment (a ``pause-request`` names no owner)."""
     if tag.owner is None or tag.paused:
         return False
-    host, _, pid = tag.owner.rpartition("/")
+    host, pid = owner_process(tag.owner)
     if host == socket.gethostname() and pid.isdigit():
         return process_exists(int(pid))
     return tag.lease is not None and (time.time() if now is None else now) < tag.lease
@@ -282,10 +305,11 @@ def owner_alive(tag: JournalTag, now: float | None = None) -> bool:
 def live_other_owner(tag: JournalTag) -> tuple[str, str] | None:
     """``(host, pid)`` of the process that wrote ``tag`` when it is another process than this one
     and may still be running its deployment (:func:`owner_alive`); None otherwise."""
-    if tag.owner is None or tag.owner == this_owner() or not owner_alive(tag):
+    if tag.owner is None or owner_process(tag.owner) == owner_process(this_owner()):
         return None
-    host, _, pid = tag.owner.rpartition("/")
-    return host, pid
+    if not owner_alive(tag):
+        return None
+    return owner_process(tag.owner)
 
 
 def process_exists(pid: int) -> bool:

@@ -33,6 +33,7 @@ from rfs_deploy.journal_tags import (
     JournalTag,
     Phase,
     encode,
+    new_run,
     pauser,
     this_owner,
 )
@@ -78,6 +79,8 @@ class DeploymentStack:
         self.checkpoint = checkpoint
         self.deadline = deadline
         self.settings = settings
+        #: This run's own token in the ``own`` tag: two drivers of one process are two owners.
+        self.run = new_run()
         self._outputs: ServiceOutputs | None = None
 
     # ------------------------------------------------------------------ reading
@@ -112,7 +115,7 @@ class DeploymentStack:
             checkpoint=self.checkpoint.version,
             # the digest names the plan's settings; resume reads it from plan updates only
             settings=self.settings if phase in PROGRESS_PHASES else None,
-            owner=this_owner(),
+            owner=this_owner(self.run),
             # a pause releases the deployment: its lease ends now, any process may promote it
             lease=int(time.time()) if paused else self.lease(),
             wait=wait,

@@ -128,6 +128,11 @@ def test_promote_from_a_new_driver_continues_to_completed(world: World) -> None:
     # (the step after the gate is the analysis at 10 %: the first update is the next weight)
     assert later and min(t.step for t in later if t is not None) == gate + 2
     assert any(e.startswith("promoted past step") for e in record.errors)
+    # the promote is another driver run of this same process: another owner in the journal
+    before = {t.owner for t in (journal.decode(e.message) for e in world.stack.history()) if t} - {
+        t.owner for t in later if t is not None
+    }
+    assert before and {t.owner for t in later if t is not None}.isdisjoint(before)
 
 
 @GATED

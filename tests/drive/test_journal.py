@@ -372,6 +372,33 @@ def test_a_refused_takeover_after_the_end_does_not_reopen_a_deployment(phase: st
     assert [e.version for e in dep.entries] == [3, 2]
 
 
+def test_a_refused_promote_of_another_run_in_the_same_process_does_not_reopen_it() -> None:
+    """Two drivers in one process (the Python API with two stack objects) promote one paused
+    canary: the first completes it, the second's step is refused by the compare-and-swap. Same
+    host and pid, another run token: another owner, so its failed update changed nothing."""
+    h = History()
+    h.add("initial")
+    h.step("dep1", 0, total=3, owner="ci-a/100+aaaaaa")
+    h.step("dep1", 1, total=3, owner="ci-a/100+bbbbbb")
+    h.step("dep1", 2, total=3, owner="ci-a/100+bbbbbb")  # the last step: completed
+    late = tag(deployment_id="dep1", step=2, total=3, checkpoint=None, owner="ci-a/100+cccccc")
+    h.add(encode(late, "refused"), "failed", BASE)
+    dep = journal.latest_deployment(h.entries)
+    assert dep is not None and dep.status == "completed" and not dep.open
+    assert [e.version for e in dep.entries] == [4, 3, 2]
+
+
+def test_an_owner_names_its_process_and_its_run() -> None:
+    from rfs_deploy.journal_tags import new_run, owner_process, this_owner
+
+    runs = {new_run() for _ in range(20)}
+    assert len(runs) == 20
+    owner = this_owner(runs.pop())
+    assert owner.startswith(this_owner() + "+")
+    assert owner_process(owner) == owner_process(this_owner()) == tuple(this_owner().rsplit("/", 1))
+    assert owner_process("ci-a/100") == ("ci-a", "100")
+
+
 @pytest.mark.parametrize("owner", ["ci-a/100", None])
 @pytest.mark.parametrize("result", ["failed", "in-progress"])
 def test_a_failed_rollback_after_the_last_step_keeps_the_deployment_open(

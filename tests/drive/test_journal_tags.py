@@ -31,10 +31,11 @@ def test_every_update_of_a_deployment_says_the_same_about_it(healthy: bool) -> N
     tags = deployment_tags(world, record.deployment_id)
     assert len(tags) == world.stack.updates  # every update the deployment ran
     digest = settings_digest(world.config_service())
+    assert len({tag.owner for tag in tags}) == 1, "one driver run wrote them all"
     for tag in tags:
         assert (tag.service, tag.version, tag.strategy) == (record.service, NEW, "canary")
         assert tag.checkpoint == 1
-        assert tag.owner == this_owner()
+        assert tag.owner is not None and tag.owner.startswith(this_owner() + "+")
         assert tag.lease is not None
         # plan updates name the settings their plan was made from; restoring updates do not
         assert tag.settings == (digest if tag.phase in PROGRESS_PHASES else None)
@@ -95,3 +96,19 @@ def test_only_the_stack_module_writes_updates_and_builds_tags() -> None:
             writers[str(path.relative_to(DRIVE))] = calls
     writers.pop("pulumi_backend.py", None)
     assert writers == {"stack.py": {"JournalTag", "encode", ".up", ".write_release"}}
+
+
+def test_the_settings_digest_names_the_plan_not_who_is_told_or_what_runs_beside_it() -> None:
+    """Hooks and webhooks do not make the plan: editing them while a deployment is paused must not
+    lock promote out, and the digest of the same service without them is unchanged."""
+    base = build_world().config_service()
+    told = build_world(
+        service_changes={
+            "webhooks": [{"name": "chat", "type": "event", "url": "https://hooks.example.com/x"}],
+            "hooks": {"postRollback": [{"command": ["true"]}]},
+        }
+    ).config_service()
+    assert told.webhooks and told.hooks.post_rollback
+    assert settings_digest(told) == settings_digest(base)
+    slower = build_world(service_changes={"strategy": {"type": "canary", "canaryInterval": 120}})
+    assert settings_digest(slower.config_service()) != settings_digest(base)
