@@ -45,7 +45,7 @@ def run_all(block: str, state: Path, cwd: Path) -> list[tuple[str, int, str]]:
 
 
 def test_the_walkthrough_blocks_are_found() -> None:
-    assert len(BLOCKS) == 2
+    assert len(BLOCKS) == 3
     assert "export RFS_DEPLOY_BACKEND=sim" in BLOCKS[0]
     assert [c[3] for c in commands(BLOCKS[0])] == [
         "sandbox-reset",
@@ -57,6 +57,7 @@ def test_the_walkthrough_blocks_are_found() -> None:
         "rollback",
     ]
     assert [c[3] for c in commands(BLOCKS[1])] == ["simulate", "simulate"]
+    assert [c[3] for c in commands(BLOCKS[2])] == ["deploy", "status", "promote", "wait"]
 
 
 def test_the_sandbox_walkthrough_runs_as_printed(tmp_path: Path) -> None:
@@ -70,3 +71,13 @@ def test_the_bad_release_commands_parse() -> None:
     for argv in commands(BLOCKS[1]):
         args = build_parser().parse_args(argv[3:])
         assert args.command == "simulate" and args.scenario in ("error-spike", "latency-regression")
+
+
+def test_the_gate_walkthrough_pauses_and_promotes_as_printed(tmp_path: Path) -> None:
+    """The gate block after the walk-through's set-up (reset, up): the deploy exits 5 at the gate,
+    status says PAUSED, promote completes it and wait reports that at once."""
+    setup = "\n".join(line for line in BLOCKS[0].splitlines() if "sandbox-reset" in line or " up " in line)
+    env_lines = "\n".join(re.findall(r"^export .*$", BLOCKS[0], re.M))
+    assert len(run_all(f"{env_lines}\n{setup}", tmp_path / "state", tmp_path)) == 2
+    results = run_all(f"{env_lines}\n{BLOCKS[2]}", tmp_path / "state", tmp_path)
+    assert [code for _, code, _ in results] == [5, 0, 0, 0], results
