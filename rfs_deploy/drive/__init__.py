@@ -12,7 +12,7 @@ prints the graph and fails on a cycle; a test holds this list to it):
     exclusive       one driver operation per stack at a time within a process
     probe           the load probe: the idle slot judged under load
     command_hook    a command run as a hook (a subprocess, its output redacted)
-    hooks           pre-deployment, validation and post-deployment hooks
+    hooks           pre-deployment, validation, post-deployment and post-rollback hooks
     context         Seams: what a deployment runs against
     webhooks        event webhooks (each event posted, in order, retried) and confirm webhooks
     judge           the step judge: the windows of one step, and when the step is over
