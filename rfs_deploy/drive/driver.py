@@ -309,7 +309,7 @@ class Driver:
             try:
                 await runner.reapply(last, expected)
             except (StackBusy, ReleaseConflict) as exc:
-                raise StackBusy(self._overtaken(found, verb, exc)) from exc
+                raise self._told_overtaken(runner, found, verb, exc) from exc
             except RfsDeployError as exc:  # a StepFailed check included
                 # as with any failed step: back to the checkpoint, not a bare error mid-deployment
                 reason = f"{verb} could not restore the state of step {last + 1}: {exc}"
@@ -320,9 +320,18 @@ class Driver:
         try:
             await runner.run(start=start, skip=skip)
         except (StackBusy, ReleaseConflict) as exc:
-            raise StackBusy(self._overtaken(found, verb, exc)) from exc
+            raise self._told_overtaken(runner, found, verb, exc) from exc
         await self._after(runner.stack, runner.service.hooks)
         return record
+
+    def _told_overtaken(
+        self, runner: Runner, found: JournalDeployment, verb: str, exc: RfsDeployError
+    ) -> StackBusy:
+        """The refusal of a ``verb`` another process got ahead of, said to the listeners too: a
+        webhook that got this run's ``promoted`` learns that the promote changed nothing."""
+        line = self._overtaken(found, verb, exc)
+        runner.stack.emit(events.Note, message=line)
+        return StackBusy(line)
 
     def _expired_while_paused(
         self, found: JournalDeployment, svc: ServiceConfig, now: float, budget: float

@@ -7,6 +7,7 @@ checked against docs/webhook-event.schema.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -23,11 +24,12 @@ from pydantic import ValidationError
 
 from rfs_deploy.config.model import ServiceConfig
 from rfs_deploy.config.webhooks import Webhook
-from rfs_deploy.drive import events
+from rfs_deploy.drive import events, journal
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.drive.steps import Promote, SetWeight
 from rfs_deploy.drive.webhooks import confirmations, slack_text
-from rfs_deploy.errors import ConfigError
+from rfs_deploy.errors import ConfigError, StackBusy
+from rfs_deploy.releases import ReleaseConflict
 from rfs_deploy.testing import Behaviour
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "webhook-event.schema.json").read_text())
@@ -284,6 +286,44 @@ def test_a_confirm_promotion_that_never_says_yes_pauses_and_promote_goes_on(
     assert "promoted" in kinds and kinds[-1] == "completed"
     assert len({b["run"] for b in after}) == 2  # the deploy and the promote: two runs, ids apart
     assert len({b["id"] for b in after}) == len(after)
+
+
+def test_a_promote_another_process_got_ahead_of_says_it_changed_nothing(
+    receivers: Callable[..., Receiver],
+) -> None:
+    """Two promotes of one paused canary: this one's first update is refused by the program's
+    compare-and-swap, because the other finished the deployment meanwhile. The webhook got this
+    run's ``promoted``; it is told next, in a note, that this promote changed nothing."""
+    receiver = receivers()
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"analyze": "1m"}, {"setWeight": 100}]
+    world = build_world(
+        service_changes={"strategy": {"type": "canary", "steps": steps}, "webhooks": [hook(receiver.url())]}
+    )
+    world.deploy("canary")
+    before = world.latest()
+
+    def finished_meanwhile(message: str) -> BaseException | None:
+        tag = journal.decode(message)
+        if tag is None or tag.phase == "done":
+            return None
+        last = before.last_tag
+        done = dataclasses.replace(
+            last, phase="done", kind="done", step=last.total - 1, owner="ci-7/4242", by=None
+        )
+        world.stack.crash_when = None
+        world.stack.up(journal.encode(done, "the other promote finished the deployment"))
+        return ReleaseConflict("the live release state of api-service changed since it was read")
+
+    world.stack.crash_when = finished_meanwhile
+    world.stack.crash_leaves = "failed"
+    with pytest.raises(StackBusy, match="this promote changed nothing"):
+        run(world.driver().promote(SERVICE))
+
+    this_run = [b for b in receiver.delivered() if b["run"] != receiver.delivered()[0]["run"]]
+    kinds = [b["type"] for b in this_run]
+    assert kinds[0] == "promoted" and kinds[-1] == "note", kinds
+    assert "this promote changed nothing" in this_run[-1]["message"]
+    assert world.latest().status == "completed"
 
 
 @pytest.mark.parametrize(
