@@ -157,7 +157,8 @@ def slack_text(doc: dict[str, Any]) -> str:
     elif kind == "rollback-started":
         what = f"ROLLING BACK to stack version {doc['target_version']}: {doc['reason']}"
     elif kind in ("completed", "rolled-back", "failed", "finished"):
-        what = f"deployment {kind.upper()}: {doc['reason']}"
+        status = str(doc.get("status") or kind).upper().replace("_", " ").replace("-", " ")
+        what = f"deployment {status}: {doc['reason']}"
     else:
         what = str(doc.get("message", kind))
     return f"{who} {what}"

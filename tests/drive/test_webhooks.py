@@ -219,6 +219,8 @@ def test_slack_text_of_a_rollback() -> None:
     assert slack_text({**head, "type": "rollback-started", "target_version": 7, "reason": "5xx"}) == (
         "[prod] api v2 (abcd1234) ROLLING BACK to stack version 7: 5xx"
     )
+    done = {**head, "type": "rolled-back", "status": "ROLLED_BACK", "reason": "rolled back: 5xx"}
+    assert slack_text(done) == "[prod] api v2 (abcd1234) deployment ROLLED BACK: rolled back: 5xx"
 
 
 # --------------------------------------------------------------------------- confirm webhooks
