@@ -1,10 +1,17 @@
 """The dashboard in a real headless browser (Debian's chromium and chromedriver, driven by
-Selenium) against a sandbox canary held at a gate: the page shows it PAUSED at the gate step with
-its weights, a click on promote carries it on to COMPLETED, a click on abort restores another
-paused one, and the page without its token is refused."""
+Selenium) against sandbox canaries.
+
+Held at a gate: the page shows it PAUSED at the gate step with its weights, a click on promote
+carries it on to COMPLETED, a click on abort restores another paused one, and the page without
+its token is refused. Running: a paced ``deploy`` in its own process (``RFS_DEPLOY_SIM_PACE``, as
+in tests/cli/test_cli_watch.py) is followed live, its step and weights moving on the page; a click
+on pause holds it (the deploy exits 5, the page shows who paused it) and promote completes it.
+One browser serves every test of the module."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +19,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import SERVICE, Place, make_place
-from dashboard_helpers import WHERE, Running, deploy_paused, start_dashboard
+from dashboard_helpers import WHERE, Running, deploy_paused, deploy_running, start_dashboard
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -24,23 +31,26 @@ pytestmark = pytest.mark.skipif(
 PAGE_TIMEOUT = 240
 
 
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless chromium for the module (starting one takes seconds); each test opens its
+    own dashboard's URL in it."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
     from selenium.webdriver.chrome.service import Service
 
-    monkeypatch.setenv("SE_AVOID_STATS", "true")  # selenium reports no usage anywhere
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
-    options.add_argument("--window-size=1200,1000")
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("SE_AVOID_STATS", "true")  # selenium reports no usage anywhere
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+        options.add_argument("--window-size=1200,1000")
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 @pytest.fixture
@@ -169,4 +179,91 @@ def test_promote_and_abort_from_the_page(browser: Any, place: Place, tmp_path: P
         )
     finally:
         code, err = dashboard.stop()
+    assert code == 130 and "Traceback" not in err, err
+
+
+def live(driver: Any) -> bool:
+    """The shown deployment is running at a step the page names."""
+    return text(driver, "detail-status") == "IN_PROGRESS" and bool(
+        re.fullmatch(r"step \d+/\d+: .+", text(driver, "detail-step"))
+    )
+
+
+def test_the_page_follows_a_running_canary_and_pauses_it(browser: Any, place: Place, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    deploy = deploy_running(place, "v2.0.0")
+    dashboard: Running | None = None
+    try:
+        dashboard = start_dashboard(place)
+        browser.get(dashboard.url)
+        wait_for(browser, "a deployment IN_PROGRESS at a step", live)
+        deployment_id = text(browser, "detail-id")
+        first_step, first_weights = text(browser, "detail-step"), text(browser, "detail-weights")
+        assert first_weights.startswith("weights: blue "), first_weights
+        assert "30 %" not in first_weights, f"the page first saw it at 30 % already: {first_weights}"
+        assert browser.find_element(By.ID, "btn-pause").is_enabled()
+        assert browser.find_element(By.ID, "btn-abort").is_enabled()
+        assert not browser.find_element(By.ID, "btn-promote").is_enabled()  # nothing holds it
+
+        # the live view moves: later reads show another step and the weights of the 30 % step
+        at_30 = "weights: blue 70 % / green 30 % (v2.0.0 on green: 30 %)"
+        wait_for(
+            browser,
+            "the analysis at 30 %",
+            lambda d: live(d) and text(d, "detail-weights") == at_30 and "analyze" in text(d, "detail-step"),
+        )
+        assert text(browser, "detail-id") == deployment_id
+        assert text(browser, "detail-step") != first_step
+        step = text(browser, "detail-step")
+        assert [(i, "IN_PROGRESS" in t) for i, t in rows(browser)] == [(deployment_id, True)]
+        assert browser.find_elements(By.CSS_SELECTOR, "#timeline rect[data-outcome='running']")
+        # the 10 % analysis has ended by now: its verdicts are listed with their numbers
+        wait_for(browser, "the verdicts of the 10 % analysis", lambda d: "PASS" in text(d, "verdicts"))
+        assert "=" in text(browser, "verdicts")
+        browser.save_screenshot(str(tmp_path / "running.png"))
+
+        click(browser, "btn-pause")
+        command = f"rfs-deploy pause --stack production --service {SERVICE}"
+        wait_for(browser, "the pause's outcome", lambda d: bool(action_done(d, command)))
+        outcome = action_done(browser, command)
+        assert f"{command}: exit 0" in outcome, outcome
+        assert re.search(r"PAUSED at step \d+/\d+ by \S+@\S+; continue: rfs-deploy promote", outcome), outcome
+        out, err = deploy.communicate(timeout=120)
+        assert deploy.returncode == 5, err  # the deploy's own process ends with the paused code
+        record = json.loads(out)
+        assert (record["deployment_id"], record["status"]) == (deployment_id, "PAUSED")
+
+        wait_for(browser, f"{deployment_id} PAUSED", lambda d: shown(d, deployment_id, "PAUSED"))
+        status = place.run("--json", "status", *WHERE).json()
+        assert (status["status"], status["journal"]) == ("PAUSED", "paused")
+        paused = text(browser, "detail-paused")
+        assert f"paused at step {status['paused']['step']} by {status['paused']['by']} since " in paused, (
+            paused
+        )
+        assert "@" in status["paused"]["by"]
+        assert text(browser, "detail-weights") == at_30  # held where it was
+        # the step as status says it: the held weight's step, before the analysis it cut short
+        assert text(browser, "detail-step").startswith(f"step {status['step']}/{status['total_steps']}: ")
+        assert status["step"] < int(step.split(" ", 2)[1].split("/")[0])
+        assert not browser.find_element(By.ID, "btn-pause").is_enabled()
+        assert browser.find_element(By.ID, "btn-promote").is_enabled()
+        browser.save_screenshot(str(tmp_path / "paused.png"))
+
+        click(browser, "btn-promote")
+        command = f"rfs-deploy promote --stack production --service {SERVICE}"
+        wait_for(browser, "the promote's outcome", lambda d: bool(action_done(d, command)))
+        outcome = action_done(browser, command)
+        assert f"{command}: exit 0" in outcome and f"deployment {deployment_id}: COMPLETED" in outcome, (
+            outcome
+        )
+        wait_for(browser, f"{deployment_id} COMPLETED", lambda d: shown(d, deployment_id, "COMPLETED"))
+        assert text(browser, "detail-weights") == "weights: blue 0 % / green 100 % (v2.0.0 on green: 100 %)"
+        assert place.run("--json", "status", *WHERE).json()["status"] == "COMPLETED"
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.communicate(timeout=30)
+        if dashboard is not None:
+            code, err = dashboard.stop()
     assert code == 130 and "Traceback" not in err, err
