@@ -24,7 +24,7 @@ TOKEN_HEADER = "X-RFS-Token"
 #: A canary that moves its weight while the page looks (10 %, then 30 %) and then analyzes long
 #: enough at 30 % to be paused from the page; no gate. With :data:`PACE` the 10 % analysis takes
 #: about 6 s of wall time and the 30 % one about a minute (a pause ends it at once).
-MOVING = "strategy.steps=[{setWeight: 10}, {analyze: 10m}, {setWeight: 30}, {analyze: 90m}, {setWeight: 50}]"
+MOVING = "strategy.steps=[{setWeight: 10}, {analyze: 10m}, {setWeight: 30}, {analyze: 90m}]"
 #: Wall-clock seconds per virtual second of the deploy's waits (``RFS_DEPLOY_SIM_PACE``).
 PACE = "0.01"
 
