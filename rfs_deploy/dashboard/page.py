@@ -2,8 +2,10 @@
 
 The script builds every element with ``textContent`` (never ``innerHTML`` with data), so text
 from the journal cannot inject markup. Element ids the browser test reads: ``deployments``
-(rows with ``data-id``), ``detail-status``, ``detail-step``, ``detail-weights``, ``verdicts``,
-``timeline``, the buttons ``btn-promote`` / ``btn-pause`` / ``btn-abort``, and ``actions``.
+(rows with ``data-id``), ``detail-id``, ``detail-status``, ``detail-what``, ``detail-step``,
+``detail-weights``, ``detail-paused``, ``verdicts``, ``timeline``, the buttons ``btn-promote`` /
+``btn-pause`` / ``btn-abort``, ``actions``, ``error`` (a refused press stays there until the next
+press; the state's own error is replaced by each poll) and ``updated``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SVG = "http://www.w3.org/2000/svg";
 let selected = null;   // a deployment id the user clicked; else the newest is shown
 let current = null;    // the deployment shown
+let refused = "";      // why the last press was refused: shown until the next press
+
+function showError(text) {
+  document.getElementById("error").textContent = [text, refused].filter(Boolean).join(" · ");
+}
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -227,10 +234,10 @@ async function refresh() {
   try {
     const [code, state] = await api("/api/state");
     if (code !== 200) {
-      document.getElementById("error").textContent = state.error || ("HTTP " + code);
+      showError(state.error || ("HTTP " + code));
       return;
     }
-    document.getElementById("error").textContent = state.error || "";
+    showError(state.error || "");
     const list = state.deployments || [];
     current = list.find(d => d.deployment_id === selected) || list[0] || null;
     renderList(list);
@@ -238,18 +245,23 @@ async function refresh() {
     renderActions(state.actions || []);
     document.getElementById("updated").textContent = when(state.now);
   } catch (e) {
-    document.getElementById("error").textContent = "dashboard not reachable: " + e;
+    showError("dashboard not reachable: " + e);
   }
 }
 
 async function press(action) {
   if (!current) return;
-  const [code, body] = await api("/api/action", {
-    method: "POST",
-    headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({action: action, service: current.service}),
-  });
-  if (code !== 202) document.getElementById("error").textContent = action + ": " + (body.error || code);
+  refused = "";
+  try {
+    const [code, body] = await api("/api/action", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({action: action, service: current.service}),
+    });
+    if (code !== 202) refused = action + " refused: " + (body.error || ("HTTP " + code));
+  } catch (e) {
+    refused = action + " not sent: " + e;
+  }
   refresh();
 }
 

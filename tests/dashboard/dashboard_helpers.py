@@ -23,8 +23,8 @@ TOKEN_HEADER = "X-RFS-Token"
 
 #: A canary that moves its weight while the page looks (10 %, then 30 %) and then analyzes long
 #: enough at 30 % to be paused from the page; no gate. With :data:`PACE` the 10 % analysis takes
-#: about 6 s of wall time and the 30 % one about a minute (a pause ends it at once).
-MOVING = "strategy.steps=[{setWeight: 10}, {analyze: 10m}, {setWeight: 30}, {analyze: 90m}]"
+#: about 9 s of wall time and the 30 % one over a minute (a pause ends it at once).
+MOVING = "strategy.steps=[{setWeight: 10}, {analyze: 15m}, {setWeight: 30}, {analyze: 2h}]"
 #: Wall-clock seconds per virtual second of the deploy's waits (``RFS_DEPLOY_SIM_PACE``).
 PACE = "0.01"
 
@@ -33,7 +33,7 @@ def deploy_running(place: Place, version: str) -> subprocess.Popen[str]:
     """A paced ``deploy`` of ``version`` (:data:`MOVING`) started in its own process; ``--quiet``
     keeps its stderr short, so nobody needs to read it while it runs."""
     deploy = ("deploy", *WHERE, "--strategy", "canary", "--set", MOVING, "--version", version)
-    budget = ("--set", "deploy.deploymentTimeout=3h")
+    budget = ("--set", "deploy.deploymentTimeout=4h")
     return place.start("--json", "--quiet", *deploy, *budget, RFS_DEPLOY_SIM_PACE=PACE)
 
 

@@ -182,6 +182,14 @@ def test_promote_and_abort_from_the_page(browser: Any, place: Place, tmp_path: P
     assert code == 130 and "Traceback" not in err, err
 
 
+def action_running(driver: Any, command: str) -> bool:
+    """The newest command the page ran is ``command`` and still runs."""
+    newest = driver.execute_script(
+        "const a = document.querySelector('#actions .action'); return a && a.innerText"
+    )
+    return bool(newest) and str(newest).startswith(f"{command}: running")
+
+
 def live(driver: Any) -> bool:
     """The shown deployment is running at a step the page names."""
     return text(driver, "detail-status") == "IN_PROGRESS" and bool(
@@ -225,6 +233,14 @@ def test_the_page_follows_a_running_canary_and_pauses_it(browser: Any, place: Pl
 
         click(browser, "btn-pause")
         command = f"rfs-deploy pause --stack production --service {SERVICE}"
+        wait_for(browser, "the pause running", lambda d: action_running(d, command))
+        # a second press while it runs is refused, and the page keeps saying so until the next press
+        click(browser, "btn-pause")
+        refusal = "pause refused: another command is still running"
+        wait_for(browser, "the refusal", lambda d: refusal in text(d, "error"))
+        polled = text(browser, "updated")
+        wait_for(browser, "the next poll", lambda d: text(d, "updated") != polled)
+        assert refusal in text(browser, "error")
         wait_for(browser, "the pause's outcome", lambda d: bool(action_done(d, command)))
         outcome = action_done(browser, command)
         assert f"{command}: exit 0" in outcome, outcome
@@ -259,6 +275,7 @@ def test_the_page_follows_a_running_canary_and_pauses_it(browser: Any, place: Pl
         )
         wait_for(browser, f"{deployment_id} COMPLETED", lambda d: shown(d, deployment_id, "COMPLETED"))
         assert text(browser, "detail-weights") == "weights: blue 0 % / green 100 % (v2.0.0 on green: 100 %)"
+        assert refusal not in text(browser, "error")  # the next press cleared it
         assert place.run("--json", "status", *WHERE).json()["status"] == "COMPLETED"
     finally:
         if deploy.poll() is None:
