@@ -10,6 +10,7 @@ false-rollback probability is bounded per release, not per step.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 FETCH_RETRY = 15
 
 
+#: The least wall-clock time between two saves of the record by verdicts (seconds).
+SAVE_EVERY = 1.0
+
+
 class Analyst:
     """Observes the world for the runner's Analyze, WatchRefresh and Decide steps, and the load
     probe of a Validate step."""
@@ -49,6 +54,7 @@ class Analyst:
         self.evidence: Evidence | None = None
         self.deadline: float | None = None
         self._metrics: MetricsProvider | None = None
+        self._saved_at: float | None = None
 
     @property
     def metrics(self) -> MetricsProvider:
@@ -349,7 +355,20 @@ class Analyst:
             reason=reason,
             numbers=numbers,
         )
+        self._save_now_and_then()  # first: a listener that reads the store finds this verdict
         self.seams.notify(event)
+
+    def _save_now_and_then(self) -> None:
+        """Save the record after a verdict, so ``status --watch`` and the dashboard show each
+        window's numbers while the step runs (not only when it ends) — at most once per
+        :data:`SAVE_EVERY` wall-clock seconds: a sandbox tick takes milliseconds, a real one a
+        minute."""
+        if self.seams.records is None:
+            return
+        moment = time.monotonic()
+        if self._saved_at is None or moment - self._saved_at >= SAVE_EVERY:
+            self._saved_at = moment
+            self.seams.records.save(self.record)
 
 
 def _boundary(moment: float, period: int) -> float:

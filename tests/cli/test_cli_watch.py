@@ -26,7 +26,9 @@ from cli_helpers import SERVICE, STACK, Place, make_place, one_error_line
 WHERE = ("--stack", STACK, "--service", SERVICE)
 #: A canary whose 20 % analysis lasts long enough (with the pace) to be paused in the middle.
 LONG = "strategy.steps=[{setWeight: 20}, {analyze: 20m}, {setWeight: 50}, {analyze: 2m}]"
-SHORT = "strategy.steps=[{setWeight: 20}, {analyze: 3m}, {setWeight: 50}, {analyze: 2m}]"
+#: One that is still running (9 s of its 20 % analysis left) when the watchers and waiters start,
+#: even on a loaded machine where each new process takes seconds to start.
+SHORT = "strategy.steps=[{setWeight: 20}, {analyze: 15m}, {setWeight: 50}, {analyze: 2m}]"
 DEPLOY = ("deploy", *WHERE, "--version", "v2.0.0", "--strategy", "canary")
 #: Wall-clock seconds per virtual second: the 20-minute analysis takes 12 s.
 PACE = "0.01"

@@ -464,3 +464,25 @@ def test_rollback_while_a_deployment_is_open_is_refused(world: World) -> None:
 
     assert "rfs-deploy abort --stack test" in str(caught.value)
     assert world.stack.updates == updates
+
+
+def test_the_saved_record_holds_each_verdict_while_its_step_runs(tmp_path: Any) -> None:
+    """``status --watch`` and the dashboard read the record store: the first verdict of an
+    analysis is in the saved record when its event goes out, before the step ends."""
+    from rfs_deploy.drive.driver import Driver
+    from rfs_deploy.drive.records import RecordStore
+
+    world = build_world()
+    store = RecordStore(tmp_path)
+    seen: list[tuple[int, int, list[str]]] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, events.Tick) and not seen:
+            saved = store.load(event.deployment_id)
+            seen.append((event.step, len(saved.verdicts), [s.outcome for s in saved.steps]))
+
+    record = run(Driver(world.seams([on_event], records=store)).deploy(SERVICE, NEW, "canary"))
+    assert record.status is DeploymentStatus.COMPLETED
+    (_step, verdicts, outcomes) = seen[0]
+    assert verdicts == 1
+    assert outcomes[-1] == "running", "saved while the analysis step still runs"
