@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from drive_world import NEW, World, build_world
+from source_tree import parse_file
 
 from rfs_deploy.drive.journal import settings_digest
 from rfs_deploy.drive.records import DeploymentStatus
@@ -70,7 +71,7 @@ def _calls(path: Path) -> set[str]:
     """Names called in ``path``: ``f(...)`` and ``journal.f(...)`` as ``f``, ``x.f(...)`` as
     ``.f``, and methods handed to ``asyncio.to_thread`` as ``.f`` too."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse_file(path)):
         if not isinstance(node, ast.Call):
             continue
         func = node.func

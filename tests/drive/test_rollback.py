@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from drive_world import NEW, SERVICE, World, build_world, run, same_release
+from source_tree import parse_file
 
 from rfs_deploy.drive import events, rollback
 from rfs_deploy.drive.journal import Checkpoint
@@ -97,7 +98,7 @@ def test_the_driver_restores_without_building_a_runner() -> None:
     """abort, rollback and an interrupted restore call rollback.roll_back directly: the driver
     builds a Runner only for a plan (deploy; resume and promote through _continue) and reaches
     into none of its private parts."""
-    tree = ast.parse((DRIVE / "driver.py").read_text())
+    tree = parse_file(DRIVE / "driver.py")
     builders: set[str] = set()
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
