@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import Place, make_place
+from webhook_receiver import receivers  # noqa: F401  (the fixture, for the webhook tests)
 
 
 @pytest.fixture(autouse=True)

@@ -8,91 +8,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import shutil
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 from cli_helpers import REPO, SERVICE, STACK, Place, make_place
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from webhook_receiver import Receiver
 
-SCHEMA = json.loads((REPO / "docs" / "webhook-event.schema.json").read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 PASSPHRASE = "webhook-test-passphrase"
 TOKEN = "T0KEN-not-a-real-slack-path-42"
 WHERE = ("--stack", STACK, "--service", SERVICE)
 #: A short canary: 20 %, two minutes of analysis, then 100 % (and its analysis).
 SHORT = "strategy.steps=[{setWeight: 20}, {analyze: 2m}]"
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 (a thread) recording every body; ``answer(n)`` is the status
-    of the n-th request; at most ``limit`` are answered (503 after that)."""
-
-    def __init__(self, answer: Callable[[int], int] = lambda n: 200, limit: int = 400) -> None:
-        self.requests: list[tuple[dict[str, Any], int]] = []
-        self.limit = limit
-        lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
-                with lock:
-                    n = len(receiver.requests)
-                    status = answer(n) if n < receiver.limit else 503
-                    receiver.requests.append((body, status))
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/{TOKEN}"
-
-    def delivered(self) -> list[dict[str, Any]]:
-        seen: set[str] = set()
-        out = []
-        for body, status in self.requests:
-            if 200 <= status < 300 and body["id"] not in seen:
-                seen.add(body["id"])
-                out.append(body)
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-        assert len(self.requests) <= self.limit + 1
-        for body, _ in self.requests:
-            VALIDATOR.validate(body)
-
-
-@pytest.fixture
-def receivers() -> Iterator[Callable[..., Receiver]]:
-    made: list[Receiver] = []
-
-    def make(answer: Callable[[int], int] = lambda n: 200, limit: int = 400) -> Receiver:
-        made.append(Receiver(answer, limit))
-        return made[-1]
-
-    yield make
-    for receiver in made:
-        receiver.close()
 
 
 def _b64(data: bytes) -> str:
@@ -153,7 +86,7 @@ def test_every_event_of_a_sandbox_canary_reaches_the_receiver_once_and_in_order(
     place: Place, tmp_path: Path, receivers: Callable[..., Receiver]
 ) -> None:
     receiver = receivers()
-    root = project(tmp_path, [{"name": "events", "url": receiver.url()}])
+    root = project(tmp_path, [{"name": "events", "url": receiver.url(f"/hooks/{TOKEN}")}])
     done = run(place, root, "--json", "deploy", *WHERE, "--version", "v2.0.0", "--set", SHORT)
     assert done.code == 0, done.stderr
     record = done.json()
@@ -182,12 +115,12 @@ def test_a_confirm_promotion_that_never_says_yes_exits_paused_and_promote_comple
         [
             {
                 "name": "board",
-                "url": board.url(),
+                "url": board.url(f"/hooks/{TOKEN}"),
                 "type": "confirm-promotion",
                 "interval": "1m",
                 "deadline": "3m",
             },
-            {"name": "feed", "url": feed.url(), "format": "json"},
+            {"name": "feed", "url": feed.url(f"/hooks/{TOKEN}"), "format": "json"},
         ],
     )
     done = run(place, root, "--json", "--quiet", "deploy", *WHERE, "--version", "v2.0.0", "--set", SHORT)

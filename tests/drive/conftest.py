@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# the webhook receiver is shared with the command-line tests (tests/cli/webhook_receiver.py)
+sys.path.append(str(Path(__file__).resolve().parents[1] / "cli"))
 from drive_world import World, build_world
+from webhook_receiver import receivers  # noqa: F401  (the fixture, for the webhook tests)
 
 
 @pytest.fixture(autouse=True)
