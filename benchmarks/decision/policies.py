@@ -26,12 +26,14 @@ returns :meth:`Decision.pause`, and the tables count it as the third outcome.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from benchmarks.decision.traffic import Minute, SeedTrace
 from rfs_deploy.config.model import Analysis
+from rfs_deploy.drive import rules
 from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window
 
@@ -89,14 +91,17 @@ class AlarmState:
     periods: int
     max_error_rate: float
     max_p99: float
+    #: A minute with fewer requests is not breaching (the program's alarms: metric math ``IF``).
+    min_requests: int = 0
     _errors: int = 0
     _latency: int = 0
 
     def minute(self, m: Minute) -> str | None:
         """Feed one minute; the name of an alarm in ALARM afterwards, or None."""
-        rate = m.new_errors / m.new_requests if m.new_requests > 0 else None
+        counted = m.new_requests > 0 and m.new_requests >= self.min_requests
+        rate = m.new_errors / m.new_requests if counted else None
         self._errors = self._errors + 1 if rate is not None and rate > self.max_error_rate else 0
-        slow = m.new_p99 is not None and m.new_p99 > self.max_p99
+        slow = counted and m.new_p99 is not None and m.new_p99 > self.max_p99
         self._latency = self._latency + 1 if slow else 0
         if self._errors >= self.periods:
             return "5xx"
@@ -118,9 +123,12 @@ class Ours:
     def decide(self, trace: SeedTrace) -> Decision:
         policy = self.analysis
         interval = max(PERIOD, policy.period)
-        alarms = AlarmState(policy.failure_limit, policy.max_error_rate, policy.max_p99_latency)
+        alarms = AlarmState(
+            policy.failure_limit, policy.max_error_rate, policy.max_p99_latency, alarm_min_requests(policy)
+        )
         t = exposure = 0
         evidence = None
+        pool: Window | None = None
         for step, weight in enumerate(trace.weights):
             compare = weight < 100
             judge = StepJudge(
@@ -128,6 +136,7 @@ class Ours:
                 baseline=compare,
                 windows=planned_windows(PERIOD, interval),
                 evidence=evidence if compare else None,
+                **({"release": True, "pool": pool} if _release_steps() else {}),
             )
             pending: list[Minute] = []
             while judge.result is None:
@@ -143,6 +152,7 @@ class Ours:
                     pending = []
             if compare:
                 evidence = judge.evidence
+            pool = getattr(judge, "pool", None)
             outcome = judge.result.outcome
             if outcome is Outcome.FAIL:
                 return Decision(True, t, exposure, classify(judge.result.reason))
@@ -150,6 +160,18 @@ class Ours:
                 # a step that ends neither passed nor failed waits for a person
                 return Decision.pause(t, exposure, classify(judge.result.reason))
         return Decision(False, t, exposure, "promoted")
+
+
+def alarm_min_requests(policy: Analysis) -> int:
+    """The request count below which the program's alarms do not count a minute as breaching
+    (0 with a judge from before the alarms had one: ``--before``)."""
+    found = getattr(rules, "alarm_min_requests", None)
+    return 0 if found is None else int(found(policy))
+
+
+def _release_steps() -> bool:
+    """Whether this judge knows release steps (``--before`` may run one from before them)."""
+    return "release" in inspect.signature(StepJudge).parameters
 
 
 def window_of(minutes: list[Minute], compare: bool) -> Window:

@@ -400,6 +400,9 @@ class Analysis(Model):
     latency_tolerance: Num = Field(default=1.5, ge=1.0, le=1000)
     #: Metric period in seconds (ALB metrics are per minute; at most a day).
     period: Duration = Field(default=60, ge=10, le=86_400)
+    #: How a release step ends when its traffic never gave the judge enough requests to decide:
+    #: ``pause`` (hold for a person, as at a gate), ``rollback``, or ``promote`` (docs/decision.md).
+    on_inconclusive: Literal["pause", "rollback", "promote"] = "pause"
     #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
     #: ``{provider: prometheus, url: ..., queries: ...}``.
     metrics: MetricsSettings = Field(default_factory=CloudWatchSettings)

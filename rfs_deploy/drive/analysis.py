@@ -47,6 +47,9 @@ class Analyst:
         self.service = service
         self.policy = service.analysis
         self.evidence: Evidence | None = None
+        #: Thin windows the last analysis step left unjudged, and the slot they are of.
+        self.pool: Window | None = None
+        self.pool_slot: SlotName | None = None
         self.deadline: float | None = None
         self._metrics: MetricsProvider | None = None
 
@@ -73,6 +76,8 @@ class Analyst:
             baseline=compare,
             windows=planned_windows(step.duration, interval),
             evidence=self.evidence if compare else None,
+            release=True,
+            pool=self.pool if self.pool_slot == new else None,
         )
         # Windows are whole metric periods on the epoch's boundaries (a window ending mid-period
         # would ask for the period still being filled, which has no datapoint yet) and contiguous:
@@ -107,6 +112,10 @@ class Analyst:
             self._record(index, release, new, slots, verdict)
         if compare:
             self.evidence = sj.evidence
+        # thin windows not judged yet are pooled into the next step judging the same slot
+        self.pool, self.pool_slot = sj.pool, new
+        if sj.result.outcome is Outcome.INCONCLUSIVE:
+            return StepOutcome(False, sj.result.reason, undecided=True)
         return StepOutcome(sj.result.passed, sj.result.reason)
 
     async def probe(self, index: int, release: ReleaseState, out: ServiceOutputs) -> StepOutcome:

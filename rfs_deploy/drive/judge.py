@@ -50,6 +50,10 @@ STABLE_P99_REQUESTS = 1000
 #: Windows a step may hold (extend) to confirm a p99 or while the evidence leans against the
 #: new version; after that its windows are judged as they come.
 MAX_HOLDS = 2
+#: A release step whose thin windows lean against the new version may take this many times its
+#: allowance of thin windows (``maxInconclusive + 1``) before it ends undecided: the sequential
+#: test is on its way to a decision, and the step's lower weight limits what it costs meanwhile.
+LEANING_EXTENSION = 3
 
 
 def planned_windows(duration: int, interval: int) -> int:
@@ -82,19 +86,35 @@ class StepJudge:
     release, which bounds the false-rollback probability per release rather than per step.
     """
 
-    def __init__(self, policy: Analysis, *, baseline: bool, windows: int, evidence: Evidence | None = None):
+    def __init__(
+        self,
+        policy: Analysis,
+        *,
+        baseline: bool,
+        windows: int,
+        evidence: Evidence | None = None,
+        release: bool = False,
+        pool: Window | None = None,
+    ):
         self.policy = policy
         self.baseline = baseline
         self.windows = max(1, windows)
         self.evidence = evidence
+        #: A step of a release (the runner's analysis steps): the low-traffic rules apply.
+        self.release = release
         self.verdicts: list[Verdict] = []
         self.passed = self.failed = self.inconclusive = self.fetch_errors = self.consecutive_errors = 0
         self.held = 0
         #: Inconclusive windows without usable data (none, partial): all of them, and the run so far.
         self.missing = self.missing_run = 0
         self.result: Verdict | None = None
-        self._carry: Window | None = None
+        self._carry: Window | None = pool if release else None
         self._slow = False
+
+    @property
+    def pool(self) -> Window | None:
+        """The thin windows not judged yet (hand them to the next step of the release)."""
+        return self._carry
 
     @property
     def compare(self) -> bool:
@@ -105,12 +125,12 @@ class StepJudge:
         """Judge the next window and update the step's state; returns the window's verdict."""
         self._check_open()
         pooled = self._pooled(window)
-        found = assess(window, self.policy, self.baseline, self.evidence, pooled)
+        found = assess(window, self.policy, self.baseline, self.evidence, pooled, thin_test=self.release)
         self.evidence = found.evidence
         findings = self._step_rules(found)
         verdict = combine(findings, found.judged, found.numbers, found.evidence)
         kinds = {f.kind for f in findings if f.outcome is not Outcome.PASS}
-        if self.compare and "thin" in kinds:
+        if (self.compare or self.release) and "thin" in kinds:
             self._carry = pooled or window
         elif "data" not in kinds:
             self._carry = None
@@ -194,6 +214,8 @@ class StepJudge:
                 f"(limit {p.max_inconclusive}): {last.reason}",
                 last,
             )
+        elif self.inconclusive - self.missing > p.max_inconclusive and self.release:
+            self._undecided(last)
         elif self.inconclusive - self.missing > p.max_inconclusive:
             self._end(
                 Outcome.FAIL,
@@ -203,6 +225,36 @@ class StepJudge:
             )
         elif self.passed >= self.windows:
             self._end(Outcome.PASS, f"{self.passed} window(s) passed: {last.reason}", last)
+
+    def _undecided(self, last: Verdict) -> None:
+        """A release step whose traffic stayed below ``min_requests`` (thin windows pooled).
+
+        A compared step whose pooled windows show nothing against the new version (no breach,
+        the sequential test not leaning) advances and hands its pool to the next step: the next
+        weight brings more requests, the sequential test keeps its evidence, and the thresholds
+        judge the pool as soon as it is large enough. A step that cannot advance so (the last,
+        uncompared steps; evidence leaning) ends as ``onInconclusive`` says: INCONCLUSIVE for
+        ``pause`` (the runner holds the deployment for a person), FAIL for ``rollback``, PASS
+        for ``promote``. Never a rollback for lack of data unless asked for."""
+        p = self.policy
+        pooled = last.numbers.get("pooled_requests", last.numbers.get("requests"))
+        thin = self.inconclusive - self.missing
+        what = f"{thin} thin windows, {pooled} requests pooled (need {p.min_requests})"
+        evidence = self.evidence
+        leaning = evidence is not None and evidence.log_mixture >= hold_level(p.significance)
+        extend = thin <= LEANING_EXTENSION * (p.max_inconclusive + 1)
+        if leaning and p.on_inconclusive != "rollback" and extend:
+            return  # the evidence heads for a decision: extend the step while it gathers
+        if self.compare and not leaning and p.on_inconclusive != "rollback":
+            text = f"advancing on thin data: {what}, nothing against the new version; pooled into the next"
+            self._end(Outcome.PASS, text, last)
+        elif p.on_inconclusive == "promote":
+            self._end(Outcome.PASS, f"undecided ({what}): promoted, as analysis.onInconclusive says", last)
+        elif p.on_inconclusive == "rollback":
+            self._end(Outcome.FAIL, f"not enough data: {what} (analysis.onInconclusive: rollback)", last)
+        else:
+            lean = " while the sequential test leans against the new version" if leaning else ""
+            self._end(Outcome.INCONCLUSIVE, f"undecided ({what}{lean}): waiting for a person", last)
 
     def _end(self, outcome: Outcome, reason: str, basis: Verdict) -> None:
         numbers = dict(basis.numbers)
