@@ -91,7 +91,7 @@ class AlarmState:
     periods: int
     max_error_rate: float
     max_p99: float
-    #: A minute with fewer requests is not breaching (the program's alarms: metric math ``IF``).
+    #: A minute with fewer requests does not breach the 5xx alarm (the program's: metric math ``IF``).
     min_requests: int = 0
     _errors: int = 0
     _latency: int = 0
@@ -101,7 +101,7 @@ class AlarmState:
         counted = m.new_requests > 0 and m.new_requests >= self.min_requests
         rate = m.new_errors / m.new_requests if counted else None
         self._errors = self._errors + 1 if rate is not None and rate > self.max_error_rate else 0
-        slow = counted and m.new_p99 is not None and m.new_p99 > self.max_p99
+        slow = m.new_p99 is not None and m.new_p99 > self.max_p99
         self._latency = self._latency + 1 if slow else 0
         if self._errors >= self.periods:
             return "5xx"

@@ -173,10 +173,10 @@ def assess(
 
 
 def alarm_min_requests(policy: Analysis) -> int:
-    """Requests a metric period needs before the program's 5xx and p99 alarms count it as
-    breaching (their metric math ``IF``, :mod:`rfs_deploy.infra.alarms`): ``min_requests``, so
-    one error among five requests is no 20 % error rate to an alarm either."""
-    return policy.min_requests
+    """Requests a metric period needs before the program's 5xx-rate alarm counts it as
+    breaching (its metric math ``IF``, :mod:`rfs_deploy.infra.alarms`):
+    :attr:`Analysis.alarm_min_requests`."""
+    return policy.alarm_min_requests
 
 
 def thin_breach(new: SlotMetrics, policy: Analysis) -> str | None:

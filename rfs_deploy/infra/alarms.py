@@ -9,9 +9,9 @@ The metrics are the ones the analysis judges, from the shared table of
 
 - **5xx error rate** by metric math, ``IF(requests >= N, FILL(errors, 0) / requests, 0)`` over
   the target group's :data:`~rfs_deploy.metrics.definitions.ERRORS` and
-  :data:`~rfs_deploy.metrics.definitions.REQUESTS` sums, ``N`` being ``analysis.minRequests``
-  (:func:`rfs_deploy.drive.rules.alarm_min_requests`): one error among five requests is no 20 %
-  error rate. The ALB publishes no 5xx datapoint for a minute without errors, hence ``FILL``; a
+  :data:`~rfs_deploy.metrics.definitions.REQUESTS` sums, ``N`` being
+  :attr:`~rfs_deploy.config.model.Analysis.alarm_min_requests` (``3 / maxErrorRate``, at most
+  ``minRequests``): one error among five requests is no 20 % error rate. The ALB publishes no 5xx datapoint for a minute without errors, hence ``FILL``; a
   minute without requests has no rate at all and counts as not breaching.
 - **p99 latency**: :data:`~rfs_deploy.metrics.definitions.P99`, the ``p99`` extended statistic,
   in seconds.
@@ -108,9 +108,9 @@ def create_error_rate_alarm(
         resource_name,
         alarm_description=(
             f"{label}: target 5xx error rate above {analysis.max_error_rate:g} "
-            f"in periods of at least {analysis.min_requests} requests"
+            f"in periods of at least {analysis.alarm_min_requests} requests"
         ),
-        metric_queries=error_rate_queries(dimensions, alarm_period(analysis), analysis.min_requests),
+        metric_queries=error_rate_queries(dimensions, alarm_period(analysis), analysis.alarm_min_requests),
         threshold=analysis.max_error_rate,
         tags=dict(tags),
         opts=opts,

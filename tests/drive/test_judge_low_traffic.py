@@ -89,5 +89,7 @@ def test_a_significant_breach_on_few_requests_fails_and_one_error_in_five_does_n
     assert step.observe(Window(slot(40, 20))).outcome is Outcome.FAIL
 
 
-def test_the_alarms_minimum_request_count_is_min_requests() -> None:
-    assert alarm_min_requests(Analysis(min_requests=250)) == 250
+def test_the_alarms_minimum_request_count_makes_three_errors_no_breach() -> None:
+    assert alarm_min_requests(Analysis()) == 60  # 3 errors of 60 are 5 %, not above it
+    assert alarm_min_requests(Analysis(max_error_rate=0.01)) == 100  # at most minRequests
+    assert alarm_min_requests(Analysis(min_requests=10, max_error_rate=0.01)) == 10

@@ -236,8 +236,8 @@ def test_alarms(path: Path, name: str) -> None:
         assert rate["comparisonOperator"] == "GreaterThanThreshold"
         queries = {q["id"]: q for q in rate["metricQueries"]}
         expression = queries["error_rate"]["expression"]
-        assert expression == error_rate_expression(analysis.min_requests)
-        assert expression.startswith(f"IF(requests >= {analysis.min_requests}, ")
+        assert expression == error_rate_expression(analysis.alarm_min_requests)
+        assert expression.startswith(f"IF(requests >= {analysis.alarm_min_requests}, ")
         assert queries["error_rate"]["returnData"] is True
         for query_id, metric in (("errors", "HTTPCode_Target_5XX_Count"), ("requests", "RequestCount")):
             assert as_plain(queries[query_id]["metric"]) == {
