@@ -224,9 +224,8 @@ class Spread:
     def add(self, requests: int, errors: int) -> Spread:
         if requests <= 0:
             return self
-        return Spread(
-            self.windows + 1, self.requests + requests, self.errors + errors, self.squares + errors**2 / requests
-        )
+        squares = self.squares + errors**2 / requests
+        return Spread(self.windows + 1, self.requests + requests, self.errors + errors, squares)
 
     @property
     def correlation(self) -> float:
