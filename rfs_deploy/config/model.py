@@ -405,6 +405,10 @@ class Analysis(Model):
     #: ``pause`` (hold for a person, as at a gate), ``rollback``, or ``promote`` (docs/decision.md).
     on_inconclusive: Literal["pause", "rollback", "promote"] = "pause"
 
+    #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
+    #: ``{provider: prometheus, url: ..., queries: ...}``.
+    metrics: MetricsSettings = Field(default_factory=CloudWatchSettings)
+
     @property
     def alarm_min_requests(self) -> int:
         """Requests a period needs before the 5xx-rate alarm counts it (metric math ``IF``): as
@@ -412,9 +416,6 @@ class Analysis(Model):
         error among five requests is no 20 % error rate; a 10 % canary of 1,000 requests a
         minute is counted in every period."""
         return max(1, min(self.min_requests, math.ceil(3 / self.max_error_rate)))
-    #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
-    #: ``{provider: prometheus, url: ..., queries: ...}``.
-    metrics: MetricsSettings = Field(default_factory=CloudWatchSettings)
 
 
 class DeploySettings(Model):
