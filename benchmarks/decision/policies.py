@@ -144,12 +144,18 @@ class Ours:
                 m = trace.minute(t, step)
                 exposure += m.new_requests
                 pending.append(m)
-                if alarms.minute(m) is not None:
+                fired = alarms.minute(m)
+                if fired is not None and not hasattr(judge, "alarm"):  # a judge from before alarm()
                     return Decision(True, t, exposure, "alarm")
                 window = window_of(pending, compare)
                 judge.observe(window)
                 if window.new is not None and (not compare or window.baseline is not None):
                     pending = []
+                # as the runner: the judge weighs a firing alarm against the minute it saw
+                open_or_passed = judge.result is None or judge.result.outcome is Outcome.PASS
+                weighed = judge.alarm(fired, window_of([m], compare)) if fired and open_or_passed else None
+                if weighed is not None and weighed.outcome is Outcome.FAIL:
+                    return Decision(True, t, exposure, "alarm")
             if compare:
                 evidence = judge.evidence
             pool = getattr(judge, "pool", None)

@@ -412,10 +412,10 @@ class Analysis(Model):
     @property
     def alarm_min_requests(self) -> int:
         """Requests a period needs before the 5xx-rate alarm counts it (metric math ``IF``): as
-        many as make three errors no breach of ``max_error_rate``, at most ``min_requests``. One
-        error among five requests is no 20 % error rate; a 10 % canary of 1,000 requests a
-        minute is counted in every period."""
-        return max(1, min(self.min_requests, math.ceil(3 / self.max_error_rate)))
+        many as make three errors no breach of ``max_error_rate``, at most half ``min_requests``
+        (50 by default). One error among five requests is no 20 % error rate; a 10 % canary of
+        1,000 requests a minute is counted in every period."""
+        return max(1, min(self.min_requests // 2, math.ceil(3 / self.max_error_rate)))
 
 
 class DeploySettings(Model):

@@ -90,13 +90,16 @@ class Analyst:
         while sj.result is None:
             await self._tick_wait(wait)
             firing = self._firing(out, new)
-            if firing:
-                since_window = (since, _boundary(self.seams.clock.now(), period))
-                base_slot = base if compare else None
-                self._alarm_failed(index, release, out, new, firing, since_window, base_slot)
-                return StepOutcome(False, f"alarm {firing[0]} is firing")
+            alarm_since = since
             now = self.seams.clock.now()
             end = _boundary(now, period)
+            # a compared step weighs a firing alarm against the window it fired in (the judge's
+            # StepJudge.alarm: a shared incident is held, a lone burst confirmed); elsewhere, and
+            # when there is no window to weigh it with, the alarm rolls back at once
+            if firing and (not compare or end <= since):
+                base_slot = base if compare else None
+                self._alarm_failed(index, release, out, new, firing, (since, end), base_slot)
+                return StepOutcome(False, f"alarm {firing[0]} is firing")
             if end <= since:  # no period has ended since the last window: wait for the next one
                 wait = round(since + period - now) or 1
                 continue
@@ -107,8 +110,20 @@ class Analyst:
                 if _has_data(window, compare):
                     since = end
             except MetricsUnavailable as exc:
+                if firing:
+                    self._alarm_failed(index, release, out, new, firing, (alarm_since, end), base)
+                    return StepOutcome(False, f"alarm {firing[0]} is firing")
                 verdict, slots = sj.fetch_failed(str(exc)), {}
                 wait = min(interval, FETCH_RETRY)
+            if firing and (sj.result is None or sj.result.passed):
+                weighed = sj.alarm(firing[0], window)
+                if weighed.outcome is Outcome.FAIL:
+                    # the alarm's FAIL verdict carries this window's metrics (one sample, as before)
+                    self._alarm_failed(index, release, out, new, firing, (alarm_since, end), base)
+                    return StepOutcome(False, f"alarm {firing[0]} is firing")
+                self._record(index, release, new, slots, verdict)
+                self._record(index, release, new, slots, weighed)
+                continue
             self._record(index, release, new, slots, verdict)
         if compare:
             self.evidence = sj.evidence

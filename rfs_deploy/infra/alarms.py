@@ -11,7 +11,7 @@ The metrics are the ones the analysis judges, from the shared table of
   the target group's :data:`~rfs_deploy.metrics.definitions.ERRORS` and
   :data:`~rfs_deploy.metrics.definitions.REQUESTS` sums, ``N`` being
   :attr:`~rfs_deploy.config.model.Analysis.alarm_min_requests` (``3 / maxErrorRate``, at most
-  ``minRequests``): one error among five requests is no 20 % error rate. The ALB publishes no
+  half ``minRequests``): one error among five requests is no 20 % error rate. The ALB publishes no
   5xx datapoint for a minute without errors, hence ``FILL``; a minute without requests has no
   rate at all and counts as not breaching.
 - **p99 latency**: :data:`~rfs_deploy.metrics.definitions.P99`, the ``p99`` extended statistic,

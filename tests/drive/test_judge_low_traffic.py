@@ -90,6 +90,6 @@ def test_a_significant_breach_on_few_requests_fails_and_one_error_in_five_does_n
 
 
 def test_the_alarms_minimum_request_count_makes_three_errors_no_breach() -> None:
-    assert alarm_min_requests(Analysis()) == 60  # 3 errors of 60 are 5 %, not above it
-    assert alarm_min_requests(Analysis(max_error_rate=0.01)) == 100  # at most minRequests
-    assert alarm_min_requests(Analysis(min_requests=10, max_error_rate=0.01)) == 10
+    assert alarm_min_requests(Analysis()) == 50  # half minRequests: 3 errors of 50 are 6 %
+    assert alarm_min_requests(Analysis(max_error_rate=0.2)) == 15  # 3 errors of 15 are 20 %, not above
+    assert alarm_min_requests(Analysis(min_requests=10, max_error_rate=0.01)) == 5
