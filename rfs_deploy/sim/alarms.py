@@ -37,7 +37,7 @@ _BINARY: dict[type, Callable[[float, float], float]] = {
 }
 
 
-_COMPARE: dict[type, Callable[[float, float], bool]] = {
+_MATH_COMPARE: dict[type, Callable[[float, float], bool]] = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
     ast.Lt: operator.lt,
@@ -71,11 +71,11 @@ def evaluate_expression(expression: str, values: Mapping[str, float | None]) -> 
             if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
                 return None
             return _BINARY[type(node.op)](left, right)
-        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _MATH_COMPARE:
             left, right = walk(node.left), walk(node.comparators[0])
             if left is None or right is None:
                 return None
-            return 1.0 if _COMPARE[type(node.ops[0])](left, right) else 0.0
+            return 1.0 if _MATH_COMPARE[type(node.ops[0])](left, right) else 0.0
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.upper() == "IF":
             condition, then, otherwise = node.args
             chosen = walk(condition)
