@@ -151,7 +151,10 @@ class Ours:
                 judge.observe(window)
                 if window.new is not None and (not compare or window.baseline is not None):
                     pending = []
-                # as the runner: the judge weighs a firing alarm against the minute it saw
+                # as the runner: the judge weighs a firing alarm against the minute it saw (a minute
+                # the judge fails too is the alarm's)
+                if fired and judge.result is not None and judge.result.outcome is Outcome.FAIL:
+                    return Decision(True, t, exposure, "alarm")
                 open_or_passed = judge.result is None or judge.result.outcome is Outcome.PASS
                 weighed = judge.alarm(fired, window_of([m], compare)) if fired and open_or_passed else None
                 if weighed is not None and weighed.outcome is Outcome.FAIL:

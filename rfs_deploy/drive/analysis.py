@@ -115,6 +115,10 @@ class Analyst:
                     return StepOutcome(False, f"alarm {firing[0]} is firing")
                 verdict, slots = sj.fetch_failed(str(exc)), {}
                 wait = min(interval, FETCH_RETRY)
+            if firing and sj.result is not None and not sj.result.passed:
+                # the alarm and the judge both failed this window: the alarm's record, as before
+                self._alarm_failed(index, release, out, new, firing, (alarm_since, end), base)
+                return StepOutcome(False, f"alarm {firing[0]} is firing")
             if firing and (sj.result is None or sj.result.passed):
                 weighed = sj.alarm(firing[0], window)
                 if weighed.outcome is Outcome.FAIL:

@@ -97,10 +97,12 @@ def test_ours_promotes_a_good_version_after_one_window_per_step() -> None:
     assert (decision.rolled_back, decision.minute, decision.exposure) == (False, 10, 2000)
 
 
-def test_ours_judges_the_window_then_weighs_the_alarm() -> None:
-    # minute 1 at 10 % 5xx over a healthy baseline: the window's own judgement fails it first
+def test_ours_checks_the_alarm_before_judging_the_window() -> None:
     decision = Ours().decide(bad_at(1))
-    assert (decision.rolled_back, decision.minute, decision.reason) == (True, 1, "sequential test")
+    assert (decision.rolled_back, decision.minute, decision.reason) == (True, 1, "alarm")
+
+
+def test_ours_weighs_an_alarm_on_a_window_the_judge_cannot_fail() -> None:
     # a thin minute (60 requests, below minRequests) the judge cannot fail on, whose 6.7 % the
     # alarm counts (it needs 50): over a healthy baseline of binomial traffic, it rolls back at once
     decision = Ours().decide(bad_at(1, bad=Minute(60, 4, 0.30, 800, 4, 0.30)))
