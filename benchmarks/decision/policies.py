@@ -26,12 +26,14 @@ returns :meth:`Decision.pause`, and the tables count it as the third outcome.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from benchmarks.decision.traffic import Minute, SeedTrace
 from rfs_deploy.config.model import Analysis
+from rfs_deploy.drive import rules
 from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window
 
@@ -89,12 +91,15 @@ class AlarmState:
     periods: int
     max_error_rate: float
     max_p99: float
+    #: A minute with fewer requests does not breach the 5xx alarm (the program's: metric math ``IF``).
+    min_requests: int = 0
     _errors: int = 0
     _latency: int = 0
 
     def minute(self, m: Minute) -> str | None:
         """Feed one minute; the name of an alarm in ALARM afterwards, or None."""
-        rate = m.new_errors / m.new_requests if m.new_requests > 0 else None
+        counted = m.new_requests > 0 and m.new_requests >= self.min_requests
+        rate = m.new_errors / m.new_requests if counted else None
         self._errors = self._errors + 1 if rate is not None and rate > self.max_error_rate else 0
         slow = m.new_p99 is not None and m.new_p99 > self.max_p99
         self._latency = self._latency + 1 if slow else 0
@@ -118,9 +123,12 @@ class Ours:
     def decide(self, trace: SeedTrace) -> Decision:
         policy = self.analysis
         interval = max(PERIOD, policy.period)
-        alarms = AlarmState(policy.failure_limit, policy.max_error_rate, policy.max_p99_latency)
+        alarms = AlarmState(
+            policy.failure_limit, policy.max_error_rate, policy.max_p99_latency, alarm_min_requests(policy)
+        )
         t = exposure = 0
         evidence = None
+        pool: Window | None = None
         for step, weight in enumerate(trace.weights):
             compare = weight < 100
             judge = StepJudge(
@@ -128,6 +136,7 @@ class Ours:
                 baseline=compare,
                 windows=planned_windows(PERIOD, interval),
                 evidence=evidence if compare else None,
+                **({"release": True, "pool": pool} if _release_steps() else {}),
             )
             pending: list[Minute] = []
             while judge.result is None:
@@ -135,14 +144,24 @@ class Ours:
                 m = trace.minute(t, step)
                 exposure += m.new_requests
                 pending.append(m)
-                if alarms.minute(m) is not None:
+                fired = alarms.minute(m)
+                if fired is not None and not hasattr(judge, "alarm"):  # a judge from before alarm()
                     return Decision(True, t, exposure, "alarm")
                 window = window_of(pending, compare)
                 judge.observe(window)
                 if window.new is not None and (not compare or window.baseline is not None):
                     pending = []
+                # as the runner: the judge weighs a firing alarm against the minute it saw (a minute
+                # the judge fails too is the alarm's)
+                if fired and judge.result is not None and judge.result.outcome is Outcome.FAIL:
+                    return Decision(True, t, exposure, "alarm")
+                open_or_passed = judge.result is None or judge.result.outcome is Outcome.PASS
+                weighed = judge.alarm(fired, window_of([m], compare)) if fired and open_or_passed else None
+                if weighed is not None and weighed.outcome is Outcome.FAIL:
+                    return Decision(True, t, exposure, "alarm")
             if compare:
                 evidence = judge.evidence
+            pool = getattr(judge, "pool", None)
             outcome = judge.result.outcome
             if outcome is Outcome.FAIL:
                 return Decision(True, t, exposure, classify(judge.result.reason))
@@ -150,6 +169,18 @@ class Ours:
                 # a step that ends neither passed nor failed waits for a person
                 return Decision.pause(t, exposure, classify(judge.result.reason))
         return Decision(False, t, exposure, "promoted")
+
+
+def alarm_min_requests(policy: Analysis) -> int:
+    """The request count below which the program's alarms do not count a minute as breaching
+    (0 with a judge from before the alarms had one: ``--before``)."""
+    found = getattr(rules, "alarm_min_requests", None)
+    return 0 if found is None else int(found(policy))
+
+
+def _release_steps() -> bool:
+    """Whether this judge knows release steps (``--before`` may run one from before them)."""
+    return "release" in inspect.signature(StepJudge).parameters
 
 
 def window_of(minutes: list[Minute], compare: bool) -> Window:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import operator
 import re
 from string import Template
@@ -400,9 +401,21 @@ class Analysis(Model):
     latency_tolerance: Num = Field(default=1.5, ge=1.0, le=1000)
     #: Metric period in seconds (ALB metrics are per minute; at most a day).
     period: Duration = Field(default=60, ge=10, le=86_400)
+    #: How a release step ends when its traffic never gave the judge enough requests to decide:
+    #: ``pause`` (hold for a person, as at a gate), ``rollback``, or ``promote`` (docs/decision.md).
+    on_inconclusive: Literal["pause", "rollback", "promote"] = "pause"
+
     #: Where the metrics come from: ``{provider: cloudwatch}`` (the default) or
     #: ``{provider: prometheus, url: ..., queries: ...}``.
     metrics: MetricsSettings = Field(default_factory=CloudWatchSettings)
+
+    @property
+    def alarm_min_requests(self) -> int:
+        """Requests a period needs before the 5xx-rate alarm counts it (metric math ``IF``): as
+        many as make three errors no breach of ``max_error_rate``, at most half ``min_requests``
+        (50 by default). One error among five requests is no 20 % error rate; a 10 % canary of
+        1,000 requests a minute is counted in every period."""
+        return max(1, min(self.min_requests // 2, math.ceil(3 / self.max_error_rate)))
 
 
 class DeploySettings(Model):

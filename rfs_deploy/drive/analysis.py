@@ -52,6 +52,9 @@ class Analyst:
         self.service = service
         self.policy = service.analysis
         self.evidence: Evidence | None = None
+        #: Thin windows the last analysis step left unjudged, and the slot they are of.
+        self.pool: Window | None = None
+        self.pool_slot: SlotName | None = None
         self.deadline: float | None = None
         self._metrics: MetricsProvider | None = None
         self._saved_at: float | None = None
@@ -79,6 +82,8 @@ class Analyst:
             baseline=compare,
             windows=planned_windows(step.duration, interval),
             evidence=self.evidence if compare else None,
+            release=True,
+            pool=self.pool if self.pool_slot == new else None,
         )
         # Windows are whole metric periods on the epoch's boundaries (a window ending mid-period
         # would ask for the period still being filled, which has no datapoint yet) and contiguous:
@@ -91,13 +96,16 @@ class Analyst:
         while sj.result is None:
             await self._tick_wait(wait)
             firing = self._firing(out, new)
-            if firing:
-                since_window = (since, _boundary(self.seams.clock.now(), period))
-                base_slot = base if compare else None
-                self._alarm_failed(index, release, out, new, firing, since_window, base_slot)
-                return StepOutcome(False, f"alarm {firing[0]} is firing")
+            alarm_since = since
             now = self.seams.clock.now()
             end = _boundary(now, period)
+            # a compared step weighs a firing alarm against the window it fired in (the judge's
+            # StepJudge.alarm: a shared incident is held, a lone burst confirmed); elsewhere, and
+            # when there is no window to weigh it with, the alarm rolls back at once
+            if firing and (not compare or end <= since):
+                base_slot = base if compare else None
+                self._alarm_failed(index, release, out, new, firing, (since, end), base_slot)
+                return StepOutcome(False, f"alarm {firing[0]} is firing")
             if end <= since:  # no period has ended since the last window: wait for the next one
                 wait = round(since + period - now) or 1
                 continue
@@ -108,11 +116,31 @@ class Analyst:
                 if _has_data(window, compare):
                     since = end
             except MetricsUnavailable as exc:
+                if firing:
+                    self._alarm_failed(index, release, out, new, firing, (alarm_since, end), base)
+                    return StepOutcome(False, f"alarm {firing[0]} is firing")
                 verdict, slots = sj.fetch_failed(str(exc)), {}
                 wait = min(interval, FETCH_RETRY)
+            if firing and sj.result is not None and not sj.result.passed:
+                # the alarm and the judge both failed this window: the alarm's record, as before
+                self._alarm_failed(index, release, out, new, firing, (alarm_since, end), base)
+                return StepOutcome(False, f"alarm {firing[0]} is firing")
+            if firing and (sj.result is None or sj.result.passed):
+                weighed = sj.alarm(firing[0], window)
+                if weighed.outcome is Outcome.FAIL:
+                    # the alarm's FAIL verdict carries this window's metrics (one sample, as before)
+                    self._alarm_failed(index, release, out, new, firing, (alarm_since, end), base)
+                    return StepOutcome(False, f"alarm {firing[0]} is firing")
+                self._record(index, release, new, slots, verdict)
+                self._record(index, release, new, slots, weighed)
+                continue
             self._record(index, release, new, slots, verdict)
         if compare:
             self.evidence = sj.evidence
+        # thin windows not judged yet are pooled into the next step judging the same slot
+        self.pool, self.pool_slot = sj.pool, new
+        if sj.result.outcome is Outcome.INCONCLUSIVE:
+            return StepOutcome(False, sj.result.reason, undecided=True)
         return StepOutcome(sj.result.passed, sj.result.reason)
 
     async def probe(self, index: int, release: ReleaseState, out: ServiceOutputs) -> StepOutcome:

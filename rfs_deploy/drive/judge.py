@@ -50,6 +50,16 @@ STABLE_P99_REQUESTS = 1000
 #: Windows a step may hold (extend) to confirm a p99 or while the evidence leans against the
 #: new version; after that its windows are judged as they come.
 MAX_HOLDS = 2
+#: A release step whose thin windows lean against the new version may take this many times its
+#: allowance of thin windows (``maxInconclusive + 1``) before it ends undecided: the sequential
+#: test is on its way to a decision, and the step's lower weight limits what it costs meanwhile.
+LEANING_EXTENSION = 3
+#: Windows a release step may hold through a shared incident (the baseline failing as badly as
+#: the new version) before it ends undecided.
+MAX_INCIDENT_WINDOWS = 30
+#: A new version whose 5xx rate is past this many times ``maxErrorRate`` is rolled back at its
+#: alarm's first period even over a healthy baseline (past a hard limit, nothing to confirm).
+HARD_LIMIT_FACTOR = 2.0
 
 
 def planned_windows(duration: int, interval: int) -> int:
@@ -82,19 +92,40 @@ class StepJudge:
     release, which bounds the false-rollback probability per release rather than per step.
     """
 
-    def __init__(self, policy: Analysis, *, baseline: bool, windows: int, evidence: Evidence | None = None):
+    def __init__(
+        self,
+        policy: Analysis,
+        *,
+        baseline: bool,
+        windows: int,
+        evidence: Evidence | None = None,
+        release: bool = False,
+        pool: Window | None = None,
+    ):
         self.policy = policy
         self.baseline = baseline
         self.windows = max(1, windows)
         self.evidence = evidence
+        #: A step of a release (the runner's analysis steps): the low-traffic rules apply.
+        self.release = release
         self.verdicts: list[Verdict] = []
         self.passed = self.failed = self.inconclusive = self.fetch_errors = self.consecutive_errors = 0
         self.held = 0
         #: Inconclusive windows without usable data (none, partial): all of them, and the run so far.
         self.missing = self.missing_run = 0
         self.result: Verdict | None = None
-        self._carry: Window | None = None
+        self._carry: Window | None = pool if release else None
         self._slow = False
+        #: Windows held through a shared incident; the window index of the last firing alarm.
+        self.incident = 0
+        self._alarm_at = -2
+        self._alarm_ats: set[int] = set()
+        self._breached = False
+
+    @property
+    def pool(self) -> Window | None:
+        """The thin windows not judged yet (hand them to the next step of the release)."""
+        return self._carry
 
     @property
     def compare(self) -> bool:
@@ -105,12 +136,18 @@ class StepJudge:
         """Judge the next window and update the step's state; returns the window's verdict."""
         self._check_open()
         pooled = self._pooled(window)
-        found = assess(window, self.policy, self.baseline, self.evidence, pooled)
+        before = self.evidence
+        found = assess(window, self.policy, self.baseline, self.evidence, pooled, thin_test=self.release)
         self.evidence = found.evidence
         findings = self._step_rules(found)
+        if any(f.kind == "incident" for f in findings):
+            # a shared incident's minutes say nothing about the release, and their 50 % rates would
+            # read as burstiness to the dispersion estimate for the rest of it: set them aside
+            self.evidence = before if before is not None or not self.compare else Evidence.start()
+            found.evidence = self.evidence
         verdict = combine(findings, found.judged, found.numbers, found.evidence)
         kinds = {f.kind for f in findings if f.outcome is not Outcome.PASS}
-        if self.compare and "thin" in kinds:
+        if (self.compare or self.release) and "thin" in kinds:
             self._carry = pooled or window
         elif "data" not in kinds:
             self._carry = None
@@ -122,6 +159,8 @@ class StepJudge:
             self.failed += 1
         elif kinds == {"hold"}:
             self.held += 1
+        elif kinds == {"incident"}:
+            self.incident += 1
         else:
             self.inconclusive += 1
         if "data" in kinds:
@@ -140,10 +179,15 @@ class StepJudge:
         return Window(new=merge(carry.new, window.new), baseline=merge(carry.baseline, window.baseline))
 
     def _step_rules(self, found: Assessment) -> list[Finding]:
-        """Hold a lone p99 excursion on a thin tail, or a pass the evidence leans against."""
+        """Hold a lone p99 excursion on a thin tail, or a pass the evidence leans against; in a
+        release step, hold a failure the baseline shares (a shared incident)."""
         findings = found.findings
         if not self.compare or any(f.kind == "data" for f in findings):
             return findings
+        incident = self._incident(found)
+        if incident is not None:
+            return [Finding(Outcome.INCONCLUSIVE, incident, "incident")]
+        findings = self._confirm_breach(found, findings)
         fails = [f for f in findings if f.outcome is Outcome.FAIL]
         slow = [f for f in fails if f.kind == "latency"]
         was_slow = self._slow
@@ -163,6 +207,95 @@ class StepJudge:
             text = f"holding this weight: the sequential test leans against the new version (p={lean:.2g})"
             return [Finding(Outcome.INCONCLUSIVE, text, "hold")]
         return findings
+
+    def _incident(self, found: Assessment) -> str | None:
+        """Why this window's failure is a shared incident the step holds through (None: it is not).
+
+        The baseline is past ``maxErrorRate`` in the same window as the new version, and the
+        sequential test does not say the new version is worse than it: the upstream both depend
+        on is failing, not the release. Rolling back would move all traffic onto a baseline that
+        is just as sick; the step holds its weight (no change, no rollback) and judges again
+        when the baseline recovers. A new version worse than its baseline is still rolled back
+        (the sequential test's FAIL is kept)."""
+        if not self.release or self.incident >= MAX_INCIDENT_WINDOWS:
+            return None
+        fails = [f for f in found.findings if f.outcome is Outcome.FAIL]
+        if not fails or any(f.kind == "sequential" for f in fails):
+            return None
+        base = found.base
+        if base is None or base.requests <= 0 or base.errors / base.requests <= self.policy.max_error_rate:
+            return None
+        return (
+            f"shared incident: the baseline fails too ({base.errors / base.requests:.2%} 5xx), "
+            f"{fails[0].text}; holding the weight until the baseline recovers"
+        )
+
+    def _confirm_breach(self, found: Assessment, findings: list[Finding]) -> list[Finding]:
+        """In a release step, an error-rate breach over a healthy baseline must repeat in the next
+        window unless it is past the hard limit or the sequential test leans against the new
+        version: a single bursty minute is not a regression (measured: a one-window 5 % limit
+        rolls back a tenth of healthy releases whose minutes' rates vary by a CV of 2)."""
+        breached = [f for f in findings if f.kind == "threshold" and f.text.startswith("error rate")]
+        was, self._breached = self._breached, bool(breached)
+        if not self.release or not breached or was or found.judged is None:
+            return findings
+        others = [f for f in findings if f.outcome is Outcome.FAIL and f not in breached]
+        evidence, p = self.evidence, self.policy
+        leaning = evidence is not None and evidence.log_mixture >= hold_level(p.significance)
+        rate = found.judged.errors / found.judged.requests
+        if others or leaning or rate > HARD_LIMIT_FACTOR * p.max_error_rate or not self._bursty():
+            return findings
+        text = f"{breached[0].text} for one window over a healthy baseline: confirming with the next"
+        return [f for f in findings if f not in breached] + [Finding(Outcome.INCONCLUSIVE, text, "hold")]
+
+    def alarm(self, name: str, window: Window) -> Verdict:
+        """A firing alarm of the new slot, after :meth:`observe` judged ``window`` (the periods the
+        alarm saw): FAIL to roll back, INCONCLUSIVE to hold (nothing is decided by it).
+
+        Outside a compared release step every firing alarm rolls back. In one, the alarm rolls
+        back a new version past the hard limit (:data:`HARD_LIMIT_FACTOR` x ``maxErrorRate``)
+        over a healthy baseline, one the sequential test leans against or rejects, or one whose
+        alarm fires in two windows in a row; a single period's burst over a healthy baseline is
+        confirmed with the next window, and an alarm while the baseline fails too is a shared
+        incident: held, unless the sequential test shows the new version worse than it. A step
+        that passed on ``window`` is still failed by an alarm that rolls back."""
+        if self.result is not None and self.result.outcome is not Outcome.PASS:
+            raise RuntimeError("this step is already decided")
+        index, self._alarm_at = len(self.verdicts), len(self.verdicts)
+        text = f"alarm {name} is firing"
+        new, base = window.new, window.baseline
+        if not (self.release and self.compare) or new is None or new.requests <= 0:
+            return self._alarm_verdict(Outcome.FAIL, text)
+        p = self.policy
+        evidence = self.evidence
+        rejects = evidence is not None and evidence.rejects(p.significance)
+        leaning = evidence is not None and evidence.log_mixture >= hold_level(p.significance)
+        rate = new.errors / new.requests
+        base_rate = None if base is None or base.requests <= 0 else base.errors / base.requests
+        if base_rate is not None and base_rate > p.max_error_rate and not rejects:
+            if self.incident < MAX_INCIDENT_WINDOWS:
+                self.incident += 1
+                why = f"{text} while the baseline fails too ({base_rate:.2%} 5xx): shared incident, holding"
+                return self._alarm_verdict(Outcome.INCONCLUSIVE, why)
+            return self._alarm_verdict(Outcome.FAIL, f"{text} through a shared incident too long")
+        confirmed = index - 1 in self._alarm_ats or not self._bursty()
+        if rate > HARD_LIMIT_FACTOR * p.max_error_rate or rejects or leaning or confirmed:
+            return self._alarm_verdict(Outcome.FAIL, text)
+        return self._alarm_verdict(Outcome.INCONCLUSIVE, f"{text} for one window: confirming with the next")
+
+    def _bursty(self) -> bool:
+        """Whether either slot's 5xx counts vary from window to window beyond a binomial's (then
+        a breach in one window over a healthy baseline must repeat)."""
+        e = self.evidence
+        return e is not None and max(e.new_spread.dispersion, e.base_spread.dispersion) > 1.0
+
+    def _alarm_verdict(self, outcome: Outcome, reason: str) -> Verdict:
+        self._alarm_ats.add(self._alarm_at)
+        verdict = Verdict(outcome, reason, {"source": "alarm"}, self.evidence)
+        if outcome is Outcome.FAIL:
+            self.result = None
+            self._end(Outcome.FAIL, reason, verdict)
+        return verdict
 
     def fetch_failed(self, reason: str) -> Verdict:
         """Record a failed metric query (it is neither a pass nor a failure of the version)."""
@@ -194,6 +327,8 @@ class StepJudge:
                 f"(limit {p.max_inconclusive}): {last.reason}",
                 last,
             )
+        elif self.inconclusive - self.missing > p.max_inconclusive and self.release:
+            self._undecided(last)
         elif self.inconclusive - self.missing > p.max_inconclusive:
             self._end(
                 Outcome.FAIL,
@@ -204,6 +339,36 @@ class StepJudge:
         elif self.passed >= self.windows:
             self._end(Outcome.PASS, f"{self.passed} window(s) passed: {last.reason}", last)
 
+    def _undecided(self, last: Verdict) -> None:
+        """A release step whose traffic stayed below ``min_requests`` (thin windows pooled).
+
+        A compared step whose pooled windows show nothing against the new version (no breach,
+        the sequential test not leaning) advances and hands its pool to the next step: the next
+        weight brings more requests, the sequential test keeps its evidence, and the thresholds
+        judge the pool as soon as it is large enough. A step that cannot advance so (the last,
+        uncompared steps; evidence leaning) ends as ``onInconclusive`` says: INCONCLUSIVE for
+        ``pause`` (the runner holds the deployment for a person), FAIL for ``rollback``, PASS
+        for ``promote``. Never a rollback for lack of data unless asked for."""
+        p = self.policy
+        pooled = last.numbers.get("pooled_requests", last.numbers.get("requests"))
+        thin = self.inconclusive - self.missing
+        what = f"{thin} thin windows, {pooled} requests pooled (need {p.min_requests})"
+        evidence = self.evidence
+        leaning = evidence is not None and evidence.log_mixture >= hold_level(p.significance)
+        extend = thin <= LEANING_EXTENSION * (p.max_inconclusive + 1)
+        if leaning and p.on_inconclusive != "rollback" and extend:
+            return  # the evidence heads for a decision: extend the step while it gathers
+        if self.compare and not leaning and p.on_inconclusive != "rollback":
+            text = f"advancing on thin data: {what}, nothing against the new version; pooled into the next"
+            self._end(Outcome.PASS, text, last)
+        elif p.on_inconclusive == "promote":
+            self._end(Outcome.PASS, f"undecided ({what}): promoted, as analysis.onInconclusive says", last)
+        elif p.on_inconclusive == "rollback":
+            self._end(Outcome.FAIL, f"not enough data: {what} (analysis.onInconclusive: rollback)", last)
+        else:
+            lean = " while the sequential test leans against the new version" if leaning else ""
+            self._end(Outcome.INCONCLUSIVE, f"undecided ({what}{lean}): waiting for a person", last)
+
     def _end(self, outcome: Outcome, reason: str, basis: Verdict) -> None:
         numbers = dict(basis.numbers)
         numbers.update(
@@ -213,6 +378,7 @@ class StepJudge:
             windows_inconclusive=self.inconclusive,
             windows_without_data=self.missing,
             windows_held=self.held,
+            windows_incident=self.incident,
             fetch_errors=self.fetch_errors,
         )
         self.result = replace(basis, outcome=outcome, reason=reason, numbers=numbers, evidence=self.evidence)

@@ -25,6 +25,9 @@ class StepOutcome:
     cancelled: bool = False
     #: A gate: the deployment holds here until ``rfs-deploy promote`` (see docs/gates.md).
     paused: bool = False
+    #: An analysis step its traffic left undecided, with ``analysis.onInconclusive: pause``: the
+    #: deployment holds after it for a person, as at a gate (docs/decision.md).
+    undecided: bool = False
 
 
 class StepFailed(RfsDeployError):

@@ -36,7 +36,7 @@ from enum import StrEnum
 from typing import NamedTuple, TypeAlias
 
 from rfs_deploy.config.model import Analysis
-from rfs_deploy.drive.stats import Evidence, hold_level, threshold
+from rfs_deploy.drive.stats import Evidence, binom_sf, hold_level, threshold
 from rfs_deploy.metrics.base import SlotMetrics
 
 Number: TypeAlias = float | int | str | bool | None
@@ -130,10 +130,12 @@ def assess(
     baseline: bool,
     evidence: Evidence | None,
     pooled: Window | None = None,
+    thin_test: bool = False,
 ) -> Assessment:
     """The findings of one window. The sequential test always gets ``window``'s own counts;
     the thresholds and the latency comparison judge ``pooled`` (thin windows carried into this
-    one) when given."""
+    one) when given. ``thin_test``: a window below ``min_requests`` still FAILs when its errors
+    are significantly above ``max_error_rate`` (:func:`thin_breach`)."""
     compare = baseline and policy.baseline_comparison
     if compare and evidence is None:
         evidence = Evidence.start()
@@ -155,8 +157,12 @@ def assess(
     if seen is pooled:
         numbers.update(pooled_requests=judged.requests, pooled_errors=judged.errors)
     if judged.requests < policy.min_requests:
-        text = f"only {judged.requests} requests (need {policy.min_requests})"
-        findings.append(Finding(Outcome.INCONCLUSIVE, text, "thin"))
+        breach = thin_breach(judged, policy) if thin_test else None
+        if breach is not None:
+            findings.append(Finding(Outcome.FAIL, breach, "threshold"))
+        else:
+            text = f"only {judged.requests} requests (need {policy.min_requests})"
+            findings.append(Finding(Outcome.INCONCLUSIVE, text, "thin"))
     else:
         breaches = absolute_thresholds(judged, seen.baseline, policy)
         findings += [Finding(o, t, "threshold") for o, t in breaches]
@@ -164,6 +170,29 @@ def assess(
             latency = _latency_vs_baseline(judged, seen.baseline, policy, numbers)
             findings += [Finding(o, t, "latency") for o, t in latency]
     return Assessment(findings, numbers, evidence, judged, seen.baseline)
+
+
+def alarm_min_requests(policy: Analysis) -> int:
+    """Requests a metric period needs before the program's 5xx-rate alarm counts it as
+    breaching (its metric math ``IF``, :mod:`rfs_deploy.infra.alarms`):
+    :attr:`Analysis.alarm_min_requests`."""
+    return policy.alarm_min_requests
+
+
+def thin_breach(new: SlotMetrics, policy: Analysis) -> str | None:
+    """Why too few requests to judge a rate still show it above ``max_error_rate``: the chance of
+    at least this many errors at exactly that rate is below ``significance`` (one-sided exact
+    binomial test). Twenty errors among 40 requests need no hundred requests to be a breach; one
+    among five is no 20 % error rate. None: no such breach."""
+    if new.errors <= 0 or new.requests <= 0:
+        return None
+    p = binom_sf(new.errors, new.requests, min(1.0, policy.max_error_rate))
+    if p >= policy.significance:
+        return None
+    return (
+        f"error rate {new.errors / new.requests:.2%} > {policy.max_error_rate:.2%} over only "
+        f"{new.requests} requests, beyond chance (binomial p={p:.2g})"
+    )
 
 
 def _without_unusable_baseline(window: Window) -> Window:

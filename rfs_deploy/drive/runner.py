@@ -187,6 +187,11 @@ class Runner:
             if outcome.paused and isinstance(step, Gate):
                 await self._hold(index, step.reason)
                 return rec
+            if outcome.undecided:
+                # too little traffic to decide, and analysis.onInconclusive says pause: a person
+                # promotes (the next step runs) or rolls back, as at a gate
+                await self._hold(index, f"step {index + 1} ({step.kind}) {outcome.reason}")
+                return rec
             if outcome.paused:
                 # a pause request cut this observing step short: hold after the step before it,
                 # so that promote runs this one again from its start
@@ -250,7 +255,7 @@ class Runner:
             "interrupted"
             if outcome.paused and not isinstance(step, Gate)
             else "paused"
-            if outcome.paused
+            if outcome.paused or outcome.undecided
             else "passed"
             if outcome.passed
             else "cancelled"
@@ -260,7 +265,7 @@ class Runner:
         srec.reason = outcome.reason
         if srec.outcome == "interrupted":
             srec.reason += "; the step runs again from its start on promote"
-        if not outcome.passed and not outcome.cancelled and not outcome.paused:
+        if not outcome.passed and not outcome.cancelled and not outcome.paused and not outcome.undecided:
             rec.errors.append(f"step {index + 1} ({step.kind}): {outcome.reason}")
         self.stack.emit(
             events.StepFinished, index=index, kind=step.kind, outcome=srec.outcome, reason=outcome.reason

@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 #: 2 and 4 are a 1 % and a 2 % error rate over a 0.5 % baseline; 1.5 and 3 fill the gaps.
 ALTERNATIVES: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
 
+#: Prior weight, in windows, of "no overdispersion" (1) in each slot's dispersion estimate: a
+#: slot's first few windows cannot show much of its minute-to-minute variation, and a burst in
+#: them must neither be ignored nor make the estimate explode.
+DISPERSION_PRIOR = 4.0
+
 #: P-value below which an A/B split counts as a sample ratio mismatch (the usual SRM bar).
 SRM_ALPHA = 0.001
 
@@ -132,6 +137,11 @@ class Evidence:
     base_errors: int = 0
     windows: int = 0
     max_log_lr: float = 0.0
+    #: Each slot's minute-to-minute variation so far (:class:`Spread`), and the variance inflation
+    #: the last window's evidence was divided by (1: binomial counts).
+    new_spread: Spread = field(default_factory=lambda: Spread())
+    base_spread: Spread = field(default_factory=lambda: Spread())
+    dispersion: float = 1.0
 
     @classmethod
     def start(cls, alternatives: Sequence[float] = ALTERNATIVES) -> Evidence:
@@ -148,11 +158,22 @@ class Evidence:
         a ValueError rather than evidence that compares false with every threshold."""
         _check_counts(new_requests, new_errors, base_requests, base_errors)
         log_lr = self.log_lr
+        new_spread, base_spread = self.new_spread.add(new_requests, new_errors), self.base_spread
+        base_spread = base_spread.add(base_requests, base_errors)
+        dispersion = self.dispersion
         if new_requests > 0 and base_requests > 0:
             share = new_requests / (new_requests + base_requests)
             errors = new_errors + base_errors
+            # quasi-likelihood: the share of errors varies (1 - s) phi_new + s phi_base times as
+            # much as a binomial's, so each window's log-likelihood ratio is divided by that. Each
+            # slot's phi is a beta-binomial's, 1 + (n - 1) rho, with the larger of the two slots'
+            # intra-minute correlations rho: the baseline's many requests estimate it far better
+            # than a 10 % canary's few, and one upstream's bad minutes hit both
+            rho = max(new_spread.correlation, base_spread.correlation)
+            phi_new, phi_base = 1.0 + (new_requests - 1) * rho, 1.0 + (base_requests - 1) * rho
+            dispersion = (1.0 - share) * phi_new + share * phi_base
             log_lr = tuple(
-                lr + new_errors * math.log(r) - errors * math.log1p((r - 1.0) * share)
+                lr + (new_errors * math.log(r) - errors * math.log1p((r - 1.0) * share)) / dispersion
                 for lr, r in zip(self.log_lr, self.alternatives, strict=True)
             )
         mixed = _log_mean_exp(log_lr)
@@ -165,6 +186,9 @@ class Evidence:
             base_errors=self.base_errors + base_errors,
             windows=self.windows + 1,
             max_log_lr=max(self.max_log_lr, mixed),
+            new_spread=new_spread,
+            base_spread=base_spread,
+            dispersion=dispersion,
         )
 
     @property
@@ -180,6 +204,51 @@ class Evidence:
     def rejects(self, alpha: float) -> bool:
         """True once the evidence that the new slot errs more has reached ``1/alpha``."""
         return self.max_log_lr >= threshold(alpha)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One slot's 5xx counts window by window, reduced to what its dispersion needs.
+
+    The Pearson statistic of the windows' counts around the slot's pooled rate ``p`` is
+    ``sum((e_i - n_i p)^2 / (n_i p (1 - p)))`` = ``(sum(e_i^2 / n_i) - E^2 / N) / (p (1 - p))``,
+    so four running sums keep it exact however many windows there are.
+    """
+
+    windows: int = 0
+    requests: int = 0
+    errors: int = 0
+    #: sum of e_i^2 / n_i over the windows
+    squares: float = 0.0
+
+    def add(self, requests: int, errors: int) -> Spread:
+        if requests <= 0:
+            return self
+        squares = self.squares + errors**2 / requests
+        return Spread(self.windows + 1, self.requests + requests, self.errors + errors, squares)
+
+    @property
+    def correlation(self) -> float:
+        """The beta-binomial's intra-window correlation ``rho`` behind :attr:`dispersion`
+        (``phi = 1 + (n - 1) rho`` at the slot's mean window of ``n`` requests)."""
+        mean = self.requests / self.windows if self.windows else 0.0
+        if mean <= 1.0:
+            return 0.0
+        return (self.dispersion - 1.0) / (mean - 1.0)
+
+    @property
+    def dispersion(self) -> float:
+        """Variance of the counts over a binomial's (at least 1): the Pearson statistic's excess
+        over what binomial counts give by chance (its mean ``df`` plus one standard deviation
+        ``sqrt(2 df)``), per degree of freedom, shrunk by :data:`DISPERSION_PRIOR` windows.
+        Binomial counts so keep 1 (no power lost to noise in the estimate); bursty ones do not."""
+        if self.windows < 2 or self.errors <= 0 or self.errors >= self.requests:
+            return 1.0
+        p = self.errors / self.requests
+        pearson = max(0.0, self.squares - self.errors**2 / self.requests) / (p * (1.0 - p))
+        df = self.windows - 1
+        excess = pearson - df - math.sqrt(2.0 * df)
+        return 1.0 + max(0.0, excess) / (df + DISPERSION_PRIOR)
 
 
 def threshold(alpha: float) -> float:

@@ -7,10 +7,13 @@ back); all three are exported so the driver can check them before and during a r
 The metrics are the ones the analysis judges, from the shared table of
 :mod:`rfs_deploy.metrics.definitions`:
 
-- **5xx error rate** by metric math, ``FILL(errors, 0) / requests`` over the target group's
-  :data:`~rfs_deploy.metrics.definitions.ERRORS` and :data:`~rfs_deploy.metrics.definitions.REQUESTS`
-  sums. The ALB publishes no 5xx datapoint for a minute without errors, hence ``FILL``; a minute
-  without requests has no rate at all and counts as not breaching.
+- **5xx error rate** by metric math, ``IF(requests >= N, FILL(errors, 0) / requests, 0)`` over
+  the target group's :data:`~rfs_deploy.metrics.definitions.ERRORS` and
+  :data:`~rfs_deploy.metrics.definitions.REQUESTS` sums, ``N`` being
+  :attr:`~rfs_deploy.config.model.Analysis.alarm_min_requests` (``3 / maxErrorRate``, at most
+  half ``minRequests``): one error among five requests is no 20 % error rate. The ALB publishes no
+  5xx datapoint for a minute without errors, hence ``FILL``; a minute without requests has no
+  rate at all and counts as not breaching.
 - **p99 latency**: :data:`~rfs_deploy.metrics.definitions.P99`, the ``p99`` extended statistic,
   in seconds.
 - **CPU**: :data:`~rfs_deploy.metrics.definitions.CPU` averaged over the slot's Auto Scaling
@@ -37,6 +40,12 @@ from rfs_deploy.metrics.definitions import CPU, ERRORS, P99, REQUESTS, MetricDef
 ERROR_RATE_EXPRESSION = f"FILL({ERRORS.kind}, 0) / {REQUESTS.kind}"
 
 
+def error_rate_expression(min_requests: int) -> str:
+    """The alarm's rate: :data:`ERROR_RATE_EXPRESSION` in periods of at least ``min_requests``
+    requests, 0 (not breaching) in thinner ones."""
+    return f"IF({REQUESTS.kind} >= {int(min_requests)}, {ERROR_RATE_EXPRESSION}, 0)"
+
+
 def alarm_period(analysis: Analysis) -> int:
     """``analysis.period`` rounded up to a whole number of minutes."""
     return -(-analysis.period // 60) * 60
@@ -48,7 +57,7 @@ def target_dimensions(target_group_suffix: Any, load_balancer_suffix: Any) -> di
 
 
 def error_rate_queries(
-    dimensions: Mapping[str, Any], period: int
+    dimensions: Mapping[str, Any], period: int, min_requests: int = 1
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
     """The metric-math queries of the 5xx-rate alarm; only the expression returns data."""
 
@@ -69,7 +78,10 @@ def error_rate_queries(
         metric(ERRORS),
         metric(REQUESTS),
         aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id="error_rate", expression=ERROR_RATE_EXPRESSION, label="5xx error rate", return_data=True
+            id="error_rate",
+            expression=error_rate_expression(min_requests),
+            label="5xx error rate",
+            return_data=True,
         ),
     ]
 
@@ -95,8 +107,11 @@ def create_error_rate_alarm(
     """The 5xx error-rate alarm of one target group (threshold: ``analysis.maxErrorRate``)."""
     return aws.cloudwatch.MetricAlarm(
         resource_name,
-        alarm_description=f"{label}: target 5xx error rate above {analysis.max_error_rate:g}",
-        metric_queries=error_rate_queries(dimensions, alarm_period(analysis)),
+        alarm_description=(
+            f"{label}: target 5xx error rate above {analysis.max_error_rate:g} "
+            f"in periods of at least {analysis.alarm_min_requests} requests"
+        ),
+        metric_queries=error_rate_queries(dimensions, alarm_period(analysis), analysis.alarm_min_requests),
         threshold=analysis.max_error_rate,
         tags=dict(tags),
         opts=opts,

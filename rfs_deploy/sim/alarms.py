@@ -37,11 +37,21 @@ _BINARY: dict[type, Callable[[float, float], float]] = {
 }
 
 
+_MATH_COMPARE: dict[type, Callable[[float, float], bool]] = {
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Eq: operator.eq,
+}
+
+
 def evaluate_expression(expression: str, values: Mapping[str, float | None]) -> float | None:
     """A metric-math expression over one timestamp's values (None: no value at that time).
 
-    Supports ids, numbers, ``+ - * /``, parentheses and ``FILL(x, value)``; division by zero and
-    a missing operand give None, as CloudWatch drops such points.
+    Supports ids, numbers, ``+ - * /``, parentheses, ``FILL(x, value)``, one comparison
+    (``> >= < <= ==``: 1 or 0) and ``IF(condition, then, else)``; division by zero and a missing
+    operand give None, as CloudWatch drops such points.
     """
 
     def walk(node: ast.AST) -> float | None:
@@ -61,6 +71,17 @@ def evaluate_expression(expression: str, values: Mapping[str, float | None]) -> 
             if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
                 return None
             return _BINARY[type(node.op)](left, right)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _MATH_COMPARE:
+            left, right = walk(node.left), walk(node.comparators[0])
+            if left is None or right is None:
+                return None
+            return 1.0 if _MATH_COMPARE[type(node.ops[0])](left, right) else 0.0
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.upper() == "IF":
+            condition, then, otherwise = node.args
+            chosen = walk(condition)
+            if chosen is None:
+                return None
+            return walk(then) if chosen != 0 else walk(otherwise)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.upper() == "FILL":
             first, fallback = (walk(arg) for arg in node.args)
             return first if first is not None else fallback

@@ -102,6 +102,13 @@ def test_ours_checks_the_alarm_before_judging_the_window() -> None:
     assert (decision.rolled_back, decision.minute, decision.reason) == (True, 1, "alarm")
 
 
+def test_ours_weighs_an_alarm_on_a_window_the_judge_cannot_fail() -> None:
+    # a thin minute (60 requests, below minRequests) the judge cannot fail on, whose 6.7 % the
+    # alarm counts (it needs 50): over a healthy baseline of binomial traffic, it rolls back at once
+    decision = Ours().decide(bad_at(1, bad=Minute(60, 4, 0.30, 800, 4, 0.30)))
+    assert (decision.rolled_back, decision.minute, decision.reason) == (True, 1, "alarm")
+
+
 def test_ours_merges_a_minute_without_data_into_the_next_window() -> None:
     decision = Ours().decide(trace(lambda t, s: EMPTY if t == 1 else GOOD))
     assert (decision.rolled_back, decision.minute) == (False, 11)

@@ -454,17 +454,39 @@ def test_a_slow_starting_slot_is_waited_for(world: World) -> None:
     assert waited.reason == "10/10 targets healthy after 240s"
 
 
-def test_too_little_traffic_is_inconclusive_never_a_pass() -> None:
+def test_too_little_traffic_per_window_is_pooled_never_a_thin_pass() -> None:
     world = build_world()
     world.cloud.requests_per_minute = 50  # below minRequests (100) in every window
     record = world.deploy("blue-green")
 
-    assert record.status is DeploymentStatus.ROLLED_BACK
-    # the load probe passed the slot before the switch (it sends its own requests); the bake's
-    # metric windows never had enough
+    assert record.status is DeploymentStatus.COMPLETED, record.errors
+    # the load probe passed the slot before the switch (it sends its own requests); no thin bake
+    # window passed on its own: the first pass judged two windows' requests pooled
     bake = [v for v in record.verdicts if not v.numbers.get("probe")]
-    assert bake and not any(v.outcome == "PASS" for v in bake)
-    assert any("not enough data" in e and "only 50 requests" in e for e in record.errors), record.errors
+    assert bake[0].outcome == "INCONCLUSIVE" and "only 50 requests" in bake[0].reason
+    passed = [v for v in bake if v.outcome == "PASS"]
+    assert passed and passed[0].numbers["pooled_requests"] == 100, passed[0].numbers
+
+
+def test_a_step_its_traffic_leaves_undecided_pauses_for_a_person() -> None:
+    world = build_world()
+    world.cloud.requests_per_minute = 5  # six windows pool 30 requests: never minRequests
+    record = world.deploy("blue-green")
+
+    assert record.status is DeploymentStatus.IN_PROGRESS and record.paused is not None, record.errors
+    assert "undecided" in record.paused["reason"] and "waiting for a person" in record.paused["reason"]
+    bake = next(s for s in record.steps if s.kind == "analyze")
+    assert bake.outcome == "paused" and not record.errors
+
+
+def test_on_inconclusive_rollback_rolls_an_undecided_step_back() -> None:
+    world = build_world()
+    world.cloud.requests_per_minute = 5
+    record = world.deploy("blue-green", overrides={"analysis": {"onInconclusive": "rollback"}})
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    rolled = [e for e in record.errors if "not enough data" in e and "onInconclusive: rollback" in e]
+    assert rolled, record.errors
 
 
 # --------------------------------------------------------------------------- more than one release

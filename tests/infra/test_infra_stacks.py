@@ -22,7 +22,7 @@ from infra_helpers import (
 )
 
 from rfs_deploy.config import SLOTS, StackConfig, load_stack_file
-from rfs_deploy.infra.alarms import ERROR_RATE_EXPRESSION, alarm_period
+from rfs_deploy.infra.alarms import alarm_period, error_rate_expression
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
 from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.sim.mockrun import ProgramRun, run_stack_file
@@ -235,7 +235,9 @@ def test_alarms(path: Path, name: str) -> None:
         assert rate["threshold"] == analysis.max_error_rate
         assert rate["comparisonOperator"] == "GreaterThanThreshold"
         queries = {q["id"]: q for q in rate["metricQueries"]}
-        assert queries["error_rate"]["expression"] == ERROR_RATE_EXPRESSION
+        expression = queries["error_rate"]["expression"]
+        assert expression == error_rate_expression(analysis.alarm_min_requests)
+        assert expression.startswith(f"IF(requests >= {analysis.alarm_min_requests}, ")
         assert queries["error_rate"]["returnData"] is True
         for query_id, metric in (("errors", "HTTPCode_Target_5XX_Count"), ("requests", "RequestCount")):
             assert as_plain(queries[query_id]["metric"]) == {

@@ -32,7 +32,7 @@ def test_a_firing_sandbox_alarm_reports_its_threshold_and_datapoints(open_sandbo
 
     assert [d.name for d in details] == [green[0]]  # the 5xx-rate alarm, as firing() says
     alarm = details[0]
-    assert alarm.metric == "FILL(errors, 0) / requests"
+    assert alarm.metric == "IF(requests >= 50, FILL(errors, 0) / requests, 0)"  # minRequests / 2
     assert "HTTPCode_Target_5XX_Count" in alarm.metric_names
     assert alarm.threshold == 0.05 and alarm.comparison == "GreaterThanThreshold"
     assert alarm.period == 60
