@@ -81,11 +81,13 @@ def test_a_second_process_is_refused_while_a_deployment_is_under_way(tmp_path: P
 
 @pytest.mark.parametrize("n", [4])
 def test_deployments_of_different_stacks_run_concurrently(n: int) -> None:
-    one, [single] = asyncio.run(concurrencykit.deploy_many(1))
-    many, records = asyncio.run(concurrencykit.deploy_many(n))
+    _, [single] = asyncio.run(concurrencykit.deploy_many(1))
+    _, records = asyncio.run(concurrencykit.deploy_many(n))
 
     assert single.status.value == "COMPLETED"
     assert [r.status.value for r in records] == ["COMPLETED"] * n
     assert len({r.stack for r in records}) == n
-    # waiting overlaps: N stacks take about as long as one, nowhere near N times
-    assert many < 1.6 * one, (one, many)
+    # the waits overlap: every deployment started before any of them ended (run one after another,
+    # the second would start after the first ended). How the wall time scales with N is measured,
+    # not asserted, in benchmarks/reliability.py (machines here are shared and noisy).
+    assert max(r.started_at for r in records) < min(r.ended_at or 0.0 for r in records)
