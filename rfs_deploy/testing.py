@@ -281,6 +281,13 @@ class FakeFleet:
         if current is not None:
             self.cloud.refresh[asg_name] = RefreshStatus(current.refresh_id, "Cancelled", 0, 0)
 
+    def resume_refresh(self, asg_name: str) -> str:
+        """Start the group's refresh again; like every fake refresh it finishes at once."""
+        self.calls.append(("resume", asg_name))
+        refresh_id = f"ir-resumed-{sum(1 for call in self.calls if call[0] == 'resume')}"
+        self.cloud.refresh[asg_name] = RefreshStatus(refresh_id, "Successful", 100, 0)
+        return refresh_id
+
 
 class FakeMetrics:
     """A metrics provider from a FakeCloud, answering by slot: expected values, no noise, one

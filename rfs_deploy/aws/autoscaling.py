@@ -1,7 +1,10 @@
-"""Auto Scaling adapter (FleetControl): a slot's latest instance refresh, and cancelling it.
+"""Auto Scaling adapter (FleetControl): a slot's latest instance refresh, cancelling it, and
+starting it again.
 
-The program's ``instanceRefresh`` block starts refreshes during ``pulumi up``; the driver only
-watches them and, when it rolls back, cancels one still rolling the bad version out.
+The program's ``instanceRefresh`` block starts refreshes during ``pulumi up``; the driver watches
+them, cancels one still rolling the bad version out when it rolls back, and holds a rolling
+release at a checkpoint by cancelling its refresh and starting it again (AWS has no call that
+pauses a refresh or ends a checkpoint's wait early).
 """
 
 from __future__ import annotations
@@ -13,6 +16,15 @@ from botocore.exceptions import ClientError
 
 from rfs_deploy.aws.session import AwsSession, aws_errors, error_code
 from rfs_deploy.readback import RefreshStatus
+
+#: The preferences a resumed refresh keeps from the one it continues (its batches and pauses).
+RESUMED_PREFERENCES = (
+    "MinHealthyPercentage",
+    "MaxHealthyPercentage",
+    "InstanceWarmup",
+    "CheckpointPercentages",
+    "CheckpointDelay",
+)
 
 #: AWS's answer when a group has no refresh to cancel or roll back.
 NO_ACTIVE_REFRESH = "ActiveInstanceRefreshNotFound"
@@ -59,3 +71,18 @@ class AutoScalingFleet:
             except ClientError as exc:
                 if error_code(exc) != NO_ACTIVE_REFRESH:
                     raise
+
+    def resume_refresh(self, asg_name: str) -> str:
+        """Start the group's refresh again after it was cancelled: ``SkipMatching`` replaces only
+        the instances not yet on the group's launch template, with the latest refresh's batch
+        preferences; no alarm specification or auto rollback (a refresh started without a
+        desired configuration would roll back to the template it already runs)."""
+        with aws_errors(f"Auto Scaling StartInstanceRefresh {asg_name}"):
+            answer = self._client.describe_instance_refreshes(AutoScalingGroupName=asg_name, MaxRecords=1)
+            latest = (answer.get("InstanceRefreshes") or [{}])[0].get("Preferences") or {}
+            preferences = {k: latest[k] for k in RESUMED_PREFERENCES if latest.get(k) is not None}
+            preferences["SkipMatching"] = True
+            started = self._client.start_instance_refresh(
+                AutoScalingGroupName=asg_name, Strategy="Rolling", Preferences=preferences
+            )
+        return str(started["InstanceRefreshId"])

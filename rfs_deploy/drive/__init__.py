@@ -15,8 +15,8 @@ prints the graph and fails on a cycle; a test holds this list to it):
     hooks           pre-deployment, validation, post-deployment and post-rollback hooks
     context         Seams: what a deployment runs against
     webhooks        event webhooks (each event posted, in order, retried) and confirm webhooks
-    judge           the step judge: the windows of one step, and when the step is over
     ab              the A/B decision: which variant wins
+    judge           the step judge: the windows of one step, and when the step is over
     plans           the pure plan of each strategy (steps from a release state and a version)
     cancel          stopping a deployment safely on a signal
     journal         stack history read as the deployment journal (open, finished, checkpoints)

@@ -14,21 +14,21 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rfs_deploy.config.model import ReleaseState, ServiceConfig, SlotName
+from rfs_deploy.config.model import Analysis, ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
-from rfs_deploy.drive.ab import decide_ab
+from rfs_deploy.drive.ab import decide_ab, hard_limit
 from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
-from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge
-from rfs_deploy.drive.stats import Evidence
+from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge, merge
+from rfs_deploy.drive.stats import Evidence, rate_comparison
 from rfs_deploy.drive.steps import Analyze, Decide, WatchRefresh
 from rfs_deploy.errors import MetricsUnavailable, RfsDeployError
 from rfs_deploy.metrics import MetricsProvider, provider_for, slot_sources
 from rfs_deploy.metrics.definitions import CPU, ERRORS, P99
 from rfs_deploy.outputs import ServiceOutputs
-from rfs_deploy.readback import AlarmDetails
+from rfs_deploy.readback import AlarmDetails, RefreshStatus
 
 if TYPE_CHECKING:
     from rfs_deploy.drive.context import Seams
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 #: Seconds before a failed metric fetch is tried again.
 FETCH_RETRY = 15
 
+
+#: Metric periods of the live slot before a rolling release's refresh: its baseline.
+PRE_REFRESH_WINDOWS = 10
 
 #: The least wall-clock time between two saves of the record by verdicts (seconds).
 SAVE_EVERY = 1.0
@@ -182,30 +185,100 @@ class Analyst:
     async def watch_refresh(
         self, index: int, step: WatchRefresh, release: ReleaseState, out: ServiceOutputs
     ) -> StepOutcome:
+        """Follow a rolling release's instance refresh, judging the live slot as it goes.
 
+        Every window is judged like a release step's (thin windows pooled, thresholds) with the
+        slot's own windows before the refresh as its baseline (:meth:`_pre_refresh`): once a
+        window passes, the slot's error rate since the last batch came in must not be higher
+        than before the refresh (the conditional binomial test). The program pauses the refresh
+        at a checkpoint after every batch; when a batch comes in before any window passed since
+        the one before it (too little traffic to judge, or a failed window not yet confirmed),
+        the refresh is held there (cancelled: the replaced instances stay) and started again
+        (:meth:`FleetControl.resume_refresh`) once a window passes. Windows that stay thin end the
+        step as ``analysis.onInconclusive`` says: ``pause`` holds the deployment with the refresh
+        held, and ``promote`` runs this step again, which starts the refresh first.
+
+        A window in which the slot fails by more than its new instances can explain (the old
+        instances fail too: :func:`_old_instances_fail`) is a shared incident: the refresh is
+        held, nothing rolls back, and judging resumes when it is over.
+        """
         slot = release.live
         asg = out.slot(slot).asg_name
+        fleet = self.seams.fleet
         interval = max(step.interval, 1)
+        period = self.policy.period
+        baseline = self._pre_refresh(index, release, out, slot)
+        status = fleet.latest_refresh(asg)
+        if status is not None and status.status == "Cancelled" and status.percentage_complete < 100:
+            # promoted after a hold at a checkpoint: the person chose to go on
+            started = fleet.resume_refresh(asg)
+            self._note(f"instance refresh of {asg} started again ({started}) after the hold")
+            status = None
+        sj = self._refresh_judge()
+        segment: SlotMetrics | None = None
+        judged = False  # a window passed since the last batch came in
+        held: str | None = None  # why the refresh is held at its checkpoint (None: it is not)
+        last = status.percentage_complete if status is not None else 0
+        since = _boundary(self.seams.clock.now(), period)
         waited = 0
-        failures = 0
         while True:
             await self._tick_wait(interval)
             waited += interval
-            status = self.seams.fleet.latest_refresh(asg)
+            status = fleet.latest_refresh(asg)
             firing = self._firing(out, slot)
-            if firing:
-                end = _boundary(self.seams.clock.now(), self.policy.period)
-                self._alarm_failed(
-                    index, release, out, slot, firing, (end - max(interval, self.policy.period), end), None
-                )
+            end = _boundary(self.seams.clock.now(), period)
+            window: Window | None = None
+            slots: dict[str, dict[str, Any]] = {}
+            if end > since:
+                try:
+                    window, slots = self._window(out, release, slot, None, since, end)
+                except MetricsUnavailable as exc:
+                    self.record.errors.append(f"metrics unavailable during refresh: {exc}")
+            share = self._replaced_share(status, release)
+            incident = None if window is None else _old_instances_fail(window.new, share, self.policy)
+            if firing and incident is None:
+                start = end - max(interval, period)
+                self._alarm_failed(index, release, out, slot, firing, (start, end), None)
                 return StepOutcome(False, f"alarm {firing[0]} is firing during the instance refresh")
-            verdict = self._threshold_tick(index, release, slot, out, interval)
-            if verdict is not None and verdict.outcome is Outcome.FAIL:
-                failures += 1
-                if failures >= self.policy.failure_limit:
-                    return StepOutcome(False, verdict.reason)
+            if window is not None and _has_data(window, False):
+                since = end
+                if incident is not None:
+                    text = f"shared incident: {incident}; the instance refresh is held until it is over"
+                    self._record(index, release, slot, slots, Verdict(Outcome.INCONCLUSIVE, text, {}))
+                    if held is None:
+                        self._hold_refresh(asg, status, "a shared incident")
+                    held = "incident"
+                    continue
+                verdict = sj.observe(replace(window, baseline=baseline))
+                segment = merge(segment, window.new)
+                result = sj.result
+                if result is not None and result.outcome is Outcome.PASS:
+                    worse = _worse_than_before(segment, baseline, self.policy, self._checks(release))
+                    if worse is not None:
+                        verdict = replace(verdict, outcome=Outcome.FAIL, reason=worse)
+                        result = replace(result, outcome=Outcome.FAIL, reason=worse)
+                self._record(index, release, slot, slots, verdict)
+                if result is not None:
+                    if result.outcome is Outcome.FAIL:
+                        return StepOutcome(False, result.reason)
+                    if result.outcome is Outcome.INCONCLUSIVE:
+                        if held is None:
+                            self._hold_refresh(asg, status, "undecided windows")
+                        pct = "" if status is None else f" at {status.percentage_complete}%"
+                        why = f"{result.reason}; the instance refresh is held{pct}"
+                        return StepOutcome(False, why, undecided=True, again=True)
+                    judged, segment, sj = True, None, self._refresh_judge()
+                    if held is not None:
+                        started = fleet.resume_refresh(asg)
+                        self._note(f"instance refresh of {asg} started again ({started}): a window passed")
+                        held, last = None, 0
+                        continue
             if status is None:
                 return StepOutcome(False, f"no instance refresh found on {asg}")
+            if held is not None:
+                if waited >= step.timeout:
+                    return StepOutcome(False, f"instance refresh held at its checkpoint for {waited}s")
+                continue
             if status.status == "Successful":
                 return StepOutcome(True, f"instance refresh {status.refresh_id} replaced every instance")
             if status.rolled_back_by_aws:
@@ -214,10 +287,65 @@ class Analyst:
                 )
             if status.done:
                 return StepOutcome(False, f"instance refresh ended {status.status}: {status.status_reason}")
+            if status.percentage_complete > last:
+                # a batch came in: the fleet before it must have been judged, or it waits here
+                last = status.percentage_complete
+                if not judged:
+                    self._hold_refresh(asg, status, "no window passed since the last batch")
+                    held = "checkpoint"
+                judged = False
             if waited >= step.timeout:
                 return StepOutcome(
                     False, f"instance refresh at {status.percentage_complete}% after {waited}s"
                 )
+
+    def _replaced_share(self, status: RefreshStatus | None, release: ReleaseState) -> float:
+        """At most this share of the live slot's instances run the new version: those no refresh
+        has left to update, and the batch in flight (its instances serve while they warm up)."""
+        capacity = release.slot(release.live).capacity
+        if status is None or capacity <= 0:
+            return 1.0
+        rolling = release.rolling
+        batch = rolling.batch(capacity) if rolling is not None else capacity
+        old = max(0, status.instances_to_update - batch)
+        return min(1.0, 1.0 - old / capacity)
+
+    def _checks(self, release: ReleaseState) -> int:
+        """How often a refresh compares the slot with its pre-refresh baseline: once per batch."""
+        rolling = release.rolling
+        return 1 if rolling is None else rolling.batches(self.service.instance_count)
+
+    def _refresh_judge(self) -> StepJudge:
+        """The judge of the live slot between two batches of a refresh: one window to pass, thin
+        windows pooled, an undecided end as ``analysis.onInconclusive`` says."""
+        return StepJudge(self.policy, baseline=False, windows=1, release=True)
+
+    def _hold_refresh(self, asg: str, status: RefreshStatus | None, why: str) -> None:
+        """Hold a rolling release's refresh at its checkpoint: cancelled, the replaced instances stay."""
+        self.seams.fleet.cancel_refresh(asg)
+        at = "" if status is None else f" at {status.percentage_complete}%"
+        self._note(f"instance refresh of {asg} held{at}: {why}")
+
+    def _note(self, message: str) -> None:
+        now = self.seams.clock.now()
+        self.seams.notify(events.Note(at=now, deployment_id=self.record.deployment_id, message=message))
+
+    def _pre_refresh(
+        self, index: int, release: ReleaseState, out: ServiceOutputs, slot: SlotName
+    ) -> SlotMetrics | None:
+        """The live slot over :data:`PRE_REFRESH_WINDOWS` periods before the refresh began (the
+        step before this one changed its launch template): the baseline a rolling release is
+        judged against. None when it cannot be read (the thresholds still judge)."""
+        before = next((s for s in self.record.steps if s.index == index - 1), None)
+        began = before.started_at if before is not None else self.seams.clock.now()
+        period = self.policy.period
+        end = _boundary(began, period)
+        try:
+            window, _ = self._window(out, release, slot, None, end - PRE_REFRESH_WINDOWS * period, end)
+        except MetricsUnavailable as exc:
+            self.record.errors.append(f"the slot's metrics before the refresh could not be read: {exc}")
+            return None
+        return window.new if not window.partial else None
 
     async def decide(
         self, index: int, step: Decide, release: ReleaseState, out: ServiceOutputs
@@ -246,17 +374,32 @@ class Analyst:
             self._record(index, release, b, slots, guard)
             if guard.outcome is Outcome.FAIL:
                 return StepOutcome(False, f"variant B: {guard.reason}")
+            # thin windows pass no guard: B past the hard limit over the windows so far ends it
+            past = hard_limit(windows, self.policy)
+            if past is not None:
+                return StepOutcome(False, f"variant B: {past}")
         decision = decide_ab(windows, release.weights[b], self.policy)
-        self.record.decision = f"{decision.winner}: {decision.reason}"
+        winner = decision.winner or "undecided"
+        self.record.decision = f"{winner}: {decision.reason}"
         self.record.verdicts.append(
             VerdictRecord(
                 self.seams.clock.now(),
                 index,
-                f"WINNER {decision.winner}",
+                f"WINNER {decision.winner}" if decision.winner else "UNDECIDED",
                 decision.reason,
                 dict(decision.numbers),
             )
         )
+        if decision.winner is None:
+            # no winner on too little traffic: analysis.onInconclusive says what happens
+            choice = self.policy.on_inconclusive
+            if choice == "promote":
+                return StepOutcome(True, f"{decision.reason}; B promoted, as analysis.onInconclusive says")
+            if choice == "rollback":
+                return StepOutcome(
+                    True, f"{decision.reason}; keep A (analysis.onInconclusive: rollback)", keep_baseline=True
+                )
+            return StepOutcome(False, f"{decision.reason}: waiting for a person", undecided=True)
         if decision.winner == "B":
             return StepOutcome(True, decision.reason)
         return StepOutcome(True, decision.reason, keep_baseline=True)
@@ -397,6 +540,46 @@ class Analyst:
         if self._saved_at is None or moment - self._saved_at >= SAVE_EVERY:
             self._saved_at = moment
             self.seams.records.save(self.record)
+
+
+def _old_instances_fail(slot: SlotMetrics | None, share: float, policy: Analysis) -> str | None:
+    """Why a window of a slot being refreshed shows its old instances failing too (None: it
+    does not). With ``share`` of the instances replaced, the new ones served about that share of
+    the requests; even if every one of those failed, the rest of the errors are the old
+    instances'. When that lower bound of the old instances' error rate is past ``maxErrorRate``
+    the old version fails as well: an incident both share, not the release."""
+    if slot is None or slot.requests <= 0 or share >= 1.0:
+        return None
+    old_requests = (1.0 - share) * slot.requests
+    old_errors = slot.errors - share * slot.requests
+    if old_requests < 1 or old_errors <= 0:
+        return None
+    floor = old_errors / old_requests
+    if floor <= policy.max_error_rate or slot.errors < policy.alarm_min_requests * policy.max_error_rate:
+        return None
+    return (
+        f"{slot.errors / slot.requests:.2%} 5xx with {share:.0%} of the instances replaced: the old "
+        f"instances fail at least {floor:.2%} (maxErrorRate {policy.max_error_rate:.2%})"
+    )
+
+
+def _worse_than_before(
+    segment: SlotMetrics | None, before: SlotMetrics | None, policy: Analysis, checks: int
+) -> str | None:
+    """Why the slot since its last batch is worse than before the refresh (None: it is not):
+    its error rate higher than the pre-refresh one by the exact conditional binomial test, at
+    ``significance`` shared out over the checkpoints of the refresh (each batch is tested once)."""
+    if segment is None or before is None or before.requests <= 0 or segment.requests <= 0:
+        return None
+    level = policy.significance / max(1, checks)
+    test = rate_comparison(before.requests, before.errors, segment.requests, segment.errors)
+    if test.p_worse >= level:
+        return None
+    return (
+        f"error rate {segment.errors / segment.requests:.2%} over {segment.requests} requests is higher than "
+        f"{before.errors / before.requests:.2%} before the refresh (conditional binomial test "
+        f"p={test.p_worse:.2g} < {level:.2g})"
+    )
 
 
 def _boundary(moment: float, period: int) -> float:

@@ -28,6 +28,9 @@ class StepOutcome:
     #: An analysis step its traffic left undecided, with ``analysis.onInconclusive: pause``: the
     #: deployment holds after it for a person, as at a gate (docs/decision.md).
     undecided: bool = False
+    #: With ``undecided``: the hold is before this step, so ``promote`` runs it again (a rolling
+    #: release held at a checkpoint: promote starts its refresh again and goes on watching it).
+    again: bool = False
 
 
 class StepFailed(RfsDeployError):

@@ -139,6 +139,13 @@ class FleetControl(Protocol):
         """Cancel the group's active refresh (instances already replaced stay)."""
         ...
 
+    def resume_refresh(self, asg_name: str) -> str:
+        """Start the group's refresh again after it was cancelled (a rolling release held at a
+        checkpoint): only the instances not yet on the group's launch template are replaced, with
+        the latest refresh's batch preferences, without AWS's alarm guard or auto rollback (the
+        driver judges). Returns the new refresh's id."""
+        ...
+
 
 # --------------------------------------------------------------------------- time
 

@@ -190,7 +190,8 @@ class Runner:
             if outcome.undecided:
                 # too little traffic to decide, and analysis.onInconclusive says pause: a person
                 # promotes (the next step runs) or rolls back, as at a gate
-                await self._hold(index, f"step {index + 1} ({step.kind}) {outcome.reason}")
+                held = index - 1 if outcome.again else index
+                await self._hold(held, f"step {index + 1} ({step.kind}) {outcome.reason}")
                 return rec
             if outcome.paused:
                 # a pause request cut this observing step short: hold after the step before it,

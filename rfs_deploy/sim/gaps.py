@@ -9,7 +9,7 @@ Installed on the sandbox's boto3 session only (never on moto itself, never in pr
 * ``DescribeTargetHealth``: target states from the physics (moto calls every target healthy).
 * ``DescribeListeners`` / ``DescribeRules``: while a listener change propagates (the scenario's
   ``loadBalancer.propagationDelay``), the configuration from before it; otherwise moto's answer.
-* ``Describe/CancelInstanceRefresh``: the sandbox's refresh engine (moto raises
+* ``Describe/Cancel/StartInstanceRefresh``: the sandbox's refresh engine (moto raises
   NotImplementedError). The refreshes themselves start from the stack update, as the program's
   ``instanceRefresh`` block makes the AWS provider start them.
 
@@ -73,6 +73,7 @@ class GapHandlers:
             "elastic-load-balancing-v2.DescribeRules": self.describe_rules,
             "auto-scaling.DescribeInstanceRefreshes": self.describe_instance_refreshes,
             "auto-scaling.CancelInstanceRefresh": self.cancel_instance_refresh,
+            "auto-scaling.StartInstanceRefresh": self.start_instance_refresh,
         }
 
     def install(self, aws: Any) -> None:
@@ -220,6 +221,14 @@ class GapHandlers:
         return _ok(
             {"InstanceRefreshId": world.refreshes.cancel(params["AutoScalingGroupName"], world.clock.now())}
         )
+
+
+    def start_instance_refresh(self, params: dict[str, Any]) -> Answer:
+        world = self.world
+        self.on_change()
+        asg = params["AutoScalingGroupName"]
+        started = world.refreshes.start(asg, params.get("Preferences"), world.clock.now())
+        return _ok({"InstanceRefreshId": started})
 
 
 def _percentile(stat: str) -> bool:

@@ -46,6 +46,21 @@ class Preferences:
     alarms: list[str] = field(default_factory=list)
     skip_matching: bool = False
 
+    def to_api(self) -> dict[str, Any]:
+        """The ``Preferences`` of a DescribeInstanceRefreshes entry (what a resumed refresh copies)."""
+        api: dict[str, Any] = {
+            "MinHealthyPercentage": self.min_healthy,
+            "CheckpointPercentages": list(self.checkpoints),
+            "CheckpointDelay": int(self.checkpoint_delay),
+            "SkipMatching": self.skip_matching,
+            "AutoRollback": self.auto_rollback,
+        }
+        if self.warmup is not None:
+            api["InstanceWarmup"] = int(self.warmup)
+        if self.alarms:
+            api["AlarmSpecification"] = {"Alarms": list(self.alarms)}
+        return api
+
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Preferences:
         data = {str(k)[:1].lower() + str(k)[1:]: v for k, v in (raw or {}).items()}
@@ -98,6 +113,7 @@ class Refresh:
             "StartTime": datetime.fromtimestamp(self.started_at, tz=UTC),
             "PercentageComplete": self.percentage,
             "InstancesToUpdate": len(self.to_replace) + len(self.in_flight),
+            "Preferences": self.preferences.to_api(),
         }
         if self.ended_at is not None:
             entry["EndTime"] = datetime.fromtimestamp(self.ended_at, tz=UTC)

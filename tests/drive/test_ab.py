@@ -29,7 +29,7 @@ AB_CASES = [
     ("b slower", ab(slot(5000, 25, p99=0.3), slot(5000, 25, p99=0.6)), 50, "A", "in 10 of 10 windows", False),
     ("srm", ab(slot(5000, 25), slot(4000, 20)), 50, "A", "sample ratio mismatch: B got 44.4%", True),
     ("split honoured", ab(slot(8000, 40), slot(2000, 10)), 20, "B", "no worse", False),
-    ("not enough data", ab(slot(5, 0), slot(5, 0)), 50, "A", "not enough data", False),
+    ("not enough data", ab(slot(5, 0), slot(5, 0)), 50, None, "undecided: not enough data", False),
     (
         "no usable windows",
         [Window(None, slot(5000)), Window(slot(5000), slot(5000), partial=True)],
@@ -44,7 +44,7 @@ AB_CASES = [
 @pytest.mark.parametrize(
     ("windows", "split", "winner", "words", "srm"), [c[1:] for c in AB_CASES], ids=[c[0] for c in AB_CASES]
 )
-def test_ab_decision(windows: list[Window], split: int, winner: str, words: str, srm: bool) -> None:
+def test_ab_decision(windows: list[Window], split: int, winner: str | None, words: str, srm: bool) -> None:
     decision = decide_ab(windows, split, POLICY)
     assert (decision.winner, decision.srm) == (winner, srm)
     assert words in decision.reason
