@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from moto import mock_aws
@@ -22,7 +22,8 @@ from moto.moto_api._internal import mock_random
 DEFAULT_REGION = "us-east-1"
 
 #: Variables that could point boto3 at a real account; cleared while the sandbox runs.
-_CLEARED = (
+#: Variables that could point boto3 at a real account (a profile, a role, an endpoint): cleared.
+REAL_AWS_VARIABLES = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_ROLE_ARN",
@@ -33,7 +34,8 @@ _CLEARED = (
 )
 
 
-def _fake_environment(region: str) -> dict[str, str]:
+def fake_environment(region: str = DEFAULT_REGION) -> dict[str, str]:
+    """Fake credentials, no shared config or instance metadata, one region: boto3 finds nothing real."""
     return {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -45,6 +47,22 @@ def _fake_environment(region: str) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+
+
+class EnvPatch(Protocol):
+    """What sets and removes environment variables for a while (pytest's ``monkeypatch``)."""
+
+    def setenv(self, name: str, value: str) -> None: ...
+
+    def delenv(self, name: str, raising: bool = ...) -> None: ...
+
+
+def use_fake_aws(env: EnvPatch, region: str = DEFAULT_REGION) -> None:
+    """Through ``env``: :func:`fake_environment` set and :data:`REAL_AWS_VARIABLES` removed."""
+    for key, value in fake_environment(region).items():
+        env.setenv(key, value)
+    for key in REAL_AWS_VARIABLES:
+        env.delenv(key, raising=False)
 
 
 class SimulatedAws:
@@ -69,10 +87,10 @@ class SimulatedAws:
         """Force fake credentials into ``os.environ`` and start moto."""
         if self._mock is not None:
             return self
-        fake = _fake_environment(self.region)
-        for key in (*fake, *_CLEARED):
+        fake = fake_environment(self.region)
+        for key in (*fake, *REAL_AWS_VARIABLES):
             self._saved_env[key] = os.environ.get(key)
-        for key in _CLEARED:
+        for key in REAL_AWS_VARIABLES:
             os.environ.pop(key, None)
         os.environ.update(fake)
         self._mock = mock_aws()

@@ -44,6 +44,7 @@ from rfs_deploy.logs import get_logger
 from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, parse_service_outputs
 from rfs_deploy.sim.applier import MotoApplier, resource_key
+from rfs_deploy.sim.aws import fake_environment
 from rfs_deploy.sim.provider import APPLIER_ENV
 from rfs_deploy.sim.sandbox import Sandbox
 from rfs_deploy.sim.scenario import Scenario
@@ -323,13 +324,7 @@ def engine_environment(bin_dir: Path, work_dir: Path, applier_url: str, region: 
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_BACKEND_URL": f"file://{work_dir / 'state'}",
         APPLIER_ENV: applier_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        **fake_environment(region),
     }
 
 

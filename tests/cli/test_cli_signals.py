@@ -15,13 +15,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import REPO, SERVICE, STACK, Place, make_place
+from cli_helpers import REPO, SERVICE, STACK, Place, Running, make_place
 
 sys.path.insert(0, str(REPO / "tests" / "reliability"))
 import endstate
@@ -52,51 +51,6 @@ def session(base: Path, tmp_path: Path) -> Place:
     shutil.copytree(base, place.state)
     (place.state / "sandbox" / STACK / "update.lock").unlink(missing_ok=True)
     return place
-
-
-class Running:
-    """A started command whose stderr lines are collected as they come."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float = 240) -> str:
-        """The first stderr line matching ``pattern`` (waits for it)."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = next((line for line in self.lines if regex.search(line)), None)
-                if found is not None:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no line matching {pattern!r}; stderr:\n" + "\n".join(self.lines))
-                self._changed.wait(min(left, 0.2))
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def finish(self, timeout: float = 240) -> tuple[int, str, str]:
-        """(exit code, stdout, stderr) once the process ends."""
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return code, out, "\n".join(self.lines)
 
 
 def start(place: Place, strategy: str, *extra: str, **env: str) -> Running:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from rfs_deploy.sim.aws import use_fake_aws
+
 
 @pytest.fixture(autouse=True)
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials: the mock runtime never calls AWS, and nothing else may either."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_fake_aws(monkeypatch)
 
 
 def pytest_configure(config: pytest.Config) -> None:

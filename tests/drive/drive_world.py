@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.journal import JournalDeployment, JournalTag
 from rfs_deploy.drive.records import DeploymentRecord, RecordStore
 from rfs_deploy.outputs import parse_outputs
+from rfs_deploy.releases import ReleaseConflict
 from rfs_deploy.testing import (
     Behaviour,
     FakeAlarms,
@@ -174,6 +176,25 @@ class World:
 
     def config_service(self) -> ServiceConfig:
         return self.stack.read_config().services[SERVICE]
+
+    def finished_meanwhile(self, last: JournalTag, message: str) -> None:
+        """Another owner finishes the deployment whose last tag is ``last`` just before this
+        process's next journal update, which the program's compare-and-swap then refuses (the
+        release state changed since it was read)."""
+
+        def overtaken(update: str) -> BaseException | None:
+            tag = journal.decode(update)
+            if tag is None or tag.phase == "done":
+                return None
+            done = dataclasses.replace(
+                last, phase="done", kind="done", step=last.total - 1, owner="ci-7/4242", by=None
+            )
+            self.stack.crash_when = None
+            self.stack.up(journal.encode(done, message))
+            return ReleaseConflict("the live release state of api-service changed since it was read")
+
+        self.stack.crash_when = overtaken
+        self.stack.crash_leaves = "failed"
 
 
 def build_world(

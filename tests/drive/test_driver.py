@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
@@ -20,12 +19,11 @@ from drive_world import (
     stack_config,
 )
 
-from rfs_deploy.drive import events, journal
+from rfs_deploy.drive import events
 from rfs_deploy.drive.driver import planned_seconds
 from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.errors import InvalidInput, PreconditionFailed, StackBusy, UnknownVersion
-from rfs_deploy.releases import ReleaseConflict
 from rfs_deploy.testing import Behaviour
 
 
@@ -431,18 +429,7 @@ def test_a_takeover_overtaken_by_the_deployment_finishing_changes_nothing(world:
     leave_open(world, "canary", index=5)
     before = world.latest()
 
-    def finished_meanwhile(message: str) -> BaseException | None:
-        tag = journal.decode(message)
-        if tag is None or tag.phase == "done":
-            return None
-        last = before.last_tag
-        done = dataclasses.replace(last, phase="done", kind="done", step=last.total - 1, owner="ci-7/4242")
-        world.stack.crash_when = None
-        world.stack.up(journal.encode(done, "the owner finished the deployment"))
-        return ReleaseConflict("the live release state of api-service changed since it was read")
-
-    world.stack.crash_when = finished_meanwhile
-    world.stack.crash_leaves = "failed"
+    world.finished_meanwhile(before.last_tag, "the owner finished the deployment")
     updates = world.stack.updates
     driver = world.driver()
     with pytest.raises(StackBusy) as caught:

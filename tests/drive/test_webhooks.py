@@ -7,7 +7,6 @@ checked against docs/webhook-event.schema.json."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import socket
@@ -21,12 +20,11 @@ from webhook_receiver import VALIDATOR, Receiver
 
 from rfs_deploy.config.model import ServiceConfig
 from rfs_deploy.config.webhooks import Webhook
-from rfs_deploy.drive import events, journal
+from rfs_deploy.drive import events
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.drive.steps import Promote, SetWeight
 from rfs_deploy.drive.webhooks import confirmations, slack_text
 from rfs_deploy.errors import ConfigError, StackBusy
-from rfs_deploy.releases import ReleaseConflict
 from rfs_deploy.testing import Behaviour
 
 TOKEN = "hook-token-0123456789"
@@ -230,20 +228,7 @@ def test_a_promote_another_process_got_ahead_of_says_it_changed_nothing(
     world.deploy("canary")
     before = world.latest()
 
-    def finished_meanwhile(message: str) -> BaseException | None:
-        tag = journal.decode(message)
-        if tag is None or tag.phase == "done":
-            return None
-        last = before.last_tag
-        done = dataclasses.replace(
-            last, phase="done", kind="done", step=last.total - 1, owner="ci-7/4242", by=None
-        )
-        world.stack.crash_when = None
-        world.stack.up(journal.encode(done, "the other promote finished the deployment"))
-        return ReleaseConflict("the live release state of api-service changed since it was read")
-
-    world.stack.crash_when = finished_meanwhile
-    world.stack.crash_leaves = "failed"
+    world.finished_meanwhile(before.last_tag, "the other promote finished the deployment")
     with pytest.raises(StackBusy, match="this promote changed nothing"):
         run(world.driver().promote(SERVICE))
 

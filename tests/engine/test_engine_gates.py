@@ -28,7 +28,14 @@ from typing import Any
 
 import pytest
 import yaml
-from engine_support import PROJECT, SERVICE, canary_stack, engine_sandbox, fresh_checkout, journal_tags
+from engine_support import (
+    PROJECT,
+    SERVICE,
+    canary_stack,
+    engine_sandbox,
+    fresh_checkout,
+    journal_tags,
+)
 
 from rfs_deploy.config.model import ReleaseState
 from rfs_deploy.drive import journal
@@ -36,6 +43,7 @@ from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.steps import Gate, SetWeight, Step
 from rfs_deploy.errors import StackBusy
+from rfs_deploy.sim.aws import use_fake_aws
 from rfs_deploy.sim.engine import SANDBOX_PASSPHRASE, EngineSandbox, engine_bin, prepare_project
 
 RUNNER = Path(__file__).with_name("engine_cli.py")
@@ -84,16 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("gates")
     stack_file, cloud = gated_stack(directory), directory / "cloud"
     with pytest.MonkeyPatch.context() as env:
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        }.items():
-            env.setenv(key, value)
-        env.delenv("AWS_PROFILE", raising=False)
+        use_fake_aws(env)
         with engine_sandbox(stack_file, cloud, scenario="healthy") as sandbox:
             sandbox.provision()
             stack_file.write_text((cloud / "stacks" / stack_file.name).read_text())

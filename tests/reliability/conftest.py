@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from rfs_deploy.sim.aws import use_fake_aws
 
 
 @pytest.fixture(autouse=True)
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never real AWS: fake credentials and no profile for every test here."""
-    for key, value in FAKE_AWS.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_fake_aws(monkeypatch)
     monkeypatch.delenv("RFS_DEPLOY_SIM_KILL", raising=False)
 
 

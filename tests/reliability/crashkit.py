@@ -42,17 +42,14 @@ if str(REPO) not in sys.path:
 
 import endstate  # noqa: E402
 
+from rfs_deploy.sim.aws import fake_environment  # noqa: E402
+
 STACK, SERVICE, VERSION = endstate.STACK, endstate.SERVICE, "v2.0.0"
 CLI = [sys.executable, "-c", "import sys\nfrom rfs_deploy.cli import main\nsys.exit(main())"]
 STEP_LINE = re.compile(r"^\[\s*-?\d+s\] step (\d+)/(\d+): (.*)$")
 TICK_LINE = re.compile(r"^\[\s*-?\d+s\]   [A-Z_]+\s+\[")
 DONE_LINE = re.compile(r"^\[\s*-?\d+s\]   (ok|[A-Z]+): ")
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+FAKE_AWS = fake_environment()
 
 
 def env(state: Path, **extra: str) -> dict[str, str]:
