@@ -1,7 +1,8 @@
 """What one instance does at one moment: its health state and how it serves requests.
 
-A pure function of the scenario behaviour of the instance's version and its age, so the
-traffic model, the target-health answers and the instance refresh all agree.
+A pure function of the scenario behaviour of the instance's version, its age and the scenario's
+outage of the moment, so the traffic model, the HTTP answers, the target-health answers and the
+instance refresh all agree.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ class Conduct:
         return self.state == "healthy"
 
 
-def conduct(behaviour: Behaviour, age: float) -> Conduct:
-    """The conduct of an instance of ``behaviour`` launched ``age`` seconds ago."""
+def conduct(behaviour: Behaviour, age: float, outage: float = 0.0) -> Conduct:
+    """The conduct of an instance of ``behaviour`` launched ``age`` seconds ago.
+
+    ``outage``: the 5xx rate a shared outage imposes right now (an upstream down fails every
+    version alike; health checks keep passing, as they do when only a dependency is down).
+    """
     slow = behaviour.slow_start
     if behaviour.never_healthy:
         state: HealthState = "initial" if age < behaviour.boot_time else "unhealthy"
@@ -54,6 +59,7 @@ def conduct(behaviour: Behaviour, age: float) -> Conduct:
     if degraded:
         error_rate = slow.error_rate if slow.error_rate is not None else error_rate
         cpu = slow.cpu if slow.cpu is not None else cpu
+    error_rate = max(error_rate, outage)
     if state != "healthy":
         # A target that is booting or failing its health checks fails what it is sent (the ALB
         # sends it requests only when a whole target group is unhealthy: it fails open).

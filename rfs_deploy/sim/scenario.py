@@ -10,6 +10,8 @@ A scenario is a small YAML file (camelCase keys, unknown keys rejected)::
     versions: {v3.0.0: {cpu: 80}}
     metrics: {missing: 0.0, delayed: 0.0, throttled: 0.0}
     loadBalancer: {propagationDelay: 0}
+    errorBursts: {slotCv: 0.0, sharedCv: 0.0}
+    outages: [{start: 8m, duration: 2m, errorRate: 0.5}]
 
 ``baseline`` is the behaviour of the version the fleet ran when the sandbox started (or of
 ``baselineVersion`` when given); ``new`` is every other version; ``versions`` overrides by exact
@@ -21,6 +23,13 @@ name or the path of a user's file, read with the bounded YAML reader of the stac
 (:mod:`rfs_deploy.config.bounded_yaml`). Every number is bounded as in the stack config (a
 duration at most a week, ``requestsPerMinute`` at most ten million, no booleans for numbers, no
 NaN or infinity), and version names follow the release version pattern.
+
+``errorBursts`` makes 5xx counts overdispersed, as real ones are: each minute's rate is drawn from
+a Beta distribution around the version's rate with the given coefficient of variation, per target
+group (``slotCv``) and/or once per minute for every version (``sharedCv``, an upstream's bad
+minute). ``outages`` make every version fail together (an upstream dependency down): from
+``start`` (counted from the sandbox session's first minute) for ``duration``, each version
+answers at least ``errorRate`` of its requests with a 5xx, the HTTP endpoints included.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import difflib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -125,6 +134,41 @@ class LoadBalancer(_Model):
     propagation_delay: Duration = Field(default=0, ge=0, le=3600)
 
 
+def max_burst_rate(cv: float) -> float:
+    """The largest mean 5xx rate a Beta distribution of coefficient of variation ``cv`` can have.
+
+    A Beta with mean ``p`` and CV ``cv`` has ``alpha + beta = (1 - p) / (cv**2 p) - 1``, which must
+    be positive: ``p < 1 / (1 + cv**2)`` (0.5 at CV 1, 0.2 at CV 2).
+    """
+    return 1.0 / (1.0 + cv * cv)
+
+
+class ErrorBursts(_Model):
+    """Overdispersed 5xx: each minute's rate drawn from a Beta around the version's own rate."""
+
+    #: Coefficient of variation of each target group's minute, drawn on its own (0: steady).
+    slot_cv: Num = Field(default=0.0, ge=0, le=10)
+    #: Coefficient of variation of one draw per minute that scales every version's rate at once.
+    shared_cv: Num = Field(default=0.0, ge=0, le=10)
+
+    @property
+    def active(self) -> bool:
+        return self.slot_cv > 0 or self.shared_cv > 0
+
+
+class Outage(_Model):
+    """Every version fails together for a while: an upstream dependency is down."""
+
+    #: Seconds from the sandbox session's first minute to the outage.
+    start: Duration = Field(ge=0, le=MAX_DURATION)
+    duration: Duration = Field(default=60, gt=0, le=MAX_DURATION)
+    #: Each version answers at least this fraction of its requests with a 5xx meanwhile.
+    error_rate: Num = Field(default=0.5, gt=0, le=1)
+
+    def covers(self, elapsed: float) -> bool:
+        return self.start <= elapsed < self.start + self.duration
+
+
 class Scenario(_Model):
     """One sandbox scenario (see the module docstring)."""
 
@@ -142,6 +186,8 @@ class Scenario(_Model):
     load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
     #: Critical endpoints the sandbox's HTTP transport answers.
     endpoints: list[UrlPath] = Field(default_factory=lambda: list(DEFAULT_ENDPOINTS), max_length=100)
+    error_bursts: ErrorBursts = Field(default_factory=ErrorBursts)
+    outages: list[Outage] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -160,6 +206,35 @@ class Scenario(_Model):
                 for name, entry in versions.items()
             }
         return data
+
+    @model_validator(mode="after")
+    def _bursts_possible(self) -> Scenario:
+        """Every version's rate must admit a Beta of the configured CV (one line naming both)."""
+        bursts = self.error_bursts
+        if bursts.shared_cv > 0:
+            rate = self.baseline.error_rate
+            limit = max_burst_rate(bursts.shared_cv)
+            if not 0 < rate < limit:
+                raise ValueError(
+                    f"errorBursts.sharedCv {bursts.shared_cv:g} draws around baseline.errorRate, which "
+                    f"must be above 0 and below {limit:.3g} for that CV (it is {rate:g})"
+                )
+        if bursts.slot_cv > 0:
+            limit = max_burst_rate(bursts.slot_cv)
+            named = {"baseline": self.baseline, "new": self.new}
+            named.update({f"versions.{bounded_yaml.safe_key(v)}": b for v, b in self.versions.items()})
+            for where, behaviour in named.items():
+                rate = behaviour.error_rate
+                if rate >= limit:
+                    raise ValueError(
+                        f"errorBursts.slotCv {bursts.slot_cv:g} needs every errorRate below {limit:.3g} "
+                        f"(a Beta of that CV has no larger mean); {where}.errorRate is {rate:g}"
+                    )
+        return self
+
+    def outage_rate(self, elapsed: float) -> float:
+        """The 5xx rate every version answers at least, ``elapsed`` seconds into the session (0: none)."""
+        return max((o.error_rate for o in self.outages if o.covers(elapsed)), default=0.0)
 
     def behaviour(self, version: str | None, baseline_version: str | None) -> Behaviour:
         """The behaviour of ``version`` when ``baseline_version`` is the old one."""
@@ -244,7 +319,8 @@ def _read(name_or_path: str | Path) -> tuple[str | bytes, str, str]:
 
 def _one_line(exc: ValidationError, label: str) -> ScenarioError:
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    # a misspelt key is why its right spelling is "missing": name the misspelling
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [bounded_yaml.safe_key(str(part)) for part in first["loc"]]
     key = ".".join(loc)
     reason = first["msg"].removeprefix("Value error, ")
@@ -261,6 +337,7 @@ def _one_line(exc: ValidationError, label: str) -> ScenarioError:
 def _known_keys(path: list[str]) -> list[str]:
     """Aliases of the model reached by ``path`` from :class:`Scenario` (for did-you-mean)."""
     model: Any = Scenario
+    item: Any = None  # the model of each entry of the list just reached (outages)
     for part in path:
         if model is Scenario and part == "versions":
             model = dict
@@ -268,9 +345,16 @@ def _known_keys(path: list[str]) -> list[str]:
         if model is dict:  # a version name
             model = Behaviour
             continue
+        if item is not None:  # a list index
+            model, item = item, None
+            continue
         fields = getattr(model, "model_fields", {})
         match = next((f for n, f in fields.items() if part in (n, f.alias)), None)
         annotation = match.annotation if match else None
+        if get_origin(annotation) is list:
+            (item,) = get_args(annotation)
+            model = list
+            continue
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
         if model is None:
             return []
