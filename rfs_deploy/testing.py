@@ -295,7 +295,8 @@ class FakeMetrics:
 
     ``missing`` ticks return no data; ``errors`` raises MetricsUnavailable on the next N calls.
     Counters: ``calls`` — reads (ticks); ``queries`` — metrics asked for, four per slot in play
-    (what the CloudWatch provider would request).
+    and a fifth with a latency threshold (what the CloudWatch provider would request; the fake
+    answers no slow counts, so the judge compares p99s).
     """
 
     name = "fake"
@@ -309,7 +310,9 @@ class FakeMetrics:
 
     def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
         self.calls += 1
-        self.queries += len(SLOT_METRICS) * len({source.slot for source in sources})
+        # the slow-request count is a fifth query once the judge has a latency threshold
+        unique = {source.slot: source for source in sources}.values()
+        self.queries += sum(len(SLOT_METRICS) + (s.latency_threshold is not None) for s in unique)
         if self.errors > 0:
             self.errors -= 1
             raise MetricsUnavailable("GetMetricData: Rate exceeded (injected)")

@@ -6,7 +6,8 @@ shipped fakes (:mod:`rfs_deploy.testing`) under a virtual clock, so every wait i
 bookkeeping, listener verification, metric aggregation, the judge, records and events. The
 counts come from the fakes' counters and are checked against what the plan implies
 (:func:`expected_calls`): one GetMetricData call per analysis tick, with
-:func:`rfs_deploy.metrics.cloudwatch.slot_queries`' four queries per slot in play.
+:func:`rfs_deploy.metrics.cloudwatch.slot_queries`' queries per slot in play (four, and the
+slow-request count once the judge has its latency threshold).
 """
 
 from __future__ import annotations
@@ -148,11 +149,13 @@ def measure(case: str, error_rate: float, repeat: int = 15) -> Cost:
     )
 
 
-def expected_calls(weights: Sequence[int]) -> tuple[int, int, int]:
+def expected_calls(weights: Sequence[int], learnt: int = 1) -> tuple[int, int, int]:
     """(stack updates, GetMetricData requests, metrics requested) of a promoted canary with one
     tick per step: deploy idle, one update per weight, promote, scale down; per tick two slots
-    (8 queries) while the baseline has traffic, one slot (4) at 100 %, in one request each."""
-    per_tick = [QUERIES_PER_SLOT * (2 if w < 100 else 1) for w in weights]
+    while the baseline has traffic, one slot at 100 %, in one request each, with
+    :data:`QUERIES_PER_SLOT` queries per slot but for the first ``learnt`` ticks, which have no
+    latency threshold yet (the baseline's p99 in the first window is the threshold)."""
+    per_tick = [(QUERIES_PER_SLOT - (i < learnt)) * (2 if w < 100 else 1) for i, w in enumerate(weights)]
     requests = sum(-(-n // MAX_QUERIES_PER_REQUEST) for n in per_tick)
     return 1 + len(weights) + 2, requests, sum(per_tick)
 

@@ -399,6 +399,9 @@ class Analysis(Model):
     significance: Num = Field(default=0.01, gt=0, lt=0.5)
     #: The new version's p99 may be this many times the baseline's before it fails.
     latency_tolerance: Num = Field(default=1.5, ge=1.0, le=1000)
+    #: Seconds above which a request counts as slow: the judge compares the slots' shares of slow
+    #: requests. None: the baseline's p99 before the release (docs/decision.md, "Latency as counts").
+    latency_threshold: Num | None = Field(default=None, gt=0, le=3600)
     #: Metric period in seconds (ALB metrics are per minute; at most a day).
     period: Duration = Field(default=60, ge=10, le=86_400)
     #: How a release step ends when its traffic never gave the judge enough requests to decide:

@@ -61,6 +61,9 @@ class Analyst:
         self.deadline: float | None = None
         self._metrics: MetricsProvider | None = None
         self._saved_at: float | None = None
+        #: The baseline's p99 in the first window that had one: the latency threshold when
+        #: neither the config nor the history gives one (docs/decision.md, "Latency as counts").
+        self._learnt_threshold: float | None = None
 
     @property
     def metrics(self) -> MetricsProvider:
@@ -69,6 +72,26 @@ class Analyst:
         if self._metrics is None:
             self._metrics = provider_for(self.policy.metrics, self.seams.metrics)
         return self._metrics
+
+    def latency_threshold(self) -> float | None:
+        """Seconds above which a request counts as slow: ``analysis.latencyThreshold``, else the
+        baseline's p95 over its hour of history (its p99 when the history has no p95), else its
+        p99 in the first window this analyst read it in (at most ``maxP99Latency``). None until
+        one is known: the slow requests are not counted yet, and the judge compares p99s."""
+        if self.policy.latency_threshold is not None:
+            return float(self.policy.latency_threshold)
+        history = getattr(self, "history", None)
+        for quantile in ("p95", "p99"):
+            value = getattr(history, quantile, None)
+            if value is not None and value > 0:
+                return float(value)
+        return self._learnt_threshold
+
+    def _learn_threshold(self, base: SlotMetrics | None) -> None:
+        if self.latency_threshold() is not None or base is None or base.p99 is None or base.p99 <= 0:
+            return
+        if base.requests >= self.policy.min_requests:
+            self._learnt_threshold = min(base.p99, float(self.policy.max_p99_latency))
 
     # ------------------------------------------------------------------ steps
 
@@ -469,9 +492,11 @@ class Analyst:
     ) -> tuple[Window, dict[str, dict[str, Any]]]:
         """Per-slot aggregates of the metric periods in [start, end), from one provider call."""
         slots: list[SlotName] = [new] if base is None else [new, base]
-        sources = slot_sources(self.record.service, out, slots, release)
+        sources = slot_sources(self.record.service, out, slots, release, self.latency_threshold())
         readings = self.metrics.read(sources, start, end, self.policy.period)
         aggregates = {slot: readings.slots.get(slot) for slot in slots}
+        if base is not None and not readings.partial:
+            self._learn_threshold(aggregates[base])
         numbers: dict[str, dict[str, Any]] = {slot: _as_numbers(m) for slot, m in aggregates.items()}
         window = Window(
             new=aggregates[new], baseline=aggregates[base] if base else None, partial=readings.partial
@@ -661,6 +686,8 @@ def _as_numbers(m: SlotMetrics | None) -> dict[str, Any]:
         "p99": m.p99,
         "cpu": m.cpu,
     }
+    if m.slow is not None:
+        numbers.update(slow=m.slow, latency_threshold=m.slow_threshold)
     if m.unusable:
         numbers["unusable"] = ", ".join(m.unusable)
     return numbers

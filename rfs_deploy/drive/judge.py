@@ -220,7 +220,7 @@ class StepJudge:
         if not self.release or self.incident >= MAX_INCIDENT_WINDOWS:
             return None
         fails = [f for f in found.findings if f.outcome is Outcome.FAIL]
-        if not fails or any(f.kind == "sequential" for f in fails):
+        if not fails or any(f.kind in ("sequential", "slow") for f in fails):
             return None
         base = found.base
         if base is None or base.requests <= 0 or base.errors / base.requests <= self.policy.max_error_rate:

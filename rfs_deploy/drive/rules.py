@@ -16,9 +16,12 @@ Rules of one window, in order (the worst finding wins, as Argo's ``Worst()``):
    not depend on window size — and FAILs as soon as it rejects;
 3. fewer than ``min_requests`` requests on the new slot → INCONCLUSIVE;
 4. absolute thresholds ``max_error_rate``, ``max_p99_latency``, ``max_cpu`` → FAIL;
-5. baseline comparison: p99 above ``latency_tolerance`` x the baseline's (both with
-   ``min_requests``) → FAIL; a window without baseline data is judged on thresholds alone (the
-   reason says so) — the comparison adds a check, it does not hold the step up;
+5. baseline comparison of latency: when both slots' slow-request counts are known (requests
+   slower than the latency threshold, :attr:`SlotMetrics.slow`), the sequential test of rule 2
+   on those counts (:attr:`Evidence.slow`) FAILs as soon as it rejects; without them, p99 above
+   ``latency_tolerance`` x the baseline's (both with ``min_requests``) → FAIL. A window without
+   baseline data is judged on thresholds alone (the reason says so) — the comparison adds a
+   check, it does not hold the step up;
 6. otherwise PASS.
 
 The baseline comparison of error rates is a *sequential* test over cumulative 5xx counts
@@ -26,6 +29,10 @@ The baseline comparison of error rates is a *sequential* test over cumulative 5x
 A per-window test at significance ``alpha`` would raise a false alarm with probability about
 ``alpha`` *per window*; the sequential test keeps it below ``alpha`` for the whole step — or for
 the whole release when the runner hands each step's evidence to the next.
+
+Latency is judged the same way, as a count: a slow request (slower than the threshold) is to the
+latency test what a 5xx is to the error test. A p99 over a hundred requests is their second
+largest and moves a lot from minute to minute; the count of slow requests uses every request.
 """
 
 from __future__ import annotations
@@ -99,7 +106,8 @@ class Finding(NamedTuple):
     outcome: Outcome
     text: str
     #: "data" (no usable data), "sequential", "thin" (below min_requests), "threshold", "latency"
-    #: (p99 against the baseline's) or "hold" (a step rule holding the weight).
+    #: (p99 against the baseline's), "slow" (the sequential test of slow-request counts) or
+    #: "hold" (a step rule holding the weight).
     kind: str
 
 
@@ -148,10 +156,20 @@ def assess(
 
     findings: list[Finding] = []
     if compare and evidence is not None and window.baseline is not None:
+        slow = evidence.slow
         evidence = evidence.update(new.requests, new.errors, window.baseline.requests, window.baseline.errors)
+        if _slow_counts(new, window.baseline):
+            base = window.baseline
+            slow = (slow or Evidence.start()).update(
+                new.requests, new.slow or 0, base.requests, base.slow or 0
+            )
+        evidence = replace(evidence, slow=slow)
         numbers.update(_evidence_numbers(evidence, policy))
         if evidence.rejects(policy.significance):
             findings.append(Finding(Outcome.FAIL, _rejection_reason(evidence), "sequential"))
+        if slow is not None and _slow_counts(new, window.baseline) and slow.rejects(policy.significance):
+            threshold_s = new.slow_threshold or 0.0
+            findings.append(Finding(Outcome.FAIL, _slow_reason(slow, threshold_s), "slow"))
     seen = pooled if pooled is not None and pooled.new is not None else window
     judged = seen.new or new
     if seen is pooled:
@@ -166,7 +184,9 @@ def assess(
     else:
         breaches = absolute_thresholds(judged, seen.baseline, policy)
         findings += [Finding(o, t, "threshold") for o, t in breaches]
-        if compare:
+        if compare and not _slow_counts(judged, seen.baseline):
+            # no slow counts to test (a provider without them, the window a threshold is learnt
+            # from): the p99s are compared, as before the counts
             latency = _latency_vs_baseline(judged, seen.baseline, policy, numbers)
             findings += [Finding(o, t, "latency") for o, t in latency]
     return Assessment(findings, numbers, evidence, judged, seen.baseline)
@@ -275,6 +295,8 @@ def combine(
             reason += " (with the thin windows before it)"
         if new.p99 is not None:
             reason += f", p99 {new.p99:.3g}s"
+        if new.slow is not None and new.slow_threshold is not None:
+            reason += f", {new.slow / new.requests:.1%} slower than {new.slow_threshold:.3g}s"
         unusable = numbers.get("baseline_unusable")
         if numbers.get("baseline_missing"):
             why = f" (its {unusable})" if unusable else ""
@@ -288,6 +310,27 @@ def combine(
     outcome = next(f.outcome for f in findings if f.outcome.severity == top)
     reason = "; ".join(f.text for f in findings if f.outcome.severity == top)
     return Verdict(outcome, reason, numbers, evidence)
+
+
+def _slow_counts(new: SlotMetrics | None, base: SlotMetrics | None) -> bool:
+    """Whether both slots counted their slow requests against the same threshold."""
+    return (
+        new is not None
+        and base is not None
+        and new.slow is not None
+        and base.slow is not None
+        and new.slow_threshold == base.slow_threshold
+    )
+
+
+def _slow_reason(slow: Evidence, threshold_s: float) -> str:
+    """``12 of 310 requests slower than 0.42s (3.9 %) vs the baseline's 1.1 % (...)``."""
+    base_share = slow.base_errors / max(1, slow.base_requests)
+    return (
+        f"latency: {slow.new_errors} of {slow.new_requests} requests slower than {threshold_s:.3g}s "
+        f"({slow.new_errors / max(1, slow.new_requests):.1%}) vs the baseline's {base_share:.1%}: "
+        f"higher (sequential test p={slow.p_value:.2g})"
+    )
 
 
 def _rejection_reason(evidence: Evidence) -> str:
@@ -313,13 +356,27 @@ def _numbers(window: Window, policy: Analysis) -> dict[str, Number]:
         numbers[f"{prefix}error_rate"] = None if slot is None else slot.error_rate
         numbers[f"{prefix}p99"] = None if slot is None else slot.p99
         numbers[f"{prefix}cpu"] = None if slot is None else slot.cpu
+        if slot is not None and slot.slow is not None:
+            numbers[f"{prefix}slow"] = slot.slow
+            numbers["latency_threshold"] = slot.slow_threshold
         if slot is not None and slot.unusable:
             numbers[f"{prefix}unusable"] = ", ".join(slot.unusable)
     return numbers
 
 
 def _evidence_numbers(evidence: Evidence, policy: Analysis) -> dict[str, Number]:
-    return {
+    slow = evidence.slow
+    found: dict[str, Number] = {}
+    if slow is not None:
+        found = {
+            "slow_p_value": slow.p_value,
+            "slow_log_lr": slow.log_mixture,
+            "cum_slow": slow.new_errors,
+            "cum_slow_requests": slow.new_requests,
+            "cum_baseline_slow": slow.base_errors,
+            "cum_baseline_slow_requests": slow.base_requests,
+        }
+    return found | {
         "test": "mixture SPRT on the new slot's share of 5xx (rate ratios "
         + "/".join(f"{r:g}" for r in evidence.alternatives)
         + ")",
@@ -345,12 +402,18 @@ def merge(first: SlotMetrics | None, second: SlotMetrics | None) -> SlotMetrics 
     if first is None or second is None:
         return second if first is None else first
     p99s = [p for p in (first.p99, second.p99) if p is not None]
+    # slow counts add up only against one threshold; otherwise the merged window has none
+    same = (
+        first.slow is not None and second.slow is not None and first.slow_threshold == second.slow_threshold
+    )
     return SlotMetrics(
         requests=first.requests + second.requests,
         errors=first.errors + second.errors,
         p99=max(p99s) if p99s else None,
         cpu=weighted_mean([(first.cpu, first.requests), (second.cpu, second.requests)]),
         unusable=tuple(dict.fromkeys(first.unusable + second.unusable)),
+        slow=(first.slow or 0) + (second.slow or 0) if same else None,
+        slow_threshold=first.slow_threshold if same else None,
     )
 
 

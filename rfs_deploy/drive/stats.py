@@ -142,6 +142,10 @@ class Evidence:
     new_spread: Spread = field(default_factory=lambda: Spread())
     base_spread: Spread = field(default_factory=lambda: Spread())
     dispersion: float = 1.0
+    #: The same test on the slow-request counts (requests slower than the latency threshold), kept
+    #: beside this one by the rules of a window (:func:`rfs_deploy.drive.rules.assess`); None
+    #: until a window had slow counts on both slots.
+    slow: Evidence | None = None
 
     @classmethod
     def start(cls, alternatives: Sequence[float] = ALTERNATIVES) -> Evidence:

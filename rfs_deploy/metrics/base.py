@@ -37,14 +37,23 @@ class SlotMetrics:
     cpu: float | None = None
     #: The metrics that came as a NaN, infinite or negative value, e.g. ``("p99 nan",)``: no data.
     unusable: tuple[str, ...] = ()
+    #: Requests slower than :attr:`slow_threshold` seconds; None when the provider was not asked
+    #: for them or could not count them (the judge then compares p99s).
+    slow: int | None = None
+    slow_threshold: float | None = None
 
     def __post_init__(self) -> None:
         found = list(self.unusable)
-        for name in ("requests", "errors", "p99", "cpu"):
+        for name in ("requests", "errors", "p99", "cpu", "slow"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 found.append(f"{name} {value}")
                 object.__setattr__(self, name, 0 if name in ("requests", "errors") else None)
+        if self.slow is not None and self.slow_threshold is None:
+            raise ValueError("a slow-request count needs the threshold it counts against")
+        if self.slow is not None and self.slow > self.requests:
+            # a trimmed count is an interpolated estimate: never more slow requests than requests
+            object.__setattr__(self, "slow", self.requests)
         if len(found) != len(self.unusable):
             object.__setattr__(self, "unusable", tuple(dict.fromkeys(found)))
 
@@ -72,6 +81,8 @@ class SlotSource:
     target_group: str
     target_group_arn: str
     asg_name: str
+    #: Seconds above which a request counts as slow (:attr:`SlotMetrics.slow`); None: do not count.
+    latency_threshold: float | None = None
 
 
 def slot_sources(
@@ -79,9 +90,11 @@ def slot_sources(
     outputs: ServiceOutputs,
     slots: Sequence[SlotName],
     release: ReleaseState | None = None,
+    latency_threshold: float | None = None,
 ) -> list[SlotSource]:
     """The sources of ``slots`` of one service (each slot once, in the order given); the
-    versions come from ``release`` (None: unknown)."""
+    versions come from ``release`` (None: unknown), and the slow requests are counted against
+    ``latency_threshold`` (None: not counted)."""
     sources: list[SlotSource] = []
     for slot in dict.fromkeys(slots):
         out = outputs.slot(slot)
@@ -94,6 +107,7 @@ def slot_sources(
                 target_group=out.target_group_dimension,
                 target_group_arn=out.target_group_arn,
                 asg_name=out.asg_name,
+                latency_threshold=latency_threshold,
             )
         )
     return sources
@@ -131,9 +145,16 @@ def aggregate(
     errors: Sequence[float] | None,
     p99: Sequence[float] | None,
     cpu: Sequence[float] | None,
+    slow: Sequence[float] | None = None,
+    slow_threshold: float | None = None,
 ) -> SlotMetrics | None:
     """One slot's window from per-period values: counts summed, the worst period's p99, the mean
     CPU. None when there were no request values at all.
+
+    ``slow`` are the per-period counts of requests slower than ``slow_threshold`` (None: not
+    asked for). As for errors, a missing or empty series next to request data is no slow request
+    (CloudWatch has no response-time datapoint for a period without a response); each period's
+    count is rounded, a trimmed count being an interpolated estimate.
 
     A missing or empty error series next to request data is zero errors (ALBs publish their 5xx
     count only for periods that had one; a Prometheus rate over a counter that never moved has no
@@ -159,10 +180,15 @@ def aggregate(
 
     total = combined("requests", requests, sum)
     failed = combined("errors", errors, sum)
+    slower: float | None = None
+    if slow_threshold is not None:
+        slower = combined("slow", slow, lambda v: sum(round(x) for x in v)) if slow else 0.0
     return SlotMetrics(
         requests=int(total or 0),
         errors=int(failed or 0),
         p99=combined("p99", p99, max),
         cpu=combined("cpu", cpu, lambda v: sum(v) / len(v)),
         unusable=tuple(unusable),
+        slow=None if slower is None else int(slower),
+        slow_threshold=None if slower is None else slow_threshold,
     )

@@ -1,4 +1,4 @@
-"""The CloudWatch metrics provider: every slot's four metrics in one GetMetricData request a tick.
+"""The CloudWatch metrics provider: every slot's metrics in one GetMetricData request a tick.
 
 Everything rfs-deploy knows of CloudWatch's metric API is here: the queries (from the shared
 table of :mod:`rfs_deploy.metrics.definitions`), their ids (``req_blue``, ``p99_green``), the
@@ -22,7 +22,7 @@ from rfs_deploy.aws.session import AwsSession, aws_errors
 from rfs_deploy.errors import AwsError, MetricsUnavailable
 from rfs_deploy.logs import get_logger
 from rfs_deploy.metrics.base import Readings, SlotMetrics, SlotSource, aggregate
-from rfs_deploy.metrics.definitions import SLOT_METRICS, MetricDefinition, Statistic
+from rfs_deploy.metrics.definitions import SLOT_METRICS, SLOW, MetricDefinition, Statistic, slower_than
 
 log = get_logger(__name__)
 
@@ -30,8 +30,13 @@ log = get_logger(__name__)
 MAX_QUERIES_PER_REQUEST = 500
 #: Safety stop for a NextToken chain that never ends.
 MAX_PAGES = 100
-#: Queries per slot in play: one per slot metric.
-QUERIES_PER_SLOT = len(SLOT_METRICS)
+#: Queries per slot in play: one per slot metric, and the slow-request count once the analysis
+#: has a latency threshold (one fewer before).
+QUERIES_PER_SLOT = len(SLOT_METRICS) + 1
+
+#: Queries of the baseline's history before a release (:meth:`CloudWatchProvider.read_periods`,
+#: once per deployment): the slot metrics and the p95 response time of the live slot.
+HISTORY_QUERIES = len(SLOT_METRICS) + 1
 
 _QUERY_ID = re.compile(r"[a-z][a-zA-Z0-9_]*")
 
@@ -65,29 +70,35 @@ def query_id(short: str, slot: str) -> str:
 
 
 def metric_query(metric: MetricDefinition, source: SlotSource, period: int) -> MetricQuery:
-    """The query of one slot metric of one slot."""
+    """The query of one slot metric of one slot (the slow count against the source's threshold)."""
     dimensions = metric.dimension_pairs(
         target_group=source.target_group, load_balancer=source.load_balancer, asg=source.asg_name
     )
+    stat: str = metric.statistic
+    if metric is SLOW:
+        if source.latency_threshold is None:
+            raise ValueError(f"the slow-request count of {source.slot} needs a latency threshold")
+        stat = slower_than(source.latency_threshold)
     return MetricQuery(
-        query_id(metric.short, source.slot),
-        metric.namespace,
-        metric.name,
-        dimensions,
-        metric.statistic,
-        period,
+        query_id(metric.short, source.slot), metric.namespace, metric.name, dimensions, stat, period
     )
 
 
+def _metrics_of(source: SlotSource) -> tuple[MetricDefinition, ...]:
+    return (*SLOT_METRICS, SLOW) if source.latency_threshold is not None else SLOT_METRICS
+
+
 def slot_queries(sources: Sequence[SlotSource], period: int = 60) -> list[MetricQuery]:
-    """The queries the analysis needs for ``sources``, :data:`QUERIES_PER_SLOT` per slot.
+    """The queries the analysis needs for ``sources``, at most :data:`QUERIES_PER_SLOT` per slot.
 
     Per slot, in the order of :data:`~rfs_deploy.metrics.definitions.SLOT_METRICS`: requests,
     5xx errors and p99 response time of the slot's target group behind the load balancer, and
-    the average CPU of its Auto Scaling group. A slot given twice is asked for once.
+    the average CPU of its Auto Scaling group; then, when the source has a latency threshold,
+    the count of its requests slower than it (``TC(t:)`` of the response time). A slot given
+    twice is asked for once.
     """
     unique = {source.slot: source for source in sources}
-    return [metric_query(metric, source, period) for source in unique.values() for metric in SLOT_METRICS]
+    return [metric_query(m, source, period) for source in unique.values() for m in _metrics_of(source)]
 
 
 def _request_query(query: MetricQuery) -> dict[str, Any]:
@@ -180,7 +191,10 @@ class CloudWatchProvider:
             return found.values if found is not None else None
 
         slots: dict[str, SlotMetrics | None] = {
-            source.slot: aggregate(**{str(m.kind): values(m, source.slot) for m in SLOT_METRICS})
+            source.slot: aggregate(
+                **{str(m.kind): values(m, source.slot) for m in _metrics_of(source)},
+                slow_threshold=source.latency_threshold,
+            )
             for source in sources
         }
         return Readings(slots, partial=partial)

@@ -1,11 +1,13 @@
 """The CloudWatch metrics rfs-deploy reads, alarms on and simulates, defined once.
 
 The analysis judges a slot on four metrics (:data:`SLOT_METRICS`, one per
-:data:`~rfs_deploy.metrics.definitions.Kind`); the Pulumi alarms of :mod:`rfs_deploy.infra.alarms`
-watch the same ones, the CloudWatch provider (:mod:`rfs_deploy.metrics.cloudwatch`) queries them,
-and the sandbox (:mod:`rfs_deploy.sim.world`) publishes them, with the load balancer's other
-metrics below (:data:`LOAD_BALANCER_METRICS`, :data:`TARGET_GROUP_HEALTH`), so each name,
-namespace, statistic and dimension set is spelt here and nowhere else.
+:data:`~rfs_deploy.metrics.definitions.Kind`) and, once it knows its latency threshold, on the
+count of requests slower than it (:data:`SLOW`, a trimmed count of the response time). The
+Pulumi alarms of :mod:`rfs_deploy.infra.alarms` watch the four, the CloudWatch provider
+(:mod:`rfs_deploy.metrics.cloudwatch`) queries them, and the sandbox
+(:mod:`rfs_deploy.sim.world`) publishes them, with the load balancer's other metrics below
+(:data:`LOAD_BALANCER_METRICS`, :data:`TARGET_GROUP_HEALTH`), so each name, namespace,
+statistic and dimension set is spelt here and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 #: What a slot metric measures: the fields of :class:`~rfs_deploy.metrics.base.SlotMetrics`.
-Kind = Literal["requests", "errors", "p99", "cpu"]
+Kind = Literal["requests", "errors", "p99", "cpu", "slow"]
 #: Which resource a metric's dimensions name: a slot's target group behind the service's load
 #: balancer, a slot's Auto Scaling group, or the whole load balancer.
 DimensionKind = Literal["target_group", "asg", "load_balancer"]
-#: The statistics used here (``p99`` is an extended statistic in CloudWatch's terms).
-Statistic = Literal["Sum", "Average", "p99"]
+#: The statistics used here (``p99`` is an extended statistic in CloudWatch's terms; ``TC`` is
+#: the trimmed count, whose bounds a query fills in: :func:`slower_than`).
+Statistic = Literal["Sum", "Average", "p99", "TC"]
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
 EC2_NAMESPACE = "AWS/EC2"
@@ -79,10 +82,27 @@ ERRORS = MetricDefinition(
 P99 = MetricDefinition(ALB_NAMESPACE, "TargetResponseTime", "p99", "target_group", "Seconds", "p99", "p99")
 CPU = MetricDefinition(EC2_NAMESPACE, "CPUUtilization", "Average", "asg", "Percent", "cpu", "cpu")
 
-#: What the analysis judges a slot on, in the order a provider asks for them.
+#: What the analysis judges a slot on, in the order a provider asks for them (and the alarms watch).
 SLOT_METRICS: tuple[MetricDefinition, ...] = (REQUESTS, ERRORS, P99, CPU)
-#: The same, by kind.
-BY_KIND: Mapping[Kind, MetricDefinition] = {m.kind: m for m in SLOT_METRICS if m.kind is not None}
+#: Requests slower than the analysis's latency threshold ``t``: CloudWatch's trimmed count
+#: ``TC(t:)`` of the response time, the number of requests whose time is above ``t`` (the lower
+#: bound is exclusive, as in every CloudWatch range statistic). Asked for only with a threshold,
+#: and never alarmed on.
+SLOW = MetricDefinition(ALB_NAMESPACE, P99.name, "TC", "target_group", "Seconds", "slow", "slow")
+#: The slot metrics by kind, the slow count included.
+BY_KIND: Mapping[Kind, MetricDefinition] = {m.kind: m for m in (*SLOT_METRICS, SLOW) if m.kind is not None}
+
+
+def slower_than(threshold: float) -> str:
+    """The extended statistic counting requests slower than ``threshold`` seconds, ``TC(0.42:)``.
+
+    CloudWatch takes a bound of at most ten decimals, and no exponent: the threshold is written
+    out in fixed point (at least a microsecond)."""
+    if not (threshold > 0 and threshold < 1e9):
+        raise ValueError(f"a latency threshold must be a positive number of seconds, got {threshold}")
+    text = f"{max(threshold, 1e-6):.6f}".rstrip("0").rstrip(".")
+    return f"{SLOW.statistic}({text}:)"
+
 
 #: Healthy and unhealthy target counts of a target group (published by the sandbox).
 HEALTHY_HOSTS = MetricDefinition(ALB_NAMESPACE, "HealthyHostCount", "Average", "target_group", "Count")
@@ -111,6 +131,7 @@ __all__ = [
     "P99",
     "REQUESTS",
     "SLOT_METRICS",
+    "SLOW",
     "TARGET_GROUP",
     "TARGET_GROUP_HEALTH",
     "UNHEALTHY_HOSTS",
@@ -118,4 +139,5 @@ __all__ = [
     "Kind",
     "MetricDefinition",
     "Statistic",
+    "slower_than",
 ]

@@ -4,8 +4,10 @@ Installed on the sandbox's boto3 session only (never on moto itself, never in pr
 
 * ``GetMetricData``: plain statistics go to moto's CloudWatch (dimensions put in the order the
   sandbox wrote them: moto, unlike CloudWatch, matches dimension lists by order); percentiles
-  (``p99``), on which moto crashes, and metric math, which moto leaves empty, are answered from
-  the physics' record. The scenario's ``metrics.throttled`` makes a call fail with Throttling.
+  (``p99``), on which moto crashes, the range statistics ``TC(t:)`` and ``PR(:t)``, which moto
+  does not know, and metric math, which moto leaves empty, are answered from the physics'
+  record (the range statistics from each minute's histogram of its latency samples). The
+  scenario's ``metrics.throttled`` makes a call fail with Throttling.
 * ``DescribeTargetHealth``: target states from the physics (moto calls every target healthy).
 * ``DescribeListeners`` / ``DescribeRules``: while a listener change propagates (the scenario's
   ``loadBalancer.propagationDelay``), the configuration from before it; otherwise moto's answer.
@@ -91,11 +93,11 @@ class GapHandlers:
         now = world.clock.now()
         queries = params.get("MetricDataQueries", [])
         series: dict[str, dict[float, float]] = {}
-        plain = [q for q in queries if "MetricStat" in q and not _percentile(q["MetricStat"]["Stat"])]
+        plain = [q for q in queries if "MetricStat" in q and not _extended(q["MetricStat"]["Stat"])]
         if plain:
             series.update(self._from_moto(plain, params))
         for query in queries:
-            if "MetricStat" in query and _percentile(query["MetricStat"]["Stat"]):
+            if "MetricStat" in query and _extended(query["MetricStat"]["Stat"]):
                 stat = query["MetricStat"]
                 metric = stat["Metric"]
                 key = metric_key(
@@ -103,9 +105,12 @@ class GapHandlers:
                     metric["MetricName"],
                     [(d["Name"], d["Value"]) for d in metric.get("Dimensions", [])],
                 )
-                stamps, values = world.record.statistic(
-                    key, stat["Stat"], start, end, int(stat["Period"]), now
-                )
+                try:
+                    stamps, values = world.record.statistic(
+                        key, stat["Stat"], start, end, int(stat["Period"]), now
+                    )
+                except ValueError as exc:  # a statistic the sandbox does not simulate
+                    return _error("InvalidParameterValue", str(exc))
                 series[query["Id"]] = dict(zip(stamps, values, strict=True))
         for query in queries:
             if "Expression" in query:
@@ -233,6 +238,12 @@ class GapHandlers:
 
 def _percentile(stat: str) -> bool:
     return stat[:1] in ("p", "P") and stat[1:].replace(".", "", 1).isdigit()
+
+
+def _extended(stat: str) -> bool:
+    """Whether the record answers ``stat``: a percentile, or a range statistic (``TC(...)``,
+    ``PR(...)``, and the trimmed statistics' other forms, which it refuses by name)."""
+    return _percentile(stat) or stat[:3].upper() in ("TC(", "PR(", "TM(", "TS(", "WM(")
 
 
 def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

@@ -10,6 +10,7 @@ cannot: p99 (moto's GetMetricData crashes on percentiles) and alarm evaluation.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +108,7 @@ class MetricRecord:
                         point.unit,
                         visible,
                         [s.count, s.sum, s.minimum, s.maximum, s.p99],
+                        *([[list(pair) for pair in s.histogram]] if s.histogram else []),
                     ]
                 )
         return rows
@@ -114,9 +116,10 @@ class MetricRecord:
     def load_json(self, rows: Sequence[Sequence[Any]]) -> None:
         self._points.clear()
         self._pending.clear()
-        for namespace, name, dims, ts, unit, visible, stats in rows:
+        for namespace, name, dims, ts, unit, visible, stats, *rest in rows:
             key = metric_key(namespace, name, [tuple(d) for d in dims])
-            summary = Summary(*[float(x) for x in stats])
+            histogram = tuple((int(b), int(n)) for b, n in rest[0]) if rest else ()
+            summary = Summary(*[float(x) for x in stats], histogram=histogram)
             point = Datapoint(float(ts), summary, NEVER if visible is None else float(visible), unit)
             self._points.setdefault(key, {})[point.timestamp] = point
             if point.visible_at != NEVER:
@@ -144,7 +147,23 @@ def combine(summaries: Sequence[Summary], stat: str) -> float:
         if len(summaries) == 1:
             return summaries[0].p99
         return sum(s.p99 * s.count for s in summaries) / count if count else 0.0
+    found = RANGE_STATISTIC.fullmatch(stat.replace(" ", ""))
+    if found is not None:
+        kind, low, high = found.group(1).upper(), _bound(found.group(2)), _bound(found.group(3))
+        # a range statistic needs the samples: NaN (no data) for a datapoint without them
+        within = sum(s.within(low, high) for s in summaries)
+        return within if kind == "TC" else 100.0 * within / count if count else math.nan
     raise ValueError(f"the sandbox cannot compute statistic {stat!r}")
+
+
+#: CloudWatch's trimmed count and percentile rank over absolute bounds, ``TC(0.5:)``, ``PR(:0.3)``,
+#: ``PR(0.1:2)``: the observations above the lower bound and at most the upper one (percent
+#: bounds, ``TC(10%:90%)``, rank observations instead and are not simulated).
+RANGE_STATISTIC = re.compile(r"(TC|PR|tc|pr)\(([0-9.]*):([0-9.]*)\)")
+
+
+def _bound(text: str) -> float | None:
+    return float(text) if text else None
 
 
 def _datum(name: str, dims: Dimensions, point: Datapoint) -> dict[str, Any]:

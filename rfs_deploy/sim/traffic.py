@@ -10,6 +10,7 @@ the load balancer's own 503s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -21,15 +22,26 @@ from rfs_deploy.sim.behaviour import Conduct
 MAX_SAMPLES = 2000
 
 
+#: Width of a latency histogram bucket in log space: 2 % apart (CloudWatch keeps its own
+#: distributions at a similar relative precision and interpolates within a bucket too).
+HISTOGRAM_STEP = math.log(1.02)
+
+
 @dataclass(frozen=True)
 class Summary:
-    """CloudWatch-style statistic set of one minute, plus the p99 CloudWatch would compute."""
+    """CloudWatch-style statistic set of one minute, plus the p99 CloudWatch would compute and,
+    for a distribution (response times), a histogram of its samples for the range statistics
+    (``TC(t:)``, ``PR(:t)``)."""
 
     count: float
     sum: float
     minimum: float
     maximum: float
     p99: float
+    #: ``(bucket, samples)`` pairs, bucket ``i`` holding values in ``[e^(i s), e^((i+1) s))`` with
+    #: ``s`` :data:`HISTOGRAM_STEP`; each sample stands for ``count / samples`` observations.
+    #: Empty for a count, and for datapoints saved before histograms were kept.
+    histogram: tuple[tuple[int, int], ...] = ()
 
     @property
     def average(self) -> float:
@@ -38,13 +50,37 @@ class Summary:
     @classmethod
     def of(cls, values: np.ndarray, weight: float = 1.0) -> Summary:
         """Summary of ``values``, each standing for ``weight`` observations."""
+        positive = values[values > 0]
+        buckets, samples = np.unique(np.floor(np.log(positive) / HISTOGRAM_STEP), return_counts=True)
         return cls(
             count=float(len(values) * weight),
             sum=float(values.sum() * weight),
             minimum=float(values.min()),
             maximum=float(values.max()),
             p99=float(np.percentile(values, 99)),
+            histogram=tuple((int(b), int(n)) for b, n in zip(buckets, samples, strict=True)),
         )
+
+    def within(self, low: float | None, high: float | None) -> float:
+        """Observations above ``low`` and at most ``high`` (None: unbounded), as CloudWatch's range
+        statistics count them; interpolated within a bucket (log-uniform), NaN without a histogram."""
+        if not self.histogram:
+            return math.nan
+        total = sum(n for _, n in self.histogram)
+        upto = total if high is None else _samples_below(self.histogram, high)
+        above = 0.0 if low is None else _samples_below(self.histogram, low)
+        return self.count * max(0.0, upto - above) / total
+
+
+def _samples_below(histogram: Sequence[tuple[int, int]], bound: float) -> float:
+    """Samples at or below ``bound``."""
+    if bound <= 0:
+        return 0.0
+    cut = math.log(bound) / HISTOGRAM_STEP
+    below = 0.0
+    for bucket, samples in histogram:
+        below += samples * min(1.0, max(0.0, cut - bucket))
+    return below
 
 
 @dataclass
