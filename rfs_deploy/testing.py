@@ -28,7 +28,7 @@ from rfs_deploy.drive.protocols import (
     UpdateResult,
 )
 from rfs_deploy.errors import BackendError, MetricsUnavailable, StackBusy
-from rfs_deploy.metrics.base import Readings, SlotMetrics, SlotSource, aggregate
+from rfs_deploy.metrics.base import Period, Readings, SlotMetrics, SlotSource, aggregate
 from rfs_deploy.metrics.definitions import SLOT_METRICS
 from rfs_deploy.outputs import OUTPUT_NAME, ServiceOutputs, SlotOutputs
 from rfs_deploy.sim.clock import VirtualClock
@@ -297,6 +297,10 @@ class FakeMetrics:
     Counters: ``calls`` — reads (ticks); ``queries`` — metrics asked for, four per slot in play
     and a fifth with a latency threshold (what the CloudWatch provider would request; the fake
     answers no slow counts, so the judge compares p99s).
+
+    :meth:`read_periods` (the baseline's history before a release) has its own counter and
+    failure switch, so the ticks' stay as they were: ``period_calls`` and ``period_reads`` (the
+    windows asked for), ``period_errors`` raises on the next N, ``period_missing`` answers no data.
     """
 
     name = "fake"
@@ -307,6 +311,33 @@ class FakeMetrics:
         self.queries = 0
         self.missing = 0
         self.errors = 0
+        self.period_calls = 0
+        self.period_reads: list[tuple[float, float, int]] = []
+        self.period_errors = 0
+        self.period_missing = False
+
+    def read_periods(
+        self, sources: Sequence[SlotSource], start: float, end: float, period: int
+    ) -> dict[str, list[Period]]:
+        """Each slot period by period over [start, end) at the traffic split it has now (the
+        CloudWatch provider's per-period answer: its four queries and a p95 per slot)."""
+        self.period_calls += 1
+        self.period_reads.append((start, end, period))
+        # the CloudWatch provider's HISTORY_QUERIES (not imported: it would load boto3)
+        self.queries += (len(SLOT_METRICS) + 1) * len({source.slot for source in sources})
+        if self.period_errors > 0:
+            self.period_errors -= 1
+            raise MetricsUnavailable("GetMetricData: Rate exceeded (injected)")
+        answer: dict[str, list[Period]] = {}
+        for source in sources:
+            periods: list[Period] = []
+            if not self.period_missing:
+                for at in range(int(start), int(end), period):
+                    m = self._slot(source, at, at + period)
+                    if m is not None:
+                        periods.append(Period(float(at), m, m.p99))
+            answer[source.slot] = periods
+        return answer
 
     def read(self, sources: Sequence[SlotSource], start: float, end: float, period: int) -> Readings:
         self.calls += 1

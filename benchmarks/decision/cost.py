@@ -7,7 +7,9 @@ bookkeeping, listener verification, metric aggregation, the judge, records and e
 counts come from the fakes' counters and are checked against what the plan implies
 (:func:`expected_calls`): one GetMetricData call per analysis tick, with
 :func:`rfs_deploy.metrics.cloudwatch.slot_queries`' queries per slot in play (four, and the
-slow-request count once the judge has its latency threshold).
+slow-request count once the judge has its latency threshold), and one call per deployment for
+the baseline's history before the first traffic shift (:mod:`rfs_deploy.drive.history`,
+:data:`~rfs_deploy.metrics.cloudwatch.HISTORY_QUERIES` queries).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from rfs_deploy.config.loading import load_stack_file
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.records import DeploymentRecord
-from rfs_deploy.metrics.cloudwatch import MAX_QUERIES_PER_REQUEST, QUERIES_PER_SLOT
+from rfs_deploy.metrics.cloudwatch import HISTORY_QUERIES, MAX_QUERIES_PER_REQUEST, QUERIES_PER_SLOT
 from rfs_deploy.testing import (
     Behaviour,
     FakeAlarms,
@@ -66,6 +68,8 @@ class Cost:
     stack_updates: int
     ticks: int
     get_metric_data_requests: int
+    #: Of those, the baseline's history before the first shift (one per deployment).
+    history_requests: int
     metrics_requested: int
     max_metrics_per_tick: int
     describe_alarms_calls: int
@@ -123,7 +127,9 @@ def deploy_once(error_rate: float, rpm: int = 1000) -> tuple[DeploymentRecord, C
         steps=len(record.steps),
         stack_updates=stack.updates - updates_before,
         ticks=metrics.calls,
-        get_metric_data_requests=metrics.calls,  # one request per tick below 500 queries
+        # one request per tick below 500 queries, and one for the baseline's history
+        get_metric_data_requests=metrics.calls + metrics.period_calls,
+        history_requests=metrics.period_calls,
         metrics_requested=metrics.queries,
         max_metrics_per_tick=QUERIES_PER_SLOT * 2,
         describe_alarms_calls=alarms.calls,
@@ -149,15 +155,18 @@ def measure(case: str, error_rate: float, repeat: int = 15) -> Cost:
     )
 
 
-def expected_calls(weights: Sequence[int], learnt: int = 1) -> tuple[int, int, int]:
+def expected_calls(
+    weights: Sequence[int], learnt: int = 1, history: int = HISTORY_QUERIES
+) -> tuple[int, int, int]:
     """(stack updates, GetMetricData requests, metrics requested) of a promoted canary with one
     tick per step: deploy idle, one update per weight, promote, scale down; per tick two slots
     while the baseline has traffic, one slot at 100 %, in one request each, with
     :data:`QUERIES_PER_SLOT` queries per slot but for the first ``learnt`` ticks, which have no
-    latency threshold yet (the baseline's p99 in the first window is the threshold)."""
+    latency threshold yet (0 when the baseline's history gives it); and once per deployment,
+    before the first tick, the baseline's history: one request of ``history`` queries."""
     per_tick = [(QUERIES_PER_SLOT - (i < learnt)) * (2 if w < 100 else 1) for i, w in enumerate(weights)]
     requests = sum(-(-n // MAX_QUERIES_PER_REQUEST) for n in per_tick)
-    return 1 + len(weights) + 2, requests, sum(per_tick)
+    return 1 + len(weights) + 2, requests + 1, sum(per_tick) + history
 
 
 def costs(repeat: int = 15) -> list[Cost]:

@@ -36,6 +36,7 @@ from rfs_deploy.config.model import Analysis
 from rfs_deploy.drive import rules
 from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.rules import Outcome, SlotMetrics, Window
+from rfs_deploy.drive.stats import Evidence
 
 #: Seconds per metric period and per canary step (the default plan: 60 s steps, 60 s ticks).
 PERIOD = 60
@@ -127,7 +128,8 @@ class Ours:
             policy.failure_limit, policy.max_error_rate, policy.max_p99_latency, alarm_min_requests(policy)
         )
         t = exposure = 0
-        evidence = None
+        # the runner reads the baseline's hour before the first shift and starts the test with it
+        evidence = history_evidence(trace, policy)
         pool: Window | None = None
         for step, weight in enumerate(trace.weights):
             compare = weight < 100
@@ -169,6 +171,20 @@ class Ours:
                 # a step that ends neither passed nor failed waits for a person
                 return Decision.pause(t, exposure, classify(judge.result.reason))
         return Decision(False, t, exposure, "promoted")
+
+
+def history_evidence(trace: SeedTrace, policy: Analysis) -> Evidence | None:
+    """The sequential test's start with the baseline's history as its prior, as the driver sets it
+    (:func:`rfs_deploy.drive.history.with_history`); None without a history, or with a judge from
+    before it had one (``--before``)."""
+    if not trace.history or not hasattr(Evidence, "with_prior"):
+        return None
+    from rfs_deploy.drive.history import from_periods, with_history
+
+    minutes = [SlotMetrics(n, e, p, CPU) for n, e, p in trace.history]
+    end = 0.0
+    history = from_periods(minutes, slot="live", start=end - 60 * len(minutes), end=end, period=PERIOD)
+    return with_history(None, history, policy.max_error_rate)
 
 
 def alarm_min_requests(policy: Analysis) -> int:

@@ -119,20 +119,22 @@ def cost_table(costs: Sequence[Cost]) -> str:
     from benchmarks.decision.cost import USD_PER_1000_METRICS
 
     lines = [
-        "| deployment | steps | stack updates | analysis ticks = GetMetricData requests | metrics requested "
-        "(per tick, total) | USD per deployment | DescribeAlarms calls | listener reads "
+        "| deployment | steps | stack updates | analysis ticks | GetMetricData requests (ticks + history) "
+        "| metrics requested (per tick, total) | USD per deployment | DescribeAlarms calls | listener reads "
         "| driver CPU per step | driver CPU total |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in costs:
         lines.append(
             f"| {c.case} ({c.status}) | {c.steps} | {c.stack_updates} | {c.ticks} "
+            f"| {c.get_metric_data_requests} ({c.ticks} + {c.history_requests}) "
             f"| {c.max_metrics_per_tick}, {c.metrics_requested} | {c.usd:.5f} | {c.describe_alarms_calls} "
             f"| {c.listener_reads} | {c.cpu_ms_per_step:.2f} ms | {c.cpu_ms_total:.1f} ms |"
         )
     lines.append(
         f"\nGetMetricData is billed per metric requested (USD {USD_PER_1000_METRICS} per 1,000); "
-        "DescribeAlarms and the ELBv2 reads are free."
+        "DescribeAlarms and the ELBv2 reads are free. The history is one request per deployment: the "
+        "live slot's hour before the first traffic shift."
     )
     return "\n".join(lines)
 

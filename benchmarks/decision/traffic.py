@@ -33,6 +33,12 @@ exactly what they drew before:
 These draws come from a second generator seeded from the cell's seed, so the first generator's
 stream (request counts, latency) is the same with or without them.
 
+**The baseline's history** (one read per deployment, :mod:`rfs_deploy.drive.history`): the live
+slot's hour before the first traffic shift, drawn per seed from a third generator (so no other
+draw changes) with the same model: all of the traffic at the ramp's starting rate, the
+baseline's rate before any drift, its bursts (a Beta per minute at the cell's CV), its latency;
+an outage is not in it.
+
 **Common random numbers.** Every (seed, minute, weight) gets its draws up front, so every policy
 judged on a cell sees the same traffic in the same minute at the same weight; only where a policy
 is in its plan (which weight, which minute) differs. A minute's 5xx rate, drift and outage
@@ -137,6 +143,10 @@ class Traces:
     base_p99: np.ndarray
     seeds: int = field(init=False)
     minutes: int = field(init=False)
+    #: The baseline's hour before the first shift, ``[seed, minute]`` (None: not drawn).
+    history_requests: np.ndarray | None = None
+    history_errors: np.ndarray | None = None
+    history_p99: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.seeds, self.minutes, _ = self.new_requests.shape
@@ -151,7 +161,19 @@ class Traces:
             base_requests=self.base_requests[index].tolist(),
             base_errors=self.base_errors[index].tolist(),
             base_p99=self.base_p99[index].tolist(),
+            history=self._history(index),
         )
+
+    def _history(self, index: int) -> tuple[tuple[int, int, float | None], ...]:
+        if self.history_requests is None or self.history_errors is None or self.history_p99 is None:
+            return ()
+        rows = zip(
+            self.history_requests[index].tolist(),
+            self.history_errors[index].tolist(),
+            self.history_p99[index].tolist(),
+            strict=True,
+        )
+        return tuple((n, e, _known(p)) for n, e, p in rows)
 
 
 @dataclass(frozen=True)
@@ -177,6 +199,8 @@ class SeedTrace:
     base_requests: list[list[int]]
     base_errors: list[list[int]]
     base_p99: list[list[float]]
+    #: The baseline's hour before the first shift: (requests, 5xx, p99) per minute, oldest first.
+    history: tuple[tuple[int, int, float | None], ...] = ()
 
     @property
     def horizon(self) -> int:
@@ -229,6 +253,7 @@ def simulate(cell: Cell, seeds: int, minutes: int, seed: int) -> Traces:
         base_errors = rng.binomial(base_requests, base_rate[:, :, None])
     mu_new, sigma_new = latency_params(cell.latency_factor, cell.tail_factor)
     mu_base, sigma = latency_params(1.0)
+    history = baseline_history(cell, seeds, np.random.default_rng([seed, 2]))
     return Traces(
         cell=cell,
         new_requests=new_requests,
@@ -237,7 +262,30 @@ def simulate(cell: Cell, seeds: int, minutes: int, seed: int) -> Traces:
         base_requests=base_requests,
         base_errors=base_errors,
         base_p99=sample_p99(rng, base_requests, mu_base, sigma),
+        history_requests=history[0],
+        history_errors=history[1],
+        history_p99=history[2],
     )
+
+
+#: Minutes of the baseline's history the driver reads before the first shift.
+HISTORY_MINUTES = 60
+
+
+def baseline_history(
+    cell: Cell, seeds: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The live slot's last :data:`HISTORY_MINUTES` minutes before the first shift, per seed:
+    requests, 5xx and p99 with all of the traffic, at the baseline's rate before any drift."""
+    shape = (seeds, HISTORY_MINUTES)
+    rpm = cell.rpm * cell.ramp[0]
+    totals = np.maximum(0, np.rint(rng.normal(rpm, rpm * NOISE, size=shape))).astype(np.int64)
+    rate: np.ndarray | float = cell.base_error_rate
+    if cell.rate_cv > 0:
+        rate = beta_rates(rng, np.full(shape, cell.base_error_rate), cell.rate_cv)
+    errors = rng.binomial(totals, rate)
+    mu, sigma = latency_params(1.0)
+    return totals, errors, sample_p99(rng, totals, mu, sigma)
 
 
 def _errors_steady(cell: Cell) -> bool:

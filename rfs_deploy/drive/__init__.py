@@ -17,6 +17,7 @@ prints the graph and fails on a cycle; a test holds this list to it):
     webhooks        event webhooks (each event posted, in order, retried) and confirm webhooks
     ab              the A/B decision: which variant wins
     judge           the step judge: the windows of one step, and when the step is over
+    history         the baseline's history: its hour before the first traffic shift
     plans           the pure plan of each strategy (steps from a release state and a version)
     cancel          stopping a deployment safely on a signal
     journal         stack history read as the deployment journal (open, finished, checkpoints)

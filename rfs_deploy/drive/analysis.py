@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rfs_deploy.config.model import Analysis, ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
 from rfs_deploy.drive.ab import decide_ab, hard_limit
+from rfs_deploy.drive.history import BaselineHistory, read_history, with_history
 from rfs_deploy.drive.judge import StepJudge, planned_windows
 from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
@@ -59,6 +60,9 @@ class Analyst:
         self.pool: Window | None = None
         self.pool_slot: SlotName | None = None
         self.deadline: float | None = None
+        #: The baseline's hour before the first traffic shift (None: not read, or no data).
+        self.history: BaselineHistory | None = None
+        self._history_read = False
         self._metrics: MetricsProvider | None = None
         self._saved_at: float | None = None
         #: The baseline's p99 in the first window that had one: the latency threshold when
@@ -103,6 +107,9 @@ class Analyst:
         base = release.live if new != release.live else None
         compare = step.baseline and base is not None and release.weights[base] > 0
         interval = max(step.interval, self.policy.period)
+        if compare and base is not None:
+            history = self.baseline_history(release, out, base)
+            self.evidence = with_history(self.evidence, history, self.policy.max_error_rate)
         sj = StepJudge(
             self.policy,
             baseline=compare,
@@ -168,6 +175,28 @@ class Analyst:
         if sj.result.outcome is Outcome.INCONCLUSIVE:
             return StepOutcome(False, sj.result.reason, undecided=True)
         return StepOutcome(sj.result.passed, sj.result.reason)
+
+    def baseline_history(
+        self, release: ReleaseState, out: ServiceOutputs, base: SlotName
+    ) -> BaselineHistory | None:
+        """The live slot's hour before the deployment's first traffic shift, read once per
+        deployment (one provider request, at the first step comparing with the baseline) and
+        kept in the record; a resumed deployment takes it from its record. None: no data, or the
+        provider failed (the judge then learns the baseline from the release's minutes alone)."""
+        if self._history_read:
+            return self.history
+        self._history_read = True
+        saved = self.record.baseline_history
+        if saved is not None:
+            self.history = BaselineHistory(**saved)
+            return self.history
+        shift = first_shift(self.record)
+        moment = self.seams.clock.now() if shift is None else shift
+        source = slot_sources(self.record.service, out, [base], release)[0]
+        self.history = read_history(self.metrics, source, moment, self.policy.period)
+        if self.history is not None:
+            self.record.baseline_history = self.history.to_json()
+        return self.history
 
     async def probe(self, index: int, release: ReleaseState, out: ServiceOutputs) -> StepOutcome:
         """Judge the idle slot under ``validation.probe`` load (the validate step of a probed plan).
@@ -565,6 +594,12 @@ class Analyst:
         if self._saved_at is None or moment - self._saved_at >= SAVE_EVERY:
             self._saved_at = moment
             self.seams.records.save(self.record)
+
+
+def first_shift(record: DeploymentRecord) -> float | None:
+    """When the deployment's first traffic shift began (its first weight step's start)."""
+    starts = [s.started_at for s in record.steps if s.kind in ("set-weight", "start-variants")]
+    return min(starts) if starts else None
 
 
 def _old_instances_fail(slot: SlotMetrics | None, share: float, policy: Analysis) -> str | None:

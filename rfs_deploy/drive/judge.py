@@ -287,7 +287,10 @@ class StepJudge:
         """Whether either slot's 5xx counts vary from window to window beyond a binomial's (then
         a breach in one window over a healthy baseline must repeat)."""
         e = self.evidence
-        return e is not None and max(e.new_spread.dispersion, e.base_spread.dispersion) > 1.0
+        # the baseline's history counts too (an hour of minutes shows bursts a first window cannot)
+        if e is None:
+            return False
+        return max(e.new_spread.dispersion, e.base_spread.dispersion) > 1.0 or e.prior_correlation > 0
 
     def _alarm_verdict(self, outcome: Outcome, reason: str) -> Verdict:
         self._alarm_ats.add(self._alarm_at)

@@ -115,6 +115,9 @@ class DeploymentRecord:
     paused: dict[str, Any] | None = None
     #: ``retry``: the id of the deployment this one runs again.
     retry_of: str | None = None
+    #: The baseline's hour before the first traffic shift, as the judge used it
+    #: (:class:`rfs_deploy.drive.history.BaselineHistory`); None: not read or no data.
+    baseline_history: dict[str, Any] | None = None
 
     @property
     def progress(self) -> int:

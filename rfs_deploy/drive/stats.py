@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 #: Rate ratios (new / baseline) the sequential test looks for, mixed with equal weight.
 #: 2 and 4 are a 1 % and a 2 % error rate over a 0.5 % baseline; 1.5 and 3 fill the gaps.
@@ -27,6 +27,21 @@ ALTERNATIVES: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
 #: slot's first few windows cannot show much of its minute-to-minute variation, and a burst in
 #: them must neither be ignored nor make the estimate explode.
 DISPERSION_PRIOR = 4.0
+
+#: How far, in standard deviations, one window's live baseline count may lie above what the
+#: baseline's history (:mod:`rfs_deploy.drive.history`) predicts before that window is judged
+#: without the history (a shared burst the history cannot know of).
+PRIOR_Z = 2.0
+#: The baseline's rate over its history's that the departure test looks for, mixed with equal
+#: weight: small rises, the ones a shared drift starts with (a baseline that got better than its
+#: history only costs the test power, never a false rollback).
+DRIFT_RATIOS: tuple[float, ...] = (1.25, 1.5)
+#: The departure test's level: once the live baseline's evidence of a higher rate than its
+#: history's reaches ``1 / DEPARTURE_ALPHA``, the history is dropped for the rest of the release.
+#: Deliberately low (measured in ``benchmarks/decision``: a shared drift from 0.5 % to 1.5 % over
+#: ten minutes must not fail the canary, and the live baseline has little traffic to show it by
+#: at the high weights where the history adds the most).
+DEPARTURE_ALPHA = 0.5
 
 #: P-value below which an A/B split counts as a sample ratio mismatch (the usual SRM bar).
 SRM_ALPHA = 0.001
@@ -142,6 +157,21 @@ class Evidence:
     new_spread: Spread = field(default_factory=lambda: Spread())
     base_spread: Spread = field(default_factory=lambda: Spread())
     dispersion: float = 1.0
+    #: The baseline's history before the release as pseudo-counts (requests and 5xx, already
+    #: divided by the history's variance inflation) and its intra-period correlation; 0: none.
+    prior_requests: float = 0.0
+    prior_errors: float = 0.0
+    prior_correlation: float = 0.0
+    #: The live baseline departed from its history: the history is no longer used.
+    prior_departed: bool = False
+    #: Windows whose evidence used the history.
+    prior_windows: int = 0
+    #: With a history: the test as it would stand without it (log-likelihood ratios and their
+    #: largest mixture), which replaces it when the baseline departs; and the departure test's
+    #: log-likelihood ratios (the live baseline's rate at each of :data:`DRIFT_RATIOS` x history's).
+    plain_log_lr: tuple[float, ...] = ()
+    plain_max_log_lr: float = 0.0
+    drift_log_lr: tuple[float, ...] = ()
     #: The same test on the slow-request counts (requests slower than the latency threshold), kept
     #: beside this one by the rules of a window (:func:`rfs_deploy.drive.rules.assess`); None
     #: until a window had slow counts on both slots.
@@ -155,6 +185,74 @@ class Evidence:
             raise ValueError("alternatives must be rate ratios above 1")
         return cls(alternatives=alts, log_lr=(0.0,) * len(alts))
 
+    def with_prior(self, requests: float, errors: float, correlation: float = 0.0) -> Evidence:
+        """This evidence with the baseline's history as a prior for its rate: ``requests`` and
+        ``errors`` are the history's pseudo-counts (its counts over its variance inflation),
+        ``correlation`` its beta-binomial intra-period correlation.
+
+        Each window's likelihood ratio then integrates the baseline's unknown rate over a Gamma
+        prior with those counts, updated by the window's own baseline counts: the Bayes factor
+        ``r^e_new ((b + n + m) / (b + r n + m))^(a + e)``, which with no history (``a = b = 0``) is
+        exactly the conditional test. Robustly: a window whose baseline lies far above the
+        history (:data:`PRIOR_Z`) is judged without it, and once the live baseline's rate departs
+        from the history's (a sequential test of its own, :data:`DRIFT_RATIOS`,
+        :data:`DEPARTURE_ALPHA`), the history is dropped and the release's evidence is what it
+        would have been without one."""
+        _check_counts(requests, errors)
+        if errors > requests:
+            raise ValueError("a prior cannot have more errors than requests")
+        if self.windows:
+            raise ValueError("the history is the prior of a fresh test")
+        if requests <= 0:
+            return self
+        return replace(
+            self,
+            prior_requests=float(requests),
+            prior_errors=float(errors),
+            prior_correlation=max(0.0, float(correlation)),
+            plain_log_lr=self.log_lr,
+            plain_max_log_lr=self.max_log_lr,
+            drift_log_lr=(0.0,) * len(DRIFT_RATIOS),
+        )
+
+    @property
+    def prior_rate(self) -> float | None:
+        """The history's 5xx rate (None: no history, or no longer used)."""
+        if self.prior_requests <= 0 or self.prior_departed:
+            return None
+        return self.prior_errors / self.prior_requests
+
+    @property
+    def drift_log_mixture(self) -> float:
+        """Log of the departure test's mixture likelihood ratio (0 without a history)."""
+        return _log_mean_exp(self.drift_log_lr) if self.drift_log_lr else 0.0
+
+    def _above_history(self, requests: int, errors: int, rho: float) -> bool:
+        """Whether one window's baseline count lies more than :data:`PRIOR_Z` standard deviations
+        above the history's prediction (the variance: the count's own, inflated by the dispersion,
+        plus the history's uncertainty)."""
+        rate = self.prior_rate
+        if rate is None:
+            return True
+        mean = requests * rate
+        var = mean * (1.0 - rate) * (1.0 + (requests - 1) * rho) + mean * mean / max(1.0, self.prior_errors)
+        return var > 0 and (errors - mean) / math.sqrt(var) > PRIOR_Z
+
+    def _drift(self, requests: int, errors: int, rho: float) -> tuple[float, ...]:
+        """The departure test after one window of the live baseline: per ratio of the history's
+        rate, a CUSUM of Poisson log-likelihood ratios of its count (each divided by the count's
+        variance inflation: the dispersion, and the history's own uncertainty), held at 0 from
+        below so that a drift starting late in the release is seen as soon as it starts."""
+        rate = self.prior_rate
+        if rate is None or requests <= 0:
+            return self.drift_log_lr
+        mean = requests * rate
+        inflation = 1.0 + (requests - 1) * rho + mean / max(1.0, self.prior_errors)
+        return tuple(
+            max(0.0, lr + (errors * math.log(q) - (q - 1.0) * mean) / inflation)
+            for lr, q in zip(self.drift_log_lr, DRIFT_RATIOS, strict=True)
+        )
+
     def update(self, new_requests: int, new_errors: int, base_requests: int, base_errors: int) -> Evidence:
         """Add one window's counts (windows with no traffic on either slot add no evidence).
 
@@ -165,22 +263,51 @@ class Evidence:
         new_spread, base_spread = self.new_spread.add(new_requests, new_errors), self.base_spread
         base_spread = base_spread.add(base_requests, base_errors)
         dispersion = self.dispersion
+        departed, prior_windows = self.prior_departed, self.prior_windows
+        plain, plain_max, drift = self.plain_log_lr, self.plain_max_log_lr, self.drift_log_lr
+        has_prior = self.prior_requests > 0 and not departed
         if new_requests > 0 and base_requests > 0:
-            share = new_requests / (new_requests + base_requests)
-            errors = new_errors + base_errors
             # quasi-likelihood: the share of errors varies (1 - s) phi_new + s phi_base times as
             # much as a binomial's, so each window's log-likelihood ratio is divided by that. Each
             # slot's phi is a beta-binomial's, 1 + (n - 1) rho, with the larger of the two slots'
             # intra-minute correlations rho: the baseline's many requests estimate it far better
-            # than a 10 % canary's few, and one upstream's bad minutes hit both
-            rho = max(new_spread.correlation, base_spread.correlation)
+            # than a 10 % canary's few, and one upstream's bad minutes hit both (and the history's:
+            # an hour of minutes shows the bursts a release's first windows cannot)
+            rho = max(new_spread.correlation, base_spread.correlation, self.prior_correlation)
             phi_new, phi_base = 1.0 + (new_requests - 1) * rho, 1.0 + (base_requests - 1) * rho
-            dispersion = (1.0 - share) * phi_new + share * phi_base
-            log_lr = tuple(
-                lr + (new_errors * math.log(r) - errors * math.log1p((r - 1.0) * share)) / dispersion
-                for lr, r in zip(self.log_lr, self.alternatives, strict=True)
-            )
+
+            def terms(prior_requests: float, prior_errors: float) -> tuple[tuple[float, ...], float]:
+                share = new_requests / (new_requests + base_requests + prior_requests)
+                errors = new_errors + base_errors + prior_errors
+                inflation = (1.0 - share) * phi_new + share * phi_base
+                found = tuple(
+                    (new_errors * math.log(r) - errors * math.log1p((r - 1.0) * share)) / inflation
+                    for r in self.alternatives
+                )
+                return found, inflation
+
+            without, dispersion = terms(0.0, 0.0)
+            if has_prior:
+                plain = tuple(a + b for a, b in zip(plain, without, strict=True))
+                plain_max = max(plain_max, _log_mean_exp(plain))
+                drift = self._drift(base_requests, base_errors, rho)
+                if _log_mean_exp(drift) >= math.log(1.0 / DEPARTURE_ALPHA):
+                    # the baseline is not what its history was: judge the release without it
+                    departed = True
+                    log_lr = plain
+                elif self._above_history(base_requests, base_errors, rho):
+                    log_lr = tuple(a + b for a, b in zip(log_lr, without, strict=True))
+                else:
+                    # the history as a Gamma prior for this window's baseline rate (see with_prior)
+                    found, dispersion = terms(self.prior_requests, self.prior_errors)
+                    log_lr = tuple(a + b for a, b in zip(log_lr, found, strict=True))
+                    prior_windows += 1
+            else:
+                log_lr = tuple(a + b for a, b in zip(log_lr, without, strict=True))
         mixed = _log_mean_exp(log_lr)
+        # a baseline that departed from its history takes the history's evidence with it: the
+        # largest mixture is the one the test without the history reached
+        largest = plain_max if departed and not self.prior_departed else max(self.max_log_lr, mixed)
         return Evidence(
             alternatives=self.alternatives,
             log_lr=log_lr,
@@ -189,10 +316,18 @@ class Evidence:
             base_requests=self.base_requests + base_requests,
             base_errors=self.base_errors + base_errors,
             windows=self.windows + 1,
-            max_log_lr=max(self.max_log_lr, mixed),
+            max_log_lr=largest,
             new_spread=new_spread,
             base_spread=base_spread,
             dispersion=dispersion,
+            prior_requests=self.prior_requests,
+            prior_errors=self.prior_errors,
+            prior_correlation=self.prior_correlation,
+            prior_departed=departed,
+            prior_windows=prior_windows,
+            plain_log_lr=plain,
+            plain_max_log_lr=plain_max,
+            drift_log_lr=drift,
         )
 
     @property

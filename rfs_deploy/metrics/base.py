@@ -122,6 +122,16 @@ class Readings:
     partial: bool = False
 
 
+@dataclass(frozen=True)
+class Period:
+    """One period of one slot, for a provider's per-period answer (``read_periods``: the
+    baseline's history before a release). ``p95`` when the provider was asked for it."""
+
+    at: float
+    metrics: SlotMetrics
+    p95: float | None = None
+
+
 @runtime_checkable
 class MetricsProvider(Protocol):
     """Slot metrics for a window, from one metrics backend."""

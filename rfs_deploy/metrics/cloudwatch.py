@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from rfs_deploy.aws.session import AwsSession, aws_errors
 from rfs_deploy.errors import AwsError, MetricsUnavailable
 from rfs_deploy.logs import get_logger
-from rfs_deploy.metrics.base import Readings, SlotMetrics, SlotSource, aggregate
-from rfs_deploy.metrics.definitions import SLOT_METRICS, SLOW, MetricDefinition, Statistic, slower_than
+from rfs_deploy.metrics.base import Period, Readings, SlotMetrics, SlotSource, aggregate
+from rfs_deploy.metrics.definitions import (
+    P99,
+    SLOT_METRICS,
+    SLOW,
+    MetricDefinition,
+    Statistic,
+    slower_than,
+)
 
 log = get_logger(__name__)
 
@@ -199,6 +206,39 @@ class CloudWatchProvider:
         }
         return Readings(slots, partial=partial)
 
+    def read_periods(
+        self, sources: Sequence[SlotSource], start: float, end: float, period: int
+    ) -> dict[str, list[Period]]:
+        """Every slot of ``sources`` period by period over [start, end), from one GetMetricData
+        call: the slot queries and each slot's p95 response time (the baseline's history before
+        a release, :mod:`rfs_deploy.drive.history`). A period without a request datapoint is left
+        out. Raises MetricsUnavailable as :meth:`read`."""
+        queries = slot_queries(sources, period)
+        for source in {s.slot: s for s in sources}.values():
+            p99 = metric_query(P99, source, period)
+            queries.append(replace(p99, id=query_id("p95", source.slot), stat="p95"))
+        try:
+            series = self.get_metric_data(queries, start, end)
+        except AwsError as exc:
+            raise MetricsUnavailable(str(exc)) from exc
+
+        def at(short: str, slot: str) -> dict[float, float]:
+            found = series.get(query_id(short, slot))
+            return {} if found is None else dict(zip(found.timestamps, found.values, strict=True))
+
+        answer: dict[str, list[Period]] = {}
+        for source in sources:
+            by_kind = {str(m.kind): at(m.short, source.slot) for m in SLOT_METRICS}
+            p95 = at("p95", source.slot)
+            periods: list[Period] = []
+            for ts in sorted(by_kind["requests"]):
+                one = {kind: [values[ts]] if ts in values else None for kind, values in by_kind.items()}
+                metrics = aggregate(**one)
+                if metrics is not None:
+                    periods.append(Period(ts, metrics, p95.get(ts)))
+            answer[source.slot] = periods
+        return answer
+
     def get_metric_data(
         self, queries: Sequence[MetricQuery], start: float, end: float
     ) -> dict[str, MetricSeries]:
@@ -250,6 +290,7 @@ class CloudWatchProvider:
 
 
 __all__ = [
+    "HISTORY_QUERIES",
     "MAX_QUERIES_PER_REQUEST",
     "QUERIES_PER_SLOT",
     "CloudWatchProvider",

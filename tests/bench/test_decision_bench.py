@@ -26,6 +26,7 @@ from benchmarks.decision.traffic import (
     sample_p99,
     simulate,
 )
+from rfs_deploy.metrics.cloudwatch import HISTORY_QUERIES
 
 GOOD = Minute(200, 1, 0.30, 800, 4, 0.30)
 BAD = Minute(200, 20, 0.30, 800, 4, 0.30)  # 10 % 5xx
@@ -209,13 +210,17 @@ def test_every_policy_judges_the_same_draws() -> None:
 def test_cost_counts_match_the_plan() -> None:
     record, cost = deploy_once(0.005)
     assert record.status.value == "COMPLETED"
-    updates, requests, metrics = expected_calls(DEFAULT_WEIGHTS)
+    # the baseline's history (one request per deployment) gives the latency threshold from the
+    # first tick on, so every tick also counts slow requests
+    updates, requests, metrics = expected_calls(DEFAULT_WEIGHTS, learnt=0)
     counted = (cost.stack_updates, cost.get_metric_data_requests, cost.metrics_requested)
     assert counted == (updates, requests, metrics)
-    # the first tick learns the latency threshold; every later one also counts slow requests
-    assert (updates, requests, metrics) == (13, 10, 8 + 8 * 10 + 5)
+    assert (updates, requests, metrics) == (13, 10 + 1, 9 * 10 + 5 + HISTORY_QUERIES)
     _, rolled = deploy_once(0.20)
-    assert (rolled.status, rolled.ticks, rolled.metrics_requested) == ("ROLLED_BACK", 1, 8)
+    assert (rolled.status, rolled.ticks, rolled.metrics_requested) == ("ROLLED_BACK", 1, 10 + HISTORY_QUERIES)
+    assert (cost.history_requests, rolled.history_requests) == (1, 1)
+    assert cost.get_metric_data_requests == cost.ticks + 1
+    assert record.baseline_history is not None and record.baseline_history["requests"] > 0
 
 
 def test_the_command_writes_its_tables(tmp_path: Path) -> None:
