@@ -228,12 +228,13 @@ class CloudWatchProvider:
 
         answer: dict[str, list[Period]] = {}
         for source in sources:
+            # in the order of aggregate's arguments: requests, errors, p99, cpu
             by_kind = {str(m.kind): at(m.short, source.slot) for m in SLOT_METRICS}
             p95 = at("p95", source.slot)
             periods: list[Period] = []
             for ts in sorted(by_kind["requests"]):
-                one = {kind: [values[ts]] if ts in values else None for kind, values in by_kind.items()}
-                metrics = aggregate(**one)
+                req, err, p99s, cpu = ([values[ts]] if ts in values else None for values in by_kind.values())
+                metrics = aggregate(req, err, p99s, cpu)
                 if metrics is not None:
                     periods.append(Period(ts, metrics, p95.get(ts)))
             answer[source.slot] = periods

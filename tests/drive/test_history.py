@@ -179,3 +179,39 @@ def test_a_history_without_errors_does_not_pin_the_baseline_below_a_tenth_of_the
 
     assert evidence is not None and evidence.prior_rate == 0.005
     assert with_history(None, None, max_error_rate=0.05) is None
+
+
+def test_cloudwatch_answers_the_hour_period_by_period_in_one_request() -> None:
+    from datetime import UTC, datetime
+
+    from botocore.stub import Stubber
+
+    from rfs_deploy.aws.session import AwsSession
+    from rfs_deploy.metrics.cloudwatch import HISTORY_QUERIES, CloudWatchProvider
+
+    client = AwsSession("us-east-1").client("cloudwatch")
+    provider, stub = CloudWatchProvider(client), Stubber(client)
+    t0 = 1_700_000_000.0
+
+    def result(qid: str, points: list[tuple[float, float]]) -> dict[str, object]:
+        stamps = [datetime.fromtimestamp(ts, tz=UTC) for ts, _ in points]
+        return {"Id": qid, "Timestamps": stamps, "Values": [v for _, v in points], "StatusCode": "Complete"}
+
+    answer = [
+        result("req_blue", [(t0, 1000.0), (t0 + 60, 900.0)]),
+        result("err_blue", [(t0 + 60, 9.0)]),  # no 5xx datapoint in the first minute: none
+        result("p99_blue", [(t0, 0.3), (t0 + 60, 0.5)]),
+        result("cpu_blue", [(t0, 30.0), (t0 + 60, 40.0)]),
+        result("p95_blue", [(t0, 0.2), (t0 + 60, 0.25)]),
+    ]
+    stub.add_response("get_metric_data", {"MetricDataResults": answer})
+    source = SlotSource("api", "blue", "v1", "app/lb/1", "targetgroup/tg/1", "arn:tg", "asg-blue")
+    with stub:
+        found = provider.read_periods([source], t0, t0 + 120, 60)["blue"]
+    stub.assert_no_pending_responses()
+
+    assert (provider.requests, provider.metrics_requested) == (1, HISTORY_QUERIES)
+    assert [(p.at, p.metrics.requests, p.metrics.errors, p.metrics.p99, p.p95) for p in found] == [
+        (t0, 1000, 0, 0.3, 0.2),
+        (t0 + 60, 900, 9, 0.5, 0.25),
+    ]
