@@ -149,7 +149,7 @@ class Ours:
                 fired = alarms.minute(m)
                 if fired is not None and not hasattr(judge, "alarm"):  # a judge from before alarm()
                     return Decision(True, t, exposure, "alarm")
-                window = window_of(pending, compare)
+                window = window_of(pending, compare, trace.slow_threshold)
                 judge.observe(window)
                 if window.new is not None and (not compare or window.baseline is not None):
                     pending = []
@@ -158,7 +158,8 @@ class Ours:
                 if fired and judge.result is not None and judge.result.outcome is Outcome.FAIL:
                     return Decision(True, t, exposure, "alarm")
                 open_or_passed = judge.result is None or judge.result.outcome is Outcome.PASS
-                weighed = judge.alarm(fired, window_of([m], compare)) if fired and open_or_passed else None
+                one = window_of([m], compare, trace.slow_threshold)
+                weighed = judge.alarm(fired, one) if fired and open_or_passed else None
                 if weighed is not None and weighed.outcome is Outcome.FAIL:
                     return Decision(True, t, exposure, "alarm")
             if compare:
@@ -199,27 +200,35 @@ def _release_steps() -> bool:
     return "release" in inspect.signature(StepJudge).parameters
 
 
-def window_of(minutes: list[Minute], compare: bool) -> Window:
+def window_of(minutes: list[Minute], compare: bool, threshold: float | None = None) -> Window:
     """The window the runner builds from the minutes since its last window with data.
 
     As :func:`rfs_deploy.drive.analysis._aggregate`: counts are summed, p99 is the worst minute's,
-    a slot without any request has no datapoint (None).
+    a slot without any request has no datapoint (None). The slow-request counts are summed too,
+    against ``threshold`` (the CloudWatch provider's ``TC(t:)``; None: not counted).
     """
-    new = _slot([(m.new_requests, m.new_errors, m.new_p99) for m in minutes])
-    base = _slot([(m.base_requests, m.base_errors, m.base_p99) for m in minutes]) if compare else None
+    new = _slot([(m.new_requests, m.new_errors, m.new_p99, m.new_slow) for m in minutes], threshold)
+    base = None
+    if compare:
+        base = _slot([(m.base_requests, m.base_errors, m.base_p99, m.base_slow) for m in minutes], threshold)
     return Window(new=new, baseline=base)
 
 
-def _slot(minutes: list[tuple[int, int, float | None]]) -> SlotMetrics | None:
-    seen = [(n, e, p) for n, e, p in minutes if n > 0]
+def _slot(
+    minutes: list[tuple[int, int, float | None, int | None]], threshold: float | None
+) -> SlotMetrics | None:
+    seen = [(n, e, p, s) for n, e, p, s in minutes if n > 0]
     if not seen:
         return None
-    p99s = [p for _, _, p in seen if p is not None]
+    p99s = [p for _, _, p, _ in seen if p is not None]
+    counted = threshold is not None and all(s is not None for *_, s in seen)
     return SlotMetrics(
-        requests=sum(n for n, _, _ in seen),
-        errors=sum(e for _, e, _ in seen),
+        requests=sum(n for n, _, _, _ in seen),
+        errors=sum(e for _, e, _, _ in seen),
         p99=max(p99s) if p99s else None,
         cpu=CPU,
+        slow=sum(s or 0 for *_, s in seen) if counted else None,
+        slow_threshold=threshold if counted else None,
     )
 
 
@@ -227,6 +236,8 @@ def classify(reason: str) -> str:
     """A short name for what failed a step, from the judge's reason."""
     if "not enough data" in reason:
         return "not enough data"
+    if "slower than" in reason and "vs the baseline's" in reason:
+        return "slow requests"
     if "sequential" in reason:
         return "sequential test"
     if "the baseline's" in reason:

@@ -39,6 +39,14 @@ draw changes) with the same model: all of the traffic at the ramp's starting rat
 baseline's rate before any drift, its bursts (a Beta per minute at the cell's CV), its latency;
 an outage is not in it.
 
+**Slow requests** (latency as counts): each slot's count of requests slower than the latency
+threshold is ``Binomial(requests, P(response time > threshold))`` under the slot's log-normal,
+what CloudWatch's ``TC(t:)`` counts. The threshold is the driver's: the baseline's p95 over its
+history (the median of the history's per-minute p95s, drawn for the history's minutes as their
+p99s are), per seed; the baseline's true p95 without a history. The counts come from a fourth
+generator, so every other draw is the same with or without them; a minute's slow count and its
+p99 are drawn independently (the sequential test reads the counts, the absolute limits the p99).
+
 **Common random numbers.** Every (seed, minute, weight) gets its draws up front, so every policy
 judged on a cell sees the same traffic in the same minute at the same weight; only where a policy
 is in its plan (which weight, which minute) differs. A minute's 5xx rate, drift and outage
@@ -64,6 +72,9 @@ NOISE = 0.05
 #: The project's default canary: 10 % + 10 % every 60 s, judged against the baseline up to 90 %,
 #: then 100 % judged on thresholds.
 DEFAULT_WEIGHTS: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+#: The quantile of the baseline's response times the driver counts slow requests above (its p95
+#: over its history, :meth:`rfs_deploy.drive.analysis.Analyst.latency_threshold`).
+SLOW_QUANTILE = 0.95
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,10 @@ class Traces:
     base_p99: np.ndarray
     seeds: int = field(init=False)
     minutes: int = field(init=False)
+    #: Requests slower than ``slow_threshold[seed]`` per slot (None: not drawn).
+    new_slow: np.ndarray | None = None
+    base_slow: np.ndarray | None = None
+    slow_threshold: np.ndarray | None = None
     #: The baseline's hour before the first shift, ``[seed, minute]`` (None: not drawn).
     history_requests: np.ndarray | None = None
     history_errors: np.ndarray | None = None
@@ -162,6 +177,9 @@ class Traces:
             base_errors=self.base_errors[index].tolist(),
             base_p99=self.base_p99[index].tolist(),
             history=self._history(index),
+            new_slow=None if self.new_slow is None else self.new_slow[index].tolist(),
+            base_slow=None if self.base_slow is None else self.base_slow[index].tolist(),
+            slow_threshold=None if self.slow_threshold is None else float(self.slow_threshold[index]),
         )
 
     def _history(self, index: int) -> tuple[tuple[int, int, float | None], ...]:
@@ -186,6 +204,9 @@ class Minute:
     base_requests: int
     base_errors: int
     base_p99: float | None
+    #: Requests slower than the seed's latency threshold (None: not drawn).
+    new_slow: int | None = None
+    base_slow: int | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +222,10 @@ class SeedTrace:
     base_p99: list[list[float]]
     #: The baseline's hour before the first shift: (requests, 5xx, p99) per minute, oldest first.
     history: tuple[tuple[int, int, float | None], ...] = ()
+    new_slow: list[list[int]] | None = None
+    base_slow: list[list[int]] | None = None
+    #: The seconds the slow counts are counted against.
+    slow_threshold: float | None = None
 
     @property
     def horizon(self) -> int:
@@ -217,6 +242,8 @@ class SeedTrace:
             base_requests=self.base_requests[i][step],
             base_errors=self.base_errors[i][step],
             base_p99=_known(self.base_p99[i][step]),
+            new_slow=None if self.new_slow is None else self.new_slow[i][step],
+            base_slow=None if self.base_slow is None else self.base_slow[i][step],
         )
 
 
@@ -254,7 +281,7 @@ def simulate(cell: Cell, seeds: int, minutes: int, seed: int) -> Traces:
     mu_new, sigma_new = latency_params(cell.latency_factor, cell.tail_factor)
     mu_base, sigma = latency_params(1.0)
     history = baseline_history(cell, seeds, np.random.default_rng([seed, 2]))
-    return Traces(
+    traces = Traces(
         cell=cell,
         new_requests=new_requests,
         new_errors=new_errors,
@@ -266,6 +293,38 @@ def simulate(cell: Cell, seeds: int, minutes: int, seed: int) -> Traces:
         history_errors=history[1],
         history_p99=history[2],
     )
+    return with_slow_counts(traces, seed)
+
+
+def with_slow_counts(traces: Traces, seed: int) -> Traces:
+    """``traces`` with each slot's slow-request counts, against each seed's latency threshold."""
+    cell = traces.cell
+    rng = np.random.default_rng([seed, 3])
+    mu_new, sigma_new = latency_params(cell.latency_factor, cell.tail_factor)
+    mu_base, sigma = latency_params(1.0)
+    threshold = np.full(
+        traces.seeds, math.exp(mu_base + sigma * float(norm_ppf(np.array([SLOW_QUANTILE]))[0]))
+    )
+    requests = getattr(traces, "history_requests", None)
+    if requests is not None:
+        # the driver's threshold: the median of the history's per-minute p95s
+        p95 = sample_p99(rng, requests, mu_base, sigma, q=SLOW_QUANTILE)
+        has = ~np.all(np.isnan(p95), axis=1)
+        threshold[has] = np.nanmedian(p95[has], axis=1)
+    cut = threshold[:, None, None]
+    traces.new_slow = rng.binomial(traces.new_requests, slow_share(mu_new, sigma_new, cut))
+    traces.base_slow = rng.binomial(traces.base_requests, slow_share(mu_base, sigma, cut))
+    traces.slow_threshold = threshold
+    return traces
+
+
+def slow_share(mu: float, sigma: float, threshold: np.ndarray | float) -> np.ndarray:
+    """The log-normal's probability of a response time above ``threshold`` (elementwise)."""
+    z = (np.log(threshold) - mu) / (sigma * math.sqrt(2.0))
+    return 0.5 * _erfc(np.asarray(z, dtype=float))
+
+
+_erfc = np.vectorize(math.erfc, otypes=[float])
 
 
 #: Minutes of the baseline's history the driver reads before the first shift.
@@ -335,8 +394,11 @@ def minute_rates(
     return new_rate, base_rate
 
 
-def sample_p99(rng: np.random.Generator, requests: np.ndarray, mu: float, sigma: float) -> np.ndarray:
-    """The sandbox's per-minute p99 for each element of ``requests`` (NaN where it is 0).
+def sample_p99(
+    rng: np.random.Generator, requests: np.ndarray, mu: float, sigma: float, q: float = 0.99
+) -> np.ndarray:
+    """The sandbox's per-minute p99 for each element of ``requests`` (NaN where it is 0); another
+    quantile with ``q`` (0.95: the p95 CloudWatch gives the baseline's history).
 
     The sandbox takes ``np.percentile(x, 99)`` of ``k = min(requests, 2000)`` log-normal draws:
     with ``h = 0.99 (k - 1)`` and ``lo = floor(h)`` that is ``x[lo] + (h - lo)(x[lo+1] - x[lo])``
@@ -348,7 +410,7 @@ def sample_p99(rng: np.random.Generator, requests: np.ndarray, mu: float, sigma:
     k = np.minimum(np.asarray(requests, dtype=np.int64), MAX_SAMPLES)
     has = k > 0
     k1 = np.where(has, k, 1)
-    h = 0.99 * (k1 - 1)
+    h = q * (k1 - 1)
     lo = np.floor(h + 1e-9).astype(np.int64)
     frac = h - lo
     a = (k1 - 1) - lo

@@ -227,7 +227,6 @@ class GapHandlers:
             {"InstanceRefreshId": world.refreshes.cancel(params["AutoScalingGroupName"], world.clock.now())}
         )
 
-
     def start_instance_refresh(self, params: dict[str, Any]) -> Answer:
         world = self.world
         self.on_change()

@@ -119,7 +119,8 @@ class MetricRecord:
         for namespace, name, dims, ts, unit, visible, stats, *rest in rows:
             key = metric_key(namespace, name, [tuple(d) for d in dims])
             histogram = tuple((int(b), int(n)) for b, n in rest[0]) if rest else ()
-            summary = Summary(*[float(x) for x in stats], histogram=histogram)
+            count, total, low, high, p99 = (float(x) for x in stats)
+            summary = Summary(count, total, low, high, p99, histogram)
             point = Datapoint(float(ts), summary, NEVER if visible is None else float(visible), unit)
             self._points.setdefault(key, {})[point.timestamp] = point
             if point.visible_at != NEVER:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from rfs_deploy.aws import AwsSession
+from rfs_deploy.config.model import SlotName
 from rfs_deploy.metrics import SlotMetrics, aggregate, slot_sources
 from rfs_deploy.metrics.cloudwatch import QUERIES_PER_SLOT, CloudWatchProvider, slot_queries
 from rfs_deploy.metrics.definitions import SLOW, slower_than
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from conftest import FakeCloudWatch
 
 LB = "app/api/50dc6c495c0c9188"
+SLOTS: tuple[tuple[SlotName, str], ...] = (("blue", "73e2d6bc24d8a067"), ("green", "1e2d6bc24d8a0673"))
 OUTPUTS = ServiceOutputs(
     load_balancer_arn=f"arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/{LB}",
     load_balancer_dimension=LB,
@@ -37,7 +39,7 @@ OUTPUTS = ServiceOutputs(
             asg_name=f"api-{slot}",
             alarm_names=(f"api-{slot}-5xx", f"api-{slot}-p99"),
         )
-        for slot, n in (("blue", "73e2d6bc24d8a067"), ("green", "1e2d6bc24d8a0673"))
+        for slot, n in SLOTS
     },
 )
 T0 = 1_700_000_040.0

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from rfs_deploy.config.model import SlotName
 from rfs_deploy.drive.steps import DeployIdle, SetWeight
 from rfs_deploy.metrics import definitions, slot_sources
 from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
@@ -35,7 +36,7 @@ def release_step(box: Sandbox, step: Any, message: str) -> None:
     box.backend.up(message)
 
 
-def ask(box: Sandbox, slot: str, stats: dict[str, str], minutes: int = 5) -> dict[str, list[float]]:
+def ask(box: Sandbox, slot: SlotName, stats: dict[str, str], minutes: int = 5) -> dict[str, list[float]]:
     """``stats`` (id -> statistic) of ``slot``'s response time over the last ``minutes`` minutes,
     per minute, through the sandbox's boto3 CloudWatch client."""
     out = box.topology()["api-service"]
