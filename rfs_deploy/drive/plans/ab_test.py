@@ -18,8 +18,11 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
     """Deploy idle → healthy → validate → start variants → decide → promote → scale down.
 
     B (the new version, on the idle slot) gets ``split`` percent of users. The plan is written
-    for B winning; when :func:`rfs_deploy.drive.ab.decide_ab` keeps A, the runner rolls back
-    to the checkpoint before the variants started instead of promoting.
+    for B winning; when :func:`rfs_deploy.drive.ab.decide_ab` keeps A (or B is past the hard
+    limit before the test's duration is up), the runner rolls back to the checkpoint before the
+    variants started instead of promoting. A test too thin to decide ends as
+    ``analysis.onInconclusive`` says: ``pause`` holds after the decide step with both variants
+    live, and ``promote`` goes on to promote B.
 
     A step list (pauses only) holds after the decision, before promotion, with both variants
     still live: ``{pause: {}}`` lets a person confirm B's promotion.

@@ -16,8 +16,12 @@ def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, versi
     a rolling release chosen per deployment refreshes with its own settings.
 
     The refresh mixes old and new instances behind one target group, so there is no separate
-    baseline to compare with. The final window gives the last batch a full period of traffic
-    before the release counts as done.
+    slot to compare with: the watch judges the slot against its own minutes before the refresh,
+    and holds the refresh at its checkpoint (cancelled, then started again) while no window has
+    passed since the last batch came in (see :meth:`rfs_deploy.drive.analysis.Analyst.watch_refresh`).
+    A watch its traffic leaves undecided holds the deployment *before* it, so ``promote`` runs it
+    again, which starts the refresh first. The final window gives the last batch a full period
+    of traffic before the release counts as done.
 
     ``RollRefresh`` records the rolling settings in the release state, which also makes the
     program guard the refresh with the slot's alarms; ``FinishRefresh`` removes them again, so a
