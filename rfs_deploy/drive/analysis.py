@@ -18,7 +18,7 @@ from rfs_deploy.config.model import Analysis, ReleaseState, ServiceConfig, SlotN
 from rfs_deploy.drive import events
 from rfs_deploy.drive.ab import decide_ab, hard_limit
 from rfs_deploy.drive.history import BaselineHistory, read_history, with_history
-from rfs_deploy.drive.judge import StepJudge, planned_windows
+from rfs_deploy.drive.judge import MAX_INCIDENT_WINDOWS, StepJudge, planned_windows
 from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
@@ -252,7 +252,9 @@ class Analyst:
 
         A window in which the slot fails by more than its new instances can explain (the old
         instances fail too: :func:`_old_instances_fail`) is a shared incident: the refresh is
-        held, nothing rolls back, and judging resumes when it is over.
+        held, nothing rolls back (a firing alarm included), and judging resumes when it is over;
+        after :data:`~rfs_deploy.drive.judge.MAX_INCIDENT_WINDOWS` such windows the step ends
+        undecided. A refresh is started again only once its cancellation has ended.
         """
         slot = release.live
         asg = out.slot(slot).asg_name
@@ -261,19 +263,22 @@ class Analyst:
         period = self.policy.period
         baseline = self._pre_refresh(index, release, out, slot)
         status = fleet.latest_refresh(asg)
-        if status is not None and status.status == "Cancelled" and status.percentage_complete < 100:
-            # promoted after a hold at a checkpoint: the person chose to go on
-            started = fleet.resume_refresh(asg)
-            self._note(f"instance refresh of {asg} started again ({started}) after the hold")
-            status = None
+        # promoted (or resumed) after a hold: the person chose to go on, so the refresh starts
+        # again as soon as its cancellation has ended
+        again = status is not None and status.status in ("Cancelled", "Cancelling")
+        resume = again and status is not None and status.percentage_complete < 100
+        held: str | None = "held" if resume else None  # why the refresh is held (None: it is not)
         sj = self._refresh_judge()
         segment: SlotMetrics | None = None
         judged = False  # a window passed since the last batch came in
-        held: str | None = None  # why the refresh is held at its checkpoint (None: it is not)
         last = status.percentage_complete if status is not None else 0
         since = _boundary(self.seams.clock.now(), period)
-        waited = 0
+        waited = incidents = 0
         while True:
+            if resume and status is not None and status.status != "Cancelling":
+                started = fleet.resume_refresh(asg)
+                self._note(f"instance refresh of {asg} started again ({started})")
+                held, resume, last = None, False, 0
             await self._tick_wait(interval)
             waited += interval
             status = fleet.latest_refresh(asg)
@@ -299,7 +304,10 @@ class Analyst:
                     self._record(index, release, slot, slots, Verdict(Outcome.INCONCLUSIVE, text, {}))
                     if held is None:
                         self._hold_refresh(asg, status, "a shared incident")
-                    held = "incident"
+                    held, resume, incidents = "incident", False, incidents + 1
+                    if incidents > MAX_INCIDENT_WINDOWS or waited >= step.timeout:
+                        why = f"held through {incidents} windows of a shared incident: waiting for a person"
+                        return StepOutcome(False, why, undecided=True, again=True)
                     continue
                 verdict = sj.observe(replace(window, baseline=baseline))
                 segment = merge(segment, window.new)
@@ -321,9 +329,7 @@ class Analyst:
                         return StepOutcome(False, why, undecided=True, again=True)
                     judged, segment, sj = True, None, self._refresh_judge()
                     if held is not None:
-                        started = fleet.resume_refresh(asg)
-                        self._note(f"instance refresh of {asg} started again ({started}): a window passed")
-                        held, last = None, 0
+                        resume = True  # a window passed: at the next tick, once the cancel has ended
                         continue
             if status is None:
                 return StepOutcome(False, f"no instance refresh found on {asg}")
