@@ -400,6 +400,7 @@ tr.failed,tr.fail{{background:#fdd}}tr.inconclusive{{background:#ffd}}</style></
 <b>{esc(record.strategy)}</b>: <b>{esc(record.status.value)}</b>
 {f"(restored stack version {record.rolled_back_to})" if record.rolled_back_to is not None else ""}
 {f"<br>A/B decision: {esc(record.decision)}" if record.decision else ""}
+{f"<br>Baseline before the release: {esc(baseline_history(record))}" if record.baseline_history else ""}
 {f"<br>To finish: <code>{esc(record.recovery)}</code>" if record.recovery else ""}</p>
 <img alt="timeline" style="max-width:100%" src="data:image/png;base64,{image}">
 <h2>Steps</h2><table><tr><th>#</th><th>kind</th><th>what</th><th>outcome</th><th>why</th></tr>{rows}</table>
@@ -443,3 +444,15 @@ class ReportError(RfsDeployError):
     """The report files could not be written (the deployment itself is unaffected)."""
 
     exit_code = 4
+
+
+def baseline_history(record: DeploymentRecord) -> str:
+    """One line of the baseline's hour before the first traffic shift, as the judge used it."""
+    h = record.baseline_history or {}
+    p99 = h.get("p99")
+    latency = f", p99 {p99:.3g}s" if isinstance(p99, int | float) else ""
+    return (
+        f"{h.get('requests', 0):,} requests over {h.get('minutes', 0):g} minutes, "
+        f"{100 * float(h.get('rate', 0.0)):.2f} % 5xx, "
+        f"dispersion {float(h.get('dispersion', 1.0)):.2f}{latency}"
+    )

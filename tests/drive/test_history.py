@@ -13,6 +13,7 @@ from rfs_deploy.drive.history import HISTORY_SECONDS, BaselineHistory, from_peri
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.stats import Evidence, Spread
 from rfs_deploy.metrics.base import Period, Readings, SlotMetrics, SlotSource
+from rfs_deploy.report import render_html
 from rfs_deploy.testing import FakeMetrics
 
 ALPHA = 0.01
@@ -60,6 +61,9 @@ def test_the_history_is_read_once_before_the_first_shift_over_the_hour_before_it
     assert abs(history["rate"] - live.error_rate) < 0.001
     # kept in the record, so status and the report show it
     assert DeploymentRecord.from_json(record.to_json()).baseline_history == history
+    assert f"Baseline before the release: {history['requests']:,} requests over 60 minutes" in render_html(
+        record, b""
+    )
 
 
 def _first_shift(record: DeploymentRecord) -> float:
