@@ -3,9 +3,11 @@
 Requests are split the way the listener really routes them (its default action's weights and
 its rules, as read back from moto), spread over the target group's healthy targets, and each
 target answers according to its :class:`~rfs_deploy.sim.behaviour.Conduct`: binomial 5xx
-errors and log-normal latencies, from which the minute's p99 is computed. A target group with
-no healthy target fails open to all its targets, as an ALB does; one with no target at all gets
-the load balancer's own 503s.
+errors and log-normal latencies, from which the minute's p99 is computed. With the scenario's
+``errorBursts`` each minute's 5xx rate is first drawn from a Beta around the target's rate (see
+:func:`minute_rates`), so counts vary from minute to minute more than a binomial's. A target
+group with no healthy target fails open to all its targets, as an ALB does; one with no target at
+all gets the load balancer's own 503s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rfs_deploy.sim.behaviour import Conduct
+from rfs_deploy.sim.scenario import ErrorBursts, max_burst_rate
 
 #: Latency samples drawn per target group per minute (enough for a stable p99).
 MAX_SAMPLES = 2000
@@ -128,8 +131,50 @@ def split_requests(rng: np.random.Generator, total: int, routes: Sequence[Route]
     return per_group
 
 
-def serve(rng: np.random.Generator, requests: int, targets: Sequence[Conduct]) -> GroupMinute:
-    """One target group answering ``requests`` with ``targets`` registered."""
+def beta_rate(rng: np.random.Generator, mean: float, cv: float) -> float:
+    """A rate drawn from a Beta with mean ``mean`` and coefficient of variation ``cv``.
+
+    ``mean`` itself where no such Beta exists (0, 1, or at least :func:`max_burst_rate`: a
+    target failing everything, an outage's 50 % at CV 1), so those rates stay steady.
+    """
+    if cv <= 0 or not 0 < mean < max_burst_rate(cv):
+        return mean
+    kappa = (1 - mean) / (cv * cv * mean) - 1
+    return float(rng.beta(mean * kappa, (1 - mean) * kappa))
+
+
+@dataclass(frozen=True)
+class Bursts:
+    """One minute's overdispersion: the scenario's CVs and this minute's shared factor."""
+
+    slot_cv: float = 0.0
+    #: Every rate is multiplied by this before the per-slot draw (1: no shared burst).
+    shared: float = 1.0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, bursts: ErrorBursts, reference: float) -> Bursts:
+        """The minute's factor: ``reference`` (the baseline's rate) drawn from its Beta, over itself."""
+        shared = beta_rate(rng, reference, bursts.shared_cv) / reference if bursts.shared_cv > 0 else 1.0
+        return cls(slot_cv=bursts.slot_cv, shared=shared)
+
+
+def minute_rates(rng: np.random.Generator, rates: Sequence[float], bursts: Bursts) -> dict[float, float]:
+    """This minute's 5xx rate of one target group for each distinct rate of its targets.
+
+    One draw per distinct rate (the instances of one version share a minute: the burst is the
+    service's, not an instance's), in ascending order so the draws follow the scenario's seed.
+    """
+    drawn: dict[float, float] = {}
+    for rate in sorted(set(rates)):
+        scaled = rate if rate >= 1.0 else min(1.0, rate * bursts.shared)
+        drawn[rate] = beta_rate(rng, scaled, bursts.slot_cv)
+    return drawn
+
+
+def serve(
+    rng: np.random.Generator, requests: int, targets: Sequence[Conduct], bursts: Bursts | None = None
+) -> GroupMinute:
+    """One target group answering ``requests`` with ``targets`` registered (``bursts``: overdispersed)."""
     minute = GroupMinute(
         requests=requests,
         healthy=sum(1 for t in targets if t.in_service),
@@ -139,12 +184,15 @@ def serve(rng: np.random.Generator, requests: int, targets: Sequence[Conduct]) -
         return minute
     serving = [t for t in targets if t.in_service] or list(targets)  # fail open
     per_target = rng.multinomial(requests, np.full(len(serving), 1.0 / len(serving)))
+    rates = {t.error_rate: t.error_rate for t in serving}
+    if bursts is not None:
+        rates = minute_rates(rng, [t.error_rate for t in serving], bursts)
     samples_total = min(requests, MAX_SAMPLES)
     samples: list[np.ndarray] = []
     for target, n in zip(serving, per_target, strict=True):
         if n == 0:
             continue
-        minute.errors += int(rng.binomial(int(n), min(1.0, max(0.0, target.error_rate))))
+        minute.errors += int(rng.binomial(int(n), min(1.0, max(0.0, rates[target.error_rate]))))
         draws = max(1, round(samples_total * n / requests))
         samples.append(rng.lognormal(target.mu, target.sigma, size=draws))
     values = np.concatenate(samples)
@@ -157,10 +205,18 @@ def simulate_minute(
     total: int,
     routes: Sequence[Route],
     members: Mapping[str, Sequence[Conduct]],
+    bursts: ErrorBursts | None = None,
+    reference: float = 0.0,
 ) -> MinuteResult:
-    """A minute of ``total`` requests through ``routes``; ``members`` are each group's targets."""
+    """A minute of ``total`` requests through ``routes``; ``members`` are each group's targets.
+
+    ``bursts``: the scenario's overdispersion, its shared draw around ``reference`` (the
+    baseline's 5xx rate). Without it (or with both CVs 0) no extra random number is drawn, so a
+    scenario without bursts sees exactly the draws it always saw.
+    """
     result = MinuteResult(requests=total)
     split = split_requests(rng, total, routes)
+    minute_bursts = Bursts.draw(rng, bursts, reference) if bursts is not None and bursts.active else None
     result.elb_errors = split.pop("__elb__", 0)
     for arn in sorted({*members, *split}):
         targets = members.get(arn, ())
@@ -169,7 +225,7 @@ def simulate_minute(
             result.elb_errors += count
             result.groups[arn] = GroupMinute()
             continue
-        result.groups[arn] = serve(rng, count, targets)
+        result.groups[arn] = serve(rng, count, targets, minute_bursts)
     return result
 
 

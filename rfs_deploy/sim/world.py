@@ -60,6 +60,8 @@ class World:
         self.lag = ListenerLag(scenario.load_balancer.propagation_delay, self.listener_config)
         self.baseline_version: str | None = scenario.baseline_version
         self.cursor = math.floor(clock.now() / PERIOD) * PERIOD
+        #: The session's first minute: the scenario's outages are timed from it.
+        self.origin = self.cursor
         #: Requests per slot of the last simulated minute, for displays: {service: {tg arn: n}}.
         self.last_minute: dict[str, MinuteResult] = {}
         self._unsubscribe = clock.subscribe(self.on_tick)
@@ -72,7 +74,7 @@ class World:
     def conduct_of(self, instance: Instance, now: float) -> Conduct:
         """How ``instance`` behaves at ``now`` (scenario behaviour of its version, its age)."""
         behaviour = self.scenario.behaviour(instance.version, self.baseline_version)
-        return conduct(behaviour, now - instance.launched_at)
+        return conduct(behaviour, now - instance.launched_at, self.scenario.outage_rate(now - self.origin))
 
     def after_apply(self, warm: bool = False) -> None:
         """Record instances moto launched during a stack update (``warm``: as if long running)."""
@@ -136,7 +138,14 @@ class World:
                 for asg in attached.get(slot.target_group_arn, []):
                     conducts = [self.conduct_of(i, middle) for i in self.fleet.of_group(asg)]
                     members.setdefault(slot.target_group_arn, []).extend(conducts)
-            result = simulate_minute(self.rng, self._requests(), self.routes(out.listener_arn), members)
+            result = simulate_minute(
+                self.rng,
+                self._requests(),
+                self.routes(out.listener_arn),
+                members,
+                self.scenario.error_bursts,
+                self.scenario.baseline.error_rate,
+            )
             self.last_minute[service] = result
             self._record_minute(t0, out, result, cpu)
 
@@ -231,6 +240,7 @@ class World:
         return {
             "now": self.clock.now(),
             "cursor": self.cursor,
+            "origin": self.origin,
             "baselineVersion": self.baseline_version,
             "rng": self.rng.bit_generator.state,
             "templates": self.templates.to_json(),
@@ -244,6 +254,7 @@ class World:
         """Restore from :meth:`to_json`; returns the recorded instances for :meth:`Fleet.adopt`."""
         self.clock.set(max(self.clock.now(), float(data["now"])))
         self.cursor = float(data["cursor"])
+        self.origin = float(data.get("origin", self.cursor))
         self.baseline_version = data.get("baselineVersion") or self.baseline_version
         self.rng.bit_generator.state = data["rng"]
         self.templates.load_json(data.get("templates", {}))
