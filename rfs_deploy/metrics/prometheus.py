@@ -14,6 +14,11 @@ step's p99 of NaN when that step served no requests is dropped rather than repor
 ``histogram_quantile`` over a histogram that did not move is NaN by definition, which is the
 absence of latency, not a broken metric.
 
+No slow-request count (:attr:`~rfs_deploy.metrics.base.SlotMetrics.slow`) is asked for: the
+configured queries are fixed PromQL, and counting requests slower than a threshold chosen at run
+time would need a histogram bucket at that threshold (``le``), which a service's buckets rarely
+have. The slots' ``slow`` is None, and the judge compares their p99s instead.
+
 ``partial`` is set when the answer carries ``warnings`` (Prometheus's only way of saying an answer
 may be incomplete, e.g. a federated or remote-read source did not answer) or when the last step
 lies in the future of this process's clock. A window ending shortly before now is *not* partial:
