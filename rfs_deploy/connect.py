@@ -49,20 +49,38 @@ def check_stack_name(stack: str) -> str:
     return stack
 
 
+#: Where the project is when the driver does not run inside it (``--project DIR`` sets it too).
+PROJECT_ENV = "RFS_DEPLOY_PROJECT"
+
+
+def check_project(directory: str | Path) -> Path:
+    """``directory`` resolved, when it holds a Pulumi project (Pulumi.yaml); InvalidInput otherwise."""
+    where = Path(directory).expanduser().resolve()
+    if not where.is_dir():
+        raise InvalidInput(f"project {directory}: no such directory")
+    if not any((where / f"Pulumi{ext}").is_file() for ext in (".yaml", ".yml")):
+        raise InvalidInput(f"project {directory}: no Pulumi.yaml there (a Pulumi project's directory)")
+    return where
+
+
 def project_dir() -> Path:
-    """The project directory: ``RFS_DEPLOY_PROJECT`` or the nearest parent with Pulumi.yaml."""
-    env = os.environ.get("RFS_DEPLOY_PROJECT")
+    """The project directory: ``RFS_DEPLOY_PROJECT`` (``--project``) or the nearest parent with
+    Pulumi.yaml."""
+    env = os.environ.get(PROJECT_ENV)
     if env:
-        return Path(env).resolve()
+        return check_project(env)
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
-        if (candidate / "Pulumi.yaml").is_file():
+        if any((candidate / f"Pulumi{ext}").is_file() for ext in (".yaml", ".yml")):
             return candidate
     # the installed package sits beside its project in a development checkout
     packaged = Path(__file__).resolve().parent.parent
     if (packaged / "Pulumi.yaml").is_file():
         return packaged
-    raise InvalidInput("no Pulumi.yaml here or above; run inside the project or set RFS_DEPLOY_PROJECT")
+    raise InvalidInput(
+        "no Pulumi.yaml here or above; run inside the project, or name it with --project DIR "
+        "(or RFS_DEPLOY_PROJECT)"
+    )
 
 
 def backend_kind(explicit: str | None = None) -> str:
@@ -220,7 +238,7 @@ def _refuse_if_open(stack: str, root: Path, session: Path) -> None:
 
     if not statefiles.exists(session / STATE_FILE):
         return
-    box = Sandbox.open(_stack_file(root, stack), session_dir=session, readonly=True)
+    box = Sandbox.open(stack_config_file(stack, root), session_dir=session, readonly=True)
     try:
         history = box.backend.history()
     finally:
@@ -238,8 +256,12 @@ def _refuse_if_open(stack: str, root: Path, session: Path) -> None:
     )
 
 
-def _stack_file(root: Path, stack: str) -> Path:
-    return root / "stacks" / f"Pulumi.{short_stack_name(stack)}.yaml"
+def stack_config_file(stack: str, root: Path | None = None) -> Path:
+    """The stack's config file: ``Pulumi.<stack>.yaml`` where the project keeps them
+    (:func:`rfs_deploy.config.loading.stack_config_dir`)."""
+    from rfs_deploy.config.loading import stack_config_dir
+
+    return stack_config_dir(root or project_dir()) / f"Pulumi.{short_stack_name(stack)}.yaml"
 
 
 def _session_dir(root: Path, stack: str) -> Path:
@@ -269,14 +291,18 @@ def _open_sandbox(
     from rfs_deploy.sim.sandbox import STATE_FILE
 
     session = _session_dir(root, stack)
-    stack_file = _stack_file(root, stack)
+    stack_file = stack_config_file(stack, root)
     kept = not fresh and statefiles.exists(session / STATE_FILE)
     if not kept and not stack_file.is_file():
+        from rfs_deploy.config.loading import stack_config_dir
         from rfs_deploy.errors import UnknownStack
 
-        files = (root / "stacks").glob("Pulumi.*.yaml")
+        config_dir = stack_config_dir(root)
+        files = config_dir.glob("Pulumi.*.yaml")
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in files)
-        raise UnknownStack(f"unknown stack {stack!r} (stacks/ has: {', '.join(known) or 'none'})")
+        inside = config_dir != root and config_dir.is_relative_to(root)
+        shown = f"{config_dir.relative_to(root)}/" if inside else "the project"
+        raise UnknownStack(f"unknown stack {stack!r} ({shown} has: {', '.join(known) or 'none'})")
     # bad input is refused before the old session is touched: a typo in --scenario must not
     # cost the user the session they may still want to resume or inspect
     chosen = _scenario(scenario, fresh, seed)
@@ -365,7 +391,7 @@ def open_engine_sandbox_seams(
     try:
         if fresh and work.exists():
             shutil.rmtree(work)
-        sandbox = open_engine_sandbox(_stack_file(root, stack), work, scenario=chosen, project=root)
+        sandbox = open_engine_sandbox(stack_config_file(stack, root), work, scenario=chosen, project=root)
     except BaseException:
         session_lock.release()
         raise
@@ -398,7 +424,7 @@ def _pulumi_seams(stack: str, root: Path) -> Seams:
     from rfs_deploy.drive.pulumi_backend import PulumiBackend
     from rfs_deploy.metrics.cloudwatch import CloudWatchProvider
 
-    stack_file = _stack_file(root, stack)
+    stack_file = stack_config_file(stack, root)
     region = None
     if stack_file.is_file():
         # a broken stack file fails here, before any AWS call; its secrets stay encrypted (the

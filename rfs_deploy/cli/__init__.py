@@ -167,6 +167,12 @@ def _global_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
     )
     parser.add_argument("--quiet", action="store_true", default=d(False), help="no progress lines")
     parser.add_argument("--debug", action="store_true", default=d(False), help="show tracebacks")
+    parser.add_argument(
+        "--project",
+        metavar="DIR",
+        default=d(None),
+        help="the Pulumi project (a directory with Pulumi.yaml); default: here or above (RFS_DEPLOY_PROJECT)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,6 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """The subcommand; with ``--json`` stray prints go to stderr so stdout holds one document."""
+    if getattr(args, "project", None):
+        from rfs_deploy.connect import PROJECT_ENV, check_project
+
+        # through the environment, so the processes a command starts (hooks, the dashboard's
+        # buttons, the Pulumi CLI's program) work on the same project
+        os.environ[PROJECT_ENV] = str(check_project(args.project))
     if args.command == "dashboard":  # a blocking server outside the event loop: Ctrl-C stops it
         from rfs_deploy.cli.dashboard import cmd_dashboard
 
@@ -445,12 +457,31 @@ def _fail(
     raise SystemExit(code)
 
 
+#: Modules only an optional part needs (pyproject.toml's extras): (what needs it, the extra).
+OPTIONAL_MODULES = {
+    "moto": ("the local sandbox", "sandbox"),
+    "numpy": ("the local sandbox", "sandbox"),
+    "matplotlib": ("the deployment report's charts (--report)", "report"),
+}
+
+
 def _unexpected(args: argparse.Namespace, exc: Exception) -> NoReturn:
     """Anything not raised on purpose: bad YAML is bad input (2), the rest an internal error (4)."""
     import yaml
 
     if isinstance(exc, yaml.YAMLError):
         _fail(args, f"a YAML file is not valid YAML: {yaml_problem(exc)}", EXIT_USAGE, exc, "InvalidInput")
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    extra = OPTIONAL_MODULES.get((missing or "").split(".")[0])
+    if extra:
+        _fail(
+            args,
+            f"{extra[0]} needs {missing}, which this install does not have: "
+            f"pip install 'rfs-deploy[{extra[1]}]'",
+            EXIT_USAGE,
+            exc,
+            "MissingExtra",
+        )
     text = " ".join(str(exc).split()) or "(no message)"
     _fail(
         args,

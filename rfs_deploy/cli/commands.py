@@ -11,7 +11,14 @@ from typing import Any
 
 from rfs_deploy.cli import SANDBOX_SERVICE, SANDBOX_STACK, emit, exit_code, views
 from rfs_deploy.cli.progress import WATCHDOG_SECONDS, ProgressPrinter
-from rfs_deploy.connect import backend_kind, open_seams, project_dir, short_stack_name, state_dir
+from rfs_deploy.connect import (
+    backend_kind,
+    open_seams,
+    project_dir,
+    short_stack_name,
+    stack_config_file,
+    state_dir,
+)
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.driver import Driver
@@ -36,7 +43,7 @@ def _check_stack_file(stack: str, backend: str | None = None) -> None:
     from rfs_deploy.sim import session_directory
 
     short = short_stack_name(stack)
-    path = project_dir() / "stacks" / f"Pulumi.{short}.yaml"
+    path = stack_config_file(short)
     if not path.is_file():
         return
     namespace = read_namespace(path)
@@ -264,10 +271,9 @@ async def cmd_up(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack)
     if args.release_from_config:
         from rfs_deploy.config.loading import load_stack_file
-        from rfs_deploy.connect import short_stack_name
         from rfs_deploy.releases import TAKE_ALL_MESSAGE
 
-        path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(args.stack)}.yaml"
+        path = stack_config_file(args.stack)
         seams.backend.write_release(load_stack_file(path).release)
         result = seams.backend.up(f"{TAKE_ALL_MESSAGE} rfs-deploy up: apply the checkout's release state")
     else:
@@ -294,9 +300,9 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         from rfs_deploy.config.loading import load_stack_file, stack_region
         from rfs_deploy.errors import UnknownStack
 
-        path = project_dir() / "stacks" / f"Pulumi.{short_stack_name(args.stack)}.yaml"
+        path = stack_config_file(args.stack)
         if not path.is_file():
-            raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in stacks/")
+            raise UnknownStack(f"unknown stack {args.stack!r}: no {path.name} in {path.parent}")
         config = load_stack_file(path)
         services = list(config.services)
         lookup = any(service.artifact.lookup_tag for service in config.services.values())
@@ -469,7 +475,7 @@ def _simulate_preflight(args: argparse.Namespace) -> None:
     _check_report(args)
     load_scenario(args.scenario or DEFAULT_SCENARIO)
     _check_stack_file(SANDBOX_STACK)
-    config = load_stack_file(project_dir() / "stacks" / f"Pulumi.{SANDBOX_STACK}.yaml")
+    config = load_stack_file(stack_config_file(SANDBOX_STACK))
     svc, strategy = resolve(config.service(SANDBOX_SERVICE), args.strategy)
     if not svc.artifact.has_image(args.version) and svc.artifact.lookup_tag is not None:
         svc = with_image(svc, args.version, "ami-00000000")  # found by tag in the fresh sandbox

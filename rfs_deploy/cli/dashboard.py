@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from rfs_deploy.cli import commands, views
-from rfs_deploy.connect import backend_kind, project_dir, short_stack_name, state_dir
+from rfs_deploy.connect import backend_kind, project_dir, short_stack_name, stack_config_file, state_dir
 from rfs_deploy.errors import InvalidInput
 
 #: Deployments the page lists (newest first).
@@ -46,8 +46,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise InvalidInput(f"--port {args.port}: give a port from 1 to 65535 (0: a free one)")
     short = short_stack_name(args.stack)
-    if not (project_dir() / "stacks" / f"Pulumi.{short}.yaml").is_file():
-        raise InvalidInput(f"stack {args.stack}: the project has no stack file stacks/Pulumi.{short}.yaml")
+    path = stack_config_file(short)
+    if not path.is_file():
+        raise InvalidInput(f"stack {args.stack}: the project has no stack file {path.name}")
     read = state_reader(args)
     read()  # a stack whose history cannot be read is one error line now, not a page of errors
     try:

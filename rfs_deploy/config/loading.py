@@ -141,6 +141,19 @@ def read_other_config(path: str | Path, *, decrypt: bool = True, keep_secrets: b
     }
 
 
+def stack_config_dir(project: str | Path) -> Path:
+    """Where the Pulumi project in ``project`` keeps its stack files: Pulumi.yaml's
+    ``stackConfigDir``, else the project directory itself (Pulumi's own rule)."""
+    root = Path(project)
+    found = next((root / f"Pulumi{e}" for e in (".yaml", ".yml") if (root / f"Pulumi{e}").is_file()), None)
+    try:
+        settings = bounded_yaml.read(found) if found is not None else {}
+    except (OSError, bounded_yaml.YamlRefused):
+        settings = {}
+    config_dir = settings.get("stackConfigDir") if isinstance(settings, dict) else None
+    return root / config_dir if isinstance(config_dir, str) and config_dir else root
+
+
 def stack_region(path: str | Path) -> str | None:
     """The stack file's ``aws:region`` (checked by :func:`read_stack_document`), None when unset.
     The one place the region is read from a stack file: the driver's AWS session, the sandbox

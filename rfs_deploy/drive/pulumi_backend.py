@@ -42,6 +42,7 @@ from rfs_deploy.config import (
     load_stack_config,
     parse_release,
 )
+from rfs_deploy.config.loading import stack_config_dir
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.errors import (
     BackendError,
@@ -211,20 +212,7 @@ class PulumiBackend:
 
     def stack_file(self) -> Path:
         """The checkout's stack config file (``stackConfigDir`` of Pulumi.yaml honoured)."""
-        project = next(
-            (
-                self.work_dir / f"Pulumi{ext}"
-                for ext in (".yaml", ".yml")
-                if (self.work_dir / f"Pulumi{ext}").is_file()
-            ),
-            None,
-        )
-        try:
-            settings = bounded_yaml.read(project) if project is not None else {}
-        except (OSError, bounded_yaml.YamlRefused):
-            settings = {}
-        config_dir = settings.get("stackConfigDir") if isinstance(settings, dict) else None
-        directory = self.work_dir / (config_dir or ".")
+        directory = stack_config_dir(self.work_dir)
         return directory / f"Pulumi.{self.stack_name.rsplit('/', 1)[-1]}.yaml"
 
     def _config_copy(self, directory: str) -> str:

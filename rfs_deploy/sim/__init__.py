@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rfs_deploy.sim.backend import SandboxBackend
     from rfs_deploy.sim.clock import VirtualClock
-    from rfs_deploy.sim.sandbox import Sandbox, session_directory
+    from rfs_deploy.sim.sandbox import Sandbox
     from rfs_deploy.sim.scenario import Behaviour, Scenario, builtin_scenarios, load_scenario, parse_scenario
+    from rfs_deploy.sim.session_lock import session_directory
     from rfs_deploy.sim.world import World
 
 _WHERE = {
@@ -35,7 +36,7 @@ _WHERE = {
     "builtin_scenarios": "scenario",
     "load_scenario": "scenario",
     "parse_scenario": "scenario",
-    "session_directory": "sandbox",
+    "session_directory": "session_lock",
 }
 
 __all__ = [

@@ -67,17 +67,6 @@ MIN_SCRUBBED = 4
 KILL_ENV = "RFS_DEPLOY_SIM_KILL"
 
 
-def session_directory(root: str | Path, stack: str) -> Path:
-    """Where a stack's sandbox session lives under ``root`` (e.g. ``.rfs-deploy/sandbox/<stack>``).
-    ``stack`` is a short stack name (:func:`rfs_deploy.connect.check_stack_name`, no ``/``):
-    anything else is InvalidInput, so no name can reach outside ``root/sandbox``."""
-    from rfs_deploy.connect import check_stack_name
-
-    if "/" in check_stack_name(stack):
-        raise InvalidInput(f"{stack!r}: a sandbox session belongs to a short stack name, not {stack!r}")
-    return Path(root) / "sandbox" / stack
-
-
 def recover_command(directory: Path | None) -> str:
     """The command that starts the session in ``directory`` afresh (losing its history)."""
     stack = directory.name if directory is not None else "STACK"

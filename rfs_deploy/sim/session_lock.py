@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rfs_deploy import statefiles
-from rfs_deploy.errors import RfsDeployError, StackBusy
+from rfs_deploy.errors import InvalidInput, RfsDeployError, StackBusy
 
 #: Seconds before the first "waiting" line (a short wait goes unsaid), and between the next ones.
 FIRST_NOTICE = 10.0
@@ -119,3 +119,14 @@ class SessionLock:
         with contextlib.suppress(OSError):
             self._holder_file.unlink(missing_ok=True)  # unlink never follows a link
         os.close(held[0])  # closing the descriptor releases the flock
+
+
+def session_directory(root: str | Path, stack: str) -> Path:
+    """Where a stack's sandbox session lives under ``root`` (e.g. ``.rfs-deploy/sandbox/<stack>``).
+    ``stack`` is a short stack name (:func:`rfs_deploy.connect.check_stack_name`, no ``/``):
+    anything else is InvalidInput, so no name can reach outside ``root/sandbox``."""
+    from rfs_deploy.connect import check_stack_name
+
+    if "/" in check_stack_name(stack):
+        raise InvalidInput(f"{stack!r}: a sandbox session belongs to a short stack name, not {stack!r}")
+    return Path(root) / "sandbox" / stack

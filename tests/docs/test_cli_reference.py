@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, argparse.ArgumentParser] = next(
     a for a in PARSER._actions if isinstance(a, argparse._SubParsersAction)
 ).choices
 #: Flags every subcommand takes; documented once, under "Global flags".
-GLOBAL = {"-h", "--help", "--backend", "--json", "--quiet", "--debug"}
+GLOBAL = {"-h", "--help", "--backend", "--json", "--quiet", "--debug", "--project"}
 
 
 def section(heading: str) -> str:

@@ -136,13 +136,18 @@ def pins_of_lines(text: str) -> dict[str, str]:
 
 
 def lock_problems(constraints: Path, pyproject: Path) -> list[str]:
-    """What constraints.txt misses of the dependency tree of ``.[test]`` and ``moto[server]``: a
+    """What constraints.txt misses of the dependency tree of every extra and ``moto[server]``: a
     package not pinned, or a pin that does not meet a requirement on it. The project's own
     requirements come from pyproject.toml, the rest from the installed packages' metadata."""
     wanted = {canonicalize_name(name): version for name, version in pins(constraints).items()}
     project = tomllib.loads(pyproject.read_text())["project"]
+    # every extra (sandbox, report, test): the test extra names the others as rfs-deploy[...]
+    groups = [line for group in project["optional-dependencies"].values() for line in group]
+    own = canonicalize_name(project["name"])
     todo = [
-        Requirement(line) for line in [*project["dependencies"], *project["optional-dependencies"]["test"]]
+        req
+        for req in map(Requirement, [*project["dependencies"], *groups])
+        if canonicalize_name(req.name) != own
     ]
     todo.append(Requirement("moto[server]"))
     seen: set[tuple[str, frozenset[str]]] = set()

@@ -30,7 +30,8 @@ SERVICE = "api-service"
 def history_entries(state_dir: Path, stack: str = STACK) -> list[Any]:
     """Stack history from a saved session without starting moto (newest first)."""
     from rfs_deploy.drive.protocols import HistoryEntry
-    from rfs_deploy.sim.sandbox import STATE_FILE, session_directory
+    from rfs_deploy.sim.sandbox import STATE_FILE
+    from rfs_deploy.sim.session_lock import session_directory
 
     path = session_directory(state_dir, stack) / STATE_FILE
     data = json.loads(path.read_text())
@@ -80,7 +81,8 @@ def journal_view(history: list[Any], service: str = SERVICE) -> dict[str, Any]:
 def inspect_session(state_dir: Path, stack: str = STACK, service: str = SERVICE) -> dict[str, Any]:
     """Config, journal and reality of the sandbox session kept under ``state_dir``."""
     from rfs_deploy.outputs import parse_outputs
-    from rfs_deploy.sim.sandbox import Sandbox, session_directory
+    from rfs_deploy.sim.sandbox import Sandbox
+    from rfs_deploy.sim.session_lock import session_directory
 
     box = Sandbox.open(session_dir=session_directory(state_dir, stack))
     try:

@@ -122,7 +122,8 @@ def test_a_process_holding_an_old_copy_of_the_session_never_writes_it_back(
     them must not write its stale copy back, and one that tries is refused (history would lose
     the deployment's entries, checkpoint included)."""
     from rfs_deploy.errors import StackBusy
-    from rfs_deploy.sim.sandbox import Sandbox, session_directory
+    from rfs_deploy.sim.sandbox import Sandbox
+    from rfs_deploy.sim.session_lock import session_directory
 
     state = crashkit.copy_state(base, tmp_path / "s")
     reader = Sandbox.open(session_dir=session_directory(state, "production"))
