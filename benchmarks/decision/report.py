@@ -8,7 +8,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.decision.cells import ANCHORS, Row, Target, judge_row
+from benchmarks.decision.cells import ANCHORS, MAX_PAUSED, Row, Target, judge_row, targets
 from benchmarks.decision.floor import Floor
 
 if TYPE_CHECKING:  # the real driver only where the cost is measured (see run.main)
@@ -67,20 +67,24 @@ def headline_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def outcomes_table(rows: Sequence[Row], found: Sequence[Target], judge: str = "rfs-deploy") -> str:
+def outcomes_table(
+    rows: Sequence[Row], found: Sequence[Target], judge: str = "rfs-deploy", before: str | None = None
+) -> str:
     """One line per cell: rolled back / paused for the judge and each anchor, then issue 15's
     target (healthy: false rollbacks at most the lowest anchor + 0.5 points and at most 5 %
     paused; faulty: detection at least the highest anchor) and whether the judge meets it."""
     by = {(r.cell, r.policy): r for r in rows}
     checked = {t.cell: t for t in found}
+    judges = [before, judge] if before else [judge]
     lines = [
-        f"| cell | kind | {judge} | " + " | ".join(ANCHORS) + " | target | met |",
-        "|---|---|---|" + "---|" * len(ANCHORS) + "---|---|",
+        "| cell | kind | " + " | ".join(judges) + " | " + " | ".join(ANCHORS) + " | target | met |",
+        "|---|---|" + "---|" * len(judges) + "---|" * len(ANCHORS) + "---|---|",
     ]
     for cell in dict.fromkeys(r.cell for r in rows):
         first = next(r for r in rows if r.cell == cell)
         entries = []
-        for r in [judge_row(list(rows), cell, judge), *(by.get((cell, a)) for a in ANCHORS)]:
+        ours = [judge_row(list(rows), cell, j) for j in judges]
+        for r in [*ours, *(by.get((cell, a)) for a in ANCHORS)]:
             entries.append("" if r is None else f"{_pct(r.rolled_back)} / {_pct(r.paused)}")
         t = checked.get(cell)
         if t is None:
@@ -97,6 +101,60 @@ def outcomes_table(rows: Sequence[Row], found: Sequence[Target], judge: str = "r
         f"a healthy cell's its false rollbacks); {judge} with the cell's own Analysis policy. Through a "
         "shared outage a healthy canary is to be held and promoted, so there the target is absolute."
     )
+    return "\n".join(lines)
+
+
+#: Issue 15's named goals beside the per-cell targets: (cell, what is measured, bound, at most?).
+NAMED_GOALS: tuple[tuple[str, str, float, bool], ...] = (
+    ("healthy (0.5 % 5xx)", "false rollbacks", 0.005, True),
+    ("5xx 1 %", "detection", 0.85, False),
+    ("5xx 5 %", "mean exposure / floor", 1.5, True),
+)
+
+
+def goal_table(rows: Sequence[Row], judge: str = "rfs-deploy", before: str | None = None) -> str:
+    """Each goal of issue 15, measured for ``judge`` (and the judge of ``before``, a --before
+    label): the per-cell targets counted over every cell, then the named goals."""
+
+    def cell_goals(label: str) -> dict[str, tuple[str, bool]]:
+        found = targets(list(rows), judge=label)
+        healthy = [t for t in found if not t.faulty]
+        faulty = [t for t in found if t.faulty]
+        false_ok = [t for t in healthy if t.rolled_back <= t.bound]
+        paused_ok = [t for t in healthy if t.paused <= MAX_PAUSED]
+        caught_ok = [t for t in faulty if t.met]
+
+        def count(ok: Sequence[Target], of: Sequence[Target]) -> tuple[str, bool]:
+            missed = sorted({t.cell for t in of} - {t.cell for t in ok})
+            shown = f"{len(ok)} of {len(of)} cells" + (f" (missed: {', '.join(missed)})" if missed else "")
+            return shown, len(ok) == len(of)
+
+        out = {
+            "healthy cells: false rollbacks ≤ the lowest anchor's + 0.5 points": count(false_ok, healthy),
+            "healthy cells: paused for a person ≤ 5 %": count(paused_ok, healthy),
+            "faulty cells: detection ≥ the highest anchor's": count(caught_ok, faulty),
+        }
+        for cell, what, bound, at_most in NAMED_GOALS:
+            row = judge_row(list(rows), cell, label)
+            if row is None:
+                continue
+            value = row.floor_ratio if what.startswith("mean exposure") else row.rolled_back
+            if value is None:
+                continue
+            shown = f"{value:.2f}x" if what.startswith("mean exposure") else _pct(value)
+            sign = "≤" if at_most else "≥"
+            bound_shown = f"{bound:g}x" if what.startswith("mean exposure") else _pct(bound)
+            met = value <= bound if at_most else value >= bound
+            out[f"{cell}: {what} {sign} {bound_shown}"] = (shown, met)
+        return out
+
+    after = cell_goals(judge)
+    then = cell_goals(before) if before else {}
+    head = "| goal | " + (f"{before} | " if before else "") + f"{judge} | met |"
+    lines = [head, "|---|" + ("---|" if before else "") + "---|---|"]
+    for goal, (shown, met) in after.items():
+        old = f"{then[goal][0]} | " if before and goal in then else ("| " if before else "")
+        lines.append(f"| {goal} | {old}{shown} | {'yes' if met else '**no**'} |")
     return "\n".join(lines)
 
 

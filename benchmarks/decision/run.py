@@ -40,6 +40,7 @@ from benchmarks.decision.report import (
     cost_table,
     decision_table,
     floor_table,
+    goal_table,
     headline_table,
     outcomes_table,
     write_csv,
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     for cell in cells:
         by_cell[cell.name] = evaluate(cell, args.seeds, args.seed)
         print(f"  {cell.name}: done after {time.monotonic() - started:.0f}s", file=sys.stderr)
+    before_label = f"rfs-deploy before ({args.before})" if args.before else None
     if args.before:
         before = before_rows(args.before, args.seeds, args.seed, args.cells)
         by_cell = {name: _merge(rows, before) for name, rows in by_cell.items()}
@@ -206,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             sections += [f"## Real traffic: {title}", decision_table(grouped)]
     every = [r for rows in by_cell.values() for r in rows]
     sections += [
+        "## Issue 15's goals",
+        goal_table(every, before=before_label),
         "## Rolled back · paused for a person, and issue 15's targets",
-        outcomes_table(every, targets(every)),
+        outcomes_table(every, targets(every), before=before_label),
         "## The exposure floor",
         floor_table(floors()),
     ]
