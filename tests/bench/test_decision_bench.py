@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.decision.cells import MAIN_CELLS, evaluate, policies
+from benchmarks.decision.cells import ANCHORS, MAIN_CELLS, Row, evaluate, policies
 from benchmarks.decision.cost import deploy_once, expected_calls
 from benchmarks.decision.floor import bernoulli_kl, floor, wald_expected_n
 from benchmarks.decision.policies import Alarm, Ours, Threshold, WaldPerMinute, window_of
+from benchmarks.decision.report import goal_table
 from benchmarks.decision.run import main
 from benchmarks.decision.traffic import (
     DEFAULT_WEIGHTS,
@@ -228,3 +229,28 @@ def test_the_command_writes_its_tables(tmp_path: Path) -> None:
     text = (tmp_path / "decision.md").read_text()
     assert "| healthy (0.5 % 5xx) | rfs-deploy |" in text and "## The exposure floor" in text
     assert (tmp_path / "decision.csv").read_text().startswith("cell,policy,runs,faulty,rolled_back")
+
+
+def _row(cell: str, policy: str, faulty: bool, rolled_back: float, floor: float | None = None) -> Row:
+    return Row(cell, policy, 100, faulty, rolled_back, 0.0, 5, 9, 100.0, 90.0, 300.0, floor, "")
+
+
+def test_the_goal_table_counts_each_target_and_shows_the_judge_before() -> None:
+    rows = []
+    for policy, healthy, caught in (
+        ("rfs-deploy", 0.003, 0.9),
+        ("rfs-deploy before (abc123)", 0.02, 0.4),
+        *((a, 0.001, 0.6) for a in ANCHORS),
+    ):
+        rows += [
+            _row("healthy (0.5 % 5xx)", policy, False, healthy),
+            _row("5xx 1 %", policy, True, caught),
+            _row("5xx 5 %", policy, True, 1.0, floor=100.0),
+        ]
+    text = goal_table(rows, before="rfs-deploy before (abc123)")
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()[2:]}
+    false = lines["healthy cells: false rollbacks ≤ the lowest anchor's + 0.5 points"]
+    assert "| 0 of 1 cells (missed: healthy (0.5 % 5xx)) | 1 of 1 cells | yes |" in false
+    assert lines["5xx 1 %: detection ≥ 85.0 %"].endswith("| 40.0 % | 90.0 % | yes |")
+    assert lines["5xx 5 %: mean exposure / floor ≤ 1.5x"].endswith("| 1.00x | 1.00x | yes |")
+    assert "**no**" not in text
