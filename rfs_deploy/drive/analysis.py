@@ -59,7 +59,11 @@ class Analyst:
         #: Thin windows the last analysis step left unjudged, and the slot they are of.
         self.pool: Window | None = None
         self.pool_slot: SlotName | None = None
+        #: The end of the deployment's time budget on the seams' clock (None: no budget): a step
+        #: whose thin windows are still pooled is not extended past it.
         self.deadline: float | None = None
+        #: Seconds of analysis windows that were too thin to judge (each extended its step).
+        self.thin_seconds = 0.0
         #: The baseline's hour before the first traffic shift (None: not read, or no data).
         self.history: BaselineHistory | None = None
         self._history_read = False
@@ -127,6 +131,11 @@ class Analyst:
         since = _boundary(self.seams.clock.now(), period)
         wait = interval
         while sj.result is None:
+            if self._out_of_time(sj, wait):
+                # the next window would end past the budget while the evidence is still thin:
+                # the step ends undecided (analysis.onInconclusive), not as a budget rollback
+                self._record(index, release, new, {}, sj.out_of_time())
+                break
             await self._tick_wait(wait)
             firing = self._firing(out, new)
             alarm_since = since
@@ -144,7 +153,10 @@ class Analyst:
                 continue
             try:
                 window, slots = self._window(out, release, new, base if compare else None, since, end)
+                thin = sj.inconclusive - sj.missing
                 verdict = sj.observe(window)
+                if sj.inconclusive - sj.missing > thin:
+                    self.thin_seconds += end - since
                 wait = interval
                 if _has_data(window, compare):
                     since = end
@@ -175,6 +187,13 @@ class Analyst:
         if sj.result.outcome is Outcome.INCONCLUSIVE:
             return StepOutcome(False, sj.result.reason, undecided=True)
         return StepOutcome(sj.result.passed, sj.result.reason)
+
+    def _out_of_time(self, sj: StepJudge, wait: int) -> bool:
+        """Whether ``sj``'s thin windows are pooled undecided and its next window, ``wait``
+        seconds from now, would end past :attr:`deadline`."""
+        if self.deadline is None or sj.pool is None:
+            return False
+        return self.seams.clock.now() + wait > self.deadline
 
     def baseline_history(
         self, release: ReleaseState, out: ServiceOutputs, base: SlotName

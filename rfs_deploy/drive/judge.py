@@ -372,6 +372,33 @@ class StepJudge:
             lean = " while the sequential test leans against the new version" if leaning else ""
             self._end(Outcome.INCONCLUSIVE, f"undecided ({what}{lean}): waiting for a person", last)
 
+    def out_of_time(self) -> Verdict:
+        """End a step whose thin windows are still pooled (:attr:`pool`) because its next window
+        would end past the deployment's time budget: as ``onInconclusive`` says (INCONCLUSIVE for
+        ``pause``, FAIL for ``rollback``, PASS for ``promote``), never extended past the budget."""
+        self._check_open()
+        if self._carry is None:
+            raise RuntimeError("no thin windows pooled: nothing is undecided for lack of traffic")
+        p = self.policy
+        carry = self._carry.new
+        pooled = 0 if carry is None else carry.requests
+        thin = self.inconclusive - self.missing
+        windows = f"{thin} thin windows" if thin else "thin windows of the steps before"
+        what = (
+            f"{windows}, {pooled} requests pooled (need {p.min_requests}); "
+            "the deployment's time budget ends before another window"
+        )
+        basis = self.verdicts[-1] if self.verdicts else Verdict(Outcome.INCONCLUSIVE, what, {})
+        basis = replace(basis, numbers={**basis.numbers, "pooled_requests": pooled, "time_budget": True})
+        if p.on_inconclusive == "promote":
+            self._end(Outcome.PASS, f"undecided ({what}): promoted, as analysis.onInconclusive says", basis)
+        elif p.on_inconclusive == "rollback":
+            self._end(Outcome.FAIL, f"not enough data: {what} (analysis.onInconclusive: rollback)", basis)
+        else:
+            self._end(Outcome.INCONCLUSIVE, f"undecided ({what}): waiting for a person", basis)
+        assert self.result is not None
+        return self.result
+
     def _end(self, outcome: Outcome, reason: str, basis: Verdict) -> None:
         numbers = dict(basis.numbers)
         numbers.update(

@@ -117,6 +117,7 @@ class Runner:
             service, planned_seconds
         )
         self.stack = DeploymentStack(seams, record, checkpoint, self.deadline, settings_digest(service))
+        self.analyst.deadline = self.deadline
         webhooks.open_delivery(seams, service.webhooks, record)
         #: The confirm webhook types each plan index asks before it runs.
         self.confirmations = webhooks.confirmations(steps)
@@ -166,7 +167,10 @@ class Runner:
             if asked is not None:
                 await self._hold(index - 1, f"pause requested by {asked}", by=asked)
                 return rec
-            if self.seams.clock.now() > self.deadline:
+            thin = await self._thin_budget(index) if self.seams.clock.now() > self.deadline else False
+            if thin:
+                return rec
+            if thin is None:
                 reason = f"deployment exceeded its time budget before step {index + 1}"
                 rec.errors.append(reason)
                 await self.roll_back(reason)
@@ -216,6 +220,33 @@ class Runner:
         self.stack.emit(events.DeploymentFinished, status=rec.status.value, reason="all steps passed")
         self.stack.save()
         return rec
+
+    async def _thin_budget(self, index: int) -> bool | None:
+        """The time budget ran out before step ``index``: when the thin windows that extended the
+        analysis steps account for the overrun (without them the deployment would still be in
+        its budget), the release is undecided for lack of traffic and ends as
+        ``analysis.onInconclusive`` says: ``pause`` holds after the step before (True), ``rollback``
+        rolls back (True), ``promote`` goes on (False: the budget is stretched by the thin
+        windows' time, so a later overrun for another reason still rolls back). None when the
+        budget ran out for another reason (the caller rolls back, as for any overrun)."""
+        thin = self.analyst.thin_seconds
+        if thin <= 0 or self.seams.clock.now() - thin > self.deadline:
+            return None
+        choice = self.service.analysis.on_inconclusive
+        what = (
+            f"the deployment's time budget ran out before step {index + 1}, "
+            f"{round(thin)}s of it spent extending steps whose thin windows could not decide"
+        )
+        if choice == "promote":
+            self.stack.emit(events.Note, message=f"{what}: going on, as analysis.onInconclusive says")
+            return False
+        if choice == "rollback":
+            reason = f"not enough data: {what} (analysis.onInconclusive: rollback)"
+            self.record.errors.append(reason)
+            await self.roll_back(reason)
+            return True
+        await self._hold(index - 1, f"undecided: {what}: waiting for a person")
+        return True
 
     async def _run_step(self, index: int, step: Step) -> StepOutcome:
         rec = self.record
