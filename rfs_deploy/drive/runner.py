@@ -235,7 +235,7 @@ class Runner:
         choice = self.service.analysis.on_inconclusive
         what = (
             f"the deployment's time budget ran out before step {index + 1}, "
-            f"{round(thin)}s of it spent extending steps whose thin windows could not decide"
+            f"{round(thin)}s of it in analysis windows too thin to judge"
         )
         if choice == "promote":
             self.stack.emit(events.Note, message=f"{what}: going on, as analysis.onInconclusive says")

@@ -9,6 +9,7 @@ import pytest
 from drive_world import SERVICE, World, build_world, promoted, run, same_release
 
 from rfs_deploy.config.model import Analysis
+from rfs_deploy.drive import events
 from rfs_deploy.drive.judge import StepJudge
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rules import Outcome, Window
@@ -58,7 +59,9 @@ def test_with_on_inconclusive_rollback_the_undecided_step_rolls_back_for_lack_of
     assert record.status is DeploymentStatus.ROLLED_BACK
     assert not budget_errors(record), record.errors
     # onInconclusive: rollback stops a thin step at its allowance, long before the budget
-    assert any("not enough data" in e and "onInconclusive: rollback" in e for e in record.errors), record.errors
+    assert any("not enough data" in e and "onInconclusive: rollback" in e for e in record.errors), (
+        record.errors
+    )
 
 
 def test_with_on_inconclusive_promote_the_quiet_canary_completes() -> None:
@@ -77,6 +80,50 @@ def test_a_busy_canary_never_ends_early_for_the_budget() -> None:
     record = world.deploy("canary")
     assert record.status is DeploymentStatus.COMPLETED, record.errors
     assert not [v for v in record.verdicts if "time budget" in v.reason]
+
+
+def busy_seconds() -> float:
+    """How long the canary's plan takes when every window is judged at once (1,000 rpm)."""
+    world = build_world()
+    world.cloud.requests_per_minute = 1000
+    started = world.clock.now()
+    assert world.deploy("canary").status is DeploymentStatus.COMPLETED
+    return world.clock.now() - started
+
+
+def test_thin_windows_that_ate_the_budget_pause_the_release_between_steps() -> None:
+    # quiet for the first three windows, busy after: the steps that follow pass at once, but the
+    # thin windows' extension used up a tight budget (deploymentTimeout 30s over the plan)
+    world = quiet_world()
+    thin: list[object] = []
+
+    def traffic_returns(event: object) -> None:
+        if isinstance(event, events.Tick) and event.outcome == "INCONCLUSIVE":
+            thin.append(event)
+            if len(thin) == 3:
+                world.cloud.requests_per_minute = 1000
+
+    budget = {"deploy": {"deploymentTimeout": f"{round(busy_seconds()) + 30}s"}}
+    record = world.deploy("canary", overrides=budget, listeners=[traffic_returns])
+
+    assert record.status is DeploymentStatus.IN_PROGRESS and record.paused is not None, record.errors
+    assert record.rolled_back_to is None and not budget_errors(record)
+    reason = record.paused["reason"]
+    assert "time budget ran out before step" in reason and "too thin to judge" in reason, reason
+    assert "waiting for a person" in reason
+    held = next(s for s in record.steps if s.index == record.paused["step"])
+    assert held.outcome == "passed", "held after the step that ended past the budget"
+
+
+def test_a_budget_that_runs_out_for_another_reason_still_rolls_back() -> None:
+    # busy, but CloudWatch silent for ten minutes: windows without data are no thin evidence
+    world = build_world(service_changes={"analysis": {"maxInconclusive": 20}})
+    world.cloud.requests_per_minute = 1000
+    world.metrics.missing = 10
+    budget = {"deploy": {"deploymentTimeout": f"{round(busy_seconds()) + 30}s"}}
+    record = world.deploy("canary", overrides=budget)
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    assert budget_errors(record), record.errors
 
 
 def slot(requests: int) -> SlotMetrics:
