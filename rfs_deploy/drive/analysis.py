@@ -135,7 +135,7 @@ class Analyst:
                 # the next window would end past the budget while the evidence is still thin:
                 # the step ends undecided (analysis.onInconclusive), not as a budget rollback
                 self._record(index, release, new, {}, sj.out_of_time())
-                break
+                continue  # decided: the loop ends
             await self._tick_wait(wait)
             firing = self._firing(out, new)
             alarm_since = since
