@@ -184,9 +184,10 @@ class RefreshEngine:
         return refresh.refresh_id
 
     def cancel(self, asg: str, now: float) -> str:
-        """CancelInstanceRefresh: replaced instances stay; the batch in flight finishes."""
+        """CancelInstanceRefresh: replaced instances stay; the batch in flight finishes. AWS
+        cancels a rollback in progress as well (it stops where it is, like a refresh)."""
         refresh = self.active(asg)
-        if refresh is None or refresh.status == "RollbackInProgress":
+        if refresh is None:
             raise RefreshError("ActiveInstanceRefreshNotFound", f"no active instance refresh for {asg}")
         refresh.status = "Cancelling"
         refresh.reason = "cancelled by request"
