@@ -273,7 +273,10 @@ class Analyst:
         instances fail too: :func:`_old_instances_fail`) is a shared incident: the refresh is
         held, nothing rolls back (a firing alarm included), and judging resumes when it is over;
         after :data:`~rfs_deploy.drive.judge.MAX_INCIDENT_WINDOWS` such windows the step ends
-        undecided. A refresh is started again only once its cancellation has ended.
+        undecided. A refresh is started again only once its cancellation has ended (AWS refuses
+        to start one while another is active). When AWS's own guard of the refresh (its alarm
+        specification) rolls it back or fails it, the step fails with AWS's reason: a hold never
+        cancels AWS's rollback, and a held refresh that AWS ended is not started again.
         """
         slot = release.live
         asg = out.slot(slot).asg_name
@@ -294,7 +297,7 @@ class Analyst:
         since = _boundary(self.seams.clock.now(), period)
         waited = incidents = 0
         while True:
-            if resume and status is not None and status.status != "Cancelling":
+            if resume and status is not None and status.done:
                 started = fleet.resume_refresh(asg)
                 self._note(f"instance refresh of {asg} started again ({started})")
                 held, resume, last = None, False, 0
@@ -316,6 +319,15 @@ class Analyst:
                 start = end - max(interval, period)
                 self._alarm_failed(index, release, out, slot, firing, (start, end), None)
                 return StepOutcome(False, f"alarm {firing[0]} is firing during the instance refresh")
+            if (held is not None or incident is not None) and _ended_by_aws(status):
+                assert status is not None
+                during = "" if incident is None else f" during a shared incident ({incident})"
+                return StepOutcome(
+                    False,
+                    f"AWS rolled the instance refresh back ({status.status}): {status.status_reason}{during}"
+                    if status.rolled_back_by_aws
+                    else f"instance refresh ended {status.status}: {status.status_reason}{during}",
+                )
             if window is not None and _has_data(window, False):
                 since = end
                 if incident is not None:
@@ -625,6 +637,12 @@ def first_shift(record: DeploymentRecord) -> float | None:
     """When the deployment's first traffic shift began (its first weight step's start)."""
     starts = [s.started_at for s in record.steps if s.kind in ("set-weight", "start-variants")]
     return min(starts) if starts else None
+
+
+def _ended_by_aws(status: RefreshStatus | None) -> bool:
+    """Whether AWS itself ended or reverses the refresh (its alarm guard's rollback, or a failure):
+    a refresh the driver must neither cancel nor start again."""
+    return status is not None and (status.rolled_back_by_aws or status.status == "Failed")
 
 
 def _old_instances_fail(slot: SlotMetrics | None, share: float, policy: Analysis) -> str | None:
