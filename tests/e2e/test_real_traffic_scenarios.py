@@ -56,6 +56,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("low-traffic", "ab-test"): "COMPLETED",
     ("low-traffic", "rolling"): "COMPLETED",
     ("bursty-errors", "rolling"): "COMPLETED",
+    # (shared-outage, rolling) is left out: the refresh's own alarm guard (its alarm specification,
+    # AWS's auto rollback) rolls the refresh back in the outage's first minute, so the driver's
+    # shared-incident hold never gets to hold it and the release ends ROLLED_BACK
     ("bursty-errors", "ab-test"): "COMPLETED",
 }
 
