@@ -32,10 +32,12 @@ class AwsRefresh(ScriptedRefresh):
 
     def _sync(self, asg: str) -> None:
         super()._sync(asg)
-        now = self.world.clock.now()
-        if self.status == "Cancelling" and self.cancelled_at is not None:
-            if now - self.cancelled_at >= self.cancel_seconds:
-                self.status = "Cancelled"
+        ended = (
+            self.cancelled_at is not None
+            and self.world.clock.now() - self.cancelled_at >= self.cancel_seconds
+        )
+        if self.status == "Cancelling" and ended:
+            self.status = "Cancelled"
         if self.guard and self.status == "InProgress" and self.world.alarms.firing_names:
             self.status = "RollbackInProgress"
 
