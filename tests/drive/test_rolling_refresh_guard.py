@@ -6,13 +6,12 @@ FleetControl seam, with a refresh scripted as AWS answers."""
 
 from __future__ import annotations
 
-from drive_world import NEW, OLD, SERVICE, World
-from test_strategy_low_traffic import ScriptedRefresh, rolling_world
+from drive_world import World
+from test_strategy_low_traffic import ScriptedRefresh, outage_at_second_batch, rolling_world
 
 from rfs_deploy.drive.records import DeploymentStatus
 from rfs_deploy.errors import AwsError
 from rfs_deploy.readback import RefreshStatus
-from rfs_deploy.testing import Behaviour
 
 ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress")
 
@@ -62,26 +61,6 @@ class AwsRefresh(ScriptedRefresh):
                 "an instance refresh is already in progress"
             )
         return super().resume_refresh(asg_name)
-
-
-def outage_at_second_batch(world: World, fleet: ScriptedRefresh, minutes: int = 2) -> list[float]:
-    """Both versions fail half their requests (and the slot's 5xx alarm fires) for ``minutes``
-    once two of ten instances are new; returns [when it began] once it has."""
-    asg = world.cloud.outputs[SERVICE].slot("blue")
-    outage: list[float] = []
-
-    def upstream(now: float) -> None:
-        if fleet.started_at is None or fleet.status == "none":
-            return
-        if not outage and fleet.replaced == 2:
-            outage.append(now)
-        sick = bool(outage) and now - outage[0] < 60 * minutes
-        bad = Behaviour(error_rate=0.5)
-        world.cloud.behaviours.update({OLD: bad, NEW: bad} if sick else {OLD: Behaviour(), NEW: Behaviour()})
-        world.alarms.firing_names = {asg.alarm_names[0]} if sick else set()
-
-    world.clock.listeners.append(upstream)
-    return outage
 
 
 def aws_world(guard: bool = False, cancel_seconds: int = 90) -> tuple[World, AwsRefresh]:

@@ -208,10 +208,9 @@ def test_a_healthy_rolling_release_passes_its_pre_refresh_comparison() -> None:
     assert record.status is DeploymentStatus.COMPLETED, record.errors
 
 
-def test_rolling_holds_through_a_shared_incident_instead_of_rolling_back() -> None:
-    # both versions fail half their requests for two minutes while two of ten instances are new:
-    # the old instances fail too, so it is nobody's release
-    world, fleet = rolling_world(rpm=1000)
+def outage_at_second_batch(world: World, fleet: ScriptedRefresh, minutes: int = 2) -> list[float]:
+    """Both versions fail half their requests (and the slot's 5xx alarm fires) for ``minutes``
+    once two of ten instances are new; returns [when it began] once it has."""
     asg = world.cloud.outputs[SERVICE].slot("blue")
     outage: list[float] = []
 
@@ -220,12 +219,21 @@ def test_rolling_holds_through_a_shared_incident_instead_of_rolling_back() -> No
             return
         if not outage and fleet.replaced == 2:
             outage.append(now)
-        sick = bool(outage) and now - outage[0] < 120
+        sick = bool(outage) and now - outage[0] < 60 * minutes
         bad = Behaviour(error_rate=0.5)
         world.cloud.behaviours.update({OLD: bad, NEW: bad} if sick else {OLD: Behaviour(), NEW: Behaviour()})
         world.alarms.firing_names = {asg.alarm_names[0]} if sick else set()
 
     world.clock.listeners.append(upstream)
+    return outage
+
+
+def test_rolling_holds_through_a_shared_incident_instead_of_rolling_back() -> None:
+    # both versions fail half their requests for two minutes while two of ten instances are new:
+    # the old instances fail too, so it is nobody's release
+    world, fleet = rolling_world(rpm=1000)
+    asg = world.cloud.outputs[SERVICE].slot("blue")
+    outage = outage_at_second_batch(world, fleet)
     record = world.deploy("rolling")
 
     assert outage, "the outage never started"

@@ -19,36 +19,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+from metrics_outputs import LB, OUTPUTS
 
 from rfs_deploy.aws import AwsSession
 from rfs_deploy.config.model import SlotName
 from rfs_deploy.errors import AwsError, MetricsUnavailable
 from rfs_deploy.metrics import MetricsProvider, SlotMetrics, slot_sources
 from rfs_deploy.metrics.cloudwatch import CloudWatchProvider, MetricQuery, MetricSeries, slot_queries
-from rfs_deploy.outputs import ServiceOutputs, SlotOutputs
+from rfs_deploy.outputs import ServiceOutputs
 
 if TYPE_CHECKING:
     from conftest import FakeCloudWatch
 
-LB = "app/api/50dc6c495c0c9188"
-OUTPUTS = ServiceOutputs(
-    load_balancer_arn=f"arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/{LB}",
-    load_balancer_dimension=LB,
-    dns_name="api-1234.us-east-1.elb.amazonaws.com",
-    listener_arn="arn:listener/prod",
-    test_listener_arn="arn:listener/test",
-    listener_port=80,
-    test_listener_port=8080,
-    slots={
-        slot: SlotOutputs(
-            target_group_arn=f"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api-{slot}/{n}",
-            target_group_dimension=f"targetgroup/api-{slot}/{n}",
-            asg_name=f"api-{slot}",
-            alarm_names=(f"api-{slot}-5xx", f"api-{slot}-p99"),
-        )
-        for slot, n in (("blue", "73e2d6bc24d8a067"), ("green", "1e2d6bc24d8a0673"))
-    },
-)
 T0 = 1_700_000_040.0  # a whole minute
 
 

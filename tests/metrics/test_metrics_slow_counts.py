@@ -11,37 +11,16 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from metrics_outputs import OUTPUTS
 
 from rfs_deploy.aws import AwsSession
-from rfs_deploy.config.model import SlotName
 from rfs_deploy.metrics import SlotMetrics, aggregate, slot_sources
 from rfs_deploy.metrics.cloudwatch import QUERIES_PER_SLOT, CloudWatchProvider, slot_queries
 from rfs_deploy.metrics.definitions import SLOW, slower_than
-from rfs_deploy.outputs import ServiceOutputs, SlotOutputs
 
 if TYPE_CHECKING:
     from conftest import FakeCloudWatch
 
-LB = "app/api/50dc6c495c0c9188"
-SLOTS: tuple[tuple[SlotName, str], ...] = (("blue", "73e2d6bc24d8a067"), ("green", "1e2d6bc24d8a0673"))
-OUTPUTS = ServiceOutputs(
-    load_balancer_arn=f"arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/{LB}",
-    load_balancer_dimension=LB,
-    dns_name="api-1234.us-east-1.elb.amazonaws.com",
-    listener_arn="arn:listener/prod",
-    test_listener_arn="arn:listener/test",
-    listener_port=80,
-    test_listener_port=8080,
-    slots={
-        slot: SlotOutputs(
-            target_group_arn=f"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/api-{slot}/{n}",
-            target_group_dimension=f"targetgroup/api-{slot}/{n}",
-            asg_name=f"api-{slot}",
-            alarm_names=(f"api-{slot}-5xx", f"api-{slot}-p99"),
-        )
-        for slot, n in SLOTS
-    },
-)
 T0 = 1_700_000_040.0
 
 
