@@ -420,6 +420,13 @@ def check_report_dir(directory: str | Path, flag: str = "--report") -> Path:
     if not text.strip():
         raise InvalidInput(f"{flag} must name a directory")
     check_directory(Path(text), f"{flag} {text}")
+    try:
+        import matplotlib  # noqa: F401  (the charts need it at the end: known before anything runs)
+    except ImportError:
+        raise InvalidInput(
+            f"{flag}: the report's charts need matplotlib, which this install does not have: "
+            "pip install 'rfs-deploy[report]'"
+        ) from None
     return Path(text)
 
 

@@ -156,3 +156,14 @@ def test_the_wheel_requires_no_extra_package_outside_its_extras(tmp_path: Path) 
     unconditional = {r.name for r in requires if r.marker is None}
     assert "pulumi" in unconditional and not unconditional & EXTRAS, requires
     assert {"sandbox", "report", "test"} <= set(message.get_all("Provides-Extra") or [])
+
+
+def test_a_report_without_its_extra_is_refused_before_anything_runs(own_project: Path) -> None:
+    args = ["deploy", "--stack", "prod", "--service", "api-service", "--version", "v2.0.0"]
+    done = slim(own_project, *args, "--report", str(own_project / "reports"))
+    assert done.code == 2
+    assert done.stderr.strip().splitlines() == [
+        "rfs-deploy: error: --report: the report's charts need matplotlib, which this install does not "
+        "have: pip install 'rfs-deploy[report]'"
+    ]
+    assert not (own_project / "reports").exists() and not (own_project / ".state").exists()
