@@ -172,9 +172,19 @@ def minute_rates(rng: np.random.Generator, rates: Sequence[float], bursts: Burst
 
 
 def serve(
-    rng: np.random.Generator, requests: int, targets: Sequence[Conduct], bursts: Bursts | None = None
+    rng: np.random.Generator,
+    requests: int,
+    targets: Sequence[Conduct],
+    bursts: Bursts | None = None,
+    rest: np.random.Generator | None = None,
 ) -> GroupMinute:
-    """One target group answering ``requests`` with ``targets`` registered (``bursts``: overdispersed)."""
+    """One target group answering ``requests`` with ``targets`` registered (``bursts``: overdispersed).
+
+    ``rest``: where the response times beyond the first :data:`MAX_SAMPLES` come from, so that
+    every request has its own (the range statistics, the judge's slow-request counts, then count
+    requests as CloudWatch does, not samples standing for several requests each, which would
+    multiply a slot's count variance beyond a binomial's). Drawn from their own generator, they
+    leave every other draw of the minute as it was."""
     minute = GroupMinute(
         requests=requests,
         healthy=sum(1 for t in targets if t.in_service),
@@ -195,6 +205,8 @@ def serve(
         minute.errors += int(rng.binomial(int(n), min(1.0, max(0.0, rates[target.error_rate]))))
         draws = max(1, round(samples_total * n / requests))
         samples.append(rng.lognormal(target.mu, target.sigma, size=draws))
+        if rest is not None and n > draws:
+            samples.append(rest.lognormal(target.mu, target.sigma, size=int(n) - draws))
     values = np.concatenate(samples)
     minute.latency = Summary.of(values, weight=requests / len(values))
     return minute
@@ -207,6 +219,7 @@ def simulate_minute(
     members: Mapping[str, Sequence[Conduct]],
     bursts: ErrorBursts | None = None,
     reference: float = 0.0,
+    rest: np.random.Generator | None = None,
 ) -> MinuteResult:
     """A minute of ``total`` requests through ``routes``; ``members`` are each group's targets.
 
@@ -225,7 +238,7 @@ def simulate_minute(
             result.elb_errors += count
             result.groups[arn] = GroupMinute()
             continue
-        result.groups[arn] = serve(rng, count, targets, minute_bursts)
+        result.groups[arn] = serve(rng, count, targets, minute_bursts, rest)
     return result
 
 

@@ -52,6 +52,8 @@ class World:
         self.scenario = scenario
         self.topology = topology
         self.rng = np.random.default_rng(scenario.seed)
+        #: Response times of the requests beyond each minute's first samples (traffic.serve).
+        self.latency_rng = np.random.default_rng([scenario.seed, 1])
         self.templates = TemplateVersions()
         self.fleet = Fleet(aws.raw("autoscaling"), aws.raw("ec2"), self.templates)
         self.record = MetricRecord(aws.raw("cloudwatch"))
@@ -145,6 +147,7 @@ class World:
                 members,
                 self.scenario.error_bursts,
                 self.scenario.baseline.error_rate,
+                self.latency_rng,
             )
             self.last_minute[service] = result
             self._record_minute(t0, out, result, cpu)
@@ -243,6 +246,7 @@ class World:
             "origin": self.origin,
             "baselineVersion": self.baseline_version,
             "rng": self.rng.bit_generator.state,
+            "latencyRng": self.latency_rng.bit_generator.state,
             "templates": self.templates.to_json(),
             "instances": [i.to_json() for i in self.fleet.instances.values()],
             "refreshes": self.refreshes.to_json(),
@@ -257,6 +261,8 @@ class World:
         self.origin = float(data.get("origin", self.cursor))
         self.baseline_version = data.get("baselineVersion") or self.baseline_version
         self.rng.bit_generator.state = data["rng"]
+        if "latencyRng" in data:  # (sessions saved before it was kept start it afresh)
+            self.latency_rng.bit_generator.state = data["latencyRng"]
         self.templates.load_json(data.get("templates", {}))
         self.refreshes.load_json(data.get("refreshes", {}))
         self.record.load_json(data.get("metrics", []))

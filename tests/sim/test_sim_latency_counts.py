@@ -130,3 +130,22 @@ def test_the_histograms_survive_a_saved_and_loaded_record(open_sandbox: Open) ->
     before = record.statistic(metric, "TC(0.2:)", now - 180, now, 60, now)
     after = loaded.statistic(metric, "TC(0.2:)", now - 180, now, 60, now)
     assert before == after and len(before[1]) == 3 and all(v > 0 for v in before[1])
+
+
+def test_every_request_has_its_own_response_time_beyond_the_first_samples() -> None:
+    """A busy group's slow-request count is a count of requests (binomial), not of samples that
+    each stand for several requests; the extra draws leave the minute's other draws as they were."""
+    import numpy as np
+
+    from rfs_deploy.sim.behaviour import conduct
+    from rfs_deploy.sim.scenario import Behaviour
+    from rfs_deploy.sim.traffic import MAX_SAMPLES, serve
+
+    targets = [conduct(Behaviour(), age=3600.0)] * 4
+    requests = 3 * MAX_SAMPLES
+    exact = serve(np.random.default_rng(1), requests, targets, rest=np.random.default_rng(2))
+    sampled = serve(np.random.default_rng(1), requests, targets)
+    assert exact.latency is not None and sampled.latency is not None
+    assert sum(n for _, n in exact.latency.histogram) == requests
+    assert abs(sum(n for _, n in sampled.latency.histogram) - MAX_SAMPLES) <= len(targets)  # rounding
+    assert (exact.errors, exact.requests) == (sampled.errors, sampled.requests)
