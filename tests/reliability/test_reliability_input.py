@@ -66,7 +66,7 @@ def test_a_mutated_stack_config_is_valid_or_one_config_error_line(case: tuple[st
 def project_with(tmp: Path, namespace: dict[str, Any], stack: str = "mutant") -> Path:
     """A project directory whose stacks/Pulumi.<stack>.yaml holds ``namespace``."""
     (tmp / "stacks").mkdir(parents=True, exist_ok=True)
-    (tmp / "Pulumi.yaml").write_text("name: rfs-deploy\nruntime: python\n")
+    (tmp / "Pulumi.yaml").write_text("name: rfs-deploy\nruntime: python\nstackConfigDir: stacks\n")
     config = {"aws:region": "us-east-1", **{f"rfs-deploy:{k}": v for k, v in namespace.items()}}
     (tmp / "stacks" / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
     return tmp
