@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check rfs_deploy tests benchmarks __main__.py
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n auto --maxprocesses=4 --dist loadfile
+	$(BIN)/pytest -q -n auto --maxprocesses=4 --dist loadfile --durations=30
 
 lint: $(STAMP)
 	$(BIN)/ruff check rfs_deploy tests benchmarks __main__.py
