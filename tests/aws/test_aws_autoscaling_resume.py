@@ -12,6 +12,15 @@ from rfs_deploy.aws import AutoScalingFleet, AwsSession
 ASG = "api-blue"
 HELD = "08b91cf7-8fa6-48af-b6a6-d227f40f1b9b"
 STARTED = "5c4fd9a1-1f0a-4f43-9d0c-6a0f7b8f0a11"
+#: The held refresh's batch preferences, which the new one keeps.
+BATCHES = {
+    "MinHealthyPercentage": 80,
+    "MaxHealthyPercentage": 100,
+    "InstanceWarmup": 60,
+    "CheckpointPercentages": [20, 40, 60, 80, 100],
+    "CheckpointDelay": 30,
+    "SkipMatching": True,
+}
 
 
 def test_a_held_refresh_starts_again_with_its_batches_and_without_the_alarm_guard() -> None:
@@ -23,16 +32,7 @@ def test_a_held_refresh_starts_again_with_its_batches_and_without_the_alarm_guar
         "Status": "Cancelled",
         "StartTime": datetime(2026, 1, 5, 12, 0, tzinfo=UTC),
         "PercentageComplete": 20,
-        "Preferences": {
-            "MinHealthyPercentage": 80,
-            "MaxHealthyPercentage": 100,
-            "InstanceWarmup": 60,
-            "CheckpointPercentages": [20, 40, 60, 80, 100],
-            "CheckpointDelay": 30,
-            "SkipMatching": True,
-            "AutoRollback": True,
-            "AlarmSpecification": {"Alarms": ["api-blue-5xx"]},
-        },
+        "Preferences": {**BATCHES, "AutoRollback": True, "AlarmSpecification": {"Alarms": ["api-blue-5xx"]}},
     }
     stub.add_response(
         "describe_instance_refreshes",
@@ -45,14 +45,7 @@ def test_a_held_refresh_starts_again_with_its_batches_and_without_the_alarm_guar
         {
             "AutoScalingGroupName": ASG,
             "Strategy": "Rolling",
-            "Preferences": {
-                "MinHealthyPercentage": 80,
-                "MaxHealthyPercentage": 100,
-                "InstanceWarmup": 60,
-                "CheckpointPercentages": [20, 40, 60, 80, 100],
-                "CheckpointDelay": 30,
-                "SkipMatching": True,
-            },
+            "Preferences": BATCHES,
         },
     )
     with stub:
