@@ -455,11 +455,6 @@ class ReportError(RfsDeployError):
 
 def baseline_history(record: DeploymentRecord) -> str:
     """One line of the baseline's hour before the first traffic shift, as the judge used it."""
-    h = record.baseline_history or {}
-    p99 = h.get("p99")
-    latency = f", p99 {p99:.3g}s" if isinstance(p99, int | float) else ""
-    return (
-        f"{h.get('requests', 0):,} requests over {h.get('minutes', 0):g} minutes, "
-        f"{100 * float(h.get('rate', 0.0)):.2f} % 5xx, "
-        f"dispersion {float(h.get('dispersion', 1.0)):.2f}{latency}"
-    )
+    from rfs_deploy.drive.history import history_text
+
+    return history_text(record.baseline_history or {})

@@ -210,6 +210,7 @@ def _record_view(record: DeploymentRecord) -> dict[str, Any]:
         ],
         "errors": list(record.errors),
         "decision": record.decision,
+        "baseline_history": record.baseline_history,
         "recovery": record.recovery,
         "rollback_attempts": record.rollback_attempts,
         "paused": _record_paused(record),
@@ -246,6 +247,7 @@ _NO_DETAIL: dict[str, Any] = {
     "verdicts": [],
     "errors": [],
     "decision": None,
+    "baseline_history": None,
     "recovery": None,
     "rollback_attempts": None,
 }
@@ -267,7 +269,7 @@ def view(
         return _shown_paused({**fields, **_NO_DETAIL, "source": "journal"})
     detail = _record_fields(record)
     merged = {**detail, **fields, "source": "journal+record"}
-    for key in ("summary", "steps", "verdicts", "errors", "decision", "recovery", "rollback_attempts"):
+    for key in _NO_DETAIL:
         merged[key] = detail[key]
     merged["from_version"] = fields["from_version"] or detail["from_version"]
     merged["requested"] = fields["requested"] or record.on_request
@@ -358,6 +360,10 @@ def status_line(v: dict[str, Any]) -> str:
     if v.get("pause_requested"):
         asked = v["pause_requested"]
         parts.append(f"pause requested by {asked['by']} at {iso(asked['at'])}: holds at its next safe point")
+    if v.get("baseline_history"):
+        from rfs_deploy.drive.history import history_text
+
+        parts.append(f"baseline before the release: {history_text(v['baseline_history'])}")
     if v["recovery"]:
         parts.append(f"to finish: {v['recovery']}")
     return f"{v['deployment_id']}: {v['status']} {v['progress']}% — " + "; ".join(parts)

@@ -63,6 +63,18 @@ class BaselineHistory:
         return asdict(self)
 
 
+def history_text(saved: dict[str, Any]) -> str:
+    """A saved history (:meth:`BaselineHistory.to_json`, as a record keeps it) in one phrase,
+    for ``status`` and the report."""
+    p99 = saved.get("p99")
+    latency = f", p99 {p99:.3g}s" if isinstance(p99, int | float) else ""
+    return (
+        f"{int(saved.get('requests', 0)):,} requests over {float(saved.get('minutes', 0)):g} minutes, "
+        f"{100 * float(saved.get('rate', 0.0)):.2f} % 5xx, "
+        f"dispersion {float(saved.get('dispersion', 1.0)):.2f}{latency}"
+    )
+
+
 def from_periods(
     periods: Sequence[SlotMetrics | None],
     *,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from drive_world import World, build_world
 
+from rfs_deploy.cli import views
 from rfs_deploy.drive.history import HISTORY_SECONDS, BaselineHistory, from_periods, with_history
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.stats import Evidence, Spread
@@ -63,6 +64,11 @@ def test_the_history_is_read_once_before_the_first_shift_over_the_hour_before_it
     assert DeploymentRecord.from_json(record.to_json()).baseline_history == history
     assert f"Baseline before the release: {history['requests']:,} requests over 60 minutes" in render_html(
         record, b""
+    )
+    shown = views.view(None, record, record.stack)
+    assert shown["baseline_history"] == history
+    assert f"baseline before the release: {history['requests']:,} requests over 60 minutes" in (
+        views.status_line(shown)
     )
 
 
