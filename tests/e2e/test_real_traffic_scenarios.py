@@ -236,13 +236,24 @@ def assert_outcome(run: Cli, expected: str) -> None:
         assert not run.failed(), [v.reason for v in run.failed()]
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if ("low-traffic", s) in EXPECTED])
+def strategies_for(scenario: str) -> list[str]:
+    """The strategies :data:`EXPECTED` deploys ``scenario`` with."""
+    return [s for s in STRATEGIES if (scenario, s) in EXPECTED]
+
+
+def outcome_of(runs: Mapping[tuple[str, str], Cli], scenario: str, strategy: str) -> Cli:
+    """The deployment of ``scenario`` with ``strategy``, its expected outcome checked."""
+    run = runs[scenario, strategy]
+    assert_outcome(run, EXPECTED[scenario, strategy])
+    return run
+
+
+@pytest.mark.parametrize("strategy", strategies_for("low-traffic"))
 def test_a_quiet_service_is_never_rolled_back_for_lack_of_data(
     runs: Mapping[tuple[str, str], Cli], strategy: str
 ) -> None:
-    run = runs["low-traffic", strategy]
+    run = outcome_of(runs, "low-traffic", strategy)
     expected = EXPECTED["low-traffic", strategy]
-    assert_outcome(run, expected)
     thin = [v for v in run.record.verdicts if v.outcome == "INCONCLUSIVE" and "need" in v.reason]
     assert len(thin) >= 3, "the windows were thin"
     probed = {s.index for s in run.record.steps if s.kind == "validate"}  # the load probe's own requests
@@ -268,23 +279,21 @@ def test_a_quiet_service_is_never_rolled_back_for_lack_of_data(
         assert run.record.ended_at is None, "it waits at its weight"
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if ("bursty-errors", s) in EXPECTED])
+@pytest.mark.parametrize("strategy", strategies_for("bursty-errors"))
 def test_bursty_errors_do_not_roll_back_a_healthy_release(
     runs: Mapping[tuple[str, str], Cli], strategy: str
 ) -> None:
-    run = runs["bursty-errors", strategy]
-    assert_outcome(run, EXPECTED["bursty-errors", strategy])
+    run = outcome_of(runs, "bursty-errors", strategy)
     assert run.record.verdicts[-1].outcome in ("PASS", "WINNER B")
     if strategy == "ab-test":
         assert run.record.decision is not None and run.record.decision.startswith("B")
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if ("shared-outage", s) in EXPECTED])
+@pytest.mark.parametrize("strategy", strategies_for("shared-outage"))
 def test_a_shared_outage_holds_the_step_and_the_release_completes(
     runs: Mapping[tuple[str, str], Cli], strategy: str
 ) -> None:
-    run = runs["shared-outage", strategy]
-    assert_outcome(run, EXPECTED["shared-outage", strategy])
+    run = outcome_of(runs, "shared-outage", strategy)
     holds = run.verdicts("shared incident")
     assert len(holds) >= 2, "both minutes of the outage were held"
     assert {v.outcome for v in holds} == {"INCONCLUSIVE"}
@@ -296,12 +305,11 @@ def test_a_shared_outage_holds_the_step_and_the_release_completes(
     assert run.record.steps[-1].outcome == "passed"
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if ("shared-outage-regression", s) in EXPECTED])
+@pytest.mark.parametrize("strategy", strategies_for("shared-outage-regression"))
 def test_a_regression_under_a_shared_outage_is_still_rolled_back(
     runs: Mapping[tuple[str, str], Cli], strategy: str
 ) -> None:
-    run = runs["shared-outage-regression", strategy]
-    assert_outcome(run, EXPECTED["shared-outage-regression", strategy])
+    run = outcome_of(runs, "shared-outage-regression", strategy)
     assert run.record.rolled_back_to is not None
     holds = run.verdicts("shared incident")
     assert holds, "the outage was held as a shared incident first"
