@@ -9,6 +9,12 @@ judged. A test whose pool never gets there, or whose B has too few requests to s
 ``maxErrorRate``, declares no winner: the decision is *undecided* and the step ends as
 ``analysis.onInconclusive`` says (a person by default). :func:`hard_limit` is the early stop:
 B past the judge's hard limit ends the test for A before its duration is up.
+
+:func:`shared_incident` is the hold: a window in which A fails as well (an upstream dependency
+failing both variants) says nothing about which variant is better. It is left out of the
+decision, a firing alarm of B's in it rolls nothing back, and the test runs that much longer, up
+to :data:`~rfs_deploy.drive.judge.MAX_INCIDENT_WINDOWS` windows; a B significantly worse than A
+in the same minutes is still B's own failure.
 """
 
 from __future__ import annotations
@@ -197,6 +203,22 @@ def hard_limit(windows: Sequence[Window], policy: Analysis) -> str | None:
         factor = f"{HARD_LIMIT_FACTOR:g} x maxP99Latency"
         return f"B's p99 {b.p99:.3g}s is past the hard limit {latency:.3g}s ({factor})"
     return None
+
+
+def shared_incident(window: Window, policy: Analysis) -> str | None:
+    """Why this window is a shared incident the A/B test holds through (None: it is not): A, the
+    live version, fails too (its 5xx rate above ``maxErrorRate``) and B is not significantly worse
+    than A in the same minutes (exact binomial test of B's errors at A's rate, at ``significance``)."""
+    a, b = window.baseline, window.new
+    if a is None or b is None or a.requests <= 0 or b.requests <= 0 or a.unusable or b.unusable:
+        return None
+    a_rate, b_rate = a.errors / a.requests, b.errors / b.requests
+    if a_rate <= policy.max_error_rate or binom_sf(b.errors, b.requests, a_rate) < policy.significance:
+        return None
+    return (
+        f"shared incident: A fails too ({a_rate:.2%} 5xx, B {b_rate:.2%}), holding; "
+        "these minutes are left out of the decision"
+    )
 
 
 def _chunks(windows: list[Window], need: int) -> list[Window]:

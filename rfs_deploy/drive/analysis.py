@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from rfs_deploy.config.model import Analysis, ReleaseState, ServiceConfig, SlotName
 from rfs_deploy.drive import events
-from rfs_deploy.drive.ab import decide_ab, hard_limit
+from rfs_deploy.drive.ab import decide_ab, hard_limit, shared_incident
 from rfs_deploy.drive.history import BaselineHistory, read_history, with_history
 from rfs_deploy.drive.judge import MAX_INCIDENT_WINDOWS, StepJudge, planned_windows
 from rfs_deploy.drive.outcomes import StepOutcome
 from rfs_deploy.drive.probe import Batch, probe_paths, run_probe
 from rfs_deploy.drive.records import DeploymentRecord, Sample, VerdictRecord
-from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge, merge
+from rfs_deploy.drive.rules import Outcome, SlotMetrics, Verdict, Window, judge, merge, window_numbers
 from rfs_deploy.drive.stats import Evidence, rate_comparison
 from rfs_deploy.drive.steps import Analyze, Decide, WatchRefresh
 from rfs_deploy.errors import MetricsUnavailable, RfsDeployError
@@ -443,21 +443,38 @@ class Analyst:
         b, a = release.idle, release.live
         interval = max(step.interval, self.policy.period)
         windows: list[Window] = []
-        elapsed = 0
+        elapsed = held = 0
         while elapsed < step.duration:
             await self._tick_wait(interval)
             elapsed += interval
             firing = self._firing(out, b)
-            if firing:
-                end = _boundary(self.seams.clock.now(), self.policy.period)
-                self._alarm_failed(index, release, out, b, firing, (end - interval, end), a)
-                return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
+            end = _boundary(self.seams.clock.now(), self.policy.period)
             try:
-                end = _boundary(self.seams.clock.now(), self.policy.period)
                 window, slots = self._window(out, release, b, a, end - interval, end)
             except MetricsUnavailable as exc:
+                if firing:
+                    self._alarm_failed(index, release, out, b, firing, (end - interval, end), a)
+                    return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
                 self.record.errors.append(f"A/B tick skipped: {exc}")
                 continue
+            incident = shared_incident(window, self.policy)
+            if incident is not None and held < MAX_INCIDENT_WINDOWS:
+                # A fails as badly: nobody's release; the test runs one window longer
+                held += 1
+                elapsed -= interval
+                alarm = f"alarm {firing[0]} is firing while " if firing else ""
+                numbers = window_numbers(window, self.policy)
+                self._record(
+                    index, release, b, slots, Verdict(Outcome.INCONCLUSIVE, f"{alarm}{incident}", numbers)
+                )
+                continue
+            if firing:
+                self._alarm_failed(index, release, out, b, firing, (end - interval, end), a)
+                return StepOutcome(False, f"alarm {firing[0]} is firing on variant B")
+            if incident is not None:
+                return StepOutcome(
+                    False, f"variant B: a shared incident longer than {held} windows (A fails too)"
+                )
             windows.append(window)
             guard = judge(window, self.policy, baseline=False)
             self._record(index, release, b, slots, guard)

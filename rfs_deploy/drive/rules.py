@@ -147,7 +147,7 @@ def assess(
     compare = baseline and policy.baseline_comparison
     if compare and evidence is None:
         evidence = Evidence.start()
-    numbers = _numbers(window, policy)
+    numbers = window_numbers(window, policy)
     window, pooled = _without_unusable_baseline(window), pooled and _without_unusable_baseline(pooled)
     new = window.new
     problem = _data_problem(window)
@@ -342,7 +342,8 @@ def _rejection_reason(evidence: Evidence) -> str:
     )
 
 
-def _numbers(window: Window, policy: Analysis) -> dict[str, Number]:
+def window_numbers(window: Window, policy: Analysis) -> dict[str, Number]:
+    """The window's metrics of both slots and the policy's limits, as a verdict records them."""
     numbers: dict[str, Number] = {
         "partial": window.partial,
         "min_requests": policy.min_requests,

@@ -14,6 +14,7 @@ import pytest
 from drive_world import NEW, OLD, SERVICE, World, build_world, promoted, run, same_release
 
 from rfs_deploy.config.model import Analysis
+from rfs_deploy.config.strategies.ab_test import ABTest
 from rfs_deploy.drive.ab import decide_ab
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rules import Window
@@ -352,3 +353,55 @@ def test_blue_green_after_its_switch_pauses_on_thin_traffic_and_never_rolls_back
     done = promote(world)
     assert done.status is DeploymentStatus.COMPLETED, done.errors
     assert same_release(world.release(), promoted("blue-green", world.start))
+
+
+def shared_outage_in_ab(world: World, minutes: int = 2, b_rate: float = 0.5) -> list[float]:
+    """Once the A/B split is live, both variants fail half their requests (B ``b_rate``) and B's
+    5xx alarm fires for ``minutes``; returns [when it began] once it has."""
+    b_alarm = world.cloud.outputs[SERVICE].slot("green").alarm_names[0]
+    outage: list[float] = []
+
+    def upstream(now: float) -> None:
+        if world.applied().variants is None:
+            return
+        if not outage:
+            outage.append(now + 120)  # two healthy minutes of the test first
+        sick = outage[0] <= now < outage[0] + 60 * minutes
+        world.cloud.behaviours.update(
+            {OLD: Behaviour(error_rate=0.5), NEW: Behaviour(error_rate=b_rate)}
+            if sick
+            else {OLD: Behaviour(), NEW: Behaviour()}
+        )
+        world.alarms.firing_names = {b_alarm} if sick else set()
+
+    world.clock.listeners.append(upstream)
+    return outage
+
+
+def test_ab_holds_through_a_shared_outage_and_decides_on_the_minutes_around_it() -> None:
+    world = ab_world(rpm=1000)
+    outage = shared_outage_in_ab(world)
+    record = world.deploy("ab-test")
+
+    assert outage, "the outage never started"
+    assert record.status is DeploymentStatus.COMPLETED, record.errors
+    holds = [v for v in record.verdicts if "shared incident" in v.reason]
+    assert len(holds) >= 2 and {v.outcome for v in holds} == {"INCONCLUSIVE"}
+    assert all("A fails too" in v.reason for v in holds)
+    assert any(v.reason.startswith("alarm ") for v in holds), "B's firing alarm was held, not obeyed"
+    assert record.decision is not None and record.decision.startswith("B"), record.decision
+    decide = next(s for s in record.steps if s.kind == "decide")
+    assert decide.ended_at is not None
+    # the held minutes were added to the test, not taken from it
+    duration = ABTest.model_fields["duration"].default  # the test's own, with no override
+    assert decide.ended_at - decide.started_at >= duration + 60 * len(holds)
+
+
+def test_ab_still_rolls_back_a_b_worse_than_a_during_a_shared_outage() -> None:
+    world = ab_world(rpm=1000)
+    shared_outage_in_ab(world, b_rate=0.9)
+    record = world.deploy("ab-test")
+
+    assert record.status is DeploymentStatus.ROLLED_BACK
+    assert not any("shared incident" in v.reason for v in record.verdicts)
+    assert world.release() == world.start

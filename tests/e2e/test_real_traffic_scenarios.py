@@ -60,6 +60,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     # AWS's auto rollback) rolls the refresh back in the outage's first minute, so the driver's
     # shared-incident hold never gets to hold it and the release ends ROLLED_BACK
     ("bursty-errors", "ab-test"): "COMPLETED",
+    # A fails as badly as B: the test holds those minutes out of its decision, B's alarm included
+    ("shared-outage", "ab-test"): "COMPLETED",
+    ("shared-outage-regression", "ab-test"): "ROLLED_BACK",
 }
 
 
@@ -297,7 +300,8 @@ def test_a_shared_outage_holds_the_step_and_the_release_completes(
     holds = run.verdicts("shared incident")
     assert len(holds) >= 2, "both minutes of the outage were held"
     assert {v.outcome for v in holds} == {"INCONCLUSIVE"}
-    assert all("baseline fails too" in v.reason for v in holds)
+    baseline = "A" if strategy == "ab-test" else "the baseline"
+    assert all(f"{baseline} fails too" in v.reason for v in holds)
     (step,) = {v.step for v in holds}
     assert len(run.new_weights(step)) == 1, "no weight change while held"
     held = next(s for s in run.record.steps if s.index == step)
@@ -313,6 +317,12 @@ def test_a_regression_under_a_shared_outage_is_still_rolled_back(
     assert run.record.rolled_back_to is not None
     holds = run.verdicts("shared incident")
     assert holds, "the outage was held as a shared incident first"
+    if strategy == "ab-test":
+        # the test's decision, on the minutes around the outage, keeps A
+        (decided,) = [v for v in run.record.verdicts if v.outcome.startswith("WINNER")]
+        assert decided.outcome == "WINNER A" and decided.at > max(v.at for v in holds)
+        assert run.record.decision is not None and "higher than A's" in run.record.decision
+        return
     (failed,) = run.failed()
     assert failed.at > max(v.at for v in holds)
     # rolled back for being worse than its baseline, not for the outage's alarm
