@@ -7,16 +7,27 @@ The release state it applies is not simply the config's: see :mod:`rfs_deploy.re
 service keeps its live release state (the previous update's ``release`` output) unless this
 update's owner is the driver releasing it, so a ``pulumi up`` from a stale checkout never
 reverts a release.
+
+:func:`run` is one consumer of the components. A program of your own uses the same pieces
+(docs/components.md): :func:`read_services` for the services and resolved release states from
+the stack config, :class:`~rfs_deploy.infra.service.Service` per service with your network,
+and :func:`export_services` for the outputs the driver reads.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
+from pydantic import ValidationError
 
 from rfs_deploy import releases
 from rfs_deploy.config import ReleaseState, StackConfig, load_from_pulumi
+from rfs_deploy.config.loading import NAMESPACE, format_error, parse_release
+from rfs_deploy.config.model import SERVICE_NAME, ServiceConfig, shown
 from rfs_deploy.errors import ConfigError
 from rfs_deploy.infra.service import Service, ServiceArgs
 from rfs_deploy.outputs import OUTPUT_NAME
@@ -32,18 +43,103 @@ def run() -> None:
     which Pulumi prints without a traceback); so does a release-state conflict."""
     try:
         config = load_from_pulumi()
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from err
+    config = config.model_copy(update={"release": resolve_release(config.release)})
+    services = build_services(config)
+    export_services(services, config.release)
+
+
+def resolve_release(configured: Mapping[str, ReleaseState]) -> dict[str, ReleaseState]:
+    """The release states this update applies: the configured ones checked against the live
+    ones (:func:`rfs_deploy.releases.resolve`), a warning logged for each stale value kept
+    live; a conflict (or an unreadable backend) stops the program with one line."""
+    try:
         owner, expect = releases.environment_owner()
-        resolution = releases.resolve(config.release, live_release(), owner, expect, stack=pulumi.get_stack())
+        resolution = releases.resolve(configured, live_release(), owner, expect, stack=pulumi.get_stack())
     except (ConfigError, releases.ReleaseConflict) as err:
         raise pulumi.RunError(str(err)) from err
     for warning in resolution.warnings:
         pulumi.log.warn(warning)
-    config = config.model_copy(update={"release": resolution.release})
-    services = build_services(config)
+    return resolution.release
+
+
+def export_services(services: Mapping[str, Service], release: Mapping[str, ReleaseState]) -> None:
+    """Export what the driver reads: every service's outputs (:data:`OUTPUT_NAME`) and the
+    release states applied (:data:`releases.RELEASE_OUTPUT`, what the next update resolves
+    against)."""
     pulumi.export(OUTPUT_NAME, {name: service.outputs for name, service in services.items()})
-    pulumi.export(
-        releases.RELEASE_OUTPUT, {name: state.to_config() for name, state in resolution.release.items()}
-    )
+    pulumi.export(releases.RELEASE_OUTPUT, {name: state.to_config() for name, state in release.items()})
+
+
+@dataclass(frozen=True)
+class DrivenServices:
+    """The services of a program of your own, as the stack config and the driver set them."""
+
+    #: ``rfs-deploy:services``, validated.
+    services: dict[str, ServiceConfig]
+    #: The release state to apply per service (``rfs-deploy:release``, resolved against the live one).
+    release: dict[str, ReleaseState]
+    #: ``rfs-deploy:tags`` (empty when unset).
+    tags: dict[str, str]
+
+    def args(self, name: str, **network: Any) -> ServiceArgs:
+        """ServiceArgs for service ``name``: its config, release state and tags, plus the
+        network and existing resources given as keywords (``vpc_id=vpc.id, subnet_ids=...``)."""
+        tags = {**self.tags, **network.pop("tags", {})}
+        return ServiceArgs(config=self.services[name], release=self.release[name], tags=tags, **network)
+
+
+def read_services() -> DrivenServices:
+    """Inside a program of your own: read ``rfs-deploy:services``, ``rfs-deploy:release`` and
+    ``rfs-deploy:tags`` from the stack config (the keys the driver reads and writes), validate
+    them with one-line errors, and resolve the release states as :func:`run` does. The network
+    is not read: your program passes its own to each Service."""
+    cfg = pulumi.Config(NAMESPACE)
+    try:
+        services = _read_mapping(cfg, "services")
+        release_raw = _read_mapping(cfg, "release")
+        tags = _read_mapping(cfg, "tags", required=False)
+        configs = {name: _service_config(name, value) for name, value in services.items()}
+        missing = sorted(set(configs) - set(release_raw))
+        if missing:
+            raise ConfigError(
+                f"{NAMESPACE}:release.{missing[0]}", "missing: every service needs a release state"
+            )
+        unknown = sorted(set(release_raw) - set(configs))
+        if unknown:
+            raise ConfigError(f"{NAMESPACE}:release.{unknown[0]}", "names no service in services")
+        release = {name: parse_release(name, release_raw[name]) for name in configs}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise ConfigError(f"{NAMESPACE}:tags", "a mapping of tag keys to string values")
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from err
+    return DrivenServices(configs, resolve_release(release), dict(tags))
+
+
+def _read_mapping(cfg: pulumi.Config, key: str, *, required: bool = True) -> dict[str, Any]:
+    value = cfg.get_object(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{NAMESPACE}:{key}", "missing")
+        return {}
+    if not isinstance(value, dict) or (required and not value):
+        raise ConfigError(
+            f"{NAMESPACE}:{key}", "must be a non-empty mapping" if required else "must be a mapping"
+        )
+    return value
+
+
+def _service_config(name: str, value: Any) -> ServiceConfig:
+    if not SERVICE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{NAMESPACE}:services",
+            f"service name {shown(name)} must be 1-15 characters of a-z, 0-9 and '-', starting with a letter",
+        )
+    try:
+        return ServiceConfig.model_validate(value)
+    except ValidationError as exc:
+        raise format_error(exc, ServiceConfig, prefix=f"{NAMESPACE}:services.{name}") from None
 
 
 def live_release() -> dict[str, ReleaseState] | None:

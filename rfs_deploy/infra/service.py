@@ -18,37 +18,33 @@ Children (``name`` is the service name)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from rfs_deploy.config.model import SLOTS, Network, ReleaseState, ServiceConfig, SlotName
+from rfs_deploy.config.model import SLOTS, SlotName
+from rfs_deploy.infra.args import ServiceArgs, resolve_args
 from rfs_deploy.infra.listeners import Listeners, ListenersArgs
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
 from rfs_deploy.infra.slot import Slot, SlotArgs
 from rfs_deploy.outputs import ServiceOutputs, SlotOutputs
 
+__all__ = ["SERVICE_TAG", "STACK_TAG", "Service", "ServiceArgs", "cidr_rule", "load_balancer_suffix"]
+
 SERVICE_TAG = "rfs-deploy:service"
 STACK_TAG = "rfs-deploy:stack"
+
+
+def load_balancer_suffix(arn: str) -> str:
+    """A load balancer ARN's ``app/<name>/<id>`` tail: its CloudWatch dimension (``arnSuffix``)."""
+    return arn.split(":loadbalancer/", 1)[-1]
 
 
 def _egress_anywhere() -> aws.ec2.SecurityGroupEgressArgs:
     return aws.ec2.SecurityGroupEgressArgs(
         protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"], description="all outbound"
     )
-
-
-@dataclass(frozen=True)
-class ServiceArgs:
-    """A validated service config, its release state, the network and the stack's tags."""
-
-    config: ServiceConfig
-    release: ReleaseState
-    network: Network
-    tags: Mapping[str, str]
 
 
 def cidr_rule(port: int, cidrs: list[str], description: str) -> aws.ec2.SecurityGroupIngressArgs:
@@ -70,20 +66,28 @@ class Service(pulumi.ComponentResource):
 
     TYPE = "rfs-deploy:aws:Service"
 
-    alb_security_group: aws.ec2.SecurityGroup
-    instance_security_group: aws.ec2.SecurityGroup
-    load_balancer: aws.lb.LoadBalancer
+    #: The security groups the component created (``None`` where existing ones were given).
+    alb_security_group: aws.ec2.SecurityGroup | None
+    instance_security_group: aws.ec2.SecurityGroup | None
+    #: The load balancer it created (``None`` with ``ServiceArgs.load_balancer_arn``).
+    load_balancer: aws.lb.LoadBalancer | None
     slots: dict[SlotName, Slot]
     listeners: Listeners
     outputs: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # validated before anything registers: a bad value leaves no half-built component
+        resolved = resolve_args(name, args)
         super().__init__(self.TYPE, name, None, opts)
         self._name = name
-        self._args = args
-        self._tags = {**args.tags, SERVICE_TAG: name, STACK_TAG: pulumi.get_stack()}
-        self.alb_security_group, self.instance_security_group = self._create_security_groups()
-        self.load_balancer = self._create_load_balancer()
+        self._args = resolved
+        self._tags: dict[str, str] = {
+            **resolved.tags,
+            SERVICE_TAG: name,
+            STACK_TAG: pulumi.get_stack(),
+        }
+        self._set_up_security_groups()
+        self._set_up_load_balancer()
         self.slots = {slot: self._create_slot(slot) for slot in SLOTS}
         self.listeners = self._create_listeners()
         self.outputs = self._collect_outputs()
@@ -92,7 +96,47 @@ class Service(pulumi.ComponentResource):
     def _opts(self) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self)
 
-    def _create_security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    def _set_up_security_groups(self) -> None:
+        """Create the groups that were not given: the load balancer's only for a load balancer
+        of the component's own, the instances' admitting the app port from the load balancer's."""
+        args = self._args
+        self.alb_security_group = self.instance_security_group = None
+        alb_ids = args.load_balancer_security_group_ids
+        if alb_ids is None and args.load_balancer_arn is None:
+            self.alb_security_group, self.instance_security_group = self._create_security_groups()
+            alb_ids = [self.alb_security_group.id]
+        elif args.instance_security_group_ids is None:
+            assert alb_ids is not None, "resolve_args requires them with an existing load balancer"
+            self.instance_security_group = self._create_instance_security_group(alb_ids)
+        self._alb_security_group_ids: list[pulumi.Input[str]] = list(alb_ids or [])
+        given = args.instance_security_group_ids
+        if given is not None:
+            self._instance_security_group_ids: list[pulumi.Input[str]] = list(given)
+        else:
+            assert self.instance_security_group is not None
+            self._instance_security_group_ids = [self.instance_security_group.id]
+
+    def _create_instance_security_group(self, sources: list[pulumi.Input[str]]) -> aws.ec2.SecurityGroup:
+        cfg, network = self._args.config, self._args.network
+        return aws.ec2.SecurityGroup(
+            f"{self._name}-instance-sg",
+            description=f"{self._name} instances",
+            vpc_id=network.vpc_id,
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=cfg.app_port,
+                    to_port=cfg.app_port,
+                    security_groups=list(sources),
+                    description="app port from the load balancer",
+                )
+            ],
+            egress=[_egress_anywhere()],
+            tags=self._tags,
+            opts=self._opts(),
+        )
+
+    def _create_security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup | None]:
         cfg, network = self._args.config, self._args.network
         cidrs = list(network.ingress_cidrs)
         alb = aws.ec2.SecurityGroup(
@@ -107,33 +151,38 @@ class Service(pulumi.ComponentResource):
             tags=self._tags,
             opts=self._opts(),
         )
-        instances = aws.ec2.SecurityGroup(
-            f"{self._name}-instance-sg",
-            description=f"{self._name} instances",
-            vpc_id=network.vpc_id,
-            ingress=[
-                aws.ec2.SecurityGroupIngressArgs(
-                    protocol="tcp",
-                    from_port=cfg.app_port,
-                    to_port=cfg.app_port,
-                    security_groups=[alb.id],
-                    description="app port from the load balancer",
-                )
-            ],
-            egress=[_egress_anywhere()],
-            tags=self._tags,
-            opts=self._opts(),
-        )
+        given = self._args.instance_security_group_ids is not None
+        instances = None if given else self._create_instance_security_group([alb.id])
         return alb, instances
+
+    def _set_up_load_balancer(self) -> None:
+        """The component's own load balancer, or the given one (its ARN suffix, the CloudWatch
+        dimension, is the ARN's tail; its DNS name given or looked up)."""
+        args = self._args
+        if args.load_balancer_arn is None:
+            self.load_balancer = self._create_load_balancer()
+            self._lb_arn: pulumi.Output[str] = self.load_balancer.arn
+            self._lb_suffix: pulumi.Output[str] = self.load_balancer.arn_suffix
+            self._lb_dns: pulumi.Output[str] = self.load_balancer.dns_name
+            return
+        self.load_balancer = None
+        self._lb_arn = pulumi.Output.from_input(args.load_balancer_arn)
+        self._lb_suffix = self._lb_arn.apply(load_balancer_suffix)
+        if args.load_balancer_dns_name is not None:
+            self._lb_dns = pulumi.Output.from_input(args.load_balancer_dns_name)
+        else:
+            found = aws.lb.get_load_balancer_output(arn=self._lb_arn, opts=pulumi.InvokeOptions(parent=self))
+            self._lb_dns = found.dns_name
 
     def _create_load_balancer(self) -> aws.lb.LoadBalancer:
         network = self._args.network
+        subnets: Any = network.subnet_ids
         return aws.lb.LoadBalancer(
             f"{self._name}-alb",
             load_balancer_type="application",
             internal=network.internal,
-            security_groups=[self.alb_security_group.id],
-            subnets=list(network.subnet_ids),
+            security_groups=self._alb_security_group_ids,
+            subnets=list(subnets) if isinstance(subnets, list) else subnets,
             tags=self._tags,
             opts=self._opts(),
         )
@@ -160,9 +209,10 @@ class Service(pulumi.ComponentResource):
             capacity=release.slot(slot).capacity,
             refresh=refresh,
             vpc_id=network.vpc_id,
-            subnet_ids=list(network.instance_subnet_ids or network.subnet_ids),
-            instance_security_group_id=self.instance_security_group.id,
-            load_balancer_suffix=self.load_balancer.arn_suffix,
+            subnet_ids=network.instance_subnet_ids or network.subnet_ids,
+            instance_security_group_ids=self._instance_security_group_ids,
+            load_balancer_suffix=self._lb_suffix,
+            instance_profile=self._args.instance_profile,
             tags=self._tags,
         )
         return Slot(f"{self._name}-{slot}", args, self._opts())
@@ -174,7 +224,7 @@ class Service(pulumi.ComponentResource):
             listener_port=cfg.listener_port,
             test_listener_port=cfg.test_listener_port,
             release=self._args.release,
-            load_balancer_arn=self.load_balancer.arn,
+            load_balancer_arn=self._lb_arn,
             target_group_arns={slot: s.target_group.arn for slot, s in self.slots.items()},
             tags=self._tags,
         )
@@ -183,7 +233,6 @@ class Service(pulumi.ComponentResource):
     def _collect_outputs(self) -> pulumi.Output[dict[str, Any]]:
         cfg = self._args.config
         slots = {slot: self._slot_outputs(s) for slot, s in self.slots.items()}
-        lb = self.load_balancer
 
         def build(v: dict[str, Any]) -> dict[str, Any]:
             return ServiceOutputs(
@@ -198,9 +247,9 @@ class Service(pulumi.ComponentResource):
             ).to_output()
 
         return pulumi.Output.all(
-            lb_arn=lb.arn,
-            lb_dim=lb.arn_suffix,
-            dns=lb.dns_name,
+            lb_arn=self._lb_arn,
+            lb_dim=self._lb_suffix,
+            dns=self._lb_dns,
             listener=self.listeners.production.arn,
             test_listener=self.listeners.test.arn,
             **slots,

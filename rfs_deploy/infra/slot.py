@@ -44,11 +44,14 @@ class SlotArgs:
     boot_image: str | None
     capacity: int
     refresh: RefreshPreferences
-    vpc_id: str
-    subnet_ids: Sequence[str]
-    instance_security_group_id: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    #: The instances' subnets: a list (of ids or Outputs), or an Output of one.
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    instance_security_group_ids: Sequence[pulumi.Input[str]]
     load_balancer_suffix: pulumi.Input[str]
     tags: Mapping[str, str]
+    #: An IAM instance profile for the launch template: its name or its ARN.
+    instance_profile: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
         # The release state is validated when it is read, but the version also lands in a root
@@ -61,6 +64,24 @@ class SlotArgs:
 def encode_user_data(text: str | None) -> str | None:
     """User data as the launch template expects it: base64 of the UTF-8 text."""
     return None if text is None else base64.b64encode(text.encode()).decode("ascii")
+
+
+def instance_profile_args(
+    profile: pulumi.Input[str] | None,
+) -> aws.ec2.LaunchTemplateIamInstanceProfileArgs | None:
+    """The launch template's instance profile: by ARN when the value is one, else by name."""
+    if profile is None:
+        return None
+    if isinstance(profile, str):
+        is_arn = profile.startswith("arn:")
+        return aws.ec2.LaunchTemplateIamInstanceProfileArgs(
+            arn=profile if is_arn else None, name=None if is_arn else profile
+        )
+    value = pulumi.Output.from_input(profile)
+    return aws.ec2.LaunchTemplateIamInstanceProfileArgs(
+        arn=value.apply(lambda v: v if v.startswith("arn:") else None),
+        name=value.apply(lambda v: None if v.startswith("arn:") else v),
+    )
 
 
 class Slot(pulumi.ComponentResource):
@@ -159,7 +180,8 @@ class Slot(pulumi.ComponentResource):
             image_id=args.boot_image or artifact.image_for(version),
             instance_type=args.config.instance_type,
             user_data=encode_user_data(artifact.user_data_for(version)),
-            vpc_security_group_ids=[args.instance_security_group_id],
+            vpc_security_group_ids=list(args.instance_security_group_ids),
+            iam_instance_profile=instance_profile_args(args.instance_profile),
             # Per-minute CPU metrics, so the CPU alarm sees every period.
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
@@ -187,7 +209,7 @@ class Slot(pulumi.ComponentResource):
             min_size=capacity,
             max_size=capacity,
             desired_capacity=capacity,
-            vpc_zone_identifiers=list(args.subnet_ids),
+            vpc_zone_identifiers=args.subnet_ids,
             target_group_arns=[self.target_group.arn],
             health_check_type="ELB",
             health_check_grace_period=args.config.health_check_grace_period,
