@@ -53,6 +53,25 @@ def test_a_quiet_canary_is_paused_for_a_person_before_its_budget_runs_out() -> N
     assert later and all(s.outcome == "passed" for s in later)
 
 
+def test_a_budget_pause_that_counts_towards_the_deadline_rolls_back_at_promote_saying_why() -> None:
+    # the step paused because the budget was about to run out: with the pause counted, the budget
+    # is spent by the time a person looks, and promote rolls back (documented in docs/gates.md)
+    world = build_world(service_changes={"deploy": {"pauseCountsTowardsDeadline": True}})
+    world.cloud.requests_per_minute = QUIET
+    record = world.deploy("canary")
+    assert record.paused is not None and "time budget" in record.paused["reason"], record.errors
+    assert record.paused["deadline"] <= world.clock.now() + 60 * 2
+
+    world.clock.advance(600)
+    world.cloud.requests_per_minute = 1000
+    after = run(world.driver().promote(SERVICE))
+
+    assert after.status is DeploymentStatus.ROLLED_BACK
+    why = " ".join(after.errors)
+    assert "ran out while paused" in why and "deploy.pauseCountsTowardsDeadline" in why, why
+    assert world.release() == world.start
+
+
 def test_with_on_inconclusive_rollback_the_undecided_step_rolls_back_for_lack_of_data() -> None:
     record = quiet_world().deploy("canary", overrides={"analysis": {"onInconclusive": "rollback"}})
 
