@@ -38,17 +38,25 @@ class ServiceOutputs:
     listener_port: int
     test_listener_port: int
     slots: Mapping[SlotName, SlotOutputs]
+    #: ``HTTP`` or ``HTTPS``: the production and test listeners' protocol (outputs written before
+    #: HTTPS existed have none and are read as ``HTTP``).
+    listener_protocol: str = "HTTP"
 
     def slot(self, name: SlotName) -> SlotOutputs:
         return self.slots[name]
 
     @property
+    def scheme(self) -> str:
+        """The URL scheme the listeners answer: ``https`` or ``http``."""
+        return "https" if self.listener_protocol.upper() == "HTTPS" else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.dns_name}:{self.listener_port}"
+        return f"{self.scheme}://{self.dns_name}:{self.listener_port}"
 
     @property
     def test_url(self) -> str:
-        return f"http://{self.dns_name}:{self.test_listener_port}"
+        return f"{self.scheme}://{self.dns_name}:{self.test_listener_port}"
 
     def to_output(self) -> dict[str, Any]:
         return {
@@ -59,6 +67,7 @@ class ServiceOutputs:
             "testListenerArn": self.test_listener_arn,
             "listenerPort": self.listener_port,
             "testListenerPort": self.test_listener_port,
+            "listenerProtocol": self.listener_protocol,
             "slots": {
                 name: {
                     "targetGroupArn": s.target_group_arn,
@@ -81,6 +90,7 @@ def parse_service_outputs(value: Mapping[str, Any]) -> ServiceOutputs:
             test_listener_arn=value["testListenerArn"],
             listener_port=int(value["listenerPort"]),
             test_listener_port=int(value["testListenerPort"]),
+            listener_protocol=str(value.get("listenerProtocol") or "HTTP"),
             slots={
                 name: SlotOutputs(
                     target_group_arn=value["slots"][name]["targetGroupArn"],

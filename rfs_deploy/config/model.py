@@ -93,6 +93,35 @@ AmiId = Annotated[str, AfterValidator(check_ami)]
 #: An absolute URL path sent in HTTP requests: printable ASCII without spaces, bounded.
 UrlPath = Annotated[str, Field(pattern=r"^/[!-~]*$", max_length=2048)]
 
+#: An ACM certificate ARN: ``arn:<partition>:acm:<region>:<account>:certificate/<id>``.
+CERTIFICATE_ARN_PATTERN = r"arn:aws(-[a-z]+)*:acm:[a-z0-9-]{1,32}:[0-9]{12}:certificate/[A-Za-z0-9-]{1,128}"
+_CERTIFICATE_ARN = re.compile(CERTIFICATE_ARN_PATTERN)
+#: A security group id.
+SECURITY_GROUP_PATTERN = r"sg-[0-9a-f]{8,17}"
+_SECURITY_GROUP = re.compile(SECURITY_GROUP_PATTERN)
+
+
+def check_certificate_arn(value: object) -> str:
+    """``value`` when it is an ACM certificate ARN; else ValueError saying so."""
+    if not isinstance(value, str) or not _CERTIFICATE_ARN.fullmatch(value):
+        raise ValueError(
+            f"{shown(value)} is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)"
+        )
+    return value
+
+
+def check_security_group(value: object) -> str:
+    """``value`` when it is a security group id; else ValueError saying so."""
+    if not isinstance(value, str) or not _SECURITY_GROUP.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not a security group id (sg- and 8 or 17 hex digits)")
+    return value
+
+
+#: An ACM certificate ARN.
+CertificateArn = Annotated[str, AfterValidator(check_certificate_arn)]
+#: A security group id.
+SecurityGroupId = Annotated[str, AfterValidator(check_security_group)]
+
 
 def other_slot(slot: SlotName) -> SlotName:
     return "green" if slot == "blue" else "blue"
@@ -116,17 +145,43 @@ class Network(Model):
     ingress_cidrs: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=60
     )
+    #: Who may reach the test listeners (the idle slot): CIDR blocks. Unset: the VPC's own CIDR
+    #: blocks (looked up); ``[]``: none (only ``testIngressSecurityGroups``). Never
+    #: ``ingressCidrs`` unless listed here too (docs/listeners.md).
+    test_ingress_cidrs: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=60)
+    #: Security groups whose members may reach the test listeners (a driver's runner, a bastion).
+    test_ingress_security_groups: list[SecurityGroupId] = Field(default_factory=list, max_length=60)
 
-    @field_validator("ingress_cidrs")
+    @field_validator("ingress_cidrs", "test_ingress_cidrs")
     @classmethod
-    def _cidr_blocks(cls, cidrs: list[str]) -> list[str]:
+    def _cidr_blocks(cls, cidrs: list[str] | None) -> list[str] | None:
         # Security group rules take network addresses only (10.0.0.0/8, 2001:db8::/32).
-        for cidr in cidrs:
+        for cidr in cidrs or []:
             try:
                 ipaddress.ip_network(cidr)
             except ValueError as exc:
                 raise ValueError(f"{cidr!r} is not a CIDR block ({exc})") from None
         return cidrs
+
+
+#: The TLS policy of the HTTPS listeners unless ``https.sslPolicy`` names another: TLS 1.3 and 1.2.
+DEFAULT_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+#: The production listener's port when HTTPS is on and ``listenerPort`` is not given.
+HTTPS_PORT = 443
+
+
+class Https(Model):
+    """HTTPS on the service's listeners: an ACM certificate, a TLS policy, an HTTP redirect."""
+
+    certificate_arn: CertificateArn
+    #: More certificates for the listeners (SNI picks one by host name); at most 25 in all.
+    extra_certificate_arns: list[CertificateArn] = Field(default_factory=list, max_length=24)
+    ssl_policy: str = Field(
+        default=DEFAULT_SSL_POLICY, pattern=r"^ELBSecurityPolicy-[A-Za-z0-9-]{1,100}$", max_length=128
+    )
+    #: Also listen for plain HTTP on ``redirectPort`` and answer 301 to the HTTPS listener.
+    redirect_http: bool = True
+    redirect_port: Int = Field(default=80, ge=1, le=65535)
 
 
 class HealthCheck(Model):
@@ -473,15 +528,33 @@ class ServiceConfig(Model):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     #: HTTP checks through the test listener before traffic moves.
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    #: HTTPS listeners (production and test) with an ACM certificate; unset: plain HTTP.
+    https: Https | None = None
     #: Commands run before, during and after a deployment and after a rollback (docs/hooks.md).
     hooks: ServiceHooks = Field(default_factory=ServiceHooks)
     #: Event and confirm webhooks (docs/webhooks.md).
     webhooks: WebhookList = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _https_port(cls, data: Any) -> Any:
+        # With HTTPS on, the production listener defaults to 443 (80 is then the redirect).
+        given = isinstance(data, dict) and ("listenerPort" in data or "listener_port" in data)
+        if isinstance(data, dict) and data.get("https") is not None and not given:
+            return {**data, "listenerPort": HTTPS_PORT}
+        return data
+
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServiceConfig:
         if self.listener_port == self.test_listener_port:
             raise ValueError("listenerPort and testListenerPort must differ")
+        if self.https is not None and self.https.redirect_http:
+            port = self.https.redirect_port
+            if port in (self.listener_port, self.test_listener_port):
+                raise ValueError(
+                    f"https.redirectPort {port} is also listenerPort or testListenerPort; "
+                    "choose another or set https.redirectHttp: false"
+                )
         return self
 
 

@@ -16,6 +16,10 @@
 
   The explicit header wins over the cookie. A cookie value must be exactly ``a`` or ``b``
   (it ends the header or is followed by ``;``), so ``variant=beta`` forces nothing.
+- With **HTTPS** (``https`` set) both listeners are HTTPS with the ACM certificate and TLS policy,
+  each extra certificate is a ``ListenerCertificate`` on both, and (``https.redirectHttp``) a
+  **redirect listener** on ``https.redirectPort`` answers plain HTTP with a 301 to the production
+  listener. Without it the listeners are plain HTTP, exactly as before (same names, same inputs).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from rfs_deploy.config.model import SLOTS, ReleaseState, SlotName, Variants, other_slot
+from rfs_deploy.config.model import SLOTS, Https, ReleaseState, SlotName, Variants, other_slot
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,23 @@ class ListenersArgs:
     load_balancer_arn: pulumi.Input[str]
     target_group_arns: Mapping[SlotName, pulumi.Input[str]]
     tags: Mapping[str, str]
+    #: HTTPS settings; ``None``: plain HTTP listeners.
+    https: Https | None = None
+
+    @property
+    def protocol(self) -> str:
+        """``HTTPS`` or ``HTTP``: the production and test listeners' protocol."""
+        return "HTTP" if self.https is None else "HTTPS"
+
+
+def redirect_to_https(port: int) -> aws.lb.ListenerDefaultActionArgs:
+    """A permanent redirect to the same host and path on the HTTPS ``port``."""
+    return aws.lb.ListenerDefaultActionArgs(
+        type="redirect",
+        redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+            protocol="HTTPS", port=str(port), status_code="HTTP_301"
+        ),
+    )
 
 
 class Listeners(pulumi.ComponentResource):
@@ -95,6 +116,10 @@ class Listeners(pulumi.ComponentResource):
     production: aws.lb.Listener
     test: aws.lb.Listener
     rules: dict[str, aws.lb.ListenerRule]
+    #: The plain-HTTP listener redirecting to HTTPS (``None`` without HTTPS or redirect).
+    redirect: aws.lb.Listener | None
+    #: The extra certificates attached to the listeners (none without HTTPS).
+    certificates: list[aws.lb.ListenerCertificate]
 
     def __init__(self, name: str, args: ListenersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(self.TYPE, name, None, opts)
@@ -102,10 +127,19 @@ class Listeners(pulumi.ComponentResource):
         self.production = self._create_production_listener()
         self.test = self._create_test_listener()
         self.rules = self._create_variant_rules()
+        self.redirect = self._create_redirect_listener()
+        self.certificates = self._create_extra_certificates()
         self.register_outputs({"listenerArn": self.production.arn, "testListenerArn": self.test.arn})
 
     def _opts(self) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self)
+
+    def _tls(self) -> dict[str, str]:
+        """The certificate and TLS policy inputs of an HTTPS listener (nothing for HTTP)."""
+        https = self._args.https
+        if https is None:
+            return {}
+        return {"certificate_arn": https.certificate_arn, "ssl_policy": https.ssl_policy}
 
     def _create_production_listener(self) -> aws.lb.Listener:
         args = self._args
@@ -113,10 +147,11 @@ class Listeners(pulumi.ComponentResource):
             f"{args.service}-listener",
             load_balancer_arn=args.load_balancer_arn,
             port=args.listener_port,
-            protocol="HTTP",
+            protocol=args.protocol,
             default_actions=[weighted_forward(args.release, args.target_group_arns)],
             tags=dict(args.tags),
             opts=self._opts(),
+            **self._tls(),
         )
 
     def _create_test_listener(self) -> aws.lb.Listener:
@@ -126,7 +161,7 @@ class Listeners(pulumi.ComponentResource):
             f"{args.service}-test-listener",
             load_balancer_arn=args.load_balancer_arn,
             port=args.test_listener_port,
-            protocol="HTTP",
+            protocol=args.protocol,
             default_actions=[
                 aws.lb.ListenerDefaultActionArgs(
                     type="forward", target_group_arn=args.target_group_arns[idle]
@@ -134,7 +169,38 @@ class Listeners(pulumi.ComponentResource):
             ],
             tags=dict(args.tags),
             opts=self._opts(),
+            **self._tls(),
         )
+
+    def _create_redirect_listener(self) -> aws.lb.Listener | None:
+        args = self._args
+        if args.https is None or not args.https.redirect_http:
+            return None
+        return aws.lb.Listener(
+            f"{args.service}-redirect-listener",
+            load_balancer_arn=args.load_balancer_arn,
+            port=args.https.redirect_port,
+            protocol="HTTP",
+            default_actions=[redirect_to_https(args.listener_port)],
+            tags=dict(args.tags),
+            opts=self._opts(),
+        )
+
+    def _create_extra_certificates(self) -> list[aws.lb.ListenerCertificate]:
+        args = self._args
+        if args.https is None:
+            return []
+        listeners = {"listener": self.production, "test-listener": self.test}
+        return [
+            aws.lb.ListenerCertificate(
+                f"{args.service}-{role}-cert-{index}",
+                listener_arn=listener.arn,
+                certificate_arn=arn,
+                opts=self._opts(),
+            )
+            for role, listener in listeners.items()
+            for index, arn in enumerate(args.https.extra_certificate_arns, start=1)
+        ]
 
     def _create_variant_rules(self) -> dict[str, aws.lb.ListenerRule]:
         args = self._args

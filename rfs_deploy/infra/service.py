@@ -8,7 +8,7 @@ and, during an A/B test, four listener rules.
 Children (``name`` is the service name)::
 
     rfs-deploy:aws:Service  name
-    ├── aws:ec2/securityGroup   name-alb-sg        listener ports from network.ingressCidrs
+    ├── aws:ec2/securityGroup   name-alb-sg        listener ports (ingress.py)
     ├── aws:ec2/securityGroup   name-instance-sg   app port from the ALB security group only
     ├── aws:lb/loadBalancer     name-alb
     ├── rfs-deploy:aws:Slot     name-blue          (slot.py)  tg, 5xx, p99, lt, asg, cpu
@@ -25,6 +25,8 @@ import pulumi_aws as aws
 
 from rfs_deploy.config.model import SLOTS, SlotName
 from rfs_deploy.infra.args import ServiceArgs, resolve_args
+from rfs_deploy.infra.ingress import alb_ingress_rules
+from rfs_deploy.infra.ingress import cidr_rule as cidr_rule
 from rfs_deploy.infra.listeners import Listeners, ListenersArgs
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
 from rfs_deploy.infra.slot import Slot, SlotArgs
@@ -44,20 +46,6 @@ def load_balancer_suffix(arn: str) -> str:
 def _egress_anywhere() -> aws.ec2.SecurityGroupEgressArgs:
     return aws.ec2.SecurityGroupEgressArgs(
         protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"], description="all outbound"
-    )
-
-
-def cidr_rule(port: int, cidrs: list[str], description: str) -> aws.ec2.SecurityGroupIngressArgs:
-    """An ingress rule for ``port`` from ``cidrs``; IPv6 ranges go to their own field."""
-    v4 = [c for c in cidrs if ":" not in c]
-    v6 = [c for c in cidrs if ":" in c]
-    return aws.ec2.SecurityGroupIngressArgs(
-        protocol="tcp",
-        from_port=port,
-        to_port=port,
-        cidr_blocks=v4 or None,
-        ipv6_cidr_blocks=v6 or None,
-        description=description,
     )
 
 
@@ -138,15 +126,11 @@ class Service(pulumi.ComponentResource):
 
     def _create_security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup | None]:
         cfg, network = self._args.config, self._args.network
-        cidrs = list(network.ingress_cidrs)
         alb = aws.ec2.SecurityGroup(
             f"{self._name}-alb-sg",
             description=f"{self._name} load balancer",
             vpc_id=network.vpc_id,
-            ingress=[
-                cidr_rule(cfg.listener_port, cidrs, "production listener"),
-                cidr_rule(cfg.test_listener_port, cidrs, "test listener"),
-            ],
+            ingress=alb_ingress_rules(cfg, network, pulumi.InvokeOptions(parent=self)),
             egress=[_egress_anywhere()],
             tags=self._tags,
             opts=self._opts(),
@@ -227,6 +211,7 @@ class Service(pulumi.ComponentResource):
             load_balancer_arn=self._lb_arn,
             target_group_arns={slot: s.target_group.arn for slot, s in self.slots.items()},
             tags=self._tags,
+            https=cfg.https,
         )
         return Listeners(f"{self._name}-listeners", args, self._opts())
 
@@ -244,6 +229,7 @@ class Service(pulumi.ComponentResource):
                 listener_port=cfg.listener_port,
                 test_listener_port=cfg.test_listener_port,
                 slots={slot: v[slot] for slot in SLOTS},
+                listener_protocol="HTTP" if cfg.https is None else "HTTPS",
             ).to_output()
 
         return pulumi.Output.all(

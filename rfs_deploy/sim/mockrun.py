@@ -22,7 +22,9 @@ The hook contract for a caller's ``mocks``:
   outputs, so include the inputs and every computed property the program reads (``arn``,
   ``name``, ``arnSuffix``, ``dnsName``, ``latestVersion``...). :class:`AwsMocks` does this with
   realistic values and is meant to be subclassed.
-- ``call(args)`` answers provider function calls (the program makes none today).
+- ``call(args)`` answers provider function calls: the program looks up its VPC's CIDR blocks
+  (``aws:ec2/getVpc:getVpc``) for the test listener's default ingress; :class:`AwsMocks`
+  answers with :attr:`AwsMocks.vpc_cidr`.
 - An exception raised by the hook fails the run: :func:`run_program` raises it.
 """
 
@@ -123,12 +125,30 @@ class AwsMocks(pulumi.runtime.Mocks):
     Subclass and override :meth:`new_resource`, calling ``super()`` for types you do not handle.
     """
 
+    #: The CIDR block of every VPC the program looks up.
+    vpc_cidr = "10.0.0.0/16"
+
     def __init__(self, region: str = "us-east-1", account_id: str = "123456789012") -> None:
         self.region = region
         self.account_id = account_id
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return self.vpc(str(args.args.get("id") or "")), []
         return dict(args.args), []
+
+    def vpc(self, vpc_id: str) -> dict[str, Any]:
+        """``aws.ec2.get_vpc``'s answer for ``vpc_id``: one IPv4 block, :attr:`vpc_cidr`."""
+        return {
+            "id": vpc_id,
+            "arn": self.arn("ec2", f"vpc/{vpc_id}"),
+            "cidrBlock": self.vpc_cidr,
+            "cidrBlockAssociations": [
+                {"associationId": f"vpc-cidr-assoc-{_hex(vpc_id, length=17)}", "cidrBlock": self.vpc_cidr}
+            ],
+            "state": "available",
+            "ownerId": self.account_id,
+        }
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         handler = self._handlers().get(args.typ, AwsMocks._generic)

@@ -25,7 +25,7 @@ from rfs_deploy.config import SLOTS, StackConfig, load_stack_file
 from rfs_deploy.infra.alarms import alarm_period, error_rate_expression
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
 from rfs_deploy.outputs import parse_outputs
-from rfs_deploy.sim.mockrun import ProgramRun, run_stack_file
+from rfs_deploy.sim.mockrun import AwsMocks, ProgramRun, run_stack_file
 
 
 @functools.cache
@@ -93,10 +93,13 @@ def test_security_groups(path: Path, name: str) -> None:
     assert sorted(int(r["fromPort"]) for r in alb_rules) == sorted(
         [cfg.listener_port, cfg.test_listener_port]
     )
+    # the test listener serves an unreleased version: the VPC's CIDR unless the stack says whom
+    test_cidrs = network.test_ingress_cidrs if network.test_ingress_cidrs is not None else [AwsMocks.vpc_cidr]
     for rule in alb_rules:
         assert rule["fromPort"] == rule["toPort"] and rule["protocol"] == "tcp"
         cidrs = rule.get("cidrBlocks", []) + rule.get("ipv6CidrBlocks", [])
-        assert sorted(cidrs) == sorted(network.ingress_cidrs)
+        wanted = test_cidrs if int(rule["fromPort"]) == cfg.test_listener_port else network.ingress_cidrs
+        assert sorted(cidrs) == sorted(wanted)
         assert "securityGroups" not in rule
     (app_rule,) = svc.instance_sg.inputs["ingress"]
     assert as_plain(app_rule) | {"description": ""} == {
