@@ -100,6 +100,8 @@ def read_services() -> DrivenServices:
         services = _read_mapping(cfg, "services")
         release_raw = _read_mapping(cfg, "release")
         tags = _read_mapping(cfg, "tags", required=False)
+        if not services:
+            raise ConfigError(f"{NAMESPACE}:services", "needs at least one service")
         configs = {name: _service_config(name, value) for name, value in services.items()}
         missing = sorted(set(configs) - set(release_raw))
         if missing:
@@ -123,10 +125,8 @@ def _read_mapping(cfg: pulumi.Config, key: str, *, required: bool = True) -> dic
         if required:
             raise ConfigError(f"{NAMESPACE}:{key}", "missing")
         return {}
-    if not isinstance(value, dict) or (required and not value):
-        raise ConfigError(
-            f"{NAMESPACE}:{key}", "must be a non-empty mapping" if required else "must be a mapping"
-        )
+    if not isinstance(value, dict):
+        raise ConfigError(f"{NAMESPACE}:{key}", "must be a mapping")
     return value
 
 

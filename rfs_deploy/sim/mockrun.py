@@ -135,7 +135,23 @@ class AwsMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "aws:ec2/getVpc:getVpc":
             return self.vpc(str(args.args.get("id") or "")), []
+        if args.token == "aws:lb/getLoadBalancer:getLoadBalancer":
+            return self.existing_load_balancer(str(args.args.get("arn") or "")), []
         return dict(args.args), []
+
+    def existing_load_balancer(self, arn: str) -> dict[str, Any]:
+        """``aws.lb.get_load_balancer``'s answer for an ARN (a load balancer the program did not
+        create): its name, ARN suffix and a DNS name made as for the ones it creates."""
+        suffix = arn.split(":loadbalancer/", 1)[-1]
+        name = suffix.split("/")[1] if suffix.count("/") >= 2 else suffix
+        digits = str(int(_hex(name, "dns", length=8), 16))[:10]
+        return {
+            "arn": arn,
+            "arnSuffix": suffix,
+            "name": name,
+            "dnsName": f"{name}-{digits}.{self.region}.elb.amazonaws.com",
+            "loadBalancerType": "application",
+        }
 
     def vpc(self, vpc_id: str) -> dict[str, Any]:
         """``aws.ec2.get_vpc``'s answer for ``vpc_id``: one IPv4 block, :attr:`vpc_cidr`."""
@@ -167,6 +183,8 @@ class AwsMocks(pulumi.runtime.Mocks):
             "aws:ec2/launchTemplate:LaunchTemplate": AwsMocks._launch_template,
             "aws:autoscaling/group:Group": AwsMocks._auto_scaling_group,
             "aws:cloudwatch/metricAlarm:MetricAlarm": AwsMocks._metric_alarm,
+            "aws:ec2/vpc:Vpc": AwsMocks._vpc,
+            "aws:ec2/subnet:Subnet": AwsMocks._subnet,
         }
 
     def physical_name(self, args: pulumi.runtime.MockResourceArgs) -> str:
@@ -231,6 +249,15 @@ class AwsMocks(pulumi.runtime.Mocks):
     def _metric_alarm(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         name = self.physical_name(args)
         return name, {**args.inputs, "name": name, "arn": self.arn("cloudwatch", f"alarm:{name}")}
+
+    def _vpc(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        vpc_id = f"vpc-{_hex(args.typ, args.name, length=17)}"
+        return vpc_id, {**args.inputs, "arn": self.arn("ec2", f"vpc/{vpc_id}"), "ownerId": self.account_id}
+
+    def _subnet(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        subnet_id = f"subnet-{_hex(args.typ, args.name, length=17)}"
+        state = {"arn": self.arn("ec2", f"subnet/{subnet_id}"), "ownerId": self.account_id}
+        return subnet_id, {**args.inputs, **state}
 
     def _generic(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         name = self.physical_name(args)
