@@ -17,12 +17,14 @@ version; an Auto Scaling group whose launch template changes while it has an
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pulumi
+from moto.moto_api._internal import mock_random
 
 from rfs_deploy.infra.slot import VERSION_TAG
 from rfs_deploy.sim import convert
@@ -80,6 +82,8 @@ class MotoApplier:
     on_change: Callable[[], None] | None = None
     _seen: set[str] = field(default_factory=set)
     _changes: Counter[str] = field(default_factory=Counter)
+    #: Configured certificate ARN -> moto's (see :meth:`moto_certificate`).
+    _certificates: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.kinds: dict[str, _Kind] = {
@@ -97,6 +101,11 @@ class MotoApplier:
             ),
             "aws:lb/listenerRule:ListenerRule": _Kind(
                 self.create_listener_rule, self.update_listener_rule, self.delete_listener_rule
+            ),
+            "aws:lb/listenerCertificate:ListenerCertificate": _Kind(
+                self.create_listener_certificate,
+                self.update_listener_certificate,
+                self.delete_listener_certificate,
             ),
             "aws:ec2/launchTemplate:LaunchTemplate": _Kind(
                 self.create_launch_template, self.update_launch_template, self.delete_launch_template
@@ -145,6 +154,28 @@ class MotoApplier:
         else:
             self._changes["same"] += 1
         return current.id, {**dict(inputs), **current.computed}
+
+    def invoke(self, token: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a provider function the program calls (only ``aws.ec2.get_vpc`` is modelled)."""
+        if token != "aws:ec2/getVpc:getVpc":
+            raise ValueError(f"the sandbox does not model the provider function {token}")
+        configured = str(args.get("id") or "")
+        vpc_id = self.network.translate(configured)
+        found = self.aws.raw("ec2").describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"]
+        if not found:
+            raise ValueError(f"no VPC {configured} in the sandbox")
+        vpc = found[0]
+        return {
+            "id": configured,
+            "arn": f"arn:aws:ec2:{self.aws.region}:{vpc.get('OwnerId', '')}:vpc/{configured}",
+            "cidrBlock": vpc["CidrBlock"],
+            "cidrBlockAssociations": [
+                {"associationId": a.get("AssociationId", ""), "cidrBlock": a["CidrBlock"]}
+                for a in vpc.get("CidrBlockAssociationSet", [])
+            ],
+            "state": vpc.get("State", "available"),
+            "ownerId": vpc.get("OwnerId", ""),
+        }
 
     def finish(self) -> dict[str, int]:
         """Delete what this update did not register (newest first); returns the change counts."""
@@ -257,6 +288,44 @@ class MotoApplier:
 
     # ----------------------------------------------------------------- listeners and rules
 
+    def moto_certificate(self, arn: str) -> str:
+        """moto's ACM certificate standing in for the configured ``arn`` (requested on first use).
+
+        moto's load balancers accept only certificates in moto's ACM, and moto cannot import one
+        under a chosen ARN, so each configured ARN gets one of its own, like the VPC and subnets
+        (:mod:`rfs_deploy.sim.network`). Its ARN is seeded from the configured one, and moto's
+        random state is put back afterwards: whether the certificate already existed never
+        shifts the ids of the listener being created (a restored session gets the same ARNs).
+        """
+        acm = self.aws.raw("acm")
+        known = self._certificates.get(arn)
+        if known is not None and any(
+            c["CertificateArn"] == known for c in acm.list_certificates()["CertificateSummaryList"]
+        ):
+            return known
+        state = mock_random.getstate()
+        seed_ids(f"certificate::{arn}")
+        try:
+            domain = f"{hashlib.sha256(arn.encode()).hexdigest()[:12]}.sandbox.invalid"
+            created = str(acm.request_certificate(DomainName=domain)["CertificateArn"])
+        finally:
+            mock_random.setstate(state)
+        self._certificates[arn] = created
+        return created
+
+    def _tls(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The certificate and TLS policy parameters of an HTTPS listener (none for HTTP)."""
+        if (inputs.get("protocol") or "HTTP") != "HTTPS":
+            return {}
+        params: dict[str, Any] = {}
+        if inputs.get("certificateArn"):
+            params["Certificates"] = [
+                {"CertificateArn": self.moto_certificate(str(inputs["certificateArn"]))}
+            ]
+        if inputs.get("sslPolicy"):
+            params["SslPolicy"] = str(inputs["sslPolicy"])
+        return params
+
     def create_listener(self, res: Applied) -> None:
         inputs = res.inputs
         listener = self.aws.raw("elbv2").create_listener(
@@ -264,6 +333,7 @@ class MotoApplier:
             Protocol=inputs.get("protocol") or "HTTP",
             Port=int(inputs["port"]),
             DefaultActions=[convert.action(a) for a in inputs.get("defaultActions") or []],
+            **self._tls(inputs),
         )["Listeners"][0]
         res.id = listener["ListenerArn"]
         res.computed = {"arn": res.id}
@@ -276,10 +346,32 @@ class MotoApplier:
             Port=int(inputs["port"]),
             Protocol=inputs.get("protocol") or "HTTP",
             DefaultActions=[convert.action(a) for a in inputs.get("defaultActions") or []],
+            **self._tls(inputs),
         )
 
     def delete_listener(self, res: Applied) -> None:
         self.aws.raw("elbv2").delete_listener(ListenerArn=res.id)
+
+    def create_listener_certificate(self, res: Applied) -> None:
+        listener, certificate = str(res.inputs["listenerArn"]), str(res.inputs["certificateArn"])
+        self.aws.raw("elbv2").add_listener_certificates(
+            ListenerArn=listener, Certificates=[{"CertificateArn": self.moto_certificate(certificate)}]
+        )
+        # the AWS provider's id for one: "<listener ARN>_<certificate ARN>"
+        res.id = f"{listener}_{certificate}"
+        res.computed = {}
+
+    def update_listener_certificate(self, res: Applied, old: dict[str, Any]) -> None:
+        self.delete_listener_certificate(Applied(**{**asdict(res), "inputs": old}))
+        self.create_listener_certificate(res)
+
+    def delete_listener_certificate(self, res: Applied) -> None:
+        certificate = self._certificates.get(str(res.inputs["certificateArn"]))
+        if certificate is None:
+            return
+        self.aws.raw("elbv2").remove_listener_certificates(
+            ListenerArn=str(res.inputs["listenerArn"]), Certificates=[{"CertificateArn": certificate}]
+        )
 
     def create_listener_rule(self, res: Applied) -> None:
         inputs = res.inputs
@@ -486,6 +578,8 @@ class SandboxMocks(AwsMocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "pulumi:pulumi:readStackOutputs":
             return {"name": args.args.get("name"), "outputs": self.stack_outputs}, []
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return self.applier.invoke(args.token, dict(args.args)), []
         return super().call(args)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:

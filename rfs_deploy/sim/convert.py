@@ -63,7 +63,8 @@ def health_check(check: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def action(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """One listener or rule action (forward to one group, or weighted forward with stickiness)."""
+    """One listener or rule action (forward to one group, weighted forward with stickiness, a
+    redirect or a fixed response)."""
     kind = str(spec.get("type", "forward"))
     result: dict[str, Any] = {"Type": kind}
     if spec.get("order") is not None:
@@ -85,6 +86,13 @@ def action(spec: Mapping[str, Any]) -> dict[str, Any]:
                 "DurationSeconds": int(sticky.get("duration", 3600)),
             }
         result["ForwardConfig"] = config
+    if kind == "redirect" and spec.get("redirect"):
+        redirect = spec["redirect"]
+        names = {"protocol": "Protocol", "port": "Port", "host": "Host", "path": "Path", "query": "Query"}
+        result["RedirectConfig"] = {
+            "StatusCode": str(redirect.get("statusCode", "HTTP_301")),
+            **{key: str(redirect[name]) for name, key in names.items() if redirect.get(name) is not None},
+        }
     if kind == "fixed-response" and spec.get("fixedResponse"):
         fixed = spec["fixedResponse"]
         result["FixedResponseConfig"] = {

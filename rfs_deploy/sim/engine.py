@@ -137,7 +137,11 @@ class ApplierService:
         return path.strip("/") == self._token
 
     def handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply one operation: ``create`` / ``update`` -> {id, outputs}; ``delete`` -> {}."""
+        """Apply one operation: ``create`` / ``update`` -> {id, outputs}; ``delete`` -> {};
+        ``invoke`` (a provider function: ``token``, ``args``) -> {outputs}."""
+        if request["op"] == "invoke":
+            with self._lock:
+                return {"outputs": self.applier.invoke(str(request["token"]), request.get("args") or {})}
         op, type_, name = request["op"], request["type"], request["name"]
         if not self.applier.handles(type_):
             raise ValueError(f"the AWS provider test double does not model {type_}")

@@ -1,9 +1,11 @@
 """The service's HTTP surface in the sandbox, for the validation step: an ``httpx.MockTransport``.
 
-``http://<dns name>:<port>/...`` reaches the listener on that port of the service whose load
-balancer has that DNS name (the stack outputs). The request is routed like the ALB would: a
-listener rule whose header condition matches, else the default action's target group with the
-largest weight; then to a healthy instance of it. That instance answers:
+``http://<dns name>:<port>/...`` (``https://`` when the listeners are HTTPS) reaches the listener on
+that port of the service whose load balancer has that DNS name (the stack outputs). No TLS is
+spoken: a request's scheme must match the listener's protocol, as on an ALB (plain HTTP to an
+HTTPS listener is a 400), and the HTTP-to-HTTPS redirect listener answers its 301. The request
+is routed like the ALB would: a listener rule whose header condition matches, else the default
+action's target group with the largest weight; then to a healthy instance of it. That instance answers:
 
 * ``/health``  200 ``{"status": "healthy"}`` (503 when the target group has no healthy target)
 * ``/version`` 200 ``{"version": "<the instance's release version>"}``
@@ -43,14 +45,25 @@ def sandbox_transport(world: World) -> httpx.MockTransport:
         if found is None:
             raise httpx.ConnectError(f"sandbox: no load balancer named {request.url.host}", request=request)
         out = found
-        port = request.url.port or 80
+        scheme = request.url.scheme
+        port = request.url.port or (443 if scheme == "https" else 80)
         if port == out.listener_port:
             listener = out.listener_arn
         elif port == out.test_listener_port:
             listener = out.test_listener_arn
         else:
+            redirect = _redirect(world, out, port, request)
+            if redirect is not None:
+                return redirect
             raise httpx.ConnectError(
                 f"sandbox: {request.url.host} has no listener on port {port}", request=request
+            )
+        if scheme != out.scheme:
+            # what an ALB does: plain HTTP to an HTTPS listener is a 400, TLS to an HTTP one fails
+            if scheme == "http":
+                return httpx.Response(400, text="The plain HTTP request was sent to HTTPS port")
+            raise httpx.ConnectError(
+                f"sandbox: the listener on {request.url.host}:{port} does not speak TLS", request=request
             )
         target_group = _route(world, listener, request)
         if target_group is None:
@@ -79,6 +92,24 @@ def sandbox_transport(world: World) -> httpx.MockTransport:
 
 def _service(world: World, host: str) -> ServiceOutputs | None:
     return next((out for out in world.topology().values() if out.dns_name == host), None)
+
+
+def _redirect(world: World, out: ServiceOutputs, port: int, request: httpx.Request) -> httpx.Response | None:
+    """The answer of a redirect listener on ``port`` (the HTTP-to-HTTPS one), if it has one."""
+    listeners = world.aws.raw("elbv2").describe_listeners(LoadBalancerArn=out.load_balancer_arn)["Listeners"]
+    listener = next((item for item in listeners if int(item["Port"]) == port), None)
+    if listener is None or request.url.scheme != str(listener.get("Protocol", "HTTP")).lower():
+        return None
+    action = next((a for a in listener.get("DefaultActions", []) if a.get("Type") == "redirect"), None)
+    if action is None:
+        return None
+    config = action.get("RedirectConfig", {})
+    target = request.url.copy_with(
+        scheme=str(config.get("Protocol", "#{protocol}")).replace("#{protocol}", request.url.scheme).lower(),
+        port=int(str(config.get("Port", "#{port}")).replace("#{port}", str(port))),
+    )
+    status = 301 if config.get("StatusCode", "HTTP_301") == "HTTP_301" else 302
+    return httpx.Response(status, headers={"location": str(target)})
 
 
 def _route(world: World, listener_arn: str, request: httpx.Request) -> str | None:

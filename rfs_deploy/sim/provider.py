@@ -17,7 +17,8 @@ What differs from the real provider, on purpose:
   each modelled type in place (a launch template change is a new template version, as in AWS);
 * autonaming: a missing ``name`` becomes ``<logical name>-<7 hex>`` from a hash of the URN
   (stable, so a rebuilt moto gets the same names), not a random suffix;
-* previews do not call the plugin (``supportsPreview`` is false); Read returns the state as is.
+* previews do not call the plugin (``supportsPreview`` is false); Read returns the state as is;
+* Invoke answers only the provider functions the program calls (``aws:ec2/getVpc:getVpc``).
 """
 
 from __future__ import annotations
@@ -173,6 +174,11 @@ class AwsProviderDouble(p.Provider):
     async def update(self, request: p.UpdateRequest) -> p.UpdateResponse:
         answer = self._apply("update", request.urn, request.name, request.resource_id, request.news)
         return p.UpdateResponse(to_properties(answer["outputs"], request.news))
+
+    async def invoke(self, request: p.InvokeRequest) -> p.InvokeResponse:
+        """Provider functions (``aws.ec2.get_vpc``), answered by the applier service from moto."""
+        answer = self.client.call("invoke", token=request.tok, args=plain_map(request.args))
+        return p.InvokeResponse(return_value={k: to_property(v) for k, v in answer["outputs"].items()})
 
     async def delete(self, request: p.DeleteRequest) -> None:
         self.client.call(
