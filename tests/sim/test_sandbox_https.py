@@ -173,3 +173,29 @@ def open_sandbox_https(tmp_path: Path) -> Any:
     yield factory
     for box in reversed(opened):
         box.close()
+
+
+def test_the_provider_doubles_invoke_answers_the_vpc_lookup_from_moto(open_sandbox_https: Any) -> None:
+    """What the real engine asks the provider double for ``aws.ec2.get_vpc`` (the engine runs in
+    tests/engine; here the double's handler is called as the engine calls it)."""
+    from pulumi.provider.experimental import provider as p
+
+    from rfs_deploy.sim.engine import ApplierService
+    from rfs_deploy.sim.provider import ApplierClient, AwsProviderDouble, plain_map, to_property
+
+    box = open_sandbox_https()
+    configured = STACK["config"]["rfs-deploy:network"]["vpcId"]
+    service = ApplierService(box.applier).start()
+    try:
+        double = AwsProviderDouble(ApplierClient(service.url))
+        request = p.InvokeRequest("aws:ec2/getVpc:getVpc", {"id": to_property(configured)})
+        answer = asyncio.run(double.invoke(request))
+        assert answer.return_value is not None
+        vpc = plain_map(answer.return_value)
+        assert (vpc["id"], vpc["cidrBlock"]) == (configured, "10.0.0.0/16")
+        assert [a["cidrBlock"] for a in vpc["cidrBlockAssociations"]] == ["10.0.0.0/16"]
+        unknown = p.InvokeRequest("aws:ec2/getSubnet:getSubnet", {"id": to_property("subnet-1")})
+        with pytest.raises(RuntimeError, match="does not model the provider function aws:ec2/getSubnet"):
+            asyncio.run(double.invoke(unknown))
+    finally:
+        service.stop()
