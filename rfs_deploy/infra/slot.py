@@ -77,7 +77,7 @@ def instance_profile_args(
         return aws.ec2.LaunchTemplateIamInstanceProfileArgs(
             arn=profile if is_arn else None, name=None if is_arn else profile
         )
-    value = pulumi.Output.from_input(profile)
+    value: pulumi.Output[str] = pulumi.Output.all(profile).apply(lambda v: str(v[0]))
     return aws.ec2.LaunchTemplateIamInstanceProfileArgs(
         arn=value.apply(lambda v: v if v.startswith("arn:") else None),
         name=value.apply(lambda v: None if v.startswith("arn:") else v),

@@ -68,6 +68,10 @@ class _Kind:
     delete: Callable[[Applied], None]
 
 
+def _no_update(res: Applied, old: dict[str, Any]) -> None:
+    """A resource without settings that change in place."""
+
+
 @dataclass
 class MotoApplier:
     """The sandbox's AWS provider over moto (see the module docstring)."""
@@ -113,6 +117,18 @@ class MotoApplier:
             "aws:autoscaling/group:Group": _Kind(self.create_group, self.update_group, self.delete_group),
             "aws:cloudwatch/metricAlarm:MetricAlarm": _Kind(
                 self.create_alarm, self.update_alarm, self.delete_alarm
+            ),
+            # a network of the program's own (a user's program, docs/components.md)
+            "aws:ec2/vpc:Vpc": _Kind(self.create_vpc, self.update_ec2_tags, self.delete_vpc),
+            "aws:ec2/subnet:Subnet": _Kind(self.create_subnet, self.update_ec2_tags, self.delete_subnet),
+            "aws:ec2/internetGateway:InternetGateway": _Kind(
+                self.create_internet_gateway, self.update_ec2_tags, self.delete_internet_gateway
+            ),
+            "aws:ec2/routeTable:RouteTable": _Kind(
+                self.create_route_table, self.update_ec2_tags, self.delete_route_table
+            ),
+            "aws:ec2/routeTableAssociation:RouteTableAssociation": _Kind(
+                self.create_route_table_association, _no_update, self.delete_route_table_association
             ),
         }
 
@@ -228,6 +244,82 @@ class MotoApplier:
 
     def delete_security_group(self, res: Applied) -> None:
         self.aws.raw("ec2").delete_security_group(GroupId=res.id)
+
+    # ----------------------------------------------------------------- a network of its own
+
+    def _ec2_state(self, res: Applied, kind: str) -> None:
+        res.computed = {"ownerId": ACCOUNT, "arn": f"arn:aws:ec2:{self.aws.region}:{ACCOUNT}:{kind}/{res.id}"}
+
+    def _tag(self, res: Applied) -> None:
+        if res.inputs.get("tags"):
+            self.aws.raw("ec2").create_tags(Resources=[res.id], Tags=convert.tag_list(res.inputs["tags"]))
+
+    def update_ec2_tags(self, res: Applied, old: dict[str, Any]) -> None:
+        """Tags change in place; other changes of these network resources are not modelled."""
+        if old.get("tags") != res.inputs.get("tags"):
+            self._tag(res)
+
+    def create_vpc(self, res: Applied) -> None:
+        ec2 = self.aws.raw("ec2")
+        res.id = ec2.create_vpc(CidrBlock=res.inputs["cidrBlock"])["Vpc"]["VpcId"]
+        if res.inputs.get("enableDnsHostnames"):
+            ec2.modify_vpc_attribute(VpcId=res.id, EnableDnsHostnames={"Value": True})
+        self._tag(res)
+        self._ec2_state(res, "vpc")
+
+    def delete_vpc(self, res: Applied) -> None:
+        self.aws.raw("ec2").delete_vpc(VpcId=res.id)
+
+    def create_subnet(self, res: Applied) -> None:
+        inputs = res.inputs
+        extra = {"AvailabilityZone": inputs["availabilityZone"]} if inputs.get("availabilityZone") else {}
+        ec2 = self.aws.raw("ec2")
+        res.id = ec2.create_subnet(VpcId=inputs["vpcId"], CidrBlock=inputs["cidrBlock"], **extra)["Subnet"][
+            "SubnetId"
+        ]
+        if inputs.get("mapPublicIpOnLaunch"):
+            ec2.modify_subnet_attribute(SubnetId=res.id, MapPublicIpOnLaunch={"Value": True})
+        self._tag(res)
+        self._ec2_state(res, "subnet")
+
+    def delete_subnet(self, res: Applied) -> None:
+        self.aws.raw("ec2").delete_subnet(SubnetId=res.id)
+
+    def create_internet_gateway(self, res: Applied) -> None:
+        ec2 = self.aws.raw("ec2")
+        res.id = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        if res.inputs.get("vpcId"):
+            ec2.attach_internet_gateway(InternetGatewayId=res.id, VpcId=res.inputs["vpcId"])
+        self._tag(res)
+        self._ec2_state(res, "internet-gateway")
+
+    def delete_internet_gateway(self, res: Applied) -> None:
+        ec2 = self.aws.raw("ec2")
+        if res.inputs.get("vpcId"):
+            ec2.detach_internet_gateway(InternetGatewayId=res.id, VpcId=res.inputs["vpcId"])
+        ec2.delete_internet_gateway(InternetGatewayId=res.id)
+
+    def create_route_table(self, res: Applied) -> None:
+        ec2 = self.aws.raw("ec2")
+        res.id = ec2.create_route_table(VpcId=res.inputs["vpcId"])["RouteTable"]["RouteTableId"]
+        for route in res.inputs.get("routes") or []:
+            ec2.create_route(
+                RouteTableId=res.id, DestinationCidrBlock=route["cidrBlock"], GatewayId=route["gatewayId"]
+            )
+        self._tag(res)
+        self._ec2_state(res, "route-table")
+
+    def delete_route_table(self, res: Applied) -> None:
+        self.aws.raw("ec2").delete_route_table(RouteTableId=res.id)
+
+    def create_route_table_association(self, res: Applied) -> None:
+        res.id = self.aws.raw("ec2").associate_route_table(
+            SubnetId=res.inputs["subnetId"], RouteTableId=res.inputs["routeTableId"]
+        )["AssociationId"]
+        res.computed = {}
+
+    def delete_route_table_association(self, res: Applied) -> None:
+        self.aws.raw("ec2").disassociate_route_table(AssociationId=res.id)
 
     # ----------------------------------------------------------------- load balancer
 
