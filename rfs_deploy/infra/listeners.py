@@ -134,12 +134,12 @@ class Listeners(pulumi.ComponentResource):
     def _opts(self) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self)
 
-    def _tls(self) -> dict[str, str]:
-        """The certificate and TLS policy inputs of an HTTPS listener (nothing for HTTP)."""
-        https = self._args.https
-        if https is None:
-            return {}
-        return {"certificate_arn": https.certificate_arn, "ssl_policy": https.ssl_policy}
+    def _certificate(self) -> str | None:
+        """An HTTPS listener's certificate (None for HTTP: the input is left out)."""
+        return None if self._args.https is None else self._args.https.certificate_arn
+
+    def _ssl_policy(self) -> str | None:
+        return None if self._args.https is None else self._args.https.ssl_policy
 
     def _create_production_listener(self) -> aws.lb.Listener:
         args = self._args
@@ -151,7 +151,8 @@ class Listeners(pulumi.ComponentResource):
             default_actions=[weighted_forward(args.release, args.target_group_arns)],
             tags=dict(args.tags),
             opts=self._opts(),
-            **self._tls(),
+            certificate_arn=self._certificate(),
+            ssl_policy=self._ssl_policy(),
         )
 
     def _create_test_listener(self) -> aws.lb.Listener:
@@ -169,7 +170,8 @@ class Listeners(pulumi.ComponentResource):
             ],
             tags=dict(args.tags),
             opts=self._opts(),
-            **self._tls(),
+            certificate_arn=self._certificate(),
+            ssl_policy=self._ssl_policy(),
         )
 
     def _create_redirect_listener(self) -> aws.lb.Listener | None:
