@@ -47,6 +47,7 @@ from rfs_deploy.drive.steps import (
     Decide,
     Gate,
     Pause,
+    ScaleIdle,
     Step,
     Validate,
     WaitHealthy,
@@ -312,6 +313,12 @@ class Runner:
         srec.stack_version = await self.apply(index, target, "step")
         await self.stack.verify(target, self._sleep)
         return StepOutcome(True, "change applied and visible")
+
+    async def _scale_idle(self, index: int, step: ScaleIdle, srec: StepRecord) -> StepOutcome:
+        """The idle slot's new capacity, then every one of its instances healthy (and warm)."""
+        await self._change(index, step, srec)
+        healthy = await self._wait_healthy(index, step.health_wait(), srec)
+        return StepOutcome(True, f"scaled to {step.capacity} instances; {healthy.reason}")
 
     async def _pause(self, index: int, step: Pause, srec: StepRecord) -> StepOutcome:
         await self._sleep(step.seconds)
@@ -615,6 +622,7 @@ def _observing(method: Callable[..., Awaitable[StepOutcome]]) -> Handler:
 #: :class:`Change` by ``Runner._change``).
 HANDLERS: dict[type[Step], Handler] = {
     Change: Runner._change,
+    ScaleIdle: Runner._scale_idle,
     WaitHealthy: Runner._wait_healthy,
     Validate: Runner._validate,
     Pause: Runner._pause,

@@ -53,6 +53,37 @@ class DeployIdle(Change):
 
 
 @dataclass(frozen=True)
+class ScaleIdle(Change):
+    """Canary: grow (or shrink) the idle (new) slot to ``capacity`` instances before its weight
+    becomes ``weight``; the runner then waits, as :class:`WaitHealthy` does, until all of them
+    are healthy (at most ``timeout`` seconds, then ``warmup`` if set), so traffic never moves to a slot
+    that cannot carry it yet. One step rather than a change and a wait, so skipping ahead
+    (``promote --full``) cannot skip the wait and leave the change."""
+
+    kind: ClassVar[str] = "scale-idle"
+    capacity: int
+    weight: int
+    timeout: int
+    warmup: int = 0
+    #: Seconds the new instances should take to boot, pass their health checks and warm up: time
+    #: the plan schedules for itself (so the deployment's time budget allows for it).
+    expected: int = 0
+
+    def apply(self, release: ReleaseState) -> ReleaseState:
+        return release.with_slot(release.idle, capacity=self.capacity)
+
+    def health_wait(self) -> WaitHealthy:
+        """The wait that follows the change."""
+        return WaitHealthy(timeout=self.timeout, warmup=self.warmup)
+
+    def describe(self) -> str:
+        return (
+            f"scale the idle slot to {self.capacity} instances for {self.weight}% and wait until "
+            f"they are healthy (at most {self.timeout}s)"
+        )
+
+
+@dataclass(frozen=True)
 class SetWeight(Change):
     """Send ``weight`` percent of production traffic to the idle (new) slot."""
 

@@ -62,7 +62,7 @@ def assert_back_at_checkpoint(world: World) -> None:
 
 def test_a_request_during_a_stack_change_lets_the_update_finish_then_aborts(world: World) -> None:
     cancel = Cancellation()
-    # step 6 of the canary (index 5) sets the weight to 20 %: the request comes as it starts
+    # step 6 of the canary (index 5) grows the idle slot for 20 %: the request comes as it starts
     record = run(driver(world, cancel, request_at(cancel, 5)).deploy(SERVICE, NEW, "canary"))
 
     assert record.status is DeploymentStatus.ROLLED_BACK
@@ -74,7 +74,7 @@ def test_a_request_during_a_stack_change_lets_the_update_finish_then_aborts(worl
     assert not any(step > 5 for step, phase, _ in updates if phase == "step")
     assert_back_at_checkpoint(world)
     assert world.latest().status == "aborted"
-    assert any("cancelled by SIGTERM before step 7/25" in e for e in record.errors)
+    assert any("cancelled by SIGTERM before step 7/27" in e for e in record.errors)
     finished = [e for e in world.events if isinstance(e, events.DeploymentFinished)]
     assert finished[-1].reason.startswith("cancelled: cancelled by SIGTERM")
 
@@ -119,7 +119,7 @@ def test_every_strategy_ends_back_at_its_checkpoint(strategy: str, index: int) -
 def test_a_request_on_the_last_step_still_aborts(world: World) -> None:
     cancel = Cancellation()
 
-    record = run(driver(world, cancel, request_at(cancel, 24)).deploy(SERVICE, NEW, "canary"))
+    record = run(driver(world, cancel, request_at(cancel, 26)).deploy(SERVICE, NEW, "canary"))
 
     assert record.status is DeploymentStatus.ROLLED_BACK
     assert any("after the last step" in e for e in record.errors)
@@ -197,12 +197,12 @@ def test_leave_stops_at_the_safe_point_and_resume_completes(tmp_path: Path, worl
     records = RecordStore(tmp_path)
     cancel = Cancellation(on_cancel="leave")
 
-    record = run(driver(world, cancel, request_at(cancel, 6), records=records).deploy(SERVICE, NEW, "canary"))
+    record = run(driver(world, cancel, request_at(cancel, 7), records=records).deploy(SERVICE, NEW, "canary"))
 
     assert cancel.outcome == "left"
     assert record.status is DeploymentStatus.IN_PROGRESS
     found = world.latest()
-    assert found.open and found.next_step == 6
+    assert found.open and found.next_step == 7
     weights = world.applied().weights
     assert weights[world.start.idle] == 20  # left where the canary stood
     resume = f"rfs-deploy resume --stack test --service {SERVICE}"

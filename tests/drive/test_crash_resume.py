@@ -275,7 +275,7 @@ def test_resume_with_a_record_store_continues_the_same_record(tmp_path: Any) -> 
     world = build_world()
     with pytest.raises(Crash):
         run(
-            Driver(world.seams([crash_at_boundary(6, 25)], records=store)).deploy(SERVICE, "v2.0.0", "canary")
+            Driver(world.seams([crash_at_boundary(6, 27)], records=store)).deploy(SERVICE, "v2.0.0", "canary")
         )
     first = store.load(world.latest().deployment_id)
     # saved after step 6 (index 5) finished; the crash came as step 7 began
@@ -287,8 +287,8 @@ def test_resume_with_a_record_store_continues_the_same_record(tmp_path: Any) -> 
     saved = store.load(record.deployment_id)
     assert saved.status is DeploymentStatus.COMPLETED
     assert saved.started_at == first.started_at
-    assert sorted(s.index for s in saved.steps) == list(range(25))
-    assert "resumed at step 7 of 25" in saved.errors
+    assert sorted(s.index for s in saved.steps) == list(range(27))
+    assert "resumed at step 7 of 27" in saved.errors
 
 
 # A canary with per-deployment settings: other weights than the stack's (same number of steps, so

@@ -17,7 +17,7 @@ from drive_world import NEW, SERVICE, Crash, World, build_world, promoted, run
 from rfs_deploy.drive import journal
 from rfs_deploy.drive.driver import Driver, full_skip
 from rfs_deploy.drive.records import DeploymentStatus, RecordStore
-from rfs_deploy.drive.steps import Analyze, Gate, SetWeight, Step
+from rfs_deploy.drive.steps import Analyze, Gate, ScaleIdle, SetWeight, Step
 from rfs_deploy.errors import InvalidInput, StackBusy
 from rfs_deploy.journal_tags import PAUSED, owner_alive, pauser
 from rfs_deploy.testing import Behaviour
@@ -179,7 +179,14 @@ def test_promote_full_skips_the_remaining_weights_and_gates_keeps_the_full_weigh
     ]
     assert weights == [100], "no weight step between the gate and 100 %"
     outcome = {s.index: s.outcome for s in record.steps}
-    assert all(outcome[i] == "skipped" for i in range(gate + 1, full))
+    # every weight and observation up to 100 % is skipped; the idle slot still grows to the
+    # full size (each scale step waits for its instances) before all the traffic moves to it
+    assert all(
+        outcome[i] == ("passed" if isinstance(steps[i], ScaleIdle) else "skipped")
+        for i in range(gate + 1, full)
+    )
+    grown = [steps[i] for i in range(gate + 1, full) if isinstance(steps[i], ScaleIdle)]
+    assert grown and grown[-1].capacity == world.start.slot(world.start.live).capacity
     assert outcome[full + 1] == "passed" and isinstance(steps[full + 1], Analyze)
     assert world.release() == promoted("canary", world.start)
 

@@ -26,6 +26,7 @@ from rfs_deploy.config.model import (
     other_slot,
 )
 from rfs_deploy.drive.plans import describe, plan, planned_seconds, replay
+from rfs_deploy.drive.plans.common import boot_seconds
 from rfs_deploy.drive.steps import (
     Analyze,
     Change,
@@ -37,6 +38,7 @@ from rfs_deploy.drive.steps import (
     Promote,
     RollRefresh,
     ScaleDown,
+    ScaleIdle,
     SetWeight,
     StartVariants,
     Step,
@@ -67,6 +69,19 @@ def start(live: SlotName = "blue") -> ReleaseState:
 
 
 PREPARE = (DeployIdle(NEW, 10), WaitHealthy(600), Validate(NEW))
+
+
+def prepare_small(capacity: int) -> tuple[Step, ...]:
+    """A canary's start: the idle slot at its first weight's share of the ten instances."""
+    return (DeployIdle(NEW, capacity), WaitHealthy(600), Validate(NEW))
+
+
+def grow(capacity: int, weight: int) -> ScaleIdle:
+    """A canary's scale step before ``weight``, waiting as long as the first health wait and
+    scheduling one boot (grace period and health checks) for itself."""
+    return ScaleIdle(capacity, weight, 600, expected=boot_seconds(service()))
+
+
 #: Blue-green's switch moves everyone at once, so its validation also runs the load probe.
 PREPARE_PROBED = (DeployIdle(NEW, 10), WaitHealthy(600), Validate(NEW, probe=True))
 
@@ -93,13 +108,15 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
         "canary explicit steps with stickiness",
         Canary(steps=[5, 25, 50], canary_interval=120, stickiness_duration=3600, scale_down_delay=30),
         (
-            *PREPARE,
+            *prepare_small(1),
             SetWeight(5, 3600),
             Analyze(120, 60, baseline=True),
+            grow(5, 25),
             SetWeight(25, 3600),
             Analyze(120, 60, baseline=True),
             SetWeight(50, 3600),
             Analyze(120, 60, baseline=True),
+            grow(10, 100),
             SetWeight(100),
             Analyze(120, 60, baseline=False),
             Promote(),
@@ -111,9 +128,10 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
         "canary 40 % then 30 % increments",
         Canary(canary_percentage=40, canary_increment=30, canary_interval=60),
         (
-            *PREPARE,
+            *prepare_small(4),
             SetWeight(40),
             Analyze(60, 60, baseline=True),
+            grow(10, 70),
             SetWeight(70),
             Analyze(60, 60, baseline=True),
             SetWeight(100),
@@ -147,14 +165,16 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
             }
         ),
         (
-            *PREPARE,
+            *prepare_small(1),
             Gate("canary before any traffic"),
             SetWeight(10, 3600),
             Analyze(300, 60, baseline=True),
             Pause(120, "pause, canary at 10 %"),
             Gate("canary at 10 %"),
             # a weight without analyze is not judged: the list is obeyed as written
+            grow(4, 20),
             SetWeight(20, 3600),
+            grow(10, 50),
             SetWeight(50, 3600),
             Analyze(600, 90, baseline=True),
             Gate("canary at 50 %"),
@@ -180,9 +200,10 @@ PLANS: list[tuple[str, Strategy, tuple[Step, ...]]] = [
             }
         ),
         (
-            *PREPARE,
+            *prepare_small(3),
             SetWeight(25),
             Analyze(60, 60, baseline=True),
+            grow(10, 100),
             SetWeight(100),
             Gate("canary at 100 %"),
             # at 100 % no baseline; an interval longer than the window is the window
@@ -405,8 +426,12 @@ def test_default_ami_makes_any_version_deployable() -> None:
 
 def test_described_plan_is_numbered_text() -> None:
     lines = describe(plan(service(), Canary(steps=[50]), start(), NEW))
-    assert lines[0] == " 1. deploy v2.0.0 to the idle slot (10 instances)"
+    assert lines[0] == " 1. deploy v2.0.0 to the idle slot (5 instances)"
     assert " 4. set weight 50%" in lines
+    assert (
+        " 6. scale the idle slot to 10 instances for 100% and wait until they are healthy (at most 600s)"
+        in lines
+    )
     assert lines[-1].endswith("scale the old slot to zero")
 
 
@@ -434,12 +459,14 @@ def test_the_judged_slot_is_the_one_running_the_release() -> None:
     [
         # switch delay + bake + scale-down delay
         (BlueGreen(), 60 + 300 + 300),
-        # nine partial weights and the 100 % window, 60 s each
-        (Canary(), 10 * 60),
+        # nine partial weights and the 100 % window, 60 s each; two scale steps (at 20 % and
+        # 50 %), each a boot: the 120 s grace period and three 30 s health checks
+        (Canary(), 10 * 60 + 2 * 210),
         # the refresh's expected 1020 s and the final window
         (Rolling(batch_size=3, batch_interval=45), 1020 + 60),
         (ABTest(duration=1800), 1800),
-        # analyze 5m, pause 2m, the 100 % window 60 s; the gates schedule nothing
+        # analyze 5m, pause 2m, the 100 % window 60 s and its scale step's boot; the gates
+        # schedule nothing
         (
             Canary.model_validate(
                 {
@@ -452,7 +479,7 @@ def test_the_judged_slot_is_the_one_running_the_release() -> None:
                     ]
                 }
             ),
-            300 + 120 + 60,
+            300 + 120 + 60 + 210,
         ),
         (BlueGreen.model_validate({"steps": [{"pause": {}}]}), 60 + 300 + 300),
     ],

@@ -40,9 +40,11 @@ def test_the_observing_steps_are_the_analysts_methods() -> None:
     observing[steps.Decide] = Analyst.decide
     for kind, method in observing.items():
         assert HANDLERS[kind].__name__ == method.__name__
-    # every change goes through the runner's one change handler
-    changes = [k for k in concrete_steps() if issubclass(k, steps.Change)]
+    # every change goes through the runner's one change handler, but a canary's scale step,
+    # which also waits for the instances it added (the change handler, then the health wait)
+    changes = [k for k in concrete_steps() if issubclass(k, steps.Change) and k is not steps.ScaleIdle]
     assert changes and {handler_for(k.__new__(k)) for k in changes} == {HANDLERS[steps.Change]}
+    assert handler_for(steps.ScaleIdle(capacity=2, weight=20, timeout=60)) is HANDLERS[steps.ScaleIdle]
 
 
 @dataclass(frozen=True)

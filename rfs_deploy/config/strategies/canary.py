@@ -39,6 +39,10 @@ class Canary(StrategySettings):
     #: Keep a client on one slot for this many seconds (ALB target group stickiness).
     stickiness_duration: Duration | None = Field(default=None, ge=1, le=604800)
     scale_down_delay: Duration = Field(default=0, ge=0, le=MAX_DURATION)
+    #: The fewest instances the idle slot runs while it takes part of the traffic: it starts at
+    #: its first weight's share of ``instanceCount`` (rounded up), never below this, and grows
+    #: with the weight (at most ``instanceCount``).
+    canary_min_capacity: Int = Field(default=1, ge=1, le=1000)
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -58,6 +62,12 @@ class Canary(StrategySettings):
         if not self.steps or all(isinstance(s, int) for s in self.steps):
             return None
         return [s for s in self.steps if isinstance(s, (WeightStep, AnalyzeStep, PauseStep))]
+
+    def capacity_for(self, weight: int, instance_count: int) -> int:
+        """Instances the idle slot needs to carry ``weight`` percent of ``instance_count``'s
+        traffic: the share rounded up, at least ``canaryMinCapacity``, at most the full count."""
+        share = -(-weight * instance_count // 100)
+        return min(instance_count, max(self.canary_min_capacity, share))
 
     def weights(self) -> list[int]:
         """The new slot's weight at each step, ending at 100."""

@@ -19,7 +19,17 @@ from typing import Any
 from rfs_deploy.config.model import ReleaseState, ServiceConfig, Strategy
 from rfs_deploy.config.strategies import STRATEGIES
 from rfs_deploy.drive.plans.common import check_start
-from rfs_deploy.drive.steps import Analyze, Change, Decide, Gate, Pause, Step, WaitHealthy, WatchRefresh
+from rfs_deploy.drive.steps import (
+    Analyze,
+    Change,
+    Decide,
+    Gate,
+    Pause,
+    ScaleIdle,
+    Step,
+    WaitHealthy,
+    WatchRefresh,
+)
 
 __all__ = ["PLANS", "PlanFunction", "check_start", "describe", "plan", "planned_seconds", "replay"]
 
@@ -71,11 +81,12 @@ _SCHEDULED: Mapping[type[Step], Callable[[Any], float]] = MappingProxyType(
         Gate: lambda step: 0,
         WaitHealthy: lambda step: step.warmup,
         WatchRefresh: lambda step: step.expected,
+        ScaleIdle: lambda step: step.expected,
     }
 )
 
 
 def planned_seconds(steps: Iterable[Step]) -> float:
     """The time a plan schedules for itself (bakes, intervals, delays, warm-up, A/B duration,
-    the instance refresh's expected duration)."""
+    the instance refresh's expected duration, a canary's scale steps' expected boot)."""
     return float(sum(_SCHEDULED.get(type(step), lambda _: 0)(step) for step in steps))

@@ -5,13 +5,28 @@ from __future__ import annotations
 from rfs_deploy.config.base import AnalyzeStep, PauseStep, StepItem, WeightStep
 from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.config.strategies.canary import Canary
-from rfs_deploy.drive.plans.common import analysis_interval, check_start, pause_step, prepare_idle, retire_old
-from rfs_deploy.drive.steps import Analyze, SetWeight, Step
+from rfs_deploy.drive.plans.common import (
+    analysis_interval,
+    boot_seconds,
+    check_start,
+    pause_step,
+    prepare_idle,
+    retire_old,
+    wait_healthy_timeout,
+)
+from rfs_deploy.drive.steps import Analyze, ScaleIdle, SetWeight, Step
 
 
 def plan(service: ServiceConfig, strategy: Canary, release: ReleaseState, version: str) -> tuple[Step, ...]:
-    """Deploy idle → healthy → validate → (set weight → analyze vs baseline)* → 100 % → analyze
-    → promote → scale down.
+    """Deploy idle → healthy → validate → (scale → set weight → analyze vs baseline)* → full size
+    → 100 % → analyze → promote → scale down.
+
+    The idle slot is sized for the traffic it takes: it starts at its first weight's share of
+    ``instanceCount`` (at least ``canaryMinCapacity``), and before a weight that needs more
+    instances a scale step grows it and waits until the new instances are healthy, so the weight
+    only moves to capacity that is already serving; it is at full size before 100 %. A scale step
+    grows the slot to twice the weight's share (at most the full size), so a canary of ten weights
+    waits for new instances two or three times, not ten: each wait is a boot and a health check.
 
     Each partial weight is held ``canaryInterval`` seconds and compared with the live slot; at
     100 % the live slot has no traffic left, so the last analysis uses thresholds only, and the
@@ -22,31 +37,70 @@ def plan(service: ServiceConfig, strategy: Canary, release: ReleaseState, versio
     100 % the usual last two steps follow it (100 %, then ``canaryInterval`` of analysis).
     """
     check_start(service, release, version)
-    prepared = prepare_idle(service, version, strategy.type)
+    sizer = _Sizer(service, strategy)
+    prepared = prepare_idle(service, version, strategy.type, capacity=sizer.capacity)
     explicit = strategy.explicit_steps()
     if explicit is not None:
-        return (*prepared, *_explicit(service, strategy, explicit), *retire_old(strategy.scale_down_delay))
+        return (
+            *prepared,
+            *_explicit(service, strategy, explicit, sizer),
+            *retire_old(strategy.scale_down_delay),
+        )
     duration = strategy.canary_interval
     interval = analysis_interval(service, duration)
     steps: list[Step] = list(prepared)
     for weight in strategy.weights():
         if weight >= 100:
             break
+        steps.extend(sizer.grow_for(weight))
         steps.append(SetWeight(weight=weight, stickiness=strategy.stickiness_duration))
         steps.append(Analyze(duration=duration, interval=interval, baseline=True))
+    steps.extend(sizer.grow_for(100))
     steps.append(SetWeight(weight=100))
     steps.append(Analyze(duration=duration, interval=interval, baseline=False))
     steps.extend(retire_old(strategy.scale_down_delay))
     return tuple(steps)
 
 
-def _explicit(service: ServiceConfig, strategy: Canary, items: list[StepItem]) -> list[Step]:
+class _Sizer:
+    """The idle slot's capacity along the plan: it only grows, step by step with the weight."""
+
+    def __init__(self, service: ServiceConfig, strategy: Canary) -> None:
+        self._service = service
+        self._strategy = strategy
+        self.capacity = strategy.capacity_for(strategy.weights()[0], service.instance_count)
+
+    def grow_for(self, weight: int) -> tuple[Step, ...]:
+        """A scale step when ``weight`` needs more instances than the slot has, else nothing.
+
+        It grows the slot to the capacity of twice ``weight`` (the headroom for the next weights).
+        """
+        count = self._service.instance_count
+        if self._strategy.capacity_for(weight, count) <= self.capacity:
+            return ()
+        self.capacity = self._strategy.capacity_for(min(100, 2 * weight), count)
+        service = self._service
+        return (
+            ScaleIdle(
+                capacity=self.capacity,
+                weight=weight,
+                timeout=wait_healthy_timeout(service),
+                # No warm-up here: the slot's instances share its traffic as soon as they pass
+                # their health checks, whatever the plan waits for, so a wait would only delay the
+                # next weight (and cost the deployment's time budget) without keeping them cold.
+                expected=boot_seconds(service),
+            ),
+        )
+
+
+def _explicit(service: ServiceConfig, strategy: Canary, items: list[StepItem], sizer: _Sizer) -> list[Step]:
     steps: list[Step] = []
     weight = 0
     for item in items:
         if isinstance(item, WeightStep):
             weight = item.set_weight
             stickiness = strategy.stickiness_duration if weight < 100 else None
+            steps.extend(sizer.grow_for(weight))
             steps.append(SetWeight(weight=weight, stickiness=stickiness))
         elif isinstance(item, AnalyzeStep):
             duration = item.duration if item.duration is not None else strategy.canary_interval
@@ -57,6 +111,7 @@ def _explicit(service: ServiceConfig, strategy: Canary, items: list[StepItem]) -
             steps.append(pause_step(item, f"canary at {weight} %" if weight else "canary before any traffic"))
     if weight < 100:
         duration = strategy.canary_interval
+        steps.extend(sizer.grow_for(100))
         steps.append(SetWeight(weight=100))
         steps.append(
             Analyze(duration=duration, interval=analysis_interval(service, duration), baseline=False)

@@ -35,9 +35,14 @@ def wait_healthy_timeout(service: ServiceConfig) -> int:
     check itself needs to call an instance healthy: the grace period plus ``healthyThreshold``
     checks ``interval`` seconds apart.
     """
+    return max(service.deploy.max_deployment_time, boot_seconds(service))
+
+
+def boot_seconds(service: ServiceConfig) -> int:
+    """Seconds a new instance needs before its health check can call it healthy: the grace
+    period plus ``healthyThreshold`` checks ``interval`` seconds apart."""
     check = service.health_check
-    needed = service.health_check_grace_period + check.interval * check.healthy_threshold
-    return max(service.deploy.max_deployment_time, needed)
+    return service.health_check_grace_period + check.interval * check.healthy_threshold
 
 
 def refresh_duration(service: ServiceConfig, rolling: Rolling) -> int:
@@ -57,15 +62,18 @@ def analysis_interval(service: ServiceConfig, duration: int) -> int:
     return max(1, min(interval, duration))
 
 
-def prepare_idle(service: ServiceConfig, version: str, strategy: str) -> tuple[Step, ...]:
+def prepare_idle(
+    service: ServiceConfig, version: str, strategy: str, capacity: int | None = None
+) -> tuple[Step, ...]:
     """The new version on the idle slot, healthy and validated, before any traffic moves.
 
+    The slot starts with ``capacity`` instances (default: ``instanceCount``, the full size).
     The validate step also judges the slot under load when ``strategy`` is one of
     ``validation.probe.strategies`` (blue-green by default) and the probe sends requests.
     """
     probe = service.validation.probe
     return (
-        DeployIdle(version=version, capacity=service.instance_count),
+        DeployIdle(version=version, capacity=service.instance_count if capacity is None else capacity),
         WaitHealthy(timeout=wait_healthy_timeout(service), warmup=service.warmup),
         Validate(version=version, probe=strategy in probe.strategies and probe.requests > 0),
     )
