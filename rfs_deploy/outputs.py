@@ -41,9 +41,33 @@ class ServiceOutputs:
     #: ``HTTP`` or ``HTTPS``: the production and test listeners' protocol (outputs written before
     #: HTTPS existed have none and are read as ``HTTP``).
     listener_protocol: str = "HTTP"
+    #: Behind a shared load balancer (``routing``): the service's rule on the shared production
+    #: listener (its weighted forward) and on the shared test listener, and the hosts and paths
+    #: they match. None / empty for a service with an ALB of its own (and in older outputs).
+    rule_arn: str | None = None
+    test_rule_arn: str | None = None
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
 
     def slot(self, name: SlotName) -> SlotOutputs:
         return self.slots[name]
+
+    @property
+    def traffic_arn(self) -> str:
+        """Where the service's production weights live: its rule, else the listener's default action."""
+        return self.rule_arn or self.listener_arn
+
+    @property
+    def test_traffic_arn(self) -> str:
+        """Where the service's test route lives: its test rule, else the test listener's default action."""
+        return self.test_rule_arn or self.test_listener_arn
+
+    @property
+    def host(self) -> str:
+        """The host name requests to the service use: its first host without wildcards when it is
+        routed by host, else the load balancer's DNS name."""
+        plain = next((h for h in self.hosts if "*" not in h and "?" not in h), None)
+        return plain or self.dns_name
 
     @property
     def scheme(self) -> str:
@@ -52,13 +76,21 @@ class ServiceOutputs:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.dns_name}:{self.listener_port}"
+        return f"{self.scheme}://{self.host}:{self.listener_port}"
 
     @property
     def test_url(self) -> str:
-        return f"{self.scheme}://{self.dns_name}:{self.test_listener_port}"
+        return f"{self.scheme}://{self.host}:{self.test_listener_port}"
 
     def to_output(self) -> dict[str, Any]:
+        routed: dict[str, Any] = {}
+        if self.rule_arn is not None:
+            routed = {
+                "ruleArn": self.rule_arn,
+                "testRuleArn": self.test_rule_arn,
+                "hosts": list(self.hosts),
+                "paths": list(self.paths),
+            }
         return {
             "loadBalancerArn": self.load_balancer_arn,
             "loadBalancerDimension": self.load_balancer_dimension,
@@ -77,6 +109,7 @@ class ServiceOutputs:
                 }
                 for name, s in self.slots.items()
             },
+            **routed,
         }
 
 
@@ -91,6 +124,10 @@ def parse_service_outputs(value: Mapping[str, Any]) -> ServiceOutputs:
             listener_port=int(value["listenerPort"]),
             test_listener_port=int(value["testListenerPort"]),
             listener_protocol=str(value.get("listenerProtocol") or "HTTP"),
+            rule_arn=value.get("ruleArn"),
+            test_rule_arn=value.get("testRuleArn"),
+            hosts=tuple(value.get("hosts") or ()),
+            paths=tuple(value.get("paths") or ()),
             slots={
                 name: SlotOutputs(
                     target_group_arn=value["slots"][name]["targetGroupArn"],

@@ -2,6 +2,10 @@
 
 The driver compares these answers with the release state it just applied, so the parsing stays
 literal: weights as ELBv2 reports them, rules as they are, target states counted as they come.
+
+Each reading takes a listener ARN (a service with a load balancer of its own: the listener's
+default action) or a listener rule ARN (a service behind a shared load balancer: its rule's
+action, and its A/B rules are the rules of its priority block above that rule).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rfs_deploy.aws.session import AwsSession, aws_errors
+from rfs_deploy.config.model import ROUTING_BLOCK
 from rfs_deploy.errors import AwsError
 from rfs_deploy.readback import RuleView, TargetHealth
 
@@ -57,6 +62,14 @@ def header_conditions(conditions: Iterable[Mapping[str, Any]]) -> tuple[tuple[st
     )
 
 
+def listener_of_rule(rule_arn: str) -> str | None:
+    """The listener ARN a listener rule ARN belongs to (None for an ARN that names no rule)."""
+    head, sep, tail = rule_arn.partition(":listener-rule/")
+    if not sep or "/" not in tail:
+        return None
+    return f"{head}:listener/{tail.rsplit('/', 1)[0]}"
+
+
 class Elbv2Traffic:
     """TrafficReader over the ELBv2 API (DescribeListeners, DescribeRules, DescribeTargetHealth)."""
 
@@ -75,26 +88,55 @@ class Elbv2Traffic:
             raise AwsError(f"ELBv2 DescribeListeners failed: no listener {listener_arn}")
         return list(listeners[0].get("DefaultActions", []))
 
+    def _listener_rules(self, listener_arn: str) -> list[dict[str, Any]]:
+        with aws_errors("ELBv2 DescribeRules"):
+            pages = self._client.get_paginator("describe_rules").paginate(ListenerArn=listener_arn)
+            return [rule for page in pages for rule in page.get("Rules", [])]
+
+    def _rule(self, rule_arn: str, listener_arn: str) -> dict[str, Any]:
+        # read through the listener, as the rules of a listener change together
+        rule = next((r for r in self._listener_rules(listener_arn) if r.get("RuleArn") == rule_arn), None)
+        if rule is None:
+            raise AwsError(f"ELBv2 DescribeRules failed: no rule {rule_arn}")
+        return rule
+
+    def _actions(self, arn: str) -> list[dict[str, Any]]:
+        """A listener's default actions, or a listener rule's actions."""
+        listener = listener_of_rule(arn)
+        if listener is None:
+            return self._default_actions(arn)
+        return list(self._rule(arn, listener).get("Actions", []))
+
     def forward_weights(self, listener_arn: str) -> dict[str, int]:
-        """Target group ARN -> weight of the listener's default forward action ({} when it has none)."""
-        return forward_targets(forward_action(self._default_actions(listener_arn)))
+        """Target group ARN -> weight of the listener's default forward action, or of the rule's
+        forward action for a rule ARN ({} when it has none)."""
+        return forward_targets(forward_action(self._actions(listener_arn)))
 
     def stickiness(self, listener_arn: str) -> int | None:
-        """Seconds of target group stickiness on the default forward action, None when off."""
-        action = forward_action(self._default_actions(listener_arn))
+        """Seconds of target group stickiness on the forward action, None when off."""
+        action = forward_action(self._actions(listener_arn))
         config = (action or {}).get("ForwardConfig", {}).get("TargetGroupStickinessConfig", {})
         if not config.get("Enabled"):
             return None
         return int(config.get("DurationSeconds", 0))
 
     def rules(self, listener_arn: str) -> list[RuleView]:
-        """Non-default rules by ascending priority; only http-header conditions are reported."""
+        """Non-default rules by ascending priority; only http-header conditions are reported.
+        For a rule ARN: the rules of its priority block above it (the service's A/B rules)."""
         views: list[RuleView] = []
-        with aws_errors("ELBv2 DescribeRules"):
-            pages = self._client.get_paginator("describe_rules").paginate(ListenerArn=listener_arn)
-            rules = [rule for page in pages for rule in page.get("Rules", [])]
+        shared = listener_of_rule(listener_arn)
+        rules = self._listener_rules(shared or listener_arn)
+        block: range | None = None
+        if shared is not None:
+            own = next((r for r in rules if r.get("RuleArn") == listener_arn), None)
+            if own is None:
+                raise AwsError(f"ELBv2 DescribeRules failed: no rule {listener_arn}")
+            priority = int(own["Priority"])
+            block = range(priority - priority % ROUTING_BLOCK, priority)
         for rule in rules:
             if rule.get("IsDefault") or rule.get("Priority") == "default":
+                continue
+            if block is not None and int(rule["Priority"]) not in block:
                 continue
             views.append(
                 RuleView(

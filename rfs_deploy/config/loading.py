@@ -29,7 +29,8 @@ from rfs_deploy.errors import ConfigError
 NAMESPACE = "rfs-deploy"
 #: The only key the driver ever writes.
 RELEASE_KEY = f"{NAMESPACE}:release"
-TOP_LEVEL_KEYS = tuple(StackConfig.model_fields)
+#: The stack config's top-level keys as a stack file spells them (camelCase: ``loadBalancers``).
+TOP_LEVEL_KEYS = tuple(field.alias or name for name, field in StackConfig.model_fields.items())
 
 
 def _decode(key: str, value: Any) -> Any:

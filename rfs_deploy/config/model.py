@@ -184,6 +184,85 @@ class Https(Model):
     redirect_port: Int = Field(default=80, ge=1, le=65535)
 
 
+# --------------------------------------------------------------------------- shared load balancers
+
+#: A routed service owns ``ROUTING_BLOCK`` listener rule priorities from ``priority * ROUTING_BLOCK``:
+#: its A/B rules at the block's start, its own rule at its end (docs/shared-alb.md).
+ROUTING_BLOCK = 10
+#: ALB rule priorities go up to 50000: the last whole block starts at 49990.
+MAX_ROUTING_PRIORITY = 4999
+#: An ALB rule holds at most five condition values; the A/B cookie rules use two of them.
+MAX_ROUTING_VALUES = 3
+_HOST_PATTERN = r"^[A-Za-z0-9*?.-]{1,128}$"
+_PATH_PATTERN = r"^/[A-Za-z0-9_\-.$/~\"'@:+*?&=]{0,127}$"
+
+
+class SharedLoadBalancer(Model):
+    """A load balancer several services share (``loadBalancers.<name>``): its listeners' ports
+    and HTTPS; the services behind it get listener rules instead of listeners of their own."""
+
+    listener_port: Int = Field(default=80, ge=1, le=65535)
+    test_listener_port: Int = Field(default=8443, ge=1, le=65535)
+    https: Https | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _https_port(cls, data: Any) -> Any:
+        given = isinstance(data, dict) and ("listenerPort" in data or "listener_port" in data)
+        if isinstance(data, dict) and data.get("https") is not None and not given:
+            return {**data, "listenerPort": HTTPS_PORT}
+        return data
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> SharedLoadBalancer:
+        if self.listener_port == self.test_listener_port:
+            raise ValueError("listenerPort and testListenerPort must differ")
+        https = self.https
+        if https is not None and https.redirect_http and https.redirect_port in self._ports():
+            raise ValueError(f"https.redirectPort {https.redirect_port} is also a listener port")
+        return self
+
+    def _ports(self) -> tuple[int, int]:
+        return (self.listener_port, self.test_listener_port)
+
+
+class Routing(Model):
+    """Where a service sits on a shared load balancer: the hosts and paths its rules match and
+    the priority block its rules use (``priority * 10`` to ``priority * 10 + 9``)."""
+
+    #: The shared load balancer (a key of ``loadBalancers``; a program of your own passes the
+    #: listeners instead and may leave it out).
+    load_balancer: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,14}$")
+    #: Host-header values (``api.example.com``, ``*.example.com``).
+    hosts: list[Annotated[str, Field(pattern=_HOST_PATTERN)]] = Field(default_factory=list)
+    #: Path-pattern values (``/api/*``).
+    paths: list[Annotated[str, Field(pattern=_PATH_PATTERN)]] = Field(default_factory=list)
+    #: The service's block of rule priorities; unique among the services of one load balancer,
+    #: so adding a service never renumbers the others.
+    priority: Int = Field(ge=1, le=MAX_ROUTING_PRIORITY)
+
+    @model_validator(mode="after")
+    def _conditions(self) -> Routing:
+        if not self.hosts and not self.paths:
+            raise ValueError("routing needs hosts or paths (or both)")
+        if len(self.hosts) + len(self.paths) > MAX_ROUTING_VALUES:
+            raise ValueError(
+                f"at most {MAX_ROUTING_VALUES} hosts and paths in all (an ALB rule holds five condition "
+                "values, and the A/B cookie rules need two)"
+            )
+        return self
+
+    @property
+    def first_priority(self) -> int:
+        """The lowest priority of the block (the A/B rules start here)."""
+        return self.priority * ROUTING_BLOCK
+
+    @property
+    def rule_priority(self) -> int:
+        """The priority of the service's own rule: the block's last."""
+        return self.priority * ROUTING_BLOCK + ROUTING_BLOCK - 1
+
+
 class HealthCheck(Model):
     """Target group health check (ALB pings every instance)."""
 
@@ -534,6 +613,8 @@ class ServiceConfig(Model):
     hooks: ServiceHooks = Field(default_factory=ServiceHooks)
     #: Event and confirm webhooks (docs/webhooks.md).
     webhooks: WebhookList = Field(default_factory=list)
+    #: Behind a shared load balancer: host and path rules there instead of an ALB of its own.
+    routing: Routing | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -675,6 +756,8 @@ class StackConfig(Model):
     tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = (
         Field(default_factory=dict, max_length=40)
     )
+    #: Load balancers shared by the services whose ``routing.loadBalancer`` names them.
+    load_balancers: dict[str, SharedLoadBalancer] = Field(default_factory=dict, max_length=20)
 
     @field_validator("services")
     @classmethod
@@ -706,6 +789,46 @@ class StackConfig(Model):
                         f"version {version!r} has no image: add it to services.{name}.artifact.amis "
                         "or set defaultAmi",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _routing_names_load_balancers(self) -> StackConfig:
+        for name in sorted(self.load_balancers):
+            if not SERVICE_NAME.fullmatch(name):
+                raise _KeyedError(
+                    f"loadBalancers.{name}", "a load balancer name is 1-15 characters of a-z, 0-9 and '-'"
+                )
+            if name in self.services:
+                raise _KeyedError(f"loadBalancers.{name}", "is also a service's name; choose another")
+        owners: dict[tuple[str, int], str] = {}
+        for name in sorted(self.services):
+            service = self.services[name]
+            routing = service.routing
+            if routing is None:
+                continue
+            key = f"services.{name}.routing"
+            if routing.load_balancer is None:
+                raise _KeyedError(f"{key}.loadBalancer", "missing: name one of loadBalancers")
+            if routing.load_balancer not in self.load_balancers:
+                known = ", ".join(sorted(self.load_balancers)) or "none"
+                raise _KeyedError(
+                    f"{key}.loadBalancer", f"{routing.load_balancer!r} is not in loadBalancers (has: {known})"
+                )
+            for field in ("https", "listener_port", "test_listener_port"):
+                if field in service.model_fields_set:
+                    alias = ServiceConfig.model_fields[field].alias or field
+                    raise _KeyedError(
+                        f"services.{name}.{alias}",
+                        f"set it on loadBalancers.{routing.load_balancer}: the service's listeners are that "
+                        "load balancer's",
+                    )
+            other = owners.setdefault((routing.load_balancer, routing.priority), name)
+            if other != name:
+                raise _KeyedError(
+                    f"{key}.priority",
+                    f"{routing.priority} is also services.{other}'s on load balancer "
+                    f"{routing.load_balancer}; every service behind one load balancer needs its own",
+                )
         return self
 
     def service(self, name: str) -> ServiceConfig:

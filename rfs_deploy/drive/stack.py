@@ -200,18 +200,18 @@ class DeploymentStack:
         out = self.outputs()
         traffic = self.seams.traffic
         expected = {out.slot(s).target_group_arn: target.weights[s] for s in SLOTS if target.weights[s] > 0}
-        actual = {arn: w for arn, w in traffic.forward_weights(out.listener_arn).items() if w > 0}
+        actual = {arn: w for arn, w in traffic.forward_weights(out.traffic_arn).items() if w > 0}
         if _normalise(actual) != _normalise(expected):
             return f"production listener weights {self._by_slot(actual)} instead of {self._by_slot(expected)}"
         idle_tg = out.slot(target.idle).target_group_arn
-        test = {arn for arn, w in traffic.forward_weights(out.test_listener_arn).items() if w > 0}
+        test = {arn for arn, w in traffic.forward_weights(out.test_traffic_arn).items() if w > 0}
         if test != {idle_tg}:
             shown = sorted(self._by_slot(dict.fromkeys(test, 1)))
             return f"test listener forwards to {shown}, not {target.idle}"
-        sticky = traffic.stickiness(out.listener_arn)
+        sticky = traffic.stickiness(out.traffic_arn)
         if (sticky or None) != target.stickiness:
             return f"stickiness {sticky} instead of {target.stickiness}"
-        rules = traffic.rules(out.listener_arn)
+        rules = traffic.rules(out.traffic_arn)
         if (target.variants is None) != (not rules):
             return (
                 f"{len(rules)} listener rules; expected {'none' if target.variants is None else 'A/B rules'}"

@@ -33,6 +33,7 @@ SECURITY_GROUP_ID = re.compile(r"sg-[0-9a-f]{1,17}")
 LOAD_BALANCER_ARN = re.compile(
     r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:loadbalancer/app/.+"
 )
+LISTENER_ARN = re.compile(r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:listener/app/.+")
 INSTANCE_PROFILE = re.compile(r"(arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/)?[\w+=,.@/-]{1,128}")
 #: Placeholders standing in for Input ids while the plain network settings are validated.
 _PLACEHOLDER_VPC = "vpc-0"
@@ -77,6 +78,10 @@ class ServiceArgs:
     instance_profile: pulumi.Input[str] | None = None
     #: Tags on every resource (added to rfs-deploy's own service, stack and slot tags).
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: With ``config.routing`` (a load balancer shared by several services): the shared
+    #: production and test listeners the service's rules go on (docs/shared-alb.md).
+    listener_arn: pulumi.Input[str] | None = None
+    test_listener_arn: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class ResolvedArgs:
     instance_security_group_ids: list[pulumi.Input[str]] | None
     instance_profile: pulumi.Input[str] | None
     tags: dict[str, str]
+    listener_arn: pulumi.Input[str] | None = None
+    test_listener_arn: pulumi.Input[str] | None = None
 
 
 def _fail(field_name: str, reason: str) -> ArgsError:
@@ -247,6 +254,7 @@ def resolve_args(name: str, args: ServiceArgs) -> ResolvedArgs:
             "required with load_balancer_arn (the instances' security group admits the load balancer's), "
             "unless instance_security_group_ids is given",
         )
+    _check_routing(config, args)
     return ResolvedArgs(
         config=config,
         release=release,
@@ -257,4 +265,20 @@ def resolve_args(name: str, args: ServiceArgs) -> ResolvedArgs:
         instance_security_group_ids=instance_groups,
         instance_profile=args.instance_profile,
         tags=_check_tags(args.tags),
+        listener_arn=args.listener_arn,
+        test_listener_arn=args.test_listener_arn,
     )
+
+
+def _check_routing(config: ServiceConfig, args: ServiceArgs) -> None:
+    """A routed service needs the shared load balancer and its two listeners; listeners given
+    without routing would be listeners the service never uses."""
+    for field_name in ("listener_arn", "test_listener_arn"):
+        value = getattr(args, field_name)
+        _check_id(field_name, value, LISTENER_ARN, "an Application Load Balancer listener ARN")
+        if config.routing is None and value is not None:
+            raise _fail(field_name, "only with config.routing (a service behind a shared load balancer)")
+        if config.routing is not None and value is None:
+            raise _fail(field_name, "required with config.routing (the shared load balancer's listener)")
+    if config.routing is not None and args.load_balancer_arn is None:
+        raise _fail("load_balancer_arn", "required with config.routing (the shared load balancer)")

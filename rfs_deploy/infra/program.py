@@ -29,7 +29,8 @@ from rfs_deploy.config import ReleaseState, StackConfig, load_from_pulumi
 from rfs_deploy.config.loading import NAMESPACE, format_error, parse_release
 from rfs_deploy.config.model import SERVICE_NAME, ServiceConfig, shown
 from rfs_deploy.errors import ConfigError
-from rfs_deploy.infra.service import Service, ServiceArgs
+from rfs_deploy.infra.routing import SharedAlb, SharedAlbArgs
+from rfs_deploy.infra.service import STACK_TAG, Service, ServiceArgs
 from rfs_deploy.outputs import OUTPUT_NAME
 
 #: The engine's built-in function returning a stack's outputs (what StackReference uses).
@@ -165,13 +166,40 @@ def live_release() -> dict[str, ReleaseState] | None:
 
 
 def build_services(config: StackConfig) -> dict[str, Service]:
-    """One :class:`Service` component per configured service (SPEC P8), each with its own ALB."""
-    return {
-        name: Service(
+    """One :class:`Service` component per configured service (SPEC P8), each with its own ALB,
+    or (``routing``) with rules on one of the stack's shared ``loadBalancers``."""
+    shared = {
+        name: SharedAlb(
             name,
-            ServiceArgs(
-                config=service, release=config.release[name], network=config.network, tags=config.tags
-            ),
+            SharedAlbArgs(settings, config.network, {**config.tags, STACK_TAG: pulumi.get_stack()}),
         )
-        for name, service in config.services.items()
+        for name, settings in config.load_balancers.items()
     }
+    services: dict[str, Service] = {}
+    for name, service in config.services.items():
+        routing = service.routing
+        if routing is None or routing.load_balancer is None:
+            args = ServiceArgs(
+                config=service, release=config.release[name], network=config.network, tags=config.tags
+            )
+        else:
+            alb, settings = shared[routing.load_balancer], config.load_balancers[routing.load_balancer]
+            # the service's listeners are the shared ones: their ports and protocol are its own
+            ports = {
+                "listener_port": settings.listener_port,
+                "test_listener_port": settings.test_listener_port,
+                "https": settings.https,
+            }
+            args = ServiceArgs(
+                config=service.model_copy(update=ports),
+                release=config.release[name],
+                network=config.network,
+                tags=config.tags,
+                load_balancer_arn=alb.load_balancer.arn,
+                load_balancer_dns_name=alb.load_balancer.dns_name,
+                load_balancer_security_group_ids=[alb.security_group.id],
+                listener_arn=alb.production.arn,
+                test_listener_arn=alb.test.arn,
+            )
+        services[name] = Service(name, args)
+    return services

@@ -14,6 +14,10 @@ Children (``name`` is the service name)::
     ├── rfs-deploy:aws:Slot     name-blue          (slot.py)  tg, 5xx, p99, lt, asg, cpu
     ├── rfs-deploy:aws:Slot     name-green
     └── rfs-deploy:aws:Listeners name-listeners    (listeners.py)
+
+Behind a shared load balancer (``config.routing``, routing.py) there is no ``name-alb-sg``,
+``name-alb`` nor ``name-listeners``: a ``rfs-deploy:aws:Routes name-routes`` holds the service's
+rules on the shared listeners instead.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from rfs_deploy.infra.ingress import alb_ingress_rules
 from rfs_deploy.infra.ingress import cidr_rule as cidr_rule
 from rfs_deploy.infra.listeners import Listeners, ListenersArgs
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
+from rfs_deploy.infra.routing import ServiceRoutes, ServiceRoutesArgs
 from rfs_deploy.infra.slot import Slot, SlotArgs
 from rfs_deploy.outputs import ServiceOutputs, SlotOutputs
 
@@ -60,7 +65,9 @@ class Service(pulumi.ComponentResource):
     #: The load balancer it created (``None`` with ``ServiceArgs.load_balancer_arn``).
     load_balancer: aws.lb.LoadBalancer | None
     slots: dict[SlotName, Slot]
-    listeners: Listeners
+    #: Its own listeners, or (``config.routing``) its rules on a shared load balancer's.
+    listeners: Listeners | None
+    routes: ServiceRoutes | None
     outputs: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -77,7 +84,8 @@ class Service(pulumi.ComponentResource):
         self._set_up_security_groups()
         self._set_up_load_balancer()
         self.slots = {slot: self._create_slot(slot) for slot in SLOTS}
-        self.listeners = self._create_listeners()
+        self.routes = self._create_routes()
+        self.listeners = self._create_listeners() if self.routes is None else None
         self.outputs = self._collect_outputs()
         self.register_outputs({"outputs": self.outputs})
 
@@ -215,8 +223,42 @@ class Service(pulumi.ComponentResource):
         )
         return Listeners(f"{self._name}-listeners", args, self._opts())
 
+    def _create_routes(self) -> ServiceRoutes | None:
+        routing = self._args.config.routing
+        if routing is None:
+            return None
+        assert self._args.listener_arn is not None and self._args.test_listener_arn is not None
+        args = ServiceRoutesArgs(
+            service=self._name,
+            routing=routing,
+            release=self._args.release,
+            listener_arn=self._args.listener_arn,
+            test_listener_arn=self._args.test_listener_arn,
+            target_group_arns={slot: s.target_group.arn for slot, s in self.slots.items()},
+            tags=self._tags,
+        )
+        return ServiceRoutes(f"{self._name}-routes", args, self._opts())
+
+    def _traffic_arns(self) -> dict[str, pulumi.Input[str] | None]:
+        """The listeners of the outputs, and the service's rules when it has some."""
+        if self.routes is not None:
+            return {
+                "listener": self._args.listener_arn,
+                "test_listener": self._args.test_listener_arn,
+                "rule": self.routes.production.arn,
+                "test_rule": self.routes.test.arn,
+            }
+        assert self.listeners is not None
+        return {
+            "listener": self.listeners.production.arn,
+            "test_listener": self.listeners.test.arn,
+            "rule": None,
+            "test_rule": None,
+        }
+
     def _collect_outputs(self) -> pulumi.Output[dict[str, Any]]:
         cfg = self._args.config
+        routing = cfg.routing
         slots = {slot: self._slot_outputs(s) for slot, s in self.slots.items()}
 
         def build(v: dict[str, Any]) -> dict[str, Any]:
@@ -230,14 +272,17 @@ class Service(pulumi.ComponentResource):
                 test_listener_port=cfg.test_listener_port,
                 slots={slot: v[slot] for slot in SLOTS},
                 listener_protocol="HTTP" if cfg.https is None else "HTTPS",
+                rule_arn=v["rule"],
+                test_rule_arn=v["test_rule"],
+                hosts=tuple(routing.hosts) if routing else (),
+                paths=tuple(routing.paths) if routing else (),
             ).to_output()
 
         return pulumi.Output.all(
             lb_arn=self._lb_arn,
             lb_dim=self._lb_suffix,
             dns=self._lb_dns,
-            listener=self.listeners.production.arn,
-            test_listener=self.listeners.test.arn,
+            **self._traffic_arns(),
             **slots,
         ).apply(build)
 

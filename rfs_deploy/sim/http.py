@@ -5,7 +5,9 @@ that port of the service whose load balancer has that DNS name (the stack output
 spoken: a request's scheme must match the listener's protocol, as on an ALB (plain HTTP to an
 HTTPS listener is a 400), and the HTTP-to-HTTPS redirect listener answers its 301. The request
 is routed like the ALB would: a listener rule whose header condition matches, else the default
-action's target group with the largest weight; then to a healthy instance of it. That instance answers:
+action's target group with the largest weight; then to a healthy instance of it. Behind a shared
+load balancer a service answers on its hosts (and the DNS name), and the shared listener's rules
+match host-header and path-pattern conditions too (no rule matching: no target group). That instance answers:
 
 * ``/health``  200 ``{"status": "healthy"}`` (503 when the target group has no healthy target)
 * ``/version`` 200 ``{"version": "<the instance's release version>"}``
@@ -23,8 +25,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -91,7 +93,10 @@ def sandbox_transport(world: World) -> httpx.MockTransport:
 
 
 def _service(world: World, host: str) -> ServiceOutputs | None:
-    return next((out for out in world.topology().values() if out.dns_name == host), None)
+    # a service behind a shared load balancer answers on its hosts too (its rules pick it there)
+    services = list(world.topology().values())
+    routed = next((out for out in services if _matches(host, out.hosts)), None)
+    return routed or next((out for out in services if out.dns_name == host), None)
 
 
 def _redirect(world: World, out: ServiceOutputs, port: int, request: httpx.Request) -> httpx.Response | None:
@@ -120,8 +125,7 @@ def _route(world: World, listener_arn: str, request: httpx.Request) -> str | Non
         key=lambda r: int(r["Priority"]),
     )
     for rule in rules:
-        headers = header_conditions(rule.get("Conditions", []))
-        if headers and all(_matches(request.headers.get(name, ""), values) for name, values in headers):
+        if _rule_matches(rule.get("Conditions", []), request):
             forward = forward_targets(forward_action(rule.get("Actions", [])))
             if forward:
                 return max(forward, key=lambda arn: forward[arn])
@@ -129,6 +133,23 @@ def _route(world: World, listener_arn: str, request: httpx.Request) -> str | Non
     forward = forward_targets(forward_action(listener.get("DefaultActions", [])))
     live = {arn: w for arn, w in forward.items() if w > 0}
     return max(live, key=lambda arn: live[arn]) if live else None
+
+
+def _rule_matches(conditions: Sequence[Mapping[str, Any]], request: httpx.Request) -> bool:
+    """Whether every condition of a rule holds (http-header, host-header, path-pattern); a rule
+    with none of them matches nothing here."""
+    headers = header_conditions(conditions)
+    hosts = [c["HostHeaderConfig"].get("Values", []) for c in conditions if c.get("Field") == "host-header"]
+    paths = [c["PathPatternConfig"].get("Values", []) for c in conditions if c.get("Field") == "path-pattern"]
+    if not (headers or hosts or paths):
+        return False
+    host = request.headers.get("host", request.url.host).split(":", 1)[0]
+    return (
+        all(_matches(request.headers.get(name, ""), values) for name, values in headers)
+        and all(_matches(host, values) for values in hosts)
+        # paths match case-sensitively, as on an ALB
+        and all(any(fnmatch.fnmatchcase(request.url.path, p) for p in values) for values in paths)
+    )
 
 
 def _matches(value: str, patterns: Sequence[str]) -> bool:

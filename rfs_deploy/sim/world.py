@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions
+from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions, listener_of_rule
+from rfs_deploy.config.model import ROUTING_BLOCK
 from rfs_deploy.metrics import definitions as metric
 from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.sim.alarms import AlarmEvaluator
@@ -143,7 +144,7 @@ class World:
             result = simulate_minute(
                 self.rng,
                 self._requests(),
-                self.routes(out.listener_arn),
+                self.routes(out.traffic_arn),
                 members,
                 self.scenario.error_bursts,
                 self.scenario.baseline.error_rate,
@@ -170,14 +171,24 @@ class World:
         return stale if stale is not None else self.listener_config(listener_arn)
 
     def routes(self, listener_arn: str) -> list[Route]:
-        """How the listener splits requests: header rules take the forced share, the default the rest."""
-        config = self.visible_listener(listener_arn)
-        default = forward_targets(forward_action(config["DefaultActions"]))
-        rules = [
-            r
-            for r in config["Rules"]
-            if not r.get("IsDefault") and header_conditions(r.get("Conditions", []))
-        ]
+        """How the listener splits requests: header rules take the forced share, the default the rest.
+
+        For a listener rule ARN (a service behind a shared load balancer) the service's requests
+        are those its rule matches: the rule's forward is the default, and its header rules are
+        the rules of its priority block above it."""
+        shared = listener_of_rule(listener_arn)
+        config = self.visible_listener(shared or listener_arn)
+        candidates = [r for r in config["Rules"] if not r.get("IsDefault")]
+        if shared is None:
+            default = forward_targets(forward_action(config["DefaultActions"]))
+        else:
+            own = next((r for r in candidates if r.get("RuleArn") == listener_arn), None)
+            # a rule still propagating is not there yet: the service's requests meet the 404
+            default = forward_targets(forward_action(own.get("Actions", []))) if own else {}
+            top = int(own["Priority"]) if own else 0
+            block = range(top - top % ROUTING_BLOCK, top)
+            candidates = [r for r in candidates if int(r["Priority"]) in block]
+        rules = [r for r in candidates if header_conditions(r.get("Conditions", []))]
         forced = self.scenario.traffic.forced_share if rules else 0.0
         routes = [Route(1.0 - forced, default)]
         routes += [

@@ -2,6 +2,9 @@
 
 Each stack is evaluated once under the mock runtime; every (stack, service) pair is then checked
 against its own config: the graph must follow the release state and the service settings.
+A service behind a shared load balancer (``routing``) has no load balancer or listeners of its
+own: the checks of those run on the other services (OWN_ALB_CASES), and test_infra_shared_alb.py
+checks the shared one and its rules.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from infra_helpers import (
 from rfs_deploy.config import SLOTS, StackConfig, load_stack_file
 from rfs_deploy.infra.alarms import alarm_period, error_rate_expression
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
+from rfs_deploy.infra.routing import LOAD_BALANCER_TAG
 from rfs_deploy.outputs import parse_outputs
 from rfs_deploy.sim.mockrun import AwsMocks, ProgramRun, run_stack_file
 
@@ -37,6 +41,10 @@ CASES = [
     pytest.param(path, name, id=f"{path.name.removeprefix('Pulumi.').removesuffix('.yaml')}:{name}")
     for path in STACK_FILES
     for name in load_stack_file(path).services
+]
+#: The services with a load balancer and listeners of their own.
+OWN_ALB_CASES = [
+    case for case in CASES if load_stack_file(case.values[0]).services[str(case.values[1])].routing is None
 ]
 
 
@@ -56,11 +64,12 @@ def test_one_service_component_and_one_load_balancer_per_service(path: Path) -> 
     config, run = evaluated(path)
     services = run.of_type("rfs-deploy:aws:Service")
     assert sorted(r.name for r in services) == sorted(config.services)
-    assert len(run.of_type("aws:lb/loadBalancer:LoadBalancer")) == len(config.services)
+    own = [name for name, service in config.services.items() if service.routing is None]
+    assert len(run.of_type("aws:lb/loadBalancer:LoadBalancer")) == len(own) + len(config.load_balancers)
     assert set(run.outputs["services"]) == set(config.services)
 
 
-@pytest.mark.parametrize(("path", "name"), CASES)
+@pytest.mark.parametrize(("path", "name"), OWN_ALB_CASES)
 def test_components_and_children(path: Path, name: str) -> None:
     _, svc = view(path, name)
     run = svc.run
@@ -85,7 +94,7 @@ def test_components_and_children(path: Path, name: str) -> None:
         }
 
 
-@pytest.mark.parametrize(("path", "name"), CASES)
+@pytest.mark.parametrize(("path", "name"), OWN_ALB_CASES)
 def test_security_groups(path: Path, name: str) -> None:
     config, svc = view(path, name)
     cfg, network = config.services[name], config.network
@@ -113,7 +122,7 @@ def test_security_groups(path: Path, name: str) -> None:
         assert sg.inputs["vpcId"] == network.vpc_id
 
 
-@pytest.mark.parametrize(("path", "name"), CASES)
+@pytest.mark.parametrize(("path", "name"), OWN_ALB_CASES)
 def test_load_balancer(path: Path, name: str) -> None:
     config, svc = view(path, name)
     lb = svc.load_balancer.inputs
@@ -123,7 +132,7 @@ def test_load_balancer(path: Path, name: str) -> None:
     assert lb.get("internal", False) is config.network.internal
 
 
-@pytest.mark.parametrize(("path", "name"), CASES)
+@pytest.mark.parametrize(("path", "name"), OWN_ALB_CASES)
 def test_listeners_follow_release_state(path: Path, name: str) -> None:
     config, svc = view(path, name)
     release, cfg = config.release[name], config.services[name]
@@ -226,7 +235,7 @@ def test_instance_refresh_preferences(path: Path, name: str) -> None:
         }
 
 
-@pytest.mark.parametrize(("path", "name"), CASES)
+@pytest.mark.parametrize(("path", "name"), OWN_ALB_CASES)
 def test_alarms(path: Path, name: str) -> None:
     config, svc = view(path, name)
     analysis = config.services[name].analysis
@@ -272,7 +281,7 @@ def test_alarms(path: Path, name: str) -> None:
             assert alarm.get("period", period) == period
 
 
-@pytest.mark.parametrize(("path", "name"), CASES)
+@pytest.mark.parametrize(("path", "name"), OWN_ALB_CASES)
 def test_outputs_name_the_real_resources(path: Path, name: str) -> None:
     config, svc = view(path, name)
     cfg = config.services[name]
@@ -304,7 +313,11 @@ def test_every_resource_is_tagged_with_its_service(path: Path) -> None:
         tags = resource.inputs.get("tags")
         if resource.type == T_ASG:
             tags = {t["key"]: t["value"] for t in tags}
-        assert tags["rfs-deploy:service"] in config.services, resource.name
+        if LOAD_BALANCER_TAG in tags:  # a shared load balancer's, of no one service
+            assert tags[LOAD_BALANCER_TAG] in config.load_balancers, resource.name
+            assert "rfs-deploy:service" not in tags, resource.name
+        else:
+            assert tags["rfs-deploy:service"] in config.services, resource.name
         assert tags["rfs-deploy:stack"] == run.stack
         for key, value in config.tags.items():
             assert tags[key] == value
