@@ -10,11 +10,14 @@ import pulumi
 from infra_helpers import PRODUCTION, ServiceView, as_plain
 
 from rfs_deploy.config import read_namespace
+from rfs_deploy.config.model import Network
+from rfs_deploy.infra.ingress import idle_listener_reach
 from rfs_deploy.sim.mockrun import AwsMocks, run_program
 
 BASE = read_namespace(PRODUCTION)
 SERVICE = "api-service"
 PUBLIC = ["0.0.0.0/0", "::/0"]
+GROUP = "sg-0123456789abcdef0"
 
 
 class LookupMocks(AwsMocks):
@@ -111,3 +114,17 @@ def test_the_production_ingress_never_reaches_the_test_port() -> None:
 def test_opening_the_test_port_to_everyone_takes_saying_so() -> None:
     (test_rule,) = run(testIngressCidrs=["0.0.0.0/0"])[8443]
     assert sources(test_rule) == ["0.0.0.0/0"]
+
+
+def network_of(**keys: Any) -> Network:
+    return Network.model_validate({**BASE["network"], **keys})
+
+
+def test_the_driver_is_told_ahead_when_it_cannot_reach_the_test_listener() -> None:
+    closed = idle_listener_reach(network_of(testIngressCidrs=[]))
+    assert closed is not None and "\n" not in closed and "admits nobody" in closed
+    public = idle_listener_reach(network_of(internal=False))
+    assert public is not None and "\n" not in public and "network.testIngressCidrs" in public
+    assert idle_listener_reach(network_of(internal=True)) is None
+    assert idle_listener_reach(network_of(testIngressCidrs=["198.51.100.7/32"])) is None
+    assert idle_listener_reach(network_of(testIngressCidrs=[], testIngressSecurityGroups=[GROUP])) is None
