@@ -584,6 +584,22 @@ else:
     ]
 
 
+class Autoscaling(Model):
+    """Between releases the live slot's Auto Scaling group scales itself, ``min`` to ``max``
+    instances, with a target-tracking policy on the group's average CPU (docs/sizing.md)."""
+
+    min: Int = Field(ge=1, le=1000)
+    max: Int = Field(ge=1, le=1000)
+    #: Average CPU percent the policy keeps the group at.
+    target_cpu: Num = Field(default=50, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
 class ServiceConfig(Model):
     """One service: an ALB, two slots (blue and green), listeners, alarms."""
 
@@ -615,6 +631,9 @@ class ServiceConfig(Model):
     webhooks: WebhookList = Field(default_factory=list)
     #: Behind a shared load balancer: host and path rules there instead of an ALB of its own.
     routing: Routing | None = None
+    #: The live slot scales itself between releases (min, max, target CPU); unset: pinned to its
+    #: capacity. A release pins both slots again (docs/sizing.md).
+    autoscaling: Autoscaling | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -624,6 +643,16 @@ class ServiceConfig(Model):
         if isinstance(data, dict) and data.get("https") is not None and not given:
             return {**data, "listenerPort": HTTPS_PORT}
         return data
+
+    @model_validator(mode="after")
+    def _count_within_autoscaling(self) -> ServiceConfig:
+        scaling = self.autoscaling
+        if scaling is not None and not scaling.min <= self.instance_count <= scaling.max:
+            raise ValueError(
+                f"instanceCount {self.instance_count} is outside autoscaling's min {scaling.min} "
+                f"and max {scaling.max}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> ServiceConfig:
@@ -712,6 +741,18 @@ class ReleaseState(Model):
     @property
     def idle(self) -> SlotName:
         return other_slot(self.live)
+
+    @property
+    def at_rest(self) -> bool:
+        """No release runs: the idle slot has neither instances nor traffic, no A/B rules, no
+        rolling release's settings (when a service's ``autoscaling`` applies)."""
+        idle = self.idle
+        return (
+            self.slot(idle).capacity == 0
+            and self.weights[idle] == 0
+            and self.variants is None
+            and self.rolling is None
+        )
 
     def slot(self, name: SlotName) -> SlotState:
         return self.blue if name == "blue" else self.green
