@@ -206,6 +206,7 @@ class Service(pulumi.ComponentResource):
             load_balancer_suffix=self._lb_suffix,
             instance_profile=self._args.instance_profile,
             tags=self._tags,
+            autoscaled=slot == release.live and release.at_rest,
         )
         return Slot(f"{self._name}-{slot}", args, self._opts())
 

@@ -52,6 +52,9 @@ class SlotArgs:
     tags: Mapping[str, str]
     #: An IAM instance profile for the launch template: its name or its ARN.
     instance_profile: pulumi.Input[str] | None = None
+    #: The group scales itself within ``config.autoscaling`` (the live slot while no release
+    #: runs); otherwise it is pinned to ``capacity``.
+    autoscaled: bool = False
 
     def __post_init__(self) -> None:
         # The release state is validated when it is read, but the version also lands in a root
@@ -105,6 +108,7 @@ class Slot(pulumi.ComponentResource):
         self.error_rate_alarm, self.latency_alarm = self._create_traffic_alarms()
         self.launch_template = self._create_launch_template()
         self.group = self._create_group()
+        self.scaling_policy = self._create_scaling_policy()
         self.cpu_alarm = self._create_cpu_alarm()
         self.register_outputs(
             {
@@ -204,10 +208,21 @@ class Slot(pulumi.ComponentResource):
         # starts the instance refresh for), and AWS only rolls a refresh back to a numbered one.
         version = self.launch_template.latest_version.apply(lambda v: str(int(v)))
         instance_tags = {**self._tags(), "Name": f"{args.service}-{args.slot}"}
+        low, high, opts = capacity, capacity, self._opts()
+        scaling = args.config.autoscaling
+        if args.autoscaled and scaling is not None:
+            # Between releases the policy owns the group's size: the program gives it its bounds
+            # and the size to start from, and leaves the desired capacity alone afterwards, so an
+            # update (a new instance profile, say) never resets what the policy scaled to.
+            low, high = scaling.min, scaling.max
+            capacity = min(max(capacity, low), high)
+            opts = pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"])
+            )
         return aws.autoscaling.Group(
             self._child("asg"),
-            min_size=capacity,
-            max_size=capacity,
+            min_size=low,
+            max_size=high,
             desired_capacity=capacity,
             vpc_zone_identifiers=args.subnet_ids,
             target_group_arns=[self.target_group.arn],
@@ -224,6 +239,29 @@ class Slot(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in sorted(instance_tags.items())
             ],
+            opts=opts,
+        )
+
+    def _create_scaling_policy(self) -> aws.autoscaling.Policy | None:
+        """The target-tracking policy of a service with ``autoscaling``, on both slots and kept
+        through releases (no policy to create and delete at every one): it only acts while the
+        group's bounds leave it room, and a release pins them to one capacity."""
+        scaling = self._args.config.autoscaling
+        if scaling is None:
+            return None
+        return aws.autoscaling.Policy(
+            self._child("scaling"),
+            autoscaling_group_name=self.group.name,
+            policy_type="TargetTrackingScaling",
+            estimated_instance_warmup=self._args.config.health_check_grace_period or None,
+            target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+                predefined_metric_specification=(
+                    aws.autoscaling.PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
+                        predefined_metric_type="ASGAverageCPUUtilization"
+                    )
+                ),
+                target_value=scaling.target_cpu,
+            ),
             opts=self._opts(),
         )
 

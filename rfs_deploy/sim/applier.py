@@ -115,6 +115,7 @@ class MotoApplier:
                 self.create_launch_template, self.update_launch_template, self.delete_launch_template
             ),
             "aws:autoscaling/group:Group": _Kind(self.create_group, self.update_group, self.delete_group),
+            "aws:autoscaling/policy:Policy": _Kind(self.put_policy, self.update_policy, self.delete_policy),
             "aws:cloudwatch/metricAlarm:MetricAlarm": _Kind(
                 self.create_alarm, self.update_alarm, self.delete_alarm
             ),
@@ -578,11 +579,16 @@ class MotoApplier:
             "AutoScalingGroupName": res.id,
             "MinSize": int(inputs.get("minSize", 0)),
             "MaxSize": int(inputs.get("maxSize", 0)),
-            "DesiredCapacity": int(inputs.get("desiredCapacity", inputs.get("minSize", 0))),
             "HealthCheckType": inputs.get("healthCheckType") or "EC2",
             "HealthCheckGracePeriod": int(inputs.get("healthCheckGracePeriod", 300)),
             "VPCZoneIdentifier": ",".join(inputs.get("vpcZoneIdentifiers") or []),
         }
+        # As the AWS provider does: the desired capacity is sent only when it changed, so an
+        # update of anything else leaves a scaling policy's size alone (AWS moves it into new
+        # bounds by itself).
+        desired = inputs.get("desiredCapacity", inputs.get("minSize", 0))
+        if desired != old.get("desiredCapacity", old.get("minSize", 0)):
+            params["DesiredCapacity"] = int(desired)
         if spec:
             params["LaunchTemplate"] = spec
         asg.update_auto_scaling_group(**params)
@@ -611,6 +617,26 @@ class MotoApplier:
     def delete_group(self, res: Applied) -> None:
         self.aws.raw("autoscaling").delete_auto_scaling_group(AutoScalingGroupName=res.id, ForceDelete=True)
         self.world.after_apply()
+
+    # ----------------------------------------------------------------- scaling policies
+
+    def put_policy(self, res: Applied) -> None:
+        name = res.inputs.get("name") or res.physical
+        answer = self.aws.raw("autoscaling").put_scaling_policy(**convert.scaling_policy(name, res.inputs))
+        res.id = name
+        res.computed = {"name": name, "arn": answer.get("PolicyARN", "")}
+
+    def update_policy(self, res: Applied, old: dict[str, Any]) -> None:
+        if old.get("autoscalingGroupName") != res.inputs.get("autoscalingGroupName"):
+            self.aws.raw("autoscaling").delete_policy(
+                AutoScalingGroupName=old.get("autoscalingGroupName"), PolicyName=res.id
+            )
+        self.aws.raw("autoscaling").put_scaling_policy(**convert.scaling_policy(res.id, res.inputs))
+
+    def delete_policy(self, res: Applied) -> None:
+        self.aws.raw("autoscaling").delete_policy(
+            AutoScalingGroupName=res.inputs.get("autoscalingGroupName"), PolicyName=res.id
+        )
 
     # ----------------------------------------------------------------- alarms
 

@@ -239,3 +239,27 @@ def _metric_query(query: Mapping[str, Any]) -> dict[str, Any]:
             "Stat": metric["stat"],
         }
     return result
+
+
+def scaling_policy(name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``put_scaling_policy`` parameters of an ``aws.autoscaling.Policy`` (target tracking on a
+    predefined metric, as the program makes them)."""
+    params: dict[str, Any] = {
+        "AutoScalingGroupName": inputs.get("autoscalingGroupName"),
+        "PolicyName": name,
+        "PolicyType": inputs.get("policyType") or "SimpleScaling",
+    }
+    if inputs.get("estimatedInstanceWarmup") is not None:
+        params["EstimatedInstanceWarmup"] = int(inputs["estimatedInstanceWarmup"])
+    tracking = inputs.get("targetTrackingConfiguration")
+    if tracking:
+        config: dict[str, Any] = {"TargetValue": float(tracking.get("targetValue", 0))}
+        metric = tracking.get("predefinedMetricSpecification")
+        if metric:
+            config["PredefinedMetricSpecification"] = {
+                "PredefinedMetricType": metric.get("predefinedMetricType")
+            }
+        if tracking.get("disableScaleIn") is not None:
+            config["DisableScaleIn"] = bool(tracking["disableScaleIn"])
+        params["TargetTrackingConfiguration"] = config
+    return params

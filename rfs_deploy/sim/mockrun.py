@@ -81,6 +81,8 @@ class RegisteredResource:
     outputs: Mapping[str, Any]
     #: URNs of the resources this one depends on.
     dependencies: tuple[str, ...] = ()
+    #: Input names the engine keeps from the last update (``ignore_changes``).
+    ignore_changes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ class _RecordingMonitor(MockMonitor):
                     inputs=inputs,
                     outputs=state,
                     dependencies=tuple(request.dependencies),
+                    ignore_changes=tuple(request.ignoreChanges),
                 )
             )
         props = _finish_now(rpc.serialize_properties(state, {}))

@@ -49,6 +49,7 @@ AUTONAMED = frozenset(
         "aws:lb/targetGroup:TargetGroup",
         "aws:ec2/launchTemplate:LaunchTemplate",
         "aws:autoscaling/group:Group",
+        "aws:autoscaling/policy:Policy",
         "aws:cloudwatch/metricAlarm:MetricAlarm",
     }
 )

@@ -133,3 +133,48 @@ def test_a_rollback_scales_the_grown_idle_slot_back(project: Path) -> None:
     assert aborted.status.value == "ROLLED_BACK", aborted.errors
     assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 0, 0)
     assert release.slot("green").capacity == 0 and release.weights == {"blue": 100, "green": 0}
+
+
+def test_an_autoscaled_service_in_the_sandbox_keeps_the_policys_size_and_is_pinned_in_a_release(
+    project: Path,
+) -> None:
+    from rfs_deploy.connect import open_seams
+    from rfs_deploy.drive.driver import Driver
+
+    config = stack([10, 30, 60])
+    service = config["config"]["rfs-deploy:services"][SERVICE]
+    service["autoscaling"] = {"min": 2, "max": 8, "targetCpu": 60}
+    (project / "stacks" / "Pulumi.scaled.yaml").write_text(yaml.safe_dump(config))
+    watch = GroupWatch()
+    seams = open_seams("scaled", backend="sim", scenario="healthy", fresh=True, listeners=[watch])
+    watch.seams = seams
+    try:
+        asg = seams.backend.applier.aws.raw("autoscaling")
+        out = parse_outputs(seams.backend.outputs(), SERVICE)
+        blue, green = out.slot("blue").asg_name, out.slot("green").asg_name
+
+        def group(name: str) -> tuple[int, int, int]:
+            (found,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+            return found["MinSize"], found["MaxSize"], found["DesiredCapacity"]
+
+        assert group(blue) == (2, 8, 4) and group(green) == (0, 0, 0)
+        policies = {p["AutoScalingGroupName"]: p for p in asg.describe_policies()["ScalingPolicies"]}
+        assert set(policies) == {blue, green}
+        tracking = policies[blue]["TargetTrackingConfiguration"]
+        assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ASGAverageCPUUtilization"
+        assert tracking["TargetValue"] == 60
+
+        # the policy scales out; a stack update of the same release leaves its size alone
+        asg.set_desired_capacity(AutoScalingGroupName=blue, DesiredCapacity=6)
+        seams.backend.up("an update between releases")
+        assert group(blue) == (2, 8, 6)
+
+        record = asyncio.run(Driver(seams).deploy(SERVICE, "v2.0.0", "canary"))
+        assert record.status.value == "COMPLETED", record.errors
+        # the release pinned the old live slot to its recorded capacity, then scaled it down;
+        # the new live slot scales itself again
+        assert group(green) == (2, 8, 4) and group(blue) == (0, 0, 0)
+    finally:
+        seams.close()
+    pinned = [desired for kind, desired, _, weight in watch.seen if kind == "set-weight" and weight < 100]
+    assert pinned == [1, 3, 3]
