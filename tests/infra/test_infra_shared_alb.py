@@ -386,3 +386,38 @@ def test_component_args_refuse_half_a_routing(given: dict[str, bool], message: s
         run_program({}, stack="own", program=program)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f3c5a1e-8d2b-4c61-9a7e-3b5d2f4e6a10"
+EXTRA = "arn:aws:acm:us-east-1:123456789012:certificate/9a7e3b5d-2f4e-4a10-8d2b-0f3c5a1e4c61"
+
+
+def test_https_on_the_shared_load_balancer_is_every_services_protocol() -> None:
+    ns = namespace()
+    ns["loadBalancers"]["edge"] = {"https": {"certificateArn": CERT, "extraCertificateArns": [EXTRA]}}
+    result = run(ns)
+    listeners = {r.name: as_plain(r.inputs) for r in result.of_type(T_LISTENER)}
+    assert set(listeners) == {"edge-listener", "edge-test-listener", "edge-redirect-listener"}
+    for name, port in (("edge-listener", 443), ("edge-test-listener", 8443)):
+        assert (listeners[name]["port"], listeners[name]["protocol"]) == (port, "HTTPS")
+        assert listeners[name]["certificateArn"] == CERT
+    (redirect,) = listeners["edge-redirect-listener"]["defaultActions"]
+    assert (redirect["type"], redirect["redirect"]["port"]) == ("redirect", "443")
+    certificates = result.of_type("aws:lb/listenerCertificate:ListenerCertificate")
+    assert sorted(c.name for c in certificates) == ["edge-listener-cert-1", "edge-test-listener-cert-1"]
+    for name in SERVICES:
+        out = parse_outputs(result.outputs, name)
+        assert (out.listener_protocol, out.listener_port, out.test_listener_port) == ("HTTPS", 443, 8443)
+    ports = sorted(rule["fromPort"] for rule in as_plain(result.named("edge-alb-sg", T_SG).inputs["ingress"]))
+    assert ports == [80, 443, 8443]
+
+
+def test_the_shared_test_listener_admits_the_vpc_not_the_production_ingress(steady: ProgramRun) -> None:
+    from rfs_deploy.sim.mockrun import AwsMocks
+
+    by_port = {
+        rule["fromPort"]: rule for rule in as_plain(steady.named("edge-alb-sg", T_SG).inputs["ingress"])
+    }
+    assert sorted(by_port) == [80, 8443]
+    assert by_port[80]["cidrBlocks"] == ["0.0.0.0/0"]
+    assert by_port[8443]["cidrBlocks"] == [AwsMocks.vpc_cidr]
