@@ -111,3 +111,45 @@ def test_without_autoscaling_the_groups_are_pinned_and_there_is_no_policy() -> N
 def test_the_refresh_settings_are_kept_on_an_autoscaled_group() -> None:
     found = view(AT_REST)
     assert found.asg("blue").inputs["instanceRefresh"]["strategy"] == "Rolling"
+
+
+@pytest.mark.parametrize(
+    ("scaling", "extra", "key", "reason"),
+    [
+        ({"min": 5, "max": 3}, {}, "services.api-service.autoscaling", "min 5 is above max 3"),
+        (
+            {"min": 12, "max": 20},
+            {},
+            "services.api-service",
+            "instanceCount 10 is outside autoscaling's min 12",
+        ),
+        (
+            {"min": 2, "max": 20, "targetCpu": 0},
+            {},
+            "services.api-service.autoscaling.targetCpu",
+            "greater than 0",
+        ),
+        ({"max": 20}, {}, "services.api-service.autoscaling.min", ""),
+        (
+            {"min": 2, "max": 20},
+            {"canaryMinCapacity": 0},
+            "services.api-service.strategy.canary.canaryMinCapacity",
+            "",
+        ),
+    ],
+    ids=["min above max", "count outside", "zero cpu", "no min", "zero canary minimum"],
+)
+def test_bad_sizing_settings_are_one_line_naming_the_key(
+    scaling: dict[str, Any], extra: dict[str, Any], key: str, reason: str
+) -> None:
+    from rfs_deploy.config.loading import load_stack_config, read_namespace
+    from rfs_deploy.errors import ConfigError
+
+    namespace = read_namespace(PRODUCTION)
+    service = {**service_with(scaling), "strategy": {"type": "canary", **extra}}
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config({**namespace, "services": {SERVICE: service}})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"config rfs-deploy:{key}: "), message
+    assert reason in message
