@@ -133,8 +133,8 @@ def test_the_refresh_settings_are_kept_on_an_autoscaled_group() -> None:
         (
             {"min": 2, "max": 20},
             {"canaryMinCapacity": 0},
-            "services.api-service.strategy.canary.canaryMinCapacity",
-            "",
+            "services.api-service.strategy.canaryMinCapacity",
+            "greater than or equal to 1",
         ),
     ],
     ids=["min above max", "count outside", "zero cpu", "no min", "zero canary minimum"],
