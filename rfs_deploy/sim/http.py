@@ -7,7 +7,8 @@ HTTPS listener is a 400), and the HTTP-to-HTTPS redirect listener answers its 30
 is routed like the ALB would: a listener rule whose header condition matches, else the default
 action's target group with the largest weight; then to a healthy instance of it. Behind a shared
 load balancer a service answers on its hosts (and the DNS name), and the shared listener's rules
-match host-header and path-pattern conditions too (no rule matching: no target group). That instance answers:
+match host-header and path-pattern conditions too (no rule matching: the listener's fixed 404).
+That instance answers:
 
 * ``/health``  200 ``{"status": "healthy"}`` (503 when the target group has no healthy target)
 * ``/version`` 200 ``{"version": "<the instance's release version>"}``
@@ -69,6 +70,9 @@ def sandbox_transport(world: World) -> httpx.MockTransport:
             )
         target_group = _route(world, listener, request)
         if target_group is None:
+            fixed = _fixed_response(world, listener)
+            if fixed is not None:
+                return fixed
             return httpx.Response(503, json={"error": "no target group behind the listener"})
         serving = [(i, c) for i, c in world.targets(target_group) if c.in_service]
         if not serving:
@@ -133,6 +137,20 @@ def _route(world: World, listener_arn: str, request: httpx.Request) -> str | Non
     forward = forward_targets(forward_action(listener.get("DefaultActions", [])))
     live = {arn: w for arn, w in forward.items() if w > 0}
     return max(live, key=lambda arn: live[arn]) if live else None
+
+
+def _fixed_response(world: World, listener_arn: str) -> httpx.Response | None:
+    """The listener's fixed-response default action (a shared load balancer's 404), if it has one."""
+    listener = world.aws.raw("elbv2").describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
+    action = next((a for a in listener.get("DefaultActions", []) if a.get("Type") == "fixed-response"), None)
+    if action is None:
+        return None
+    config = action.get("FixedResponseConfig", {})
+    return httpx.Response(
+        int(config.get("StatusCode", "503")),
+        text=str(config.get("MessageBody", "")),
+        headers={"content-type": str(config.get("ContentType", "text/plain"))},
+    )
 
 
 def _rule_matches(conditions: Sequence[Mapping[str, Any]], request: httpx.Request) -> bool:

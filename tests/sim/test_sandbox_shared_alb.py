@@ -131,6 +131,9 @@ def test_requests_reach_the_service_their_host_and_path_name(box: Any) -> None:
         # the idle slot runs nothing yet: the test listener's rule reaches it, with no target
         idle = client.get(f"{outs['api'].test_url}/health")
         assert (idle.status_code, idle.json()) == (503, {"error": "no healthy target"})
+        # a request no service's rule matches gets the shared listener's fixed 404
+        stray = client.get(f"http://{outs['api'].dns_name}/version")
+        assert (stray.status_code, stray.text) == (404, "no service here")
 
 
 def test_a_canary_of_one_service_moves_its_rule_while_the_others_keep_their_weights(
