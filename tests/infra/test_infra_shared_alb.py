@@ -421,3 +421,16 @@ def test_the_shared_test_listener_admits_the_vpc_not_the_production_ingress(stea
     assert sorted(by_port) == [80, 8443]
     assert by_port[80]["cidrBlocks"] == ["0.0.0.0/0"]
     assert by_port[8443]["cidrBlocks"] == [AwsMocks.vpc_cidr]
+
+
+def test_a_service_without_routing_keeps_its_own_load_balancer_beside_the_shared_one() -> None:
+    ns = namespace()
+    ns["services"]["solo"] = {"artifact": {"defaultAmi": "ami-0cc3300000000d100"}, "instanceCount": 1}
+    ns["release"]["solo"] = {"live": "blue", "blue": {"version": "v1", "capacity": 1}}
+    result = run(ns)
+    assert sorted(r.name for r in result.of_type(T_LB)) == ["edge-alb", "solo-alb"]
+    out = parse_outputs(result.outputs, "solo")
+    assert out.rule_arn is None and out.traffic_arn == result.named("solo-listener", T_LISTENER).id
+    (action,) = result.named("solo-listener", T_LISTENER).inputs["defaultActions"]
+    assert action["type"] == "forward"
+    assert not [r for r in result.of_type(T_RULE) if r.name.startswith("solo-")]
