@@ -38,7 +38,7 @@ def _check_stack_file(stack: str, backend: str | None = None) -> None:
     deep, aliases and values JSON cannot carry are one ConfigError line too). A sandbox stack
     without a session yet starts from the file's settings: those are validated here too, so a
     refused file leaves the state directory as it was (no lock file, no session)."""
-    from rfs_deploy.config.loading import load_stack_config, read_namespace
+    from rfs_deploy.config.loading import load_stack_config, read_namespace, require_network
     from rfs_deploy.connect import backend_kind, state_dir
     from rfs_deploy.sim import session_directory
 
@@ -48,7 +48,7 @@ def _check_stack_file(stack: str, backend: str | None = None) -> None:
         return
     namespace = read_namespace(path)
     if backend_kind(backend) == "sim" and not (session_directory(state_dir(), short) / "state.json").exists():
-        load_stack_config(namespace)
+        require_network(load_stack_config(namespace))
 
 
 def _seams(args: argparse.Namespace, stack: str, backend: str | None = None, **kw: Any) -> Seams:

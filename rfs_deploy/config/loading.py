@@ -146,13 +146,47 @@ def stack_config_dir(project: str | Path) -> Path:
     """Where the Pulumi project in ``project`` keeps its stack files: Pulumi.yaml's
     ``stackConfigDir``, else the project directory itself (Pulumi's own rule)."""
     root = Path(project)
+    config_dir = project_settings(root).get("stackConfigDir")
+    return root / config_dir if isinstance(config_dir, str) and config_dir else root
+
+
+def project_settings(root: Path) -> dict[str, Any]:
+    """The Pulumi.yaml of the project in ``root`` as a mapping ({} when missing or unreadable:
+    Pulumi itself reports a broken project file)."""
     found = next((root / f"Pulumi{e}" for e in (".yaml", ".yml") if (root / f"Pulumi{e}").is_file()), None)
     try:
         settings = bounded_yaml.read(found) if found is not None else {}
     except (OSError, bounded_yaml.YamlRefused):
         settings = {}
-    config_dir = settings.get("stackConfigDir") if isinstance(settings, dict) else None
-    return root / config_dir if isinstance(config_dir, str) and config_dir else root
+    return settings if isinstance(settings, dict) else {}
+
+
+#: The module the shipped program's entry point runs (``__main__.py``).
+SHIPPED_PROGRAM = "rfs_deploy.infra.program"
+
+
+def runs_shipped_program(project: str | Path) -> bool:
+    """Whether the Pulumi project in ``project`` runs rfs-deploy's own program: its ``main``
+    (Pulumi.yaml's, else the project directory) has a ``__main__.py`` importing
+    :data:`SHIPPED_PROGRAM`. A program of your own builds its network itself."""
+    root = Path(project)
+    main = project_settings(root).get("main")
+    entry = root / main if isinstance(main, str) and main else root
+    entry = entry / "__main__.py" if entry.is_dir() else entry
+    try:
+        return SHIPPED_PROGRAM in entry.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def require_network(config: StackConfig) -> StackConfig:
+    """``config``, refused with one line when it has no ``network``: the shipped program puts every
+    service in that VPC (a program of your own passes its network to the components instead)."""
+    if config.network is None:
+        raise ConfigError(
+            f"{NAMESPACE}:network", "missing: the shipped program puts every service in this VPC"
+        )
+    return config
 
 
 def stack_region(path: str | Path) -> str | None:

@@ -790,7 +790,10 @@ class ReleaseState(Model):
 class StackConfig(Model):
     """Everything under the ``rfs-deploy`` config namespace of one stack."""
 
-    network: Network
+    #: The VPC every service of the shipped program runs in. A program of your own that passes
+    #: its network to the components itself (docs/components.md) leaves it out; the shipped
+    #: program refuses a stack without it.
+    network: Network | None = None
     services: dict[str, ServiceConfig] = Field(min_length=1)
     release: dict[str, ReleaseState]
     #: AWS tags on every resource (AWS allows keys of 128 and values of 256 characters).

@@ -42,7 +42,7 @@ from rfs_deploy.config import (
     load_stack_config,
     parse_release,
 )
-from rfs_deploy.config.loading import stack_config_dir
+from rfs_deploy.config.loading import require_network, runs_shipped_program, stack_config_dir
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.errors import (
     BackendError,
@@ -123,7 +123,9 @@ class PulumiBackend:
         release = self.release_state()
         if release is not None:
             values["release"] = release_json(release)
-        return load_stack_config(values)
+        config = load_stack_config(values)
+        # the shipped program needs the network; a program of your own brings its own
+        return require_network(config) if runs_shipped_program(self.work_dir) else config
 
     def release_state(self) -> dict[str, ReleaseState] | None:
         """The stack's release state as the backend knows it: what the last successful update

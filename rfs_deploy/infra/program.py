@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from rfs_deploy import releases
 from rfs_deploy.config import ReleaseState, StackConfig, load_from_pulumi
-from rfs_deploy.config.loading import NAMESPACE, format_error, parse_release
+from rfs_deploy.config.loading import NAMESPACE, format_error, parse_release, require_network
 from rfs_deploy.config.model import SERVICE_NAME, ServiceConfig, shown
 from rfs_deploy.errors import ConfigError
 from rfs_deploy.infra.routing import SharedAlb, SharedAlbArgs
@@ -168,10 +168,15 @@ def live_release() -> dict[str, ReleaseState] | None:
 def build_services(config: StackConfig) -> dict[str, Service]:
     """One :class:`Service` component per configured service (SPEC P8), each with its own ALB,
     or (``routing``) with rules on one of the stack's shared ``loadBalancers``."""
+    try:
+        network = require_network(config).network
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from None
+    assert network is not None
     shared = {
         name: SharedAlb(
             name,
-            SharedAlbArgs(settings, config.network, {**config.tags, STACK_TAG: pulumi.get_stack()}),
+            SharedAlbArgs(settings, network, {**config.tags, STACK_TAG: pulumi.get_stack()}),
         )
         for name, settings in config.load_balancers.items()
     }
@@ -180,7 +185,7 @@ def build_services(config: StackConfig) -> dict[str, Service]:
         routing = service.routing
         if routing is None or routing.load_balancer is None:
             args = ServiceArgs(
-                config=service, release=config.release[name], network=config.network, tags=config.tags
+                config=service, release=config.release[name], network=network, tags=config.tags
             )
         else:
             alb, settings = shared[routing.load_balancer], config.load_balancers[routing.load_balancer]
@@ -193,7 +198,7 @@ def build_services(config: StackConfig) -> dict[str, Service]:
             args = ServiceArgs(
                 config=service.model_copy(update=ports),
                 release=config.release[name],
-                network=config.network,
+                network=network,
                 tags=config.tags,
                 load_balancer_arn=alb.load_balancer.arn,
                 load_balancer_dns_name=alb.load_balancer.dns_name,

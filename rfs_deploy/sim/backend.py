@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rfs_deploy import releases, statefiles
-from rfs_deploy.config.loading import load_stack_config, parse_release
+from rfs_deploy.config.loading import load_stack_config, parse_release, require_network
 from rfs_deploy.config.model import ReleaseState, StackConfig
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.errors import BackendError, RfsDeployError, StackBusy
@@ -131,8 +131,9 @@ class SandboxBackend:
     # ----------------------------------------------------------------- config
 
     def read_config(self) -> StackConfig:
-        """The stack's ``rfs-deploy`` config as it stands (validated; ConfigError names the key)."""
-        return load_stack_config(self.namespace)
+        """The stack's ``rfs-deploy`` config as it stands (validated; ConfigError names the key;
+        the sandbox runs the shipped program, which needs the network)."""
+        return require_network(load_stack_config(self.namespace))
 
     def write_release(self, release: Mapping[str, ReleaseState]) -> None:
         """Replace ``rfs-deploy:release`` and nothing else."""
@@ -177,7 +178,8 @@ class SandboxBackend:
             self._maybe_kill("start")
             self._inject("before")
             config = self.read_config()
-            self.applier.network.ensure(self.applier.aws, config.network)
+            if config.network is not None:
+                self.applier.network.ensure(self.applier.aws, config.network)
             self.applier.warm = first
             self.applier.begin()
             run = run_program(

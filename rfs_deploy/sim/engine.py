@@ -210,7 +210,8 @@ class EngineBackend:
 
     def up(self, message: str, on_event: Callable[[str], None] | None = None) -> UpdateResult:
         config = self.pulumi.read_config()
-        self.box.applier.network.ensure(self.box.aws, config.network)
+        if config.network is not None:
+            self.box.applier.network.ensure(self.box.aws, config.network)
         first = not any(entry.result == "succeeded" for entry in self.pulumi.history())
         self.box.applier.warm = first
         try:

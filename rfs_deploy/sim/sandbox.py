@@ -41,7 +41,13 @@ import httpx
 
 from rfs_deploy import statefiles
 from rfs_deploy.aws import AwsAdapters, AwsSession
-from rfs_deploy.config.loading import REGION_KEY, load_stack_config, read_namespace, read_other_config
+from rfs_deploy.config.loading import (
+    REGION_KEY,
+    load_stack_config,
+    read_namespace,
+    read_other_config,
+    require_network,
+)
 from rfs_deploy.config.secrets import revealed_values, scrub
 from rfs_deploy.drive.protocols import HistoryEntry, UpdateResult
 from rfs_deploy.errors import ConfigError, DamagedState, InvalidInput, RfsDeployError, StackBusy
@@ -187,7 +193,9 @@ class Sandbox:
         namespace = read_namespace(path)
         # the session keeps these as they are: a secret of another namespace is left out
         extra = read_other_config(path, keep_secrets=False)
-        load_stack_config(namespace)  # a broken stack file: one ConfigError line before moto starts
+        # a broken stack file: one ConfigError line before moto starts (the sandbox runs the
+        # shipped program, which needs the network)
+        require_network(load_stack_config(namespace))
         box = cls(
             stack,
             namespace,
@@ -331,7 +339,8 @@ class Sandbox:
             restore_secrets(self.backend.namespace, self._secret_source)
         previous = self.world.load_json(saved["world"])
         config = self.backend.read_config()
-        self.network.ensure(self.aws, config.network)
+        if config.network is not None:
+            self.network.ensure(self.aws, config.network)
         for data in saved.get("resources", []):
             res = Applied(**data)
             seed_ids(res.key, res.generation)

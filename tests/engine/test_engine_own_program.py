@@ -181,15 +181,10 @@ def test_the_driver_plans_a_release_of_the_own_program(own_program: tuple[OwnPro
     """``rfs-deploy --project <dir> plan`` on the example's stack, through the real engine."""
     program, _ = own_program
     program.up()
-    # the driver's config check still wants rfs-deploy:network (docs/components.md, "Not there
-    # yet"); the program does not read it
-    path = program.work / "Pulumi.dev.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["config"]["rfs-deploy:network"] = {
-        "vpcId": "vpc-0000000000000000a",
-        "subnetIds": ["subnet-0000000000000000a", "subnet-0000000000000000b"],
-    }
-    path.write_text(yaml.safe_dump(doc))
+    # the stack file has no rfs-deploy:network: the driver does not need one
+    assert (
+        "rfs-deploy:network" not in yaml.safe_load((program.work / "Pulumi.dev.yaml").read_text())["config"]
+    )
     command = [
         sys.executable, "-m", "rfs_deploy", "--backend", "pulumi", "--project", str(program.work),
         "plan", "--stack", "dev", "--service", "web", "--version", "v1.1.0", "--json",

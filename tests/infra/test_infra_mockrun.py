@@ -157,3 +157,18 @@ def test_a_failing_hook_fails_the_run_with_its_own_error() -> None:
     with pytest.raises(LookupError, match="no capacity"):
         run_stack_file(PRODUCTION, mocks=Refusing())
     assert run_stack_file(PRODUCTION).outputs["services"]
+
+
+def test_a_stack_without_a_network_loads_but_the_shipped_program_refuses_it_with_one_line() -> None:
+    # rfs-deploy:network is optional for the driver (a program of your own brings its network);
+    # the shipped program needs it and says so in one line
+    from rfs_deploy.config import load_stack_config
+
+    namespace = read_namespace(PRODUCTION)
+    del namespace["network"]
+    assert load_stack_config(namespace).network is None
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(namespace)
+    assert str(caught.value) == (
+        "config rfs-deploy:network: missing: the shipped program puts every service in this VPC"
+    )
