@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -238,10 +239,29 @@ def _check_report(args: argparse.Namespace) -> None:
         check_report_dir(args.report)
 
 
+def _reach_warning(args: argparse.Namespace, seams: Seams) -> str | None:
+    """A warning when the stack file alone shows the driver may not reach the test listener
+    (docs/listeners.md). Not in the sandbox, which enforces no security group; not for a program
+    of your own without ``rfs-deploy:network``, whose network the driver cannot see."""
+    from rfs_deploy.connect import backend_kind
+
+    if backend_kind(args.backend) == "sim":
+        return None
+    network = seams.backend.read_config().network
+    if network is None:
+        return None
+    from rfs_deploy.infra.reach import idle_listener_reach
+
+    return idle_listener_reach(network)
+
+
 async def cmd_deploy(args: argparse.Namespace) -> int:
     _check_report(args)
     await _precheck(args, "deploy")
     seams = _seams(args, args.stack, scenario=args.scenario)
+    warning = _reach_warning(args, seams)
+    if warning is not None:
+        print(f"rfs-deploy: warning: {warning}", file=sys.stderr)
     overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
     record = await Driver(seams).deploy(args.service, args.version, args.strategy, overrides, image=args.ami)
     return _finish(args, record, args.report)
@@ -263,6 +283,10 @@ async def cmd_plan(args: argparse.Namespace) -> int:
         "from": release.to_config(),
         "steps": [{"kind": s.kind, "description": s.describe()} for s in steps],
     }
+    warning = _reach_warning(args, seams)
+    if warning is not None:
+        payload["warnings"] = [warning]
+        lines.append(f"warning: {warning}")
     emit(args, payload, f"{args.service}: {strategy.type} to {args.version}\n" + "\n".join(lines))
     return 0
 

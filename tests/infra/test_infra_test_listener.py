@@ -11,7 +11,7 @@ from infra_helpers import PRODUCTION, ServiceView, as_plain
 
 from rfs_deploy.config import read_namespace
 from rfs_deploy.config.model import Network
-from rfs_deploy.infra.ingress import idle_listener_reach
+from rfs_deploy.infra.reach import idle_listener_reach
 from rfs_deploy.sim.mockrun import AwsMocks, run_program
 
 BASE = read_namespace(PRODUCTION)
