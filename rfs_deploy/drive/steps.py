@@ -34,6 +34,10 @@ class Change(Step):
         raise NotImplementedError
 
 
+def _instances(count: int) -> str:
+    return f"{count} instance" if count == 1 else f"{count} instances"
+
+
 # --------------------------------------------------------------------------- changes
 
 
@@ -49,7 +53,7 @@ class DeployIdle(Change):
         return release.with_slot(release.idle, version=self.version, capacity=self.capacity)
 
     def describe(self) -> str:
-        return f"deploy {self.version} to the idle slot ({self.capacity} instances)"
+        return f"deploy {self.version} to the idle slot ({_instances(self.capacity)})"
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,6 @@ class ScaleIdle(Change):
     weight: int
     timeout: int
     warmup: int = 0
-    #: Seconds the new instances should take to boot, pass their health checks and warm up: time
-    #: the plan schedules for itself (so the deployment's time budget allows for it).
-    expected: int = 0
 
     def apply(self, release: ReleaseState) -> ReleaseState:
         return release.with_slot(release.idle, capacity=self.capacity)
@@ -78,7 +79,7 @@ class ScaleIdle(Change):
 
     def describe(self) -> str:
         return (
-            f"scale the idle slot to {self.capacity} instances for {self.weight}% and wait until "
+            f"scale the idle slot to {_instances(self.capacity)} for {self.weight}% and wait until "
             f"they are healthy (at most {self.timeout}s)"
         )
 

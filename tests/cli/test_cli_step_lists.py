@@ -15,7 +15,7 @@ def test_plan_shows_a_step_list_with_its_gate(place: Place) -> None:
     described = [line.split(". ", 1)[1] for line in lines if line[:3].strip().rstrip(".").isdigit()]
     # after deploy, wait and validate: the list as written (the idle slot grown to the ten
     # instances 50 % needs, twice its share), then the usual 100 % and its analysis
-    assert described[0] == "deploy v2.0.0 to the idle slot (1 instances)"
+    assert described[0] == "deploy v2.0.0 to the idle slot (1 instance)"
     assert described[3:] == [
         "set weight 10%",
         "analyze for 300s against the live slot",

@@ -101,17 +101,12 @@ def test_a_busy_canary_never_ends_early_for_the_budget() -> None:
     assert not [v for v in record.verdicts if "time budget" in v.reason]
 
 
-#: The canary at full size from the start: no scale steps, whose scheduled boot the fakes' instant
-#: health checks never take, so the plan's time is the time the fakes' run takes.
-FULL_SIZE = {"strategy": {"canaryMinCapacity": 10}}
-
-
 def busy_seconds() -> float:
     """How long the canary's plan takes when every window is judged at once (1,000 rpm)."""
     world = build_world()
     world.cloud.requests_per_minute = 1000
     started = world.clock.now()
-    assert world.deploy("canary", overrides=FULL_SIZE).status is DeploymentStatus.COMPLETED
+    assert world.deploy("canary").status is DeploymentStatus.COMPLETED
     return world.clock.now() - started
 
 
@@ -127,7 +122,7 @@ def test_thin_windows_that_ate_the_budget_pause_the_release_between_steps() -> N
             if len(thin) == 3:
                 world.cloud.requests_per_minute = 1000
 
-    budget = {**FULL_SIZE, "deploy": {"deploymentTimeout": f"{round(busy_seconds()) + 30}s"}}
+    budget = {"deploy": {"deploymentTimeout": f"{round(busy_seconds()) + 30}s"}}
     record = world.deploy("canary", overrides=budget, listeners=[traffic_returns])
 
     assert record.status is DeploymentStatus.IN_PROGRESS and record.paused is not None, record.errors
@@ -144,7 +139,7 @@ def test_a_budget_that_runs_out_for_another_reason_still_rolls_back() -> None:
     world = build_world(service_changes={"analysis": {"maxInconclusive": 20}})
     world.cloud.requests_per_minute = 1000
     world.metrics.missing = 10
-    budget = {**FULL_SIZE, "deploy": {"deploymentTimeout": f"{round(busy_seconds()) + 30}s"}}
+    budget = {"deploy": {"deploymentTimeout": f"{round(busy_seconds()) + 30}s"}}
     record = world.deploy("canary", overrides=budget)
     assert record.status is DeploymentStatus.ROLLED_BACK
     assert budget_errors(record), record.errors

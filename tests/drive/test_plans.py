@@ -26,7 +26,6 @@ from rfs_deploy.config.model import (
     other_slot,
 )
 from rfs_deploy.drive.plans import describe, plan, planned_seconds, replay
-from rfs_deploy.drive.plans.common import boot_seconds
 from rfs_deploy.drive.steps import (
     Analyze,
     Change,
@@ -77,9 +76,8 @@ def prepare_small(capacity: int) -> tuple[Step, ...]:
 
 
 def grow(capacity: int, weight: int) -> ScaleIdle:
-    """A canary's scale step before ``weight``, waiting as long as the first health wait and
-    scheduling one boot (grace period and health checks) for itself."""
-    return ScaleIdle(capacity, weight, 600, expected=boot_seconds(service()))
+    """A canary's scale step before ``weight``, waiting as long as the first health wait."""
+    return ScaleIdle(capacity, weight, 600)
 
 
 #: Blue-green's switch moves everyone at once, so its validation also runs the load probe.
@@ -459,14 +457,12 @@ def test_the_judged_slot_is_the_one_running_the_release() -> None:
     [
         # switch delay + bake + scale-down delay
         (BlueGreen(), 60 + 300 + 300),
-        # nine partial weights and the 100 % window, 60 s each; two scale steps (at 20 % and
-        # 50 %), each a boot: the 120 s grace period and three 30 s health checks
-        (Canary(), 10 * 60 + 2 * 210),
+        # nine partial weights and the 100 % window, 60 s each
+        (Canary(), 10 * 60),
         # the refresh's expected 1020 s and the final window
         (Rolling(batch_size=3, batch_interval=45), 1020 + 60),
         (ABTest(duration=1800), 1800),
-        # analyze 5m, pause 2m, the 100 % window 60 s and its scale step's boot; the gates
-        # schedule nothing
+        # analyze 5m, pause 2m, the 100 % window 60 s; the gates schedule nothing
         (
             Canary.model_validate(
                 {
@@ -479,7 +475,7 @@ def test_the_judged_slot_is_the_one_running_the_release() -> None:
                     ]
                 }
             ),
-            300 + 120 + 60 + 210,
+            300 + 120 + 60,
         ),
         (BlueGreen.model_validate({"steps": [{"pause": {}}]}), 60 + 300 + 300),
     ],

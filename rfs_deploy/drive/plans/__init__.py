@@ -25,7 +25,6 @@ from rfs_deploy.drive.steps import (
     Decide,
     Gate,
     Pause,
-    ScaleIdle,
     Step,
     WaitHealthy,
     WatchRefresh,
@@ -81,12 +80,12 @@ _SCHEDULED: Mapping[type[Step], Callable[[Any], float]] = MappingProxyType(
         Gate: lambda step: 0,
         WaitHealthy: lambda step: step.warmup,
         WatchRefresh: lambda step: step.expected,
-        ScaleIdle: lambda step: step.expected,
     }
 )
 
 
 def planned_seconds(steps: Iterable[Step]) -> float:
     """The time a plan schedules for itself (bakes, intervals, delays, warm-up, A/B duration,
-    the instance refresh's expected duration, a canary's scale steps' expected boot)."""
+    the instance refresh's expected duration). Health waits, a canary's scale steps included,
+    schedule only their warm-up: booting is what the budget's overrun allows for."""
     return float(sum(_SCHEDULED.get(type(step), lambda _: 0)(step) for step in steps))

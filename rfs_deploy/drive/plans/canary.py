@@ -7,7 +7,6 @@ from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.config.strategies.canary import Canary
 from rfs_deploy.drive.plans.common import (
     analysis_interval,
-    boot_seconds,
     check_start,
     pause_step,
     prepare_idle,
@@ -88,7 +87,6 @@ class _Sizer:
                 # No warm-up here: the slot's instances share its traffic as soon as they pass
                 # their health checks, whatever the plan waits for, so a wait would only delay the
                 # next weight (and cost the deployment's time budget) without keeping them cold.
-                expected=boot_seconds(service),
             ),
         )
 
