@@ -48,6 +48,8 @@ class ServiceOutputs:
     test_rule_arn: str | None = None
     hosts: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    #: ``https.hostName``: the name the driver's requests use when the service has no host rule.
+    host_name: str | None = None
 
     def slot(self, name: SlotName) -> SlotOutputs:
         return self.slots[name]
@@ -65,9 +67,9 @@ class ServiceOutputs:
     @property
     def host(self) -> str:
         """The host name requests to the service use: its first host without wildcards when it is
-        routed by host, else the load balancer's DNS name."""
+        routed by host, else ``https.hostName``, else the load balancer's DNS name."""
         plain = next((h for h in self.hosts if "*" not in h and "?" not in h), None)
-        return plain or self.dns_name
+        return plain or self.host_name or self.dns_name
 
     @property
     def scheme(self) -> str:
@@ -110,6 +112,7 @@ class ServiceOutputs:
                 for name, s in self.slots.items()
             },
             **routed,
+            **({"hostName": self.host_name} if self.host_name else {}),
         }
 
 
@@ -128,6 +131,7 @@ def parse_service_outputs(value: Mapping[str, Any]) -> ServiceOutputs:
             test_rule_arn=value.get("testRuleArn"),
             hosts=tuple(value.get("hosts") or ()),
             paths=tuple(value.get("paths") or ()),
+            host_name=value.get("hostName") or None,
             slots={
                 name: SlotOutputs(
                     target_group_arn=value["slots"][name]["targetGroupArn"],

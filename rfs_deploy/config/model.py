@@ -182,6 +182,14 @@ class Https(Model):
     #: Also listen for plain HTTP on ``redirectPort`` and answer 301 to the HTTPS listener.
     redirect_http: bool = True
     redirect_port: Int = Field(default=80, ge=1, le=65535)
+    #: The name the certificate covers, pointed at the load balancer in DNS: the driver's
+    #: validation and load probe connect to it, so the certificate verifies (the load balancer's
+    #: own DNS name is not on it). Unset: the load balancer's DNS name.
+    host_name: str | None = Field(
+        default=None,
+        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+        max_length=253,
+    )
 
 
 # --------------------------------------------------------------------------- shared load balancers

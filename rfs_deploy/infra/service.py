@@ -277,6 +277,7 @@ class Service(pulumi.ComponentResource):
                 test_rule_arn=v["test_rule"],
                 hosts=tuple(routing.hosts) if routing else (),
                 paths=tuple(routing.paths) if routing else (),
+                host_name=cfg.https.host_name if cfg.https is not None else None,
             ).to_output()
 
         return pulumi.Output.all(

@@ -100,7 +100,9 @@ def _service(world: World, host: str) -> ServiceOutputs | None:
     # a service behind a shared load balancer answers on its hosts too (its rules pick it there)
     services = list(world.topology().values())
     routed = next((out for out in services if _matches(host, out.hosts)), None)
-    return routed or next((out for out in services if out.dns_name == host), None)
+    # https.hostName: a name the stack's DNS points at the service's own load balancer
+    named = next((out for out in services if host in (out.host_name, out.dns_name)), None)
+    return routed or named
 
 
 def _redirect(world: World, out: ServiceOutputs, port: int, request: httpx.Request) -> httpx.Response | None:

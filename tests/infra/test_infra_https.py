@@ -160,6 +160,8 @@ ERRORS: list[tuple[str, Callable[[], Namespace], str, str]] = [
      "services.api-service.https.sslPolicy", "ELBSecurityPolicy-"),
     ("the redirect on the test port", lambda: namespace({"certificateArn": CERT, "redirectPort": 8443}),
      "services.api-service", "https.redirectPort 8443 is also listenerPort or testListenerPort"),
+    ("a host name that is no host name", lambda: namespace({"certificateArn": CERT, "hostName": "a b"}),
+     "services.api-service.https.hostName", "should match pattern"),
     ("a test CIDR that is no CIDR", lambda: with_network(testIngressCidrs=["vpc"]),
      "network.testIngressCidrs", "'vpc' is not a CIDR block"),
     ("a test group that is no group",

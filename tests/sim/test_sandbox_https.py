@@ -5,6 +5,7 @@ listener."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from rfs_deploy.outputs import parse_outputs
+from rfs_deploy.outputs import ServiceOutputs, parse_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = "api-service"
@@ -62,7 +63,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
-def test_an_https_service_deploys_and_validates_through_the_https_test_listener(project: Path) -> None:
+def deploy_watching_requests(project: Path) -> tuple[Any, ServiceOutputs, list[httpx.URL]]:
+    """A blue-green deployment of the https stack in ``project``: its record, the service's
+    outputs, and every URL the driver requested."""
     from rfs_deploy.connect import open_seams
     from rfs_deploy.drive.driver import Driver
 
@@ -81,6 +84,11 @@ def test_an_https_service_deploys_and_validates_through_the_https_test_listener(
         out = parse_outputs(seams.backend.outputs(), SERVICE)
     finally:
         seams.close()
+    return record_, out, seen
+
+
+def test_an_https_service_deploys_and_validates_through_the_https_test_listener(project: Path) -> None:
+    record_, out, seen = deploy_watching_requests(project)
     assert record_.status.value == "COMPLETED", record_.errors
     assert out.listener_protocol == "HTTPS" and out.test_url == f"https://{out.dns_name}:8443"
     assert seen, "the deployment sent no validation request"
@@ -88,6 +96,20 @@ def test_an_https_service_deploys_and_validates_through_the_https_test_listener(
     reached = {(url.scheme, url.host, url.port or 443) for url in seen}
     assert reached <= {("https", out.dns_name, 8443), ("https", out.dns_name, 443)}
     assert ("https", out.dns_name, 8443) in reached
+    assert {url.path for url in seen} >= {"/health", "/version", "/api/users"}
+
+
+def test_with_a_host_name_the_driver_validates_through_the_name_the_certificate_covers(project: Path) -> None:
+    # the load balancer's own DNS name is not on the certificate: the driver uses https.hostName
+    stack = copy.deepcopy(STACK)
+    stack["config"]["rfs-deploy:services"][SERVICE]["https"]["hostName"] = "api.example.com"
+    (project / "stacks" / "Pulumi.https.yaml").write_text(yaml.safe_dump(stack))
+
+    record_, out, seen = deploy_watching_requests(project)
+
+    assert record_.status.value == "COMPLETED", record_.errors
+    assert out.host_name == "api.example.com" and out.test_url == "https://api.example.com:8443"
+    assert {url.host for url in seen} == {"api.example.com"}
     assert {url.path for url in seen} >= {"/health", "/version", "/api/users"}
 
 
