@@ -41,7 +41,7 @@ def test_simulate_healthy_is_one_json_document_and_exit_0(place: Place) -> None:
     assert payload["summary"]["requests"] > 10_000
     assert [Path(p).parent for p in payload["report"]] == [Path("report")] * 2
     page = check_report(place, payload["report"], payload["deployment_id"], steps=payload["total_steps"])
-    assert page.count("<tr class='passed'>") == payload["total_steps"] == 27
+    assert page.count("<tr class='passed'>") == payload["total_steps"] == 25
     assert "set weight 10%" in page and "COMPLETED" in page
     assert not (place.cwd / "out").exists()
 

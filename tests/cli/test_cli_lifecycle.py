@@ -18,9 +18,8 @@ from rfs_deploy.connect import open_seams
 from rfs_deploy.outputs import parse_outputs
 
 DEPLOY = ("deploy", "--stack", STACK, "--service", SERVICE, "--version", "v2.0.0", "--strategy", "canary")
-#: The progress line of the step to kill at: step 7 (weight 20%, after the idle slot grew for it)
-#: finished, step 8 began.
-KILL_AT = "step 8/27:"
+#: The progress line of the step to kill at: step 6 (weight 20%) finished, step 7 began.
+KILL_AT = "step 7/25:"
 
 
 def test_deploy_then_status_then_history(place: Place) -> None:
@@ -44,17 +43,15 @@ def test_deploy_then_status_then_history(place: Place) -> None:
     assert (listed["deployment_id"], listed["status"]) == (deployment, "COMPLETED")
     assert listed["service"] == SERVICE
     assert (listed["from_version"], listed["version"], listed["strategy"]) == ("v1.0.0", "v2.0.0", "canary")
-    assert (listed["step"], listed["total_steps"], listed["source"]) == (27, 27, "journal+record")
+    assert (listed["step"], listed["total_steps"], listed["source"]) == (25, 25, "journal+record")
     stack = entries["stack_history"]
     assert [e["version"] for e in stack] == list(range(len(stack), 0, -1))
     assert all(e["result"] == "succeeded" for e in stack)
-    assert (
-        sum(f"dep={deployment}" in e["message"] for e in stack) == 15
-    )  # one update per change step (two scale the idle slot)
+    assert sum(f"dep={deployment}" in e["message"] for e in stack) == 13  # one update per change step
 
 
 def kill_partway(place: Place) -> None:
-    """Start a canary deployment and SIGKILL it once its progress shows step 8 began."""
+    """Start a canary deployment and SIGKILL it once its progress shows step 7 began."""
     process = place.start(*DEPLOY)
     assert process.stderr is not None
     seen: list[str] = []
@@ -84,7 +81,7 @@ def open_deployment(place: Place) -> dict[str, Any]:
 def test_killed_deploy_is_finished_by_resume_in_a_new_process(place: Place) -> None:
     kill_partway(place)
     killed = open_deployment(place)
-    assert 7 <= killed["current_step"] + 1 < 27
+    assert 6 <= killed["current_step"] + 1 < 25
 
     resumed = place.run("--json", "resume", "--stack", STACK)
     assert resumed.code == 0, resumed.stderr

@@ -55,20 +55,18 @@ def test_status_and_history_from_the_journal_alone(place: Place) -> None:
     )
     assert (payload["from_version"], payload["version"]) == ("v1.0.0", "v2.0.0")
     assert (payload["status"], payload["journal"], payload["phase"]) == ("COMPLETED", "completed", "step")
-    assert (payload["step"], payload["total_steps"], payload["progress"]) == (27, 27, 100)
+    assert (payload["step"], payload["total_steps"], payload["progress"]) == (25, 25, 100)
     assert payload["started_at"] == deployed["started_at"] and payload["ended_at"] == deployed["ended_at"]
     assert ISO.match(payload["started_at"]) and ISO.match(payload["ended_at"])
     assert payload["exit_code"] == 0 and payload["deployment_exit_code"] == 0
-    assert (
-        payload["checkpoint"] == 1 and len(payload["stack_versions"]) == 15
-    )  # two of them grow the idle slot
+    assert payload["checkpoint"] == 1 and len(payload["stack_versions"]) == 13
     assert payload["steps"] == [] and payload["summary"] is None  # the detail was in the records
 
     assert status(place, deployment[:5]) == payload  # a unique prefix names it
     text = place.run("status", "--stack", STACK, deployment)
     assert text.code == 0, text.stderr
     assert text.stdout.startswith(
-        f"{deployment}: COMPLETED 100% — {SERVICE} v1.0.0 → v2.0.0 (canary); step 27/27"
+        f"{deployment}: COMPLETED 100% — {SERVICE} v1.0.0 → v2.0.0 (canary); step 25/25"
     )
     assert f"started {deployed['started_at']}, ended {deployed['ended_at']}" in text.stdout
     assert "unknown deployment 'ffffffff'" in one_error_line(
@@ -90,7 +88,7 @@ def test_status_and_history_from_the_journal_alone(place: Place) -> None:
     assert {e["deployment_id"] for e in entries[:5]} == {deployment}
     lines = place.run("history", "--stack", STACK).stdout.splitlines()
     assert lines[0] == "deployments:"
-    assert lines[1].startswith(f"  {deployment} COMPLETED   {SERVICE} v1.0.0 → v2.0.0 (canary) step 27/27 ")
+    assert lines[1].startswith(f"  {deployment} COMPLETED   {SERVICE} v1.0.0 → v2.0.0 (canary) step 25/25 ")
     assert session_files(place) == before, "status and history wrote the sandbox session"
 
     # a rollback asked for restores the checkpoint and succeeds: exit 0, not the judge's 3
@@ -121,7 +119,7 @@ def test_an_open_deployment_from_the_journal_alone_then_aborted(place: Place) ->
         "in-progress",
         "journal",
     )
-    assert 7 <= payload["step"] < payload["total_steps"] == 27
+    assert 7 <= payload["step"] < payload["total_steps"] == 25
     assert payload["ended_at"] is None and ISO.match(payload["started_at"])
     assert payload["deployment_exit_code"] is None and payload["exit_code"] == 0
 

@@ -13,14 +13,13 @@ def test_plan_shows_a_step_list_with_its_gate(place: Place) -> None:
     assert done.code == 0, done.stderr
     lines = [line.strip() for line in done.stdout.splitlines()]
     described = [line.split(". ", 1)[1] for line in lines if line[:3].strip().rstrip(".").isdigit()]
-    # after deploy, wait and validate: the list as written (the idle slot grown to the ten
-    # instances 50 % needs, twice its share), then the usual 100 % and its analysis
-    assert described[0] == "deploy v2.0.0 to the idle slot (1 instance)"
+    # after deploy, wait and validate: the list as written, then the usual 100 % and its analysis;
+    # the service warms up for 300 s, so its idle slot starts at full size (docs/sizing.md)
+    assert described[0] == "deploy v2.0.0 to the idle slot (10 instances)"
     assert described[3:] == [
         "set weight 10%",
         "analyze for 300s against the live slot",
         "pause until promoted (canary at 10 %)",
-        "scale the idle slot to 10 instances for 50% and wait until they are healthy (at most 600s)",
         "set weight 50%",
         "wait 90s (pause, canary at 50 %)",
         "switch all traffic to the new slot",

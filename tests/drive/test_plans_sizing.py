@@ -94,14 +94,25 @@ def test_the_scale_steps_schedule_no_time_of_their_own() -> None:
     assert planned_seconds(sized) == planned_seconds(full)
 
 
-def test_only_the_first_health_wait_waits_out_the_warmup() -> None:
-    # instances added to a serving slot share its traffic once healthy, whatever the plan waits
-    # for: a warm-up there would only delay the next weight
-    steps = plan(service(10, warmup=45), Canary(steps=[50]), start(), NEW)
-    scale = next(s for s in steps if isinstance(s, ScaleIdle))
-    assert (scale.capacity, scale.warmup) == (10, 0)
-    assert scale.health_wait() == WaitHealthy(timeout=scale.timeout, warmup=0)
+def test_a_service_that_warms_up_starts_its_idle_slot_at_full_size() -> None:
+    # an instance added to a serving slot takes its share of the traffic while still cold: by
+    # default a service with a warm-up gets its whole fleet before any traffic, as before sizing
+    steps = plan(service(10, warmup=45), Canary(steps=[10, 50]), start(), NEW)
+    assert steps[0] == DeployIdle(NEW, 10)
+    assert not any(isinstance(s, ScaleIdle) for s in steps)
     assert next(s for s in steps if isinstance(s, WaitHealthy)).warmup == 45
+
+
+def test_a_small_slot_asked_for_despite_a_warmup_waits_it_out_at_every_scale_step() -> None:
+    # canaryMinCapacity set: the added instances serve the current weight cold, but the next
+    # weight is judged only once they are warm, and the plan schedules that warm-up
+    steps = plan(service(10, warmup=45), Canary(steps=[10, 50], canary_min_capacity=1), start(), NEW)
+    assert steps[0] == DeployIdle(NEW, 1)
+    scales = [s for s in steps if isinstance(s, ScaleIdle)]
+    assert [(s.capacity, s.warmup) for s in scales] == [(10, 45)]
+    assert scales[0].health_wait() == WaitHealthy(timeout=scales[0].timeout, warmup=45)
+    unsized = plan(service(10, warmup=45), Canary(steps=[10, 50]), start(), NEW)
+    assert planned_seconds(steps) == planned_seconds(unsized) + 45
 
 
 def test_an_explicit_step_list_is_sized_too() -> None:

@@ -41,8 +41,10 @@ class Canary(StrategySettings):
     scale_down_delay: Duration = Field(default=0, ge=0, le=MAX_DURATION)
     #: The fewest instances the idle slot runs while it takes part of the traffic: it starts at
     #: its first weight's share of ``instanceCount`` (rounded up), never below this, and grows
-    #: with the weight (at most ``instanceCount``).
-    canary_min_capacity: Int = Field(default=1, ge=1, le=1000)
+    #: with the weight (at most ``instanceCount``). Unset: 1 for a service without ``warmup``, the
+    #: whole fleet for one with (an instance added to a slot that serves takes its share of the
+    #: traffic while still cold; docs/sizing.md).
+    canary_min_capacity: Int | None = Field(default=None, ge=1, le=1000)
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -63,11 +65,16 @@ class Canary(StrategySettings):
             return None
         return [s for s in self.steps if isinstance(s, (WeightStep, AnalyzeStep, PauseStep))]
 
-    def capacity_for(self, weight: int, instance_count: int) -> int:
+    def capacity_for(self, weight: int, instance_count: int, warmup: int = 0) -> int:
         """Instances the idle slot needs to carry ``weight`` percent of ``instance_count``'s
-        traffic: the share rounded up, at least ``canaryMinCapacity``, at most the full count."""
+        traffic: the share rounded up, at least ``canaryMinCapacity``, at most the full count. A
+        service that warms up for ``warmup`` seconds runs the full count unless
+        ``canaryMinCapacity`` says otherwise."""
         share = -(-weight * instance_count // 100)
-        return min(instance_count, max(self.canary_min_capacity, share))
+        minimum = self.canary_min_capacity
+        if minimum is None:
+            minimum = instance_count if warmup > 0 else 1
+        return min(instance_count, max(minimum, share))
 
     def weights(self) -> list[int]:
         """The new slot's weight at each step, ending at 100."""

@@ -25,6 +25,7 @@ from rfs_deploy.drive.steps import (
     Decide,
     Gate,
     Pause,
+    ScaleIdle,
     Step,
     WaitHealthy,
     WatchRefresh,
@@ -79,6 +80,7 @@ _SCHEDULED: Mapping[type[Step], Callable[[Any], float]] = MappingProxyType(
         # A gate waits for a person, not for the clock: it schedules nothing.
         Gate: lambda step: 0,
         WaitHealthy: lambda step: step.warmup,
+        ScaleIdle: lambda step: step.warmup,
         WatchRefresh: lambda step: step.expected,
     }
 )

@@ -67,26 +67,27 @@ class _Sizer:
     def __init__(self, service: ServiceConfig, strategy: Canary) -> None:
         self._service = service
         self._strategy = strategy
-        self.capacity = strategy.capacity_for(strategy.weights()[0], service.instance_count)
+        self.capacity = strategy.capacity_for(strategy.weights()[0], service.instance_count, service.warmup)
 
     def grow_for(self, weight: int) -> tuple[Step, ...]:
         """A scale step when ``weight`` needs more instances than the slot has, else nothing.
 
         It grows the slot to the capacity of twice ``weight`` (the headroom for the next weights).
         """
-        count = self._service.instance_count
-        if self._strategy.capacity_for(weight, count) <= self.capacity:
-            return ()
-        self.capacity = self._strategy.capacity_for(min(100, 2 * weight), count)
         service = self._service
+        count, warmup = service.instance_count, service.warmup
+        if self._strategy.capacity_for(weight, count, warmup) <= self.capacity:
+            return ()
+        self.capacity = self._strategy.capacity_for(min(100, 2 * weight), count, warmup)
         return (
             ScaleIdle(
                 capacity=self.capacity,
                 weight=weight,
                 timeout=wait_healthy_timeout(service),
-                # No warm-up here: the slot's instances share its traffic as soon as they pass
-                # their health checks, whatever the plan waits for, so a wait would only delay the
-                # next weight (and cost the deployment's time budget) without keeping them cold.
+                # A service that warms up only gets here when canaryMinCapacity asks for a small
+                # slot: the added instances take the current weight's share while cold, but the
+                # next weight is judged only once they are warm.
+                warmup=warmup,
             ),
         )
 
