@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sim_stacks import STACK
 
 from rfs_deploy.sim.sandbox import Sandbox
 
+REPO = Path(__file__).resolve().parents[2]
 START = 1_800_000_000.0
 
-STACK: dict[str, Any] = {
-    "config": {
-        "aws:region": "us-east-1",
-        "rfs-deploy:network": {
-            "vpcId": "vpc-0a1b2c3d4e5f60718",
-            "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
-        },
-        "rfs-deploy:services": {
-            "api-service": {
-                "artifact": {
-                    "amis": {"v1.0.0": "ami-0aa1100000000a100", "v2.0.0": "ami-0aa1100000000a200"},
-                    "userData": "#!/bin/bash\necho APP_VERSION=${version}\n",
-                },
-                "instanceCount": 4,
-                "healthCheckGracePeriod": 60,
-                "strategy": {"type": "rolling", "batchSize": 1, "batchInterval": 30, "instanceWarmup": 60},
-            }
-        },
-        "rfs-deploy:release": {
-            "api-service": {
-                "live": "blue",
-                "blue": {"version": "v1.0.0", "capacity": 4},
-                "green": {"capacity": 0},
-                "weights": {"blue": 100, "green": 0},
-            }
-        },
-    }
-}
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory (this repository's Pulumi.yaml, an empty stacks/) the command line and
+    ``open_seams`` use, with its own state directory."""
+    directory = tmp_path / "project"
+    (directory / "stacks").mkdir(parents=True)
+    shutil.copyfile(REPO / "Pulumi.yaml", directory / "Pulumi.yaml")
+    monkeypatch.setenv("RFS_DEPLOY_PROJECT", str(directory))
+    monkeypatch.setenv("RFS_DEPLOY_STATE", str(tmp_path / "state"))
+    return directory
 
 
 @pytest.fixture

@@ -6,61 +6,38 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import shutil
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from sim_stacks import stack_with
 
 from rfs_deploy.outputs import ServiceOutputs, parse_outputs
 
-REPO = Path(__file__).resolve().parents[2]
 SERVICE = "api-service"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f3c5a1e-8d2b-4c61-9a7e-3b5d2f4e6a10"
 EXTRA = "arn:aws:acm:us-east-1:123456789012:certificate/9a7e3b5d-2f4e-4a10-8d2b-0f3c5a1e4c61"
 
-STACK: dict[str, Any] = {
-    "config": {
-        "aws:region": "us-east-1",
-        "rfs-deploy:network": {
-            "vpcId": "vpc-0a1b2c3d4e5f60718",
-            "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
-        },
-        "rfs-deploy:services": {
-            SERVICE: {
-                "artifact": {
-                    "amis": {"v1.0.0": "ami-0aa1100000000a100", "v2.0.0": "ami-0aa1100000000a200"},
-                },
-                "instanceCount": 2,
-                "healthCheckGracePeriod": 60,
-                "https": {"certificateArn": CERT, "extraCertificateArns": [EXTRA]},
-                "validation": {"criticalEndpoints": ["/api/users"]},
-                "strategy": {"type": "blue-green"},
-            }
-        },
-        "rfs-deploy:release": {
-            SERVICE: {
-                "live": "blue",
-                "blue": {"version": "v1.0.0", "capacity": 2},
-                "green": {"capacity": 0},
-                "weights": {"blue": 100, "green": 0},
-            }
-        },
-    }
-}
+STACK = stack_with(
+    {
+        "artifact": {"amis": {"v1.0.0": "ami-0aa1100000000a100", "v2.0.0": "ami-0aa1100000000a200"}},
+        "instanceCount": 2,
+        "healthCheckGracePeriod": 60,
+        "https": {"certificateArn": CERT, "extraCertificateArns": [EXTRA]},
+        "validation": {"criticalEndpoints": ["/api/users"]},
+        "strategy": {"type": "blue-green"},
+    },
+    capacity=2,
+)
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "project"
-    (directory / "stacks").mkdir(parents=True)
-    shutil.copyfile(REPO / "Pulumi.yaml", directory / "Pulumi.yaml")
-    (directory / "stacks" / "Pulumi.https.yaml").write_text(yaml.safe_dump(STACK))
-    monkeypatch.setenv("RFS_DEPLOY_PROJECT", str(directory))
-    monkeypatch.setenv("RFS_DEPLOY_STATE", str(tmp_path / "state"))
-    return directory
+def project(project: Path) -> Path:
+    """The project, with the HTTPS stack ``https``."""
+    (project / "stacks" / "Pulumi.https.yaml").write_text(yaml.safe_dump(STACK))
+    return project
 
 
 def deploy_watching_requests(project: Path) -> tuple[Any, ServiceOutputs, list[httpx.URL]]:

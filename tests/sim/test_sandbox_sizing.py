@@ -5,58 +5,27 @@ rollback scales it back to what it had before the deployment."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from sim_stacks import stack_with
 
 from rfs_deploy.drive import events
 from rfs_deploy.outputs import parse_outputs
 
-REPO = Path(__file__).resolve().parents[2]
 SERVICE = "api-service"
 
 
 def stack(steps: list[Any]) -> dict[str, Any]:
-    return {
-        "config": {
-            "aws:region": "us-east-1",
-            "rfs-deploy:network": {
-                "vpcId": "vpc-0a1b2c3d4e5f60718",
-                "subnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
-            },
-            "rfs-deploy:services": {
-                SERVICE: {
-                    "artifact": {
-                        "amis": {"v1.0.0": "ami-0aa1100000000a100", "v2.0.0": "ami-0aa1100000000a200"}
-                    },
-                    "instanceCount": 4,
-                    "healthCheckGracePeriod": 60,
-                    "strategy": {"type": "canary", "canaryInterval": 60, "steps": steps},
-                }
-            },
-            "rfs-deploy:release": {
-                SERVICE: {
-                    "live": "blue",
-                    "blue": {"version": "v1.0.0", "capacity": 4},
-                    "green": {"capacity": 0},
-                    "weights": {"blue": 100, "green": 0},
-                }
-            },
+    return stack_with(
+        {
+            "artifact": {"amis": {"v1.0.0": "ami-0aa1100000000a100", "v2.0.0": "ami-0aa1100000000a200"}},
+            "instanceCount": 4,
+            "healthCheckGracePeriod": 60,
+            "strategy": {"type": "canary", "canaryInterval": 60, "steps": steps},
         }
-    }
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "project"
-    (directory / "stacks").mkdir(parents=True)
-    shutil.copyfile(REPO / "Pulumi.yaml", directory / "Pulumi.yaml")
-    monkeypatch.setenv("RFS_DEPLOY_PROJECT", str(directory))
-    monkeypatch.setenv("RFS_DEPLOY_STATE", str(tmp_path / "state"))
-    return directory
+    )
 
 
 class GroupWatch:
