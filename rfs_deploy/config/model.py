@@ -22,6 +22,7 @@ import ipaddress
 import math
 import operator
 import re
+from collections.abc import Callable
 from string import Template
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
@@ -79,11 +80,20 @@ def check_version(value: object) -> str:
     return value
 
 
-def check_ami(value: object) -> str:
-    """``value`` when it is an AMI id (:data:`AMI_PATTERN`); else ValueError saying so."""
-    if not isinstance(value, str) or not _AMI.fullmatch(value):
-        raise ValueError(f"{shown(value)} is not an AMI id (ami- and 8 or 17 hex digits)")
-    return value
+def _id_check(pattern: re.Pattern[str], what: str) -> Callable[[object], str]:
+    """A check returning its value when ``pattern`` matches all of it; else ValueError "is not
+    ``what``"."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(f"{shown(value)} is not {what}")
+        return value
+
+    return check
+
+
+#: ``value`` when it is an AMI id (:data:`AMI_PATTERN`); else ValueError saying so.
+check_ami = _id_check(_AMI, "an AMI id (ami- and 8 or 17 hex digits)")
 
 
 #: A release version (see :data:`VERSION_PATTERN`).
@@ -101,20 +111,12 @@ SECURITY_GROUP_PATTERN = r"sg-[0-9a-f]{8,17}"
 _SECURITY_GROUP = re.compile(SECURITY_GROUP_PATTERN)
 
 
-def check_certificate_arn(value: object) -> str:
-    """``value`` when it is an ACM certificate ARN; else ValueError saying so."""
-    if not isinstance(value, str) or not _CERTIFICATE_ARN.fullmatch(value):
-        raise ValueError(
-            f"{shown(value)} is not an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)"
-        )
-    return value
-
-
-def check_security_group(value: object) -> str:
-    """``value`` when it is a security group id; else ValueError saying so."""
-    if not isinstance(value, str) or not _SECURITY_GROUP.fullmatch(value):
-        raise ValueError(f"{shown(value)} is not a security group id (sg- and 8 or 17 hex digits)")
-    return value
+#: ``value`` when it is an ACM certificate ARN; else ValueError saying so.
+check_certificate_arn = _id_check(
+    _CERTIFICATE_ARN, "an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)"
+)
+#: ``value`` when it is a security group id; else ValueError saying so.
+check_security_group = _id_check(_SECURITY_GROUP, "a security group id (sg- and 8 or 17 hex digits)")
 
 
 #: An ACM certificate ARN.
