@@ -207,6 +207,15 @@ _HOST_PATTERN = r"^[A-Za-z0-9*?.-]{1,128}$"
 _PATH_PATTERN = r"^/[A-Za-z0-9_\-.$/~\"'@:+*?&=]{0,127}$"
 
 
+def with_https_port(data: Any) -> Any:
+    """Listener settings (a service's or a shared load balancer's, as given) with ``listenerPort``
+    443 when HTTPS is on and no port is given: 80 is then the redirect's."""
+    given = isinstance(data, dict) and ("listenerPort" in data or "listener_port" in data)
+    if isinstance(data, dict) and data.get("https") is not None and not given:
+        return {**data, "listenerPort": HTTPS_PORT}
+    return data
+
+
 class SharedLoadBalancer(Model):
     """A load balancer several services share (``loadBalancers.<name>``): its listeners' ports
     and HTTPS; the services behind it get listener rules instead of listeners of their own."""
@@ -218,10 +227,7 @@ class SharedLoadBalancer(Model):
     @model_validator(mode="before")
     @classmethod
     def _https_port(cls, data: Any) -> Any:
-        given = isinstance(data, dict) and ("listenerPort" in data or "listener_port" in data)
-        if isinstance(data, dict) and data.get("https") is not None and not given:
-            return {**data, "listenerPort": HTTPS_PORT}
-        return data
+        return with_https_port(data)
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> SharedLoadBalancer:
@@ -648,11 +654,7 @@ class ServiceConfig(Model):
     @model_validator(mode="before")
     @classmethod
     def _https_port(cls, data: Any) -> Any:
-        # With HTTPS on, the production listener defaults to 443 (80 is then the redirect).
-        given = isinstance(data, dict) and ("listenerPort" in data or "listener_port" in data)
-        if isinstance(data, dict) and data.get("https") is not None and not given:
-            return {**data, "listenerPort": HTTPS_PORT}
-        return data
+        return with_https_port(data)
 
     @model_validator(mode="after")
     def _count_within_autoscaling(self) -> ServiceConfig:
