@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from rfs_deploy.config.model import Network, ServiceConfig
+from rfs_deploy.config.model import Network, ServiceConfig, SharedLoadBalancer
 
 
 def cidr_rule(port: int, cidrs: list[str], description: str) -> aws.ec2.SecurityGroupIngressArgs:
@@ -32,6 +32,13 @@ def cidr_rule(port: int, cidrs: list[str], description: str) -> aws.ec2.Security
         cidr_blocks=v4 or None,
         ipv6_cidr_blocks=v6 or None,
         description=description,
+    )
+
+
+def egress_anywhere() -> aws.ec2.SecurityGroupEgressArgs:
+    """All outbound traffic: a load balancer's or an instance's security group."""
+    return aws.ec2.SecurityGroupEgressArgs(
+        protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"], description="all outbound"
     )
 
 
@@ -80,9 +87,9 @@ def idle_ingress_rules(
 
 
 def alb_ingress_rules(
-    config: ServiceConfig, network: Network, opts: pulumi.InvokeOptions | None = None
+    config: ServiceConfig | SharedLoadBalancer, network: Network, opts: pulumi.InvokeOptions | None = None
 ) -> list[aws.ec2.SecurityGroupIngressArgs]:
-    """Every ingress rule of the service's load balancer security group."""
+    """Every ingress rule of a load balancer's security group (a service's own, or a shared one)."""
     cidrs = list(network.ingress_cidrs)
     rules = [cidr_rule(config.listener_port, cidrs, "production listener")]
     if config.https is not None and config.https.redirect_http:

@@ -39,7 +39,7 @@ import pulumi
 import pulumi_aws as aws
 
 from rfs_deploy.config.model import SLOTS, Network, ReleaseState, Routing, SharedLoadBalancer, SlotName
-from rfs_deploy.infra.ingress import cidr_rule, idle_ingress_rules
+from rfs_deploy.infra.ingress import alb_ingress_rules, egress_anywhere
 from rfs_deploy.infra.listeners import VariantRule, redirect_to_https, variant_rules
 
 #: Tag naming the shared load balancer a resource belongs to (its services carry their own tag).
@@ -124,25 +124,12 @@ class SharedAlb(pulumi.ComponentResource):
 
     def _create_security_group(self) -> aws.ec2.SecurityGroup:
         settings, network = self._args.settings, self._args.network
-        cidrs = list(network.ingress_cidrs)
-        ingress = [cidr_rule(settings.listener_port, cidrs, "production listener")]
-        if settings.https is not None and settings.https.redirect_http:
-            ingress.append(cidr_rule(settings.https.redirect_port, cidrs, "HTTP redirect to HTTPS"))
-        ingress += idle_ingress_rules(settings.test_listener_port, network, pulumi.InvokeOptions(parent=self))
         return aws.ec2.SecurityGroup(
             f"{self._name}-alb-sg",
             description=f"{self._name} shared load balancer",
             vpc_id=network.vpc_id,
-            ingress=ingress,
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    protocol="-1",
-                    from_port=0,
-                    to_port=0,
-                    cidr_blocks=["0.0.0.0/0"],
-                    description="all outbound",
-                )
-            ],
+            ingress=alb_ingress_rules(settings, network, pulumi.InvokeOptions(parent=self)),
+            egress=[egress_anywhere()],
             tags=self._tags,
             opts=self._opts(),
         )

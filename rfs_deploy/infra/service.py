@@ -29,7 +29,7 @@ import pulumi_aws as aws
 
 from rfs_deploy.config.model import SLOTS, SlotName
 from rfs_deploy.infra.args import ServiceArgs, resolve_args
-from rfs_deploy.infra.ingress import alb_ingress_rules
+from rfs_deploy.infra.ingress import alb_ingress_rules, egress_anywhere
 from rfs_deploy.infra.ingress import cidr_rule as cidr_rule
 from rfs_deploy.infra.listeners import Listeners, ListenersArgs
 from rfs_deploy.infra.refresh import refresh_preferences, rolling_settings
@@ -46,12 +46,6 @@ STACK_TAG = "rfs-deploy:stack"
 def load_balancer_suffix(arn: str) -> str:
     """A load balancer ARN's ``app/<name>/<id>`` tail: its CloudWatch dimension (``arnSuffix``)."""
     return arn.split(":loadbalancer/", 1)[-1]
-
-
-def _egress_anywhere() -> aws.ec2.SecurityGroupEgressArgs:
-    return aws.ec2.SecurityGroupEgressArgs(
-        protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"], description="all outbound"
-    )
 
 
 class Service(pulumi.ComponentResource):
@@ -127,7 +121,7 @@ class Service(pulumi.ComponentResource):
                     description="app port from the load balancer",
                 )
             ],
-            egress=[_egress_anywhere()],
+            egress=[egress_anywhere()],
             tags=self._tags,
             opts=self._opts(),
         )
@@ -139,7 +133,7 @@ class Service(pulumi.ComponentResource):
             description=f"{self._name} load balancer",
             vpc_id=network.vpc_id,
             ingress=alb_ingress_rules(cfg, network, pulumi.InvokeOptions(parent=self)),
-            egress=[_egress_anywhere()],
+            egress=[egress_anywhere()],
             tags=self._tags,
             opts=self._opts(),
         )
