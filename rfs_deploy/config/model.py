@@ -799,6 +799,20 @@ class ReleaseState(Model):
 # --------------------------------------------------------------------------- the stack
 
 
+def missing_image(service: str, config: ServiceConfig, release: ReleaseState) -> tuple[str, str] | None:
+    """(key, reason) of the first slot of ``release`` running a version without an image (none
+    of its own, none in ``config.artifact``); None when every running version has one."""
+    for slot in SLOTS:
+        state = release.slot(slot)
+        if state.version is not None and state.image is None and not config.artifact.has_image(state.version):
+            reason = (
+                f"version {state.version!r} has no image: add it to services.{service}.artifact.amis "
+                "or set defaultAmi"
+            )
+            return f"release.{service}.{slot}.version", reason
+    return None
+
+
 class StackConfig(Model):
     """Everything under the ``rfs-deploy`` config namespace of one stack."""
 
@@ -835,16 +849,9 @@ class StackConfig(Model):
         if unknown:
             raise _KeyedError(f"release.{unknown[0]}", "names no service in services")
         for name, state in self.release.items():
-            artifact = self.services[name].artifact
-            for slot in SLOTS:
-                version = state.slot(slot).version
-                own_image = state.slot(slot).image is not None
-                if version is not None and not own_image and not artifact.has_image(version):
-                    raise _KeyedError(
-                        f"release.{name}.{slot}.version",
-                        f"version {version!r} has no image: add it to services.{name}.artifact.amis "
-                        "or set defaultAmi",
-                    )
+            found = missing_image(name, self.services[name], state)
+            if found is not None:
+                raise _KeyedError(*found)
         return self
 
     @model_validator(mode="after")

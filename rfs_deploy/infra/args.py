@@ -24,7 +24,7 @@ import pulumi
 from pydantic import ValidationError
 
 from rfs_deploy.config.loading import NAMESPACE, format_error, parse_release
-from rfs_deploy.config.model import SERVICE_NAME, SLOTS, Network, ReleaseState, ServiceConfig, shown
+from rfs_deploy.config.model import SERVICE_NAME, Network, ReleaseState, ServiceConfig, missing_image, shown
 from rfs_deploy.errors import ConfigError
 
 VPC_ID = re.compile(r"vpc-[0-9a-f]{1,17}")
@@ -156,18 +156,10 @@ def _as_release(name: str, value: Any) -> ReleaseState:
 
 def _check_images(name: str, config: ServiceConfig, release: ReleaseState) -> None:
     # the same rule as the stack file's (StackConfig): every running version has an image
-    for slot in SLOTS:
-        state = release.slot(slot)
-        if state.version is not None and state.image is None and not config.artifact.has_image(state.version):
-            raise ArgsError(
-                str(
-                    ConfigError(
-                        f"{NAMESPACE}:release.{name}.{slot}.version",
-                        f"version {state.version!r} has no image: add it to services.{name}.artifact.amis "
-                        "or set defaultAmi",
-                    )
-                )
-            )
+    found = missing_image(name, config, release)
+    if found is not None:
+        key, reason = found
+        raise ArgsError(str(ConfigError(f"{NAMESPACE}:{key}", reason)))
 
 
 def _as_network(args: ServiceArgs) -> Network:
