@@ -70,6 +70,20 @@ def listener_of_rule(rule_arn: str) -> str | None:
     return f"{head}:listener/{tail.rsplit('/', 1)[0]}"
 
 
+def rule_block(
+    rules: Iterable[Mapping[str, Any]], rule_arn: str
+) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
+    """A routed service's own rule among a listener's ``rules`` (None when it is not there) and
+    the listener's rules in its priority block below it: the service's A/B rules."""
+    listed = [r for r in rules if not r.get("IsDefault") and r.get("Priority") != "default"]
+    own = next((r for r in listed if r.get("RuleArn") == rule_arn), None)
+    if own is None:
+        return None, []
+    top = int(own["Priority"])
+    block = range(top - top % ROUTING_BLOCK, top)
+    return own, [r for r in listed if int(r["Priority"]) in block]
+
+
 class Elbv2Traffic:
     """TrafficReader over the ELBv2 API (DescribeListeners, DescribeRules, DescribeTargetHealth)."""
 
@@ -125,18 +139,13 @@ class Elbv2Traffic:
         For a rule ARN: the rules of its priority block above it (the service's A/B rules)."""
         views: list[RuleView] = []
         shared = listener_of_rule(listener_arn)
-        rules = self._listener_rules(shared or listener_arn)
-        block: range | None = None
+        rules: list[Mapping[str, Any]] = list(self._listener_rules(shared or listener_arn))
         if shared is not None:
-            own = next((r for r in rules if r.get("RuleArn") == listener_arn), None)
+            own, rules = rule_block(rules, listener_arn)
             if own is None:
                 raise AwsError(f"ELBv2 DescribeRules failed: no rule {listener_arn}")
-            priority = int(own["Priority"])
-            block = range(priority - priority % ROUTING_BLOCK, priority)
         for rule in rules:
             if rule.get("IsDefault") or rule.get("Priority") == "default":
-                continue
-            if block is not None and int(rule["Priority"]) not in block:
                 continue
             views.append(
                 RuleView(

@@ -20,8 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from rfs_deploy.aws.elbv2 import forward_action, forward_targets, header_conditions, listener_of_rule
-from rfs_deploy.config.model import ROUTING_BLOCK
+from rfs_deploy.aws.elbv2 import (
+    forward_action,
+    forward_targets,
+    header_conditions,
+    listener_of_rule,
+    rule_block,
+)
 from rfs_deploy.metrics import definitions as metric
 from rfs_deploy.outputs import ServiceOutputs
 from rfs_deploy.sim.alarms import AlarmEvaluator
@@ -178,16 +183,13 @@ class World:
         the rules of its priority block above it."""
         shared = listener_of_rule(listener_arn)
         config = self.visible_listener(shared or listener_arn)
-        candidates = [r for r in config["Rules"] if not r.get("IsDefault")]
+        candidates: list[Mapping[str, Any]] = [r for r in config["Rules"] if not r.get("IsDefault")]
         if shared is None:
             default = forward_targets(forward_action(config["DefaultActions"]))
         else:
-            own = next((r for r in candidates if r.get("RuleArn") == listener_arn), None)
+            own, candidates = rule_block(candidates, listener_arn)
             # a rule still propagating is not there yet: the service's requests meet the 404
             default = forward_targets(forward_action(own.get("Actions", []))) if own else {}
-            top = int(own["Priority"]) if own else 0
-            block = range(top - top % ROUTING_BLOCK, top)
-            candidates = [r for r in candidates if int(r["Priority"]) in block]
         rules = [r for r in candidates if header_conditions(r.get("Conditions", []))]
         forced = self.scenario.traffic.forced_share if rules else 0.0
         routes = [Route(1.0 - forced, default)]
