@@ -98,6 +98,44 @@ class ListenersArgs:
         return "HTTP" if self.https is None else "HTTPS"
 
 
+def redirect_listener(
+    prefix: str,
+    https: Https | None,
+    load_balancer_arn: pulumi.Input[str],
+    listener_port: int,
+    tags: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> aws.lb.Listener | None:
+    """``<prefix>-redirect-listener``: plain HTTP on ``https.redirectPort`` answering 301 to the
+    HTTPS listener; None without HTTPS or with ``redirectHttp: false``."""
+    if https is None or not https.redirect_http:
+        return None
+    return aws.lb.Listener(
+        f"{prefix}-redirect-listener",
+        load_balancer_arn=load_balancer_arn,
+        port=https.redirect_port,
+        protocol="HTTP",
+        default_actions=[redirect_to_https(listener_port)],
+        tags=dict(tags),
+        opts=opts,
+    )
+
+
+def extra_certificates(
+    prefix: str, https: Https | None, listeners: Mapping[str, aws.lb.Listener], opts: pulumi.ResourceOptions
+) -> list[aws.lb.ListenerCertificate]:
+    """``<prefix>-<role>-cert-<n>``: each of ``https.extraCertificateArns`` on each listener."""
+    if https is None:
+        return []
+    return [
+        aws.lb.ListenerCertificate(
+            f"{prefix}-{role}-cert-{index}", listener_arn=listener.arn, certificate_arn=arn, opts=opts
+        )
+        for role, listener in listeners.items()
+        for index, arn in enumerate(https.extra_certificate_arns, start=1)
+    ]
+
+
 def redirect_to_https(port: int) -> aws.lb.ListenerDefaultActionArgs:
     """A permanent redirect to the same host and path on the HTTPS ``port``."""
     return aws.lb.ListenerDefaultActionArgs(
@@ -176,33 +214,13 @@ class Listeners(pulumi.ComponentResource):
 
     def _create_redirect_listener(self) -> aws.lb.Listener | None:
         args = self._args
-        if args.https is None or not args.https.redirect_http:
-            return None
-        return aws.lb.Listener(
-            f"{args.service}-redirect-listener",
-            load_balancer_arn=args.load_balancer_arn,
-            port=args.https.redirect_port,
-            protocol="HTTP",
-            default_actions=[redirect_to_https(args.listener_port)],
-            tags=dict(args.tags),
-            opts=self._opts(),
+        return redirect_listener(
+            args.service, args.https, args.load_balancer_arn, args.listener_port, args.tags, self._opts()
         )
 
     def _create_extra_certificates(self) -> list[aws.lb.ListenerCertificate]:
-        args = self._args
-        if args.https is None:
-            return []
         listeners = {"listener": self.production, "test-listener": self.test}
-        return [
-            aws.lb.ListenerCertificate(
-                f"{args.service}-{role}-cert-{index}",
-                listener_arn=listener.arn,
-                certificate_arn=arn,
-                opts=self._opts(),
-            )
-            for role, listener in listeners.items()
-            for index, arn in enumerate(args.https.extra_certificate_arns, start=1)
-        ]
+        return extra_certificates(self._args.service, self._args.https, listeners, self._opts())
 
     def _create_variant_rules(self) -> dict[str, aws.lb.ListenerRule]:
         args = self._args

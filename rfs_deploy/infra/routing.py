@@ -40,7 +40,7 @@ import pulumi_aws as aws
 
 from rfs_deploy.config.model import SLOTS, Network, ReleaseState, Routing, SharedLoadBalancer, SlotName
 from rfs_deploy.infra.ingress import alb_ingress_rules, egress_anywhere
-from rfs_deploy.infra.listeners import VariantRule, redirect_to_https, variant_rules
+from rfs_deploy.infra.listeners import VariantRule, extra_certificates, redirect_listener, variant_rules
 
 #: Tag naming the shared load balancer a resource belongs to (its services carry their own tag).
 LOAD_BALANCER_TAG = "rfs-deploy:load-balancer"
@@ -90,27 +90,11 @@ class SharedAlb(pulumi.ComponentResource):
         )
         self.production = self._listener("listener", settings.listener_port)
         self.test = self._listener("test-listener", settings.test_listener_port)
-        self.redirect = None
-        if settings.https is not None and settings.https.redirect_http:
-            self.redirect = aws.lb.Listener(
-                f"{name}-redirect-listener",
-                load_balancer_arn=self.load_balancer.arn,
-                port=settings.https.redirect_port,
-                protocol="HTTP",
-                default_actions=[redirect_to_https(settings.listener_port)],
-                tags=self._tags,
-                opts=self._opts(),
-            )
-        self.certificates = [
-            aws.lb.ListenerCertificate(
-                f"{name}-{role}-cert-{index}",
-                listener_arn=listener.arn,
-                certificate_arn=arn,
-                opts=self._opts(),
-            )
-            for role, listener in {"listener": self.production, "test-listener": self.test}.items()
-            for index, arn in enumerate(settings.https.extra_certificate_arns if settings.https else [], 1)
-        ]
+        self.redirect = redirect_listener(
+            name, settings.https, self.load_balancer.arn, settings.listener_port, self._tags, self._opts()
+        )
+        listeners = {"listener": self.production, "test-listener": self.test}
+        self.certificates = extra_certificates(name, settings.https, listeners, self._opts())
         self.register_outputs(
             {
                 "loadBalancerArn": self.load_balancer.arn,
