@@ -1,7 +1,7 @@
 """The least-privilege IAM policy of the driver, and what ``pulumi up`` needs on top.
 
-The driver itself only *reads* AWS, plus one write: cancelling an instance refresh that is still
-rolling the bad version out when it rolls back. Every action below is one that an adapter in
+The driver itself only *reads* AWS, plus two writes on its services' instance refreshes:
+cancelling one and starting it again. Every action below is one that an adapter in
 :mod:`rfs_deploy.aws` (or the CloudWatch metrics provider, :mod:`rfs_deploy.metrics.cloudwatch`)
 calls on the driver's behalf (the reliability tests record each API call of full sandbox
 deployments of every strategy and check this list against them, both ways):
@@ -17,15 +17,25 @@ elasticloadbalancing:Describe...   Elbv2Traffic: listeners,       none possible:
 autoscaling:DescribeInstance-      AutoScalingFleet.latest_       none possible (``*``)
   Refreshes                        refresh
 autoscaling:CancelInstanceRefresh  AutoScalingFleet.cancel_       the services' Auto Scaling
-                                   refresh (rollback only)        groups by name
+                                   refresh (a rollback; a         groups by name
+                                   rolling release's hold)
+autoscaling:StartInstanceRefresh   AutoScalingFleet.resume_       the services' Auto Scaling
+                                   refresh (a held rolling        groups by name
+                                   release goes on)
 ec2:DescribeImages                 Ec2Images.find (only for a     none possible (``*``)
                                    service with lookupTag)
+autoscaling:DescribeAutoScaling-   AutoScalingFleet.desired_      none possible (``*``)
+  Groups                           capacity (only for a service
+                                   with autoscaling)
 =================================  =============================  ===============================
 
-The driver never starts or reverses an instance refresh — the program's ``instanceRefresh``
-block starts refreshes during ``pulumi up`` — so StartInstanceRefresh and RollbackInstanceRefresh
-are not granted. Resource names follow the program's Pulumi auto-naming: ``<service>-asg-<slot>-
-<suffix>`` for groups and ``<service>-<kind>-<slot>-<suffix>`` for alarms.
+The program's ``instanceRefresh`` block starts a release's refresh during ``pulumi up``; the
+driver only holds a rolling release's refresh at a checkpoint while its windows cannot decide
+(cancelled: the replaced instances stay) and starts it again once one passes, and cancels a
+refresh still rolling the bad version out when it rolls back. RollbackInstanceRefresh is not
+granted: AWS's own guard rolls a refresh back, never the driver. Resource names follow the
+program's Pulumi auto-naming: ``<service>-asg-<slot>-<suffix>`` for groups and
+``<service>-<kind>-<slot>-<suffix>`` for alarms.
 
 ``pulumi up`` (run by the driver through the Automation API) creates and changes the program's
 resources; :func:`pulumi_actions` lists what the AWS provider needs for them, by resource type.
@@ -55,9 +65,12 @@ READ_LOAD_BALANCER = (
     "elasticloadbalancing:DescribeTargetHealth",
 )
 READ_REFRESHES = ("autoscaling:DescribeInstanceRefreshes",)
-CANCEL_REFRESH = ("autoscaling:CancelInstanceRefresh",)
+#: Hold a rolling release's refresh (cancel it, start it again); cancel a bad one on rollback.
+CONTROL_REFRESH = ("autoscaling:CancelInstanceRefresh", "autoscaling:StartInstanceRefresh")
 #: Only when a service finds its AMIs by tag (``artifact.lookupTag``).
 FIND_IMAGES = ("ec2:DescribeImages",)
+#: Only when a service has ``autoscaling``: a release starts from the live group's size.
+READ_GROUPS = ("autoscaling:DescribeAutoScalingGroups",)
 
 #: Every action the driver needs.
 DRIVER_ACTIONS: tuple[str, ...] = (
@@ -65,7 +78,7 @@ DRIVER_ACTIONS: tuple[str, ...] = (
     *READ_ALARMS,
     *READ_LOAD_BALANCER,
     *READ_REFRESHES,
-    *CANCEL_REFRESH,
+    *CONTROL_REFRESH,
 )
 
 
@@ -80,10 +93,12 @@ def driver_policy(
     region: str = "*",
     account: str = "*",
     image_lookup: bool = False,
+    autoscaling: bool = False,
 ) -> dict[str, Any]:
     """The driver's IAM policy document; ``services`` scopes alarms and groups by name prefix
     (None: any name), ``region``/``account`` fill the ARNs; ``image_lookup`` adds
-    DescribeImages, for services that find their AMIs by tag."""
+    DescribeImages, for services that find their AMIs by tag; ``autoscaling`` adds
+    DescribeAutoScalingGroups, for services whose fleets scale themselves."""
     names = sorted(set(services)) if services is not None else ["*"]
 
     def arns(template: str) -> list[str] | str:
@@ -99,8 +114,9 @@ def driver_policy(
             _statement("ReadServiceAlarms", READ_ALARMS, arns(alarm)),
             _statement("ReadLoadBalancer", READ_LOAD_BALANCER, "*"),
             _statement("ReadInstanceRefreshes", READ_REFRESHES, "*"),
-            _statement("CancelRefreshOnRollback", CANCEL_REFRESH, arns(group)),
+            _statement("ControlInstanceRefresh", CONTROL_REFRESH, arns(group)),
             *([_statement("FindReleaseImages", FIND_IMAGES, "*")] if image_lookup else []),
+            *([_statement("ReadFleetSizes", READ_GROUPS, "*")] if autoscaling else []),
         ],
     }
 

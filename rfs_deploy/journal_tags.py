@@ -165,8 +165,10 @@ NOT_IN_PLAN = frozenset({"hooks", "webhooks"})
 
 def settings_digest(service: ServiceConfig) -> str:
     """12 hex characters naming the settings a plan is made from (secret values masked; the
-    keys of :data:`NOT_IN_PLAN` left out)."""
-    text = service.model_dump_json(by_alias=True, exclude=set(NOT_IN_PLAN))
+    keys of :data:`NOT_IN_PLAN` left out, and ``instanceCount`` of a service with ``autoscaling``:
+    its release is made for the live fleet's size, which the journal keeps, docs/sizing.md)."""
+    left_out = set(NOT_IN_PLAN) | ({"instance_count"} if service.autoscaling is not None else set())
+    text = service.model_dump_json(by_alias=True, exclude=left_out)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -271,6 +271,17 @@ class FakeFleet:
     def __init__(self, cloud: FakeCloud) -> None:
         self.cloud = cloud
         self.calls: list[tuple[str, str]] = []
+        #: Group name -> desired capacity a scaling policy gave it (else the slot's applied capacity).
+        self.sizes: dict[str, int] = {}
+
+    def desired_capacity(self, asg_name: str) -> int | None:
+        if asg_name in self.sizes:
+            return self.sizes[asg_name]
+        try:
+            service, slot = self.cloud.locate(asg_name)
+        except KeyError:
+            return None
+        return None if slot is None else self.cloud.applied[service].slot(slot).capacity
 
     def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
         return self.cloud.refresh.get(asg_name)

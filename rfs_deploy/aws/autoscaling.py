@@ -1,5 +1,6 @@
 """Auto Scaling adapter (FleetControl): a slot's latest instance refresh, cancelling it, and
-starting it again.
+starting it again; a group's desired capacity (the size a release of an autoscaled service starts
+from, docs/sizing.md).
 
 The program's ``instanceRefresh`` block starts refreshes during ``pulumi up``; the driver watches
 them, cancels one still rolling the bad version out when it rolls back, and holds a rolling
@@ -51,6 +52,13 @@ class AutoScalingFleet:
     def from_session(cls, session: AwsSession) -> AutoScalingFleet:
         """An adapter over the session's ``autoscaling`` client."""
         return cls(session.client("autoscaling"))
+
+    def desired_capacity(self, asg_name: str) -> int | None:
+        """The group's desired capacity (DescribeAutoScalingGroups), None when AWS has no such group."""
+        with aws_errors(f"Auto Scaling DescribeAutoScalingGroups {asg_name}"):
+            answer = self._client.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
+        groups = answer.get("AutoScalingGroups", [])
+        return int(groups[0]["DesiredCapacity"]) if groups else None
 
     def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
         """The group's most recent instance refresh (AWS lists them newest first), None if none."""

@@ -24,6 +24,7 @@ from rfs_deploy.drive import journal
 from rfs_deploy.drive.context import Seams
 from rfs_deploy.drive.driver import Driver
 from rfs_deploy.drive.plans import describe
+from rfs_deploy.drive.plans.common import fleet_line
 from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus, RecordStore
 from rfs_deploy.drive.summary import summarize
@@ -273,8 +274,11 @@ async def cmd_plan(args: argparse.Namespace) -> int:
     driver = Driver(seams)
     svc = seams.backend.read_config().service(args.service)
     image = driver._image(svc, args.version, args.ami)
-    _, strategy, release, steps = driver.plan(args.service, args.version, args.strategy, overrides, image)
+    svc, strategy, release, steps = driver.plan(args.service, args.version, args.strategy, overrides, image)
     lines = describe(steps)
+    recorded = seams.backend.read_config().release[args.service]
+    if release.slot(release.live).capacity != recorded.slot(recorded.live).capacity:
+        lines.insert(0, fleet_line(svc, recorded))
     payload = {
         "service": args.service,
         "version": args.version,
@@ -282,6 +286,7 @@ async def cmd_plan(args: argparse.Namespace) -> int:
         "overrides": overrides or {},
         "from": release.to_config(),
         "steps": [{"kind": s.kind, "description": s.describe()} for s in steps],
+        "instances": svc.instance_count,
     }
     warning = _reach_warning(args, seams)
     if warning is not None:
@@ -318,7 +323,7 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         policy = iam.pulumi_policy()
         emit(args, policy, json.dumps(policy, indent=2), raw=True)
         return 0
-    services, region, lookup = None, "*", False
+    services, region, lookup, scaled = None, "*", False, False
     if args.stack:
         _check_stack_file(args.stack)
         from rfs_deploy.config.loading import load_stack_file, stack_region
@@ -330,8 +335,11 @@ async def cmd_iam_policy(args: argparse.Namespace) -> int:
         config = load_stack_file(path)
         services = list(config.services)
         lookup = any(service.artifact.lookup_tag for service in config.services.values())
+        scaled = any(service.autoscaling is not None for service in config.services.values())
         region = stack_region(path) or "*"
-    policy = iam.driver_policy(services, region=region, account=args.account, image_lookup=lookup)
+    policy = iam.driver_policy(
+        services, region=region, account=args.account, image_lookup=lookup, autoscaling=scaled
+    )
     emit(args, policy, json.dumps(policy, indent=2), raw=True)
     return 0
 

@@ -21,6 +21,7 @@ from rfs_deploy.config.hooks import ServiceHooks, require_plaintext_env
 from rfs_deploy.config.model import (
     ReleaseState,
     ServiceConfig,
+    StackConfig,
     Strategy,
     check_ami,
     check_version,
@@ -36,6 +37,7 @@ from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
 from rfs_deploy.drive.overrides import deployment_settings, resolve, with_image
 from rfs_deploy.drive.plans import plan, planned_seconds, replay
+from rfs_deploy.drive.plans.common import adopt_fleet
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rollback import roll_back
 from rfs_deploy.drive.runner import Runner
@@ -81,7 +83,7 @@ class Driver:
         _checked(check_version, version)
         config = self.seams.backend.read_config()
         svc, strat = resolve(config.service(service), strategy, overrides)
-        release = config.release[service]
+        svc, release = adopt_fleet(svc, config.release[service], self._live_fleet(svc, service, config))
         steps = plan(with_image(svc, version, image), strat, release, version)
         scheduled = planned_seconds(steps)
         if scheduled > svc.deploy.deployment_timeout:
@@ -90,6 +92,15 @@ class Driver:
                 f"{svc.deploy.deployment_timeout}s; raise the timeout or shorten the plan"
             )
         return svc, strat, release, steps
+
+    def _live_fleet(self, svc: ServiceConfig, service: str, config: StackConfig) -> int | None:
+        """The live group's desired capacity, read only for a release of an autoscaled service
+        at rest (:func:`adopt_fleet`); None otherwise."""
+        release = config.release[service]
+        if svc.autoscaling is None or not release.at_rest:
+            return None
+        outputs = parse_outputs(self.seams.backend.outputs(), service)
+        return self.seams.fleet.desired_capacity(outputs.slot(release.live).asg_name)
 
     # ------------------------------------------------------------------ deploy
 
@@ -260,6 +271,9 @@ class Driver:
         require_plaintext_env(svc.hooks, found.service)
         checkpoint = self._checkpoint_of(found)
         start_release = checkpoint.release_for(found.service)
+        # the size an autoscaled fleet had when the deployment started, as its first update pinned it
+        size = journal.deployment_fleet(found, start_release.live)
+        svc, start_release = adopt_fleet(svc, start_release, size)
         image = journal.deployment_image(found)
         steps = plan(with_image(svc, found.version, image), strat, start_release, found.version)
         if len(steps) != found.total_steps:

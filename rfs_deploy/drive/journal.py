@@ -80,6 +80,7 @@ __all__ = [
     "Phase",
     "checkpoint_at",
     "decode",
+    "deployment_fleet",
     "deployment_image",
     "encode",
     "find_open_deployment",
@@ -240,6 +241,18 @@ def deployment_image(found: JournalDeployment) -> str | None:
         for slot in (state.blue, state.green) if state is not None else ():
             if slot.version == found.version and slot.image is not None:
                 return slot.image
+    return None
+
+
+def deployment_fleet(found: JournalDeployment, live: str) -> int | None:
+    """The capacity slot ``live`` (the live slot when the deployment started) had in the release
+    state of the deployment's first update: the size its plan was made for (an autoscaled
+    fleet's size then, see :func:`rfs_deploy.drive.plans.common.adopt_fleet`); None when no
+    update shows one."""
+    for entry in reversed(found.entries):
+        state = (entry.release or {}).get(found.service)
+        if state is not None:
+            return state.blue.capacity if live == "blue" else state.green.capacity
     return None
 
 

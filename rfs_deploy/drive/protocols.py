@@ -129,7 +129,12 @@ class TrafficReader(Protocol):
 
 
 class FleetControl(Protocol):
-    """Auto Scaling: the instance refresh the program's ``pulumi up`` started."""
+    """Auto Scaling: the instance refresh the program's ``pulumi up`` started, and a group's size."""
+
+    def desired_capacity(self, asg_name: str) -> int | None:
+        """The group's desired capacity now (what its scaling policy made it, for a service with
+        ``autoscaling``), None when there is no such group."""
+        ...
 
     def latest_refresh(self, asg_name: str) -> RefreshStatus | None:
         """The most recent instance refresh of the group, None when it never had one."""

@@ -41,16 +41,27 @@ def _instances(count: int) -> str:
 # --------------------------------------------------------------------------- changes
 
 
+def _pinned(release: ReleaseState, live_capacity: int | None) -> ReleaseState:
+    """``release`` with the live slot at ``live_capacity`` (None: as it is)."""
+    if live_capacity is None or release.slot(release.live).capacity == live_capacity:
+        return release
+    return release.with_slot(release.live, capacity=live_capacity)
+
+
 @dataclass(frozen=True)
 class DeployIdle(Change):
-    """Put ``version`` on the idle slot with ``capacity`` instances, no production traffic."""
+    """Put ``version`` on the idle slot with ``capacity`` instances, no production traffic; the
+    live slot is pinned at ``live_capacity``, the size the release starts from (an autoscaled
+    fleet's size then, docs/sizing.md; None: the live slot stays as it is)."""
 
     kind: ClassVar[str] = "deploy-idle"
     version: str
     capacity: int
+    live_capacity: int | None = None
 
     def apply(self, release: ReleaseState) -> ReleaseState:
-        return release.with_slot(release.idle, version=self.version, capacity=self.capacity)
+        pinned = _pinned(release, self.live_capacity)
+        return pinned.with_slot(pinned.idle, version=self.version, capacity=self.capacity)
 
     def describe(self) -> str:
         return f"deploy {self.version} to the idle slot ({_instances(self.capacity)})"
@@ -149,15 +160,17 @@ class ScaleDown(Change):
 
 @dataclass(frozen=True)
 class RollRefresh(Change):
-    """Rolling: the live slot's launch template moves to ``version``; instance refresh follows."""
+    """Rolling: the live slot's launch template moves to ``version``; instance refresh follows.
+    The slot is pinned at ``live_capacity`` as :class:`DeployIdle` pins it."""
 
     kind: ClassVar[str] = "roll-refresh"
     version: str
     #: The refresh settings for this release (batch size, interval, warm-up).
     rolling: Rolling | None = None
+    live_capacity: int | None = None
 
     def apply(self, release: ReleaseState) -> ReleaseState:
-        moved = release.with_slot(release.live, version=self.version)
+        moved = _pinned(release, self.live_capacity).with_slot(release.live, version=self.version)
         return moved if self.rolling is None else moved.evolve(rolling=self.rolling)
 
     def describe(self) -> str:

@@ -303,6 +303,12 @@ class Sandbox:
             "network": self.network.ids,
             "resources": self.applier.to_json(),
             "world": self.world.to_json(),
+            # a group's size is the program's desired capacity, unless a scaling policy (or a
+            # test standing in for one) moved it: a restore keeps what it was
+            "sizes": {
+                group["AutoScalingGroupName"]: group["DesiredCapacity"]
+                for group in self.aws.raw("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+            },
         }
         # a decrypted secret the program used (a secret tag, say) is in resource inputs too
         state = scrub(state, self._secret_texts())
@@ -355,10 +361,23 @@ class Sandbox:
                 **{k: v for k, v in res.computed.items() if k != "latestVersion"},
             }
             self.applier.resources[res.key] = res
+        self._resize(saved.get("sizes") or {})
         renamed = self.world.fleet.adopt(previous)
         self.world.refreshes.rename(renamed)
         self.world.record.republish(self.clock.now())
         self.world.alarms.evaluate_all(self.clock.now())
+
+    def _resize(self, sizes: dict[str, int]) -> None:
+        """Give each rebuilt group the desired capacity it had when the session was saved (the
+        program's inputs rebuild it at the one on record)."""
+        asg = self.aws.raw("autoscaling")
+        for name, size in sizes.items():
+            group = self.world.fleet.describe_group(name)
+            if group is None or group["DesiredCapacity"] == size:
+                continue
+            if group["MinSize"] <= size <= group["MaxSize"]:
+                asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=int(size))
+        self.world.after_apply(warm=self.applier.warm)
 
     def _recreate_versions(self, res: Applied, latest: int) -> None:
         from rfs_deploy.sim import convert

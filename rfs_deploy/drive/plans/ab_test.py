@@ -29,7 +29,7 @@ def plan(service: ServiceConfig, strategy: ABTest, release: ReleaseState, versio
     """
     check_start(service, release, version)
     return (
-        *prepare_idle(service, version, strategy.type),
+        *prepare_idle(service, version, strategy.type, release=release),
         StartVariants(
             split=strategy.split,
             stickiness=strategy.stickiness_duration,

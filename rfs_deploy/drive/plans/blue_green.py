@@ -29,7 +29,7 @@ def plan(
     no traffic to compare with. A zero switch delay or validation duration drops that step.
     """
     check_start(service, release, version)
-    steps: list[Step] = list(prepare_idle(service, version, strategy.type))
+    steps: list[Step] = list(prepare_idle(service, version, strategy.type, release=release))
     steps.extend(pause_steps(strategy.steps, "before the switch"))
     if strategy.switch_delay > 0:
         steps.append(Pause(seconds=strategy.switch_delay, reason="switch delay"))

@@ -37,7 +37,7 @@ def plan(service: ServiceConfig, strategy: Canary, release: ReleaseState, versio
     """
     check_start(service, release, version)
     sizer = _Sizer(service, strategy)
-    prepared = prepare_idle(service, version, strategy.type, capacity=sizer.capacity)
+    prepared = prepare_idle(service, version, strategy.type, capacity=sizer.capacity, release=release)
     explicit = strategy.explicit_steps()
     if explicit is not None:
         return (

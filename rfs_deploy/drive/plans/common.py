@@ -62,18 +62,63 @@ def analysis_interval(service: ServiceConfig, duration: int) -> int:
     return max(1, min(interval, duration))
 
 
+def adopt_fleet(
+    service: ServiceConfig, release: ReleaseState, size: int | None
+) -> tuple[ServiceConfig, ReleaseState]:
+    """The service and release state a release of an autoscaled service starts from: the live
+    group's ``size`` now (what its scaling policy made it; None: the recorded capacity), moved into
+    ``autoscaling``'s bounds, is both the live slot's capacity and the ``instanceCount`` the new
+    version is released at (docs/sizing.md). Unchanged without ``autoscaling`` or when a release
+    is not at rest. ``deploy`` reads the size from the group; ``resume`` and ``promote`` take it
+    from the release state of the deployment's first update, so they rebuild the same plan."""
+    scaling = service.autoscaling
+    if scaling is None or not release.at_rest:
+        return service, release
+    recorded = release.slot(release.live).capacity
+    count = min(scaling.max, max(scaling.min, recorded if size is None else size))
+    sized = release if count == recorded else release.with_slot(release.live, capacity=count)
+    return service.model_copy(update={"instance_count": count}), sized
+
+
+def fleet_line(service: ServiceConfig, recorded: ReleaseState) -> str:
+    """What :func:`adopt_fleet` did, for ``rfs-deploy plan``: ``service`` is the adopted one,
+    ``recorded`` the release state before it."""
+    before = recorded.slot(recorded.live).capacity
+    return (
+        f"the live fleet runs {service.instance_count} instances (its scaling policy's size; "
+        f"{before} on record): the release is made for {service.instance_count}"
+    )
+
+
+def pinned_live(service: ServiceConfig, release: ReleaseState) -> int | None:
+    """The live slot's capacity the first change of an autoscaled service's release pins (its
+    group's bounds leave the policy's hands then); None without ``autoscaling``."""
+    return release.slot(release.live).capacity if service.autoscaling is not None else None
+
+
 def prepare_idle(
-    service: ServiceConfig, version: str, strategy: str, capacity: int | None = None
+    service: ServiceConfig,
+    version: str,
+    strategy: str,
+    capacity: int | None = None,
+    release: ReleaseState | None = None,
 ) -> tuple[Step, ...]:
     """The new version on the idle slot, healthy and validated, before any traffic moves.
 
-    The slot starts with ``capacity`` instances (default: ``instanceCount``, the full size).
+    The slot starts with ``capacity`` instances (default: ``instanceCount``, the full size). Given
+    the ``release`` the plan starts from, the live slot is pinned where :func:`pinned_live` says
+    (every shipped plan passes it; without it an autoscaled live slot is pinned at its recorded
+    capacity).
     The validate step also judges the slot under load when ``strategy`` is one of
     ``validation.probe.strategies`` (blue-green by default) and the probe sends requests.
     """
     probe = service.validation.probe
     return (
-        DeployIdle(version=version, capacity=service.instance_count if capacity is None else capacity),
+        DeployIdle(
+            version=version,
+            capacity=service.instance_count if capacity is None else capacity,
+            live_capacity=None if release is None else pinned_live(service, release),
+        ),
         WaitHealthy(timeout=wait_healthy_timeout(service), warmup=service.warmup),
         Validate(version=version, probe=strategy in probe.strategies and probe.requests > 0),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rfs_deploy.config.model import ReleaseState, ServiceConfig
 from rfs_deploy.config.strategies.rolling import Rolling
-from rfs_deploy.drive.plans.common import analysis_interval, check_start, refresh_duration
+from rfs_deploy.drive.plans.common import analysis_interval, check_start, pinned_live, refresh_duration
 from rfs_deploy.drive.steps import Analyze, FinishRefresh, RollRefresh, Step, WatchRefresh
 
 
@@ -34,7 +34,7 @@ def plan(service: ServiceConfig, strategy: Rolling, release: ReleaseState, versi
     interval = analysis_interval(service, service.analysis.period)
     expected = refresh_duration(service, strategy)
     return (
-        RollRefresh(version=version, rolling=strategy),
+        RollRefresh(version=version, rolling=strategy, live_capacity=pinned_live(service, release)),
         WatchRefresh(
             timeout=expected + service.deploy.max_deployment_time,
             interval=interval,
