@@ -23,10 +23,10 @@ import crashkit
 from rfs_deploy.drive.journal import decode
 
 
-def start(state: Path, *args: str) -> subprocess.Popen[str]:
+def start(state: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*crashkit.CLI, "--backend", "sim", *args],
-        env=crashkit.env(state),
+        env=crashkit.env(state, **extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -166,19 +166,34 @@ def test_abort_after_the_owner_died_restores_the_checkpoint(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
 
 
-def test_fifty_status_polls_during_a_deployment_all_succeed(tmp_path: Path) -> None:
+def test_status_polls_of_two_watchers_during_a_deployment_all_succeed(tmp_path: Path) -> None:
+    """Two people (or dashboards) poll `status` side by side, 12 polls each, while the deployment
+    runs: every poll answers one JSON document with exit 0, and most of them while it is open
+    (the sandbox paces the deployment's virtual minutes in wall-clock time, so it lasts)."""
     state = crashkit.fresh_base(tmp_path)
-    owner = start(state, *crashkit.deploy_args("canary", "healthy"))
+    owner = start(state, *crashkit.deploy_args("canary", "healthy"), RFS_DEPLOY_SIM_PACE="0.1")
     wait_for_step(owner, 2)
     assert owner.stderr is not None
     drain = threading.Thread(target=owner.stderr.read, daemon=True)
     drain.start()
-    failures = []
-    for _ in range(50):
-        polled = crashkit.cli(state, "--json", "status", "--stack", "production", timeout=120)
-        if polled.returncode != 0:
-            failures.append(polled.stderr.strip()[-300:])
-        json.loads(polled.stdout)  # one JSON document either way
+    failures: list[str] = []
+    during: list[bool] = []
+
+    def watcher() -> None:
+        for _ in range(12):
+            running = owner.poll() is None
+            polled = crashkit.cli(state, "--json", "status", "--stack", "production", timeout=120)
+            if polled.returncode != 0:
+                failures.append(polled.stderr.strip()[-300:])
+            json.loads(polled.stdout)  # one JSON document either way
+            during.append(running)
+
+    watchers = [threading.Thread(target=watcher) for _ in range(2)]
+    for thread in watchers:
+        thread.start()
+    for thread in watchers:
+        thread.join(timeout=900)
     owner.wait(timeout=600)
     assert failures == []
+    assert len(during) == 24 and sum(during) >= 12, sum(during)
     assert owner.returncode == 0
