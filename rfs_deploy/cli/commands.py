@@ -272,11 +272,11 @@ async def cmd_plan(args: argparse.Namespace) -> int:
     seams = _seams(args, args.stack, readonly=True)
     overrides = parse_overrides(args.overrides, args.steps, _service_settings(seams, args.service))
     driver = Driver(seams)
-    svc = seams.backend.read_config().service(args.service)
-    image = driver._image(svc, args.version, args.ami)
+    config = seams.backend.read_config()
+    image = driver._image(config.service(args.service), args.version, args.ami)
     svc, strategy, release, steps = driver.plan(args.service, args.version, args.strategy, overrides, image)
     lines = describe(steps)
-    recorded = seams.backend.read_config().release[args.service]
+    recorded = config.release[args.service]
     if release.slot(release.live).capacity != recorded.slot(recorded.live).capacity:
         lines.insert(0, fleet_line(svc, recorded))
     payload = {

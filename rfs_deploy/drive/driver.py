@@ -21,7 +21,6 @@ from rfs_deploy.config.hooks import ServiceHooks, require_plaintext_env
 from rfs_deploy.config.model import (
     ReleaseState,
     ServiceConfig,
-    StackConfig,
     Strategy,
     check_ami,
     check_version,
@@ -37,7 +36,7 @@ from rfs_deploy.drive.hooks import HookContext, HookPhase
 from rfs_deploy.drive.journal import Checkpoint, JournalDeployment
 from rfs_deploy.drive.overrides import deployment_settings, resolve, with_image
 from rfs_deploy.drive.plans import plan, planned_seconds, replay
-from rfs_deploy.drive.plans.common import adopt_fleet
+from rfs_deploy.drive.plans.common import adopt_fleet, adopts_fleet
 from rfs_deploy.drive.records import DeploymentRecord, DeploymentStatus
 from rfs_deploy.drive.rollback import roll_back
 from rfs_deploy.drive.runner import Runner
@@ -83,7 +82,8 @@ class Driver:
         _checked(check_version, version)
         config = self.seams.backend.read_config()
         svc, strat = resolve(config.service(service), strategy, overrides)
-        svc, release = adopt_fleet(svc, config.release[service], self._live_fleet(svc, service, config))
+        release = config.release[service]
+        svc, release = adopt_fleet(svc, release, self._live_fleet(svc, service, release))
         steps = plan(with_image(svc, version, image), strat, release, version)
         scheduled = planned_seconds(steps)
         if scheduled > svc.deploy.deployment_timeout:
@@ -93,11 +93,9 @@ class Driver:
             )
         return svc, strat, release, steps
 
-    def _live_fleet(self, svc: ServiceConfig, service: str, config: StackConfig) -> int | None:
-        """The live group's desired capacity, read only for a release of an autoscaled service
-        at rest (:func:`adopt_fleet`); None otherwise."""
-        release = config.release[service]
-        if svc.autoscaling is None or not release.at_rest:
+    def _live_fleet(self, svc: ServiceConfig, service: str, release: ReleaseState) -> int | None:
+        """The live group's desired capacity, read only when :func:`adopts_fleet`; None otherwise."""
+        if not adopts_fleet(svc, release):
             return None
         outputs = parse_outputs(self.seams.backend.outputs(), service)
         return self.seams.fleet.desired_capacity(outputs.slot(release.live).asg_name)

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from rfs_deploy.config.model import ReleaseState
+from rfs_deploy.config.model import ReleaseState, SlotName
 from rfs_deploy.drive.protocols import HistoryEntry
 from rfs_deploy.errors import UnknownService, UnknownVersion
 from rfs_deploy.journal_tags import (
@@ -244,7 +244,7 @@ def deployment_image(found: JournalDeployment) -> str | None:
     return None
 
 
-def deployment_fleet(found: JournalDeployment, live: str) -> int | None:
+def deployment_fleet(found: JournalDeployment, live: SlotName) -> int | None:
     """The capacity slot ``live`` (the live slot when the deployment started) had in the release
     state of the deployment's first update: the size its plan was made for (an autoscaled
     fleet's size then, see :func:`rfs_deploy.drive.plans.common.adopt_fleet`); None when no
@@ -252,7 +252,7 @@ def deployment_fleet(found: JournalDeployment, live: str) -> int | None:
     for entry in reversed(found.entries):
         state = (entry.release or {}).get(found.service)
         if state is not None:
-            return state.blue.capacity if live == "blue" else state.green.capacity
+            return state.slot(live).capacity
     return None
 
 

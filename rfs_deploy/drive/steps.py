@@ -43,9 +43,7 @@ def _instances(count: int) -> str:
 
 def _pinned(release: ReleaseState, live_capacity: int | None) -> ReleaseState:
     """``release`` with the live slot at ``live_capacity`` (None: as it is)."""
-    if live_capacity is None or release.slot(release.live).capacity == live_capacity:
-        return release
-    return release.with_slot(release.live, capacity=live_capacity)
+    return release if live_capacity is None else release.with_slot(release.live, capacity=live_capacity)
 
 
 @dataclass(frozen=True)

@@ -371,13 +371,16 @@ class Sandbox:
         """Give each rebuilt group the desired capacity it had when the session was saved (the
         program's inputs rebuild it at the one on record)."""
         asg = self.aws.raw("autoscaling")
+        resized = False
         for name, size in sizes.items():
             group = self.world.fleet.describe_group(name)
             if group is None or group["DesiredCapacity"] == size:
                 continue
             if group["MinSize"] <= size <= group["MaxSize"]:
                 asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=int(size))
-        self.world.after_apply(warm=self.applier.warm)
+                resized = True
+        if resized:  # record the instances moto launched or ended for it
+            self.world.after_apply(warm=self.applier.warm)
 
     def _recreate_versions(self, res: Applied, latest: int) -> None:
         from rfs_deploy.sim import convert

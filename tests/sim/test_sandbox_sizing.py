@@ -12,6 +12,7 @@ import pytest
 import yaml
 from sim_stacks import stack_with
 
+from rfs_deploy.config.model import SlotName
 from rfs_deploy.drive import events
 from rfs_deploy.outputs import parse_outputs
 
@@ -45,16 +46,26 @@ class GroupWatch:
         self.seen.append((event.kind, group["DesiredCapacity"], in_service, release.weights["green"]))
 
     def group(self) -> dict[str, Any]:
-        name = parse_outputs(self.seams.backend.outputs(), SERVICE).slot("green").asg_name
-        asg = self.seams.backend.applier.aws.raw("autoscaling")
-        (group,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
-        return group
+        return group_of(self.seams, "green")
 
 
-def open_with(project: Path, name: str, steps: list[Any]) -> tuple[Any, GroupWatch]:
+def group_of(seams: Any, slot: SlotName) -> dict[str, Any]:
+    """The slot's Auto Scaling group as moto describes it."""
+    name = parse_outputs(seams.backend.outputs(), SERVICE).slot(slot).asg_name
+    asg = seams.backend.applier.aws.raw("autoscaling")
+    (group,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return group
+
+
+def open_with(
+    project: Path, name: str, steps: list[Any], autoscaling: dict[str, int] | None = None
+) -> tuple[Any, GroupWatch]:
     from rfs_deploy.connect import open_seams
 
-    (project / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(stack(steps)))
+    config = stack(steps)
+    if autoscaling is not None:
+        config["config"]["rfs-deploy:services"][SERVICE]["autoscaling"] = autoscaling
+    (project / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(config))
     watch = GroupWatch()
     seams = open_seams(name, backend="sim", scenario="healthy", fresh=True, listeners=[watch])
     watch.seams = seams
@@ -107,23 +118,12 @@ def test_a_rollback_scales_the_grown_idle_slot_back(project: Path) -> None:
 
 def open_scaled(project: Path, name: str, steps: list[Any]) -> tuple[Any, GroupWatch]:
     """A sandbox stack whose service autoscales (2 to 8 instances, four on record)."""
-    from rfs_deploy.connect import open_seams
-
-    config = stack(steps)
-    service = config["config"]["rfs-deploy:services"][SERVICE]
-    service["autoscaling"] = {"min": 2, "max": 8, "targetCpu": 60}
-    (project / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(config))
-    watch = GroupWatch()
-    seams = open_seams(name, backend="sim", scenario="healthy", fresh=True, listeners=[watch])
-    watch.seams = seams
-    return seams, watch
+    return open_with(project, name, steps, autoscaling={"min": 2, "max": 8, "targetCpu": 60})
 
 
-def bounds(seams: Any, slot: str) -> tuple[int, int, int]:
+def bounds(seams: Any, slot: SlotName) -> tuple[int, int, int]:
     """The slot's group in moto: minimum, maximum and desired capacity."""
-    name = parse_outputs(seams.backend.outputs(), SERVICE).slot(slot).asg_name
-    asg = seams.backend.applier.aws.raw("autoscaling")
-    (found,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    found = group_of(seams, slot)
     return found["MinSize"], found["MaxSize"], found["DesiredCapacity"]
 
 

@@ -62,6 +62,12 @@ def analysis_interval(service: ServiceConfig, duration: int) -> int:
     return max(1, min(interval, duration))
 
 
+def adopts_fleet(service: ServiceConfig, release: ReleaseState) -> bool:
+    """Whether a release from ``release`` starts from the live group's size (:func:`adopt_fleet`):
+    the service autoscales and no release runs."""
+    return service.autoscaling is not None and release.at_rest
+
+
 def adopt_fleet(
     service: ServiceConfig, release: ReleaseState, size: int | None
 ) -> tuple[ServiceConfig, ReleaseState]:
@@ -71,9 +77,10 @@ def adopt_fleet(
     version is released at (docs/sizing.md). Unchanged without ``autoscaling`` or when a release
     is not at rest. ``deploy`` reads the size from the group; ``resume`` and ``promote`` take it
     from the release state of the deployment's first update, so they rebuild the same plan."""
-    scaling = service.autoscaling
-    if scaling is None or not release.at_rest:
+    if not adopts_fleet(service, release):
         return service, release
+    scaling = service.autoscaling
+    assert scaling is not None  # adopts_fleet says so
     recorded = release.slot(release.live).capacity
     count = min(scaling.max, max(scaling.min, recorded if size is None else size))
     sized = release if count == recorded else release.with_slot(release.live, capacity=count)
