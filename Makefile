@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck bench clean engine lock
 
 # Every install is pinned by constraints.txt, so CI, `make` and `pulumi install` (requirements.txt)
-# get the same versions.
+# get the same versions. Since pip 26 forwards the build backend's warnings, every editable install
+# prints setuptools' notice that it is one ("Editable installation."), which says nothing to act
+# on: it is silenced, and any other warning still shows.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

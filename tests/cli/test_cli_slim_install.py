@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import os
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -167,3 +168,26 @@ def test_a_report_without_its_extra_is_refused_before_anything_runs(own_project:
         "have: pip install 'rfs-deploy[report]'"
     ]
     assert not (own_project / "reports").exists() and not (own_project / ".state").exists()
+
+
+def test_the_makefiles_editable_install_prints_no_warning(tmp_path: Path) -> None:
+    """``make demo`` / ``make test`` install the project editable: a newcomer sees no warning."""
+    [line] = [
+        s.strip()
+        for s in (REPO / "Makefile").read_text().splitlines()
+        if "$(BIN)/pip install" in s and " -e " in s
+    ]
+    words = shlex.split(line)
+    env = dict(os.environ)
+    env.update(w.split("=", 1) for w in words[: words.index(next(w for w in words if "pip" in w))])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    upgraded = subprocess.run([*pip, "--upgrade", "pip"], capture_output=True, text=True, timeout=300)
+    if upgraded.returncode != 0:
+        pytest.skip("no package index to fetch pip from")
+    done = subprocess.run(
+        [*pip, "--no-deps", "-e", str(REPO)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning" not in done.stderr.lower(), done.stderr
