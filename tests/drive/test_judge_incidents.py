@@ -64,7 +64,8 @@ def test_a_lone_burst_over_a_healthy_baseline_of_bursty_traffic_is_confirmed_fir
     for errors in (0, 9, 0, 1, 0, 12, 1, 0):
         step.observe(Window(slot(100, 0), slot(900, errors * 3)))
     assert step.evidence is not None and step.evidence.base_spread.dispersion > 1.0
-    burst = Window(slot(100, 7), slot(900, 4))
+    # 19 of 200: beyond chance of 5 % (p = 0.006), under the hard limit of 10 %
+    burst = Window(slot(200, 19), slot(1800, 8))
     first = step.observe(burst)
     assert first.outcome is Outcome.INCONCLUSIVE and "confirming with the next" in first.reason
     weighed = step.alarm("api-green-5xx", burst)

@@ -93,3 +93,45 @@ def test_the_alarms_minimum_request_count_makes_three_errors_no_breach() -> None
     assert alarm_min_requests(Analysis()) == 50  # half minRequests: 3 errors of 50 are 6 %
     assert alarm_min_requests(Analysis(max_error_rate=0.2)) == 15  # 3 errors of 15 are 20 %, not above
     assert alarm_min_requests(Analysis(min_requests=10, max_error_rate=0.01)) == 5
+
+
+FEW = Analysis(min_requests=10)  # a user's minRequests for a 1 % first step at 1,000 requests/min
+
+
+def test_one_error_among_ten_requests_holds_the_weight_and_its_alarm_is_within_chance() -> None:
+    step = StepJudge(FEW, baseline=True, windows=3, release=True)
+    window = Window(slot(10, 1), slot(990, 5))  # 10 % of ten requests over a 0.5 % baseline
+    held = step.observe(window)
+    assert held.outcome is Outcome.INCONCLUSIVE
+    assert held.reason == (
+        "error rate 10.00% > 5.00%, within chance of 5.00% (1 error(s) among 10 requests): holding the weight"
+    )
+    weighed = step.alarm("api-green-5xx", window)
+    assert weighed.outcome is Outcome.INCONCLUSIVE and step.result is None
+    assert (
+        "on 1 error(s) among 10 requests, within chance of 5.00%: the sequential test decides"
+        in weighed.reason
+    )
+    run(step, [Window(slot(10, 0), slot(990, 5))] * 3)
+    assert step.result is not None and step.result.outcome is Outcome.PASS
+
+
+def test_breaches_within_chance_in_a_row_are_pooled_until_they_are_beyond_it() -> None:
+    step = StepJudge(FEW, baseline=True, windows=10, release=True)
+    reasons = []
+    for _ in range(4):
+        if step.result is not None:
+            break
+        reasons.append(step.observe(Window(slot(10, 2), slot(990, 5))).reason)
+    assert "(2 error(s) among 10 requests)" in reasons[0]  # p = 0.09 at 5 %
+    assert step.result is not None and step.result.outcome is Outcome.FAIL
+    assert len(reasons) <= 3  # 6 of 30 (p = 0.003) at the latest, or the sequential test first
+
+
+def test_an_alarm_on_few_requests_beyond_chance_rolls_back_at_once() -> None:
+    step = StepJudge(FEW, baseline=True, windows=3, release=True)
+    window = Window(slot(10, 5), slot(990, 5))  # 5 of 10: p < 0.0001 at 5 %
+    step.observe(window)
+    if step.result is None:
+        assert step.alarm("api-green-5xx", window).outcome is Outcome.FAIL
+    assert step.result is not None and step.result.outcome is Outcome.FAIL
