@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.decision.cells import ANCHORS, MAX_PAUSED, Row, Target, judge_row, targets
-from benchmarks.decision.floor import Floor
+from benchmarks.decision.floor import Floor, Limit
 
 if TYPE_CHECKING:  # the real driver only where the cost is measured (see run.main)
     from benchmarks.decision.cost import Cost
@@ -207,3 +207,13 @@ def write_csv(path: Path, items: Sequence[object]) -> None:
         writer.writeheader()
         for item in items:
             writer.writerow(asdict(item))  # type: ignore[call-overload]
+
+
+def limits_table(found: Iterable[Limit]) -> str:
+    """Issue 15's absolute goals against the best a judge that does not know the baseline's rate
+    can do (:func:`benchmarks.decision.floor.limits`)."""
+    lines = ["| goal | the best any judge can do | why |", "|---|---|---|"]
+    for limit in found:
+        best = f"{limit.best:.2f}x" if "exposure" in limit.goal else f"{100 * limit.best:.1f} %"
+        lines.append(f"| {limit.goal} | {best} | {limit.how} |")
+    return "\n".join(lines)

@@ -35,13 +35,14 @@ from benchmarks.decision.cells import (
     real_traffic_cells,
     targets,
 )
-from benchmarks.decision.floor import Floor, floor
+from benchmarks.decision.floor import Floor, floor, limits
 from benchmarks.decision.report import (
     cost_table,
     decision_table,
     floor_table,
     goal_table,
     headline_table,
+    limits_table,
     outcomes_table,
     write_csv,
 )
@@ -214,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         outcomes_table(every, targets(every), before=before_label),
         "## The exposure floor",
         floor_table(floors()),
+        "## What the counts allow: the best any judge can do without knowing the baseline's rate "
+        "(0.5 % false rollbacks)",
+        limits_table(limits(DEFAULT_WEIGHTS)),
     ]
     if measured:
         title = "## Cost per deployment (default canary, real driver on the fakes)"

@@ -13,7 +13,15 @@ import pytest
 
 from benchmarks.decision.cells import ANCHORS, MAIN_CELLS, Row, evaluate, policies
 from benchmarks.decision.cost import deploy_once, expected_calls
-from benchmarks.decision.floor import bernoulli_kl, floor, wald_expected_n
+from benchmarks.decision.floor import (
+    bernoulli_kl,
+    detection_ceiling,
+    exposure_bound,
+    floor,
+    limits,
+    two_sample_power,
+    wald_expected_n,
+)
 from benchmarks.decision.policies import Alarm, Ours, Threshold, WaldPerMinute, window_of
 from benchmarks.decision.report import goal_table
 from benchmarks.decision.run import main
@@ -165,6 +173,41 @@ def test_floor_is_the_larger_of_sprt_and_one_metric_period() -> None:
     assert slow.exposure == pytest.approx(2316, abs=1) and slow.minutes == 7  # 100+200+...+700 >= 2316
 
 
+def test_the_two_sample_power_is_the_tests_size_at_equal_rates_and_grows_with_the_counts() -> None:
+    assert two_sample_power(0.005, 0.005 * (1 + 1e-9), 4500, 4500, 0.01) == pytest.approx(0.01, abs=1e-6)
+    powers = [two_sample_power(0.005, 0.01, n, n, 0.005) for n in (2000, 4500, 9000)]
+    assert powers == sorted(powers) and 0.2 < powers[0] < powers[-1] < 1
+    with pytest.raises(ValueError):
+        two_sample_power(0.01, 0.005, 100, 100, 0.01)
+
+
+def test_the_two_sample_power_matches_the_conditional_test_simulated() -> None:
+    """The randomised conditional test on simulated Poisson counts rejects as often as computed."""
+    rng = np.random.default_rng(3)
+    new, base, p0, p1, alpha, runs = 1500, 1500, 0.005, 0.015, 0.01, 40_000
+    x, y = rng.poisson(new * p1, runs), rng.poisson(base * p0, runs)
+    rejected = 0.0
+    for errors, total in zip(x.tolist(), (x + y).tolist(), strict=True):
+        pmf = [math.comb(total, k) / 2**total for k in range(total + 1)]  # equal shares of requests
+        above = sum(pmf[errors + 1 :])
+        if above + pmf[errors] <= alpha:
+            rejected += 1
+        elif above <= alpha:  # errors is the critical count: reject with the leftover probability
+            rejected += (alpha - above) / pmf[errors]
+    assert two_sample_power(p0, p1, new, base, alpha) == pytest.approx(rejected / runs, abs=0.01)
+
+
+def test_what_the_counts_allow_under_the_default_plan() -> None:
+    ceiling = detection_ceiling(0.005, 0.01, 1000, DEFAULT_WEIGHTS, 0.005)
+    assert ceiling == pytest.approx(two_sample_power(0.005, 0.01, 4500, 4500, 0.005))
+    assert 0.5 < ceiling < 0.85  # 9 compared minutes of 4,500 requests on each slot
+    bound = exposure_bound(0.005, 0.05, 1000, DEFAULT_WEIGHTS, 0.005)
+    assert 100 < bound < 300  # the first minute's 100 requests, then the second's when undecided
+    one, five = limits(DEFAULT_WEIGHTS)
+    assert one.best == pytest.approx(ceiling) and "85 % needs 16 such minutes" in one.how
+    assert five.best == pytest.approx(bound / 100)
+
+
 # --------------------------------------------------------------------------- traffic model
 
 
@@ -228,6 +271,7 @@ def test_the_command_writes_its_tables(tmp_path: Path) -> None:
     assert main(["--seeds", "4", "--no-cost", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "decision.md").read_text()
     assert "| healthy (0.5 % 5xx) | rfs-deploy |" in text and "## The exposure floor" in text
+    assert "| 5xx 1 %: detection ≥ 85 % | 57.2 % |" in text
     assert (tmp_path / "decision.csv").read_text().startswith("cell,policy,runs,faulty,rolled_back")
 
 
